@@ -1,0 +1,197 @@
+// nfsup core: watchdog configuration parser.
+#include "config.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "fs.h"
+
+namespace nfsup {
+
+namespace {
+
+struct Ctx {
+  std::string path;
+  Error at(const YAML::Node& n, const std::string& msg) const {
+    auto m = n.Mark();
+    if (m.is_null()) return err(Exit::Usage, fmt::format("{}: {}", path, msg));
+    return err(Exit::Usage, fmt::format("{}:{}:{}: {}", path, m.line + 1, m.column + 1, msg));
+  }
+};
+
+Result<std::string> get_str(const Ctx& c, const YAML::Node& n, const std::string& key) {
+  if (!n.IsScalar()) return c.at(n, fmt::format("'{}' must be a string", key));
+  return n.Scalar();
+}
+
+Result<int64_t> get_dur(const Ctx& c, const YAML::Node& n, const std::string& key) {
+  if (!n.IsScalar()) return c.at(n, fmt::format("'{}' must be a duration like 250ms, 2s, 5m", key));
+  auto v = parse_duration_ms(n.Scalar());
+  if (!v) return c.at(n, fmt::format("'{}': '{}' is not a duration (use 250ms, 2s, 5m)", key, n.Scalar()));
+  return *v;
+}
+
+Result<std::vector<std::string>> get_argv(const Ctx& c, const YAML::Node& n, const std::string& key) {
+  if (!n.IsSequence() || n.size() == 0)
+    return c.at(n, fmt::format("'{}' must be a non-empty list like [bin/agent, --flag]", key));
+  std::vector<std::string> out;
+  for (const auto& e : n) {
+    if (!e.IsScalar()) return c.at(e, fmt::format("'{}' elements must be strings", key));
+    out.push_back(e.Scalar());
+  }
+  return out;
+}
+
+Result<bool> get_bool(const Ctx& c, const YAML::Node& n, const std::string& key) {
+  if (n.IsScalar()) {
+    const auto& s = n.Scalar();
+    if (s == "true" || s == "yes" || s == "on") return true;
+    if (s == "false" || s == "no" || s == "off") return false;
+  }
+  return c.at(n, fmt::format("'{}' must be true or false", key));
+}
+
+Status check_keys(const Ctx& c, const YAML::Node& map, const std::set<std::string>& allowed,
+                  const std::string& where) {
+  for (const auto& kv : map) {
+    if (!kv.first.IsScalar()) return c.at(kv.first, "keys must be strings");
+    if (!allowed.count(kv.first.Scalar()))
+      return c.at(kv.first, fmt::format("unknown key '{}'{}", kv.first.Scalar(), where));
+  }
+  return ok_status();
+}
+
+#define TAKE(dst, expr)          \
+  do {                           \
+    auto _r = (expr);            \
+    if (!_r) return _r.error();  \
+    dst = std::move(*_r);        \
+  } while (0)
+
+}  // namespace
+
+int parse_signal(std::string_view s) {
+  std::string n(s);
+  if (starts_with(n, "SIG")) n = n.substr(3);
+  static const std::pair<const char*, int> table[] = {
+      {"TERM", SIGTERM}, {"INT", SIGINT}, {"HUP", SIGHUP}, {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"CONT", SIGCONT}, {"STOP", SIGSTOP}, {"WINCH", SIGWINCH}};
+  for (auto& [name, sig] : table)
+    if (n == name) return sig;
+  auto v = parse_duration_ms(n);  // plain digits
+  if (!n.empty() && n.find_first_not_of("0123456789") == std::string::npos) {
+    int x = std::stoi(n);
+    if (x > 0 && x < 65) return x;
+  }
+  (void)v;
+  return 0;
+}
+
+std::string signal_name(int sig) {
+  const char* a = sigabbrev_np(sig);
+  return a ? fmt::format("SIG{}", a) : std::to_string(sig);
+}
+
+Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::string& path) {
+  Ctx c{path};
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    return err(Exit::Usage, fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1,
+                                        e.mark.column + 1, e.msg));
+  }
+  if (!root.IsMap()) return err(Exit::Usage, fmt::format("{}: the top level must be a mapping of keys", path));
+  WatchdogConfig cfg;
+  cfg.path = path;
+  try {
+    if (auto s = check_keys(c, root,
+                            {"share", "host", "poll_interval", "heartbeat_interval", "share_timeout", "state_dir",
+                             "verify_before_start", "agent"},
+                            ""); !s)
+      return s.error();
+    if (!root["share"]) return err(Exit::Usage, fmt::format("{}: missing required key 'share'", path));
+    TAKE(cfg.share, get_str(c, root["share"], "share"));
+    if (cfg.share.empty() || cfg.share[0] != '/') return c.at(root["share"], "'share' must be an absolute path");
+    while (cfg.share.size() > 1 && cfg.share.back() == '/') cfg.share.pop_back();
+    cfg.host = short_hostname();
+    if (root["host"]) TAKE(cfg.host, get_str(c, root["host"], "host"));
+    if (auto e = check_host_name(cfg.host)) return c.at(root["host"] ? root["host"] : root, "'host': " + *e);
+    if (root["poll_interval"]) TAKE(cfg.poll_interval_ms, get_dur(c, root["poll_interval"], "poll_interval"));
+    if (root["heartbeat_interval"])
+      TAKE(cfg.heartbeat_interval_ms, get_dur(c, root["heartbeat_interval"], "heartbeat_interval"));
+    if (root["share_timeout"]) TAKE(cfg.share_timeout_ms, get_dur(c, root["share_timeout"], "share_timeout"));
+    if (root["state_dir"]) TAKE(cfg.state_dir, get_str(c, root["state_dir"], "state_dir"));
+    if (root["verify_before_start"])
+      TAKE(cfg.verify_before_start, get_bool(c, root["verify_before_start"], "verify_before_start"));
+    auto node = [&](const char* k) { return root[k] ? root[k] : root; };
+    if (cfg.state_dir.empty() || cfg.state_dir[0] != '/')
+      return c.at(node("state_dir"), "'state_dir' must be an absolute path on local disk");
+    if (starts_with(cfg.state_dir + "/", cfg.share + "/"))
+      return c.at(node("state_dir"), "'state_dir' must be local, not inside the share");
+    if (cfg.poll_interval_ms < 50) return c.at(node("poll_interval"), "'poll_interval' must be at least 50ms");
+    if (cfg.share_timeout_ms < 100) return c.at(node("share_timeout"), "'share_timeout' must be at least 100ms");
+    if (cfg.heartbeat_interval_ms < cfg.poll_interval_ms) cfg.heartbeat_interval_ms = cfg.poll_interval_ms;
+
+    const YAML::Node a = root["agent"];
+    if (!a) return err(Exit::Usage, fmt::format("{}: missing required key 'agent'", path));
+    if (!a.IsMap()) return c.at(a, "'agent' must be a mapping");
+    if (auto s = check_keys(c, a,
+                            {"command", "config", "stop_signal", "stop_timeout", "start_command", "stop_command",
+                             "status_command", "restart_limit", "restart_window", "reconfig_timeout"},
+                            " in 'agent'"); !s)
+      return s.error();
+    AgentConfig& ag = cfg.agent;
+    if (!a["command"]) return c.at(a, "'agent' needs a 'command' list");
+    TAKE(ag.command, get_argv(c, a["command"], "agent.command"));
+    if (auto e = check_rel_path(ag.command[0]))
+      return c.at(a["command"], "agent.command[0] must be a path relative to the release directory: " + *e);
+    if (a["config"]) {
+      TAKE(ag.config, get_str(c, a["config"], "agent.config"));
+      if (ag.config.empty() || ag.config[0] != '/') return c.at(a["config"], "'agent.config' must be an absolute path");
+    }
+    if (a["stop_signal"]) {
+      std::string s;
+      TAKE(s, get_str(c, a["stop_signal"], "agent.stop_signal"));
+      ag.stop_signal = parse_signal(s);
+      if (ag.stop_signal == 0) return c.at(a["stop_signal"], fmt::format("unknown signal '{}'", s));
+    }
+    if (a["stop_timeout"]) TAKE(ag.stop_timeout_ms, get_dur(c, a["stop_timeout"], "agent.stop_timeout"));
+    if (a["reconfig_timeout"])
+      TAKE(ag.reconfig_timeout_ms, get_dur(c, a["reconfig_timeout"], "agent.reconfig_timeout"));
+    if (a["restart_window"]) TAKE(ag.restart_window_ms, get_dur(c, a["restart_window"], "agent.restart_window"));
+    if (a["restart_limit"]) {
+      std::string s;
+      TAKE(s, get_str(c, a["restart_limit"], "agent.restart_limit"));
+      auto v = parse_duration_ms(s);
+      if (s.find_first_not_of("0123456789") != std::string::npos || s.empty() || !v)
+        return c.at(a["restart_limit"], "'agent.restart_limit' must be a whole number");
+      ag.restart_limit = std::stoi(s);
+    }
+    if (a["start_command"]) TAKE(ag.start_command, get_argv(c, a["start_command"], "agent.start_command"));
+    if (a["stop_command"]) TAKE(ag.stop_command, get_argv(c, a["stop_command"], "agent.stop_command"));
+    if (a["status_command"]) TAKE(ag.status_command, get_argv(c, a["status_command"], "agent.status_command"));
+    if (ag.start_command.empty() != ag.stop_command.empty())
+      return c.at(a, "'agent.start_command' and 'agent.stop_command' go together: give both or neither");
+  } catch (const YAML::Exception& e) {
+    return err(Exit::Usage, fmt::format("{}:{}:{}: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg));
+  }
+  return cfg;
+}
+
+Result<WatchdogConfig> load_watchdog_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return err(Exit::Usage, fmt::format("{}: cannot read config: {}", path, errno_str(errno)));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  if (text.size() > 1024 * 1024) return err(Exit::Usage, fmt::format("{}: config larger than 1 MiB", path));
+  return parse_watchdog_config(text, path);
+}
+
+}  // namespace nfsup

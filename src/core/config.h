@@ -1,0 +1,46 @@
+// nfsup core: the watchdog configuration (YAML), parsed strictly from memory.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "util.h"
+
+namespace nfsup {
+
+struct AgentConfig {
+  std::vector<std::string> command;        ///< argv; [0] relative to the release directory
+  std::string config;                      ///< this host's configuration file ("" = none)
+  int stop_signal = 15;
+  int64_t stop_timeout_ms = 30000;
+  std::vector<std::string> start_command;  ///< external control (systemd): all three or none
+  std::vector<std::string> stop_command;
+  std::vector<std::string> status_command; ///< exit 0 = running
+  int restart_limit = 5;                   ///< crashes within restart_window before giving up
+  int64_t restart_window_ms = 300000;
+  int64_t reconfig_timeout_ms = 60000;
+};
+
+struct WatchdogConfig {
+  std::string path;              ///< the file it came from, for messages
+  std::string share;
+  std::string host;
+  int64_t poll_interval_ms = 2000;
+  int64_t heartbeat_interval_ms = 10000;
+  int64_t share_timeout_ms = 10000;
+  std::string state_dir = "/var/lib/nfsup";
+  bool verify_before_start = true;
+  AgentConfig agent;
+};
+
+/// Parses a config document. `path` only names the file in errors ("path:line:col: ...").
+Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::string& path);
+/// Reads and parses a config file (local disk).
+Result<WatchdogConfig> load_watchdog_config(const std::string& path);
+
+/// "TERM", "SIGTERM" or a number.
+int parse_signal(std::string_view s);
+std::string signal_name(int sig);
+
+}  // namespace nfsup

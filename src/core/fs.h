@@ -1,0 +1,103 @@
+// nfsup core: the file-system interface the protocol code talks to, and its real implementation.
+//
+// Every write on the share goes through write_atomic() or publish_new(): a temp file in the
+// same directory (named by host and pid), fsync, close (both checked: NFS reports ENOSPC and
+// EDQUOT late), then rename() or link(). Nothing is written in place. A reported rename/link
+// failure may be false on NFS (the server did it, the reply was lost), so callers that care
+// re-read the target.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util.h"
+
+namespace nfsup {
+
+struct FileInfo {
+  enum Type { File, Dir, Symlink, Other } type = Other;
+  uint64_t size = 0;
+  uint32_t mode = 0;        ///< permission bits only
+  int64_t mtime_ms = 0;     ///< server-stamped on NFS; compare only with other server stamps
+  uint64_t nlink = 0;
+  uint64_t ino = 0;
+};
+
+struct DirEntry {
+  std::string name;
+  FileInfo::Type type = FileInfo::Other;
+};
+
+class FileSystem {
+ public:
+  virtual ~FileSystem() = default;
+  /// The whole file, or nullopt when it does not exist. Files over max_bytes are an error.
+  virtual Result<std::optional<std::string>> read_file(const std::string& path, size_t max_bytes) = 0;
+  /// Replaces `path` atomically (temp + fsync + rename); `mode` for the new file.
+  virtual Status write_atomic(const std::string& path, std::string_view data, uint32_t mode = 0644) = 0;
+  /// Creates `path` with `data` only if it does not exist (temp + fsync + link). Returns false if it existed.
+  virtual Result<bool> publish_new(const std::string& path, std::string_view data, uint32_t mode = 0644) = 0;
+  virtual Result<std::optional<FileInfo>> stat(const std::string& path) = 0;  ///< lstat
+  virtual Result<std::vector<DirEntry>> list_dir(const std::string& path) = 0;
+  virtual Status mkdir(const std::string& path, uint32_t mode = 0755) = 0;  ///< ok if it exists
+  virtual Status rename(const std::string& from, const std::string& to) = 0;
+  virtual Result<bool> unlink(const std::string& path) = 0;  ///< false if it was already gone
+  virtual Status rmdir(const std::string& path) = 0;
+  /// The cheapest cache-defeating look for `name` in `dir`: open(dir), openat(name)+read, close.
+  /// Three share calls when the file is absent (nfs-notes §1 (b)).
+  virtual Result<std::optional<std::string>> probe(const std::string& dir, const std::string& name,
+                                                   size_t max_bytes) = 0;
+};
+
+/// The real POSIX implementation. Temp names carry host and pid so hosts never collide.
+class RealFs : public FileSystem {
+ public:
+  explicit RealFs(std::string tmp_tag);
+  Result<std::optional<std::string>> read_file(const std::string& path, size_t max_bytes) override;
+  Status write_atomic(const std::string& path, std::string_view data, uint32_t mode) override;
+  Result<bool> publish_new(const std::string& path, std::string_view data, uint32_t mode) override;
+  Result<std::optional<FileInfo>> stat(const std::string& path) override;
+  Result<std::vector<DirEntry>> list_dir(const std::string& path) override;
+  Status mkdir(const std::string& path, uint32_t mode) override;
+  Status rename(const std::string& from, const std::string& to) override;
+  Result<bool> unlink(const std::string& path) override;
+  Status rmdir(const std::string& path) override;
+  Result<std::optional<std::string>> probe(const std::string& dir, const std::string& name,
+                                           size_t max_bytes) override;
+
+  /// A unique temp path in the directory of `target`.
+  std::string temp_for(const std::string& target);
+
+ private:
+  Status write_temp(const std::string& tmp, std::string_view data, uint32_t mode);
+  std::string tag_;
+  std::atomic<uint64_t> counter_{0};
+};
+
+/// Test-only fault points: when env NFSUP_CRASH_AT equals `point`, the process kills itself
+/// with SIGKILL right there. Used by the crash-safety tests to stop a command between steps.
+void crash_point(const char* point);
+
+/// Guards a process that must never hang on the share (nfsup-install): if one guarded section
+/// runs longer than the limit, the process prints `message` and exits with Exit::Share.
+class StallGuard {
+ public:
+  static void start(int64_t limit_ms, std::string program);
+  class Section {
+   public:
+    explicit Section(std::string what);
+    ~Section();
+  };
+};
+
+std::string dirname_of(const std::string& p);
+std::string basename_of(const std::string& p);
+std::string path_join(const std::string& a, const std::string& b);
+
+}  // namespace nfsup

@@ -1,0 +1,94 @@
+// nfsup core: SHA-256 through OpenSSL EVP.
+#include "hash.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "fs.h"
+
+namespace nfsup {
+
+Sha256::Sha256() {
+  auto* c = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(c, EVP_sha256(), nullptr);
+  ctx_ = c;
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void Sha256::update(const void* data, size_t n) {
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, n);
+}
+
+std::string Sha256::hex() {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), md, &len);
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += digits[md[i] >> 4];
+    out += digits[md[i] & 15];
+  }
+  return out;
+}
+
+std::string sha256_hex(std::string_view data) {
+  Sha256 h;
+  h.update(data.data(), data.size());
+  return h.hex();
+}
+
+Result<HashedFile> hash_file(const std::string& path, int dest_fd, const std::string& dest_name) {
+  StallGuard::Section g("read " + path);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    int e = errno;
+    return err(e == ENOENT ? Exit::Integrity : Exit::Share, fmt::format("open({}): {}", path, errno_str(e)));
+  }
+  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  Sha256 h;
+  HashedFile out;
+  std::vector<char> buf(1 << 20);
+  while (true) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      ::close(fd);
+      return err(Exit::Share, fmt::format("read({}): {}", path, errno_str(e)));
+    }
+    if (n == 0) break;
+    h.update(buf.data(), static_cast<size_t>(n));
+    out.size += static_cast<uint64_t>(n);
+    if (dest_fd >= 0) {
+      size_t off = 0;
+      while (off < static_cast<size_t>(n)) {
+        ssize_t w = ::write(dest_fd, buf.data() + off, static_cast<size_t>(n) - off);
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          int e = errno;
+          ::close(fd);
+          return err(Exit::Share, fmt::format("write({}): {}", dest_name, errno_str(e)));
+        }
+        off += static_cast<size_t>(w);
+      }
+    }
+  }
+  ::close(fd);
+  out.sha256 = h.hex();
+  return out;
+}
+
+bool is_sha256_hex(std::string_view s) {
+  if (s.size() != 64) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+}  // namespace nfsup

@@ -1,0 +1,97 @@
+// nfsup core: the master side (nfsup-install): init, push, rollback, abort, status, verify.
+//
+// The protocol, for one all-at-once switch to release R (push and rollback alike):
+//  1. R is published and verified (releases/R with every hash matching its manifest).
+//  2. MARKER is created with link(), so only one master can hold it. It carries the generation
+//     G = current.generation + 1, the target, the previous release, the master's host and pid, a
+//     random nonce and a lease; the master rewrites it (renewal + 1) every lease/3.
+//  3. The master reads every host's status; a host whose status file's server-stamped mtime is
+//     older than stale_after compared with the marker's own mtime is stale: named and skipped.
+//     Live hosts must report `stopped` for G. A live host whose heartbeat counter stops changing
+//     for stale_after (master's monotonic clock) becomes stale and is skipped.
+//  4. `current` is replaced (rename) with {G, R, previous}, then MARKER is unlinked.
+//  5. Hosts start R; the master waits until each live host reports running R for G, or failed.
+// A crash at any point leaves either the old pointer (hosts resume the old release once the
+// lease lapses, or at `abort`) or the new one (hosts start R); never a half-visible release.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "share.h"
+#include "stage.h"
+
+namespace nfsup {
+
+struct MasterOptions {
+  int64_t lease_ms = 30000;
+  int64_t stale_after_ms = 45000;
+  int64_t timeout_ms = 600000;       ///< for hosts to stop, and again for hosts to start
+  int64_t poll_ms = 250;
+  bool wait = true;                  ///< wait for hosts to run the new release
+  bool force = false;
+  std::function<void(const std::string&)> note;  ///< progress lines for humans
+  std::function<void(uint64_t, uint64_t)> progress;
+};
+
+struct HostOutcome {
+  std::string host;
+  std::string outcome;   ///< ok | failed | stale | timeout
+  std::string detail;
+};
+
+struct SwitchReport {
+  std::string target;
+  std::string previous;
+  int64_t generation = 0;
+  bool nothing_to_do = false;
+  StageResult stage;
+  std::vector<HostOutcome> hosts;
+  bool all_ok() const;
+};
+
+Status init_share(Share& share);
+
+struct PushRequest {
+  StageRequest stage;
+};
+Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOptions& opt);
+Result<SwitchReport> rollback(Share& share, const std::string& to, const MasterOptions& opt);
+
+struct AbortReport {
+  bool had_marker = false;
+  std::string resumed;          ///< release the hosts resume
+  int removed_staging = 0;
+  std::vector<std::string> notes;
+};
+Result<AbortReport> abort_push(Share& share, const MasterOptions& opt);
+
+struct HostView {
+  std::string host;
+  std::optional<HostStatus> status;
+  std::string error;            ///< unreadable status
+  int64_t age_ms = -1;          ///< server time since its last write (-1 unknown)
+  bool stale = false;
+};
+struct StatusReport {
+  std::optional<Pointer> pointer;
+  std::optional<Marker> marker;
+  std::vector<std::string> releases;
+  std::vector<HostView> hosts;
+  std::vector<std::string> warnings;
+};
+Result<StatusReport> share_status(Share& share, int64_t stale_after_ms);
+
+struct VerifyReport {
+  std::map<std::string, std::vector<std::string>> problems;  ///< release -> problems
+  std::vector<std::string> checked;
+  std::vector<std::string> warnings;
+};
+Result<VerifyReport> verify_share(Share& share);
+
+/// The server's idea of "now" (mtime of a file just written), in ms; falls back to local time.
+int64_t server_now_ms(Share& share);
+
+}  // namespace nfsup

@@ -1,0 +1,247 @@
+// nfsup core: process control.
+#include "process.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace nfsup {
+
+static void child_exec(const SpawnSpec& spec, int out_fd) {
+  // Runs in the child after fork: only async-signal-safe-ish work, then exec.
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int s = 1; s < 32; ++s) signal(s, SIG_DFL);
+  if (spec.new_session) setsid();
+  if (out_fd >= 0) {
+    dup2(out_fd, 1);
+    dup2(out_fd, 2);
+  }
+  int devnull = open("/dev/null", O_RDONLY);
+  if (devnull >= 0) dup2(devnull, 0);
+  if (!spec.cwd.empty() && chdir(spec.cwd.c_str()) != 0) {
+    dprintf(2, "nfsup: chdir(%s): %s\n", spec.cwd.c_str(), strerror(errno));
+    _exit(127);
+  }
+  for (const auto& [k, v] : spec.env) setenv(k.c_str(), v.c_str(), 1);
+  std::vector<char*> argv;
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  execvp(argv[0], argv.data());
+  dprintf(2, "nfsup: exec(%s): %s\n", argv[0], strerror(errno));
+  _exit(127);
+}
+
+Result<pid_t> spawn(const SpawnSpec& spec) {
+  if (spec.argv.empty()) return err(Exit::Usage, "empty command");
+  int out_fd = -1;
+  if (!spec.stdout_path.empty()) {
+    out_fd = open(spec.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (out_fd < 0) return err(Exit::Failed, fmt::format("open({}): {}", spec.stdout_path, errno_str(errno)));
+  }
+  int pipefd[2] = {-1, -1};
+  if (spec.detach && pipe2(pipefd, O_CLOEXEC) != 0) return err(Exit::Failed, "pipe: " + errno_str(errno));
+  pid_t pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    if (out_fd >= 0) close(out_fd);
+    return err(Exit::Failed, fmt::format("fork: {}", errno_str(e)));
+  }
+  if (pid == 0) {
+    if (out_fd >= 0) fcntl(out_fd, F_SETFD, 0);
+    if (spec.detach) {
+      close(pipefd[0]);
+      setsid();
+      pid_t g = fork();
+      if (g < 0) _exit(127);
+      if (g > 0) {
+        (void)!write(pipefd[1], &g, sizeof g);
+        _exit(0);
+      }
+      close(pipefd[1]);
+      SpawnSpec s2 = spec;
+      s2.new_session = false;  // already a session leader's child; keep the group
+      setpgid(0, 0);
+      child_exec(s2, out_fd);
+    }
+    child_exec(spec, out_fd);
+  }
+  if (out_fd >= 0) close(out_fd);
+  if (spec.detach) {
+    close(pipefd[1]);
+    pid_t g = -1;
+    ssize_t n = read(pipefd[0], &g, sizeof g);
+    close(pipefd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (n != sizeof g || g <= 0) return err(Exit::Failed, "could not start the detached process");
+    return g;
+  }
+  return pid;
+}
+
+Result<RunResult> run_with_timeout(const SpawnSpec& spec_in, int64_t timeout_ms) {
+  SpawnSpec spec = spec_in;
+  spec.detach = false;
+  spec.new_session = true;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return err(Exit::Failed, "pipe: " + errno_str(errno));
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(p[0]);
+    close(p[1]);
+    return err(Exit::Failed, "fork: " + errno_str(errno));
+  }
+  if (pid == 0) {
+    close(p[0]);
+    fcntl(p[1], F_SETFD, 0);
+    child_exec(spec, p[1]);
+  }
+  close(p[1]);
+  RunResult r;
+  int64_t deadline = boot_ms() + timeout_ms;
+  bool eof = false;
+  int status = 0;
+  bool reaped = false;
+  while (true) {
+    int64_t left = deadline - boot_ms();
+    if (left <= 0) {
+      r.timed_out = true;
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      break;
+    }
+    if (!eof) {
+      pollfd pf{p[0], POLLIN, 0};
+      int pr = poll(&pf, 1, static_cast<int>(std::min<int64_t>(left, 100)));
+      if (pr > 0) {
+        char buf[4096];
+        ssize_t n = read(p[0], buf, sizeof buf);
+        if (n > 0) {
+          if (r.output.size() < 65536) r.output.append(buf, static_cast<size_t>(n));
+        } else if (n == 0) {
+          eof = true;
+        }
+      }
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid) {
+      reaped = true;
+      // Drain what is left without blocking on grandchildren that keep the pipe open.
+      fcntl(p[0], F_SETFL, O_NONBLOCK);
+      char buf[4096];
+      ssize_t n;
+      while ((n = read(p[0], buf, sizeof buf)) > 0)
+        if (r.output.size() < 65536) r.output.append(buf, static_cast<size_t>(n));
+      break;
+    }
+  }
+  close(p[0]);
+  if (!reaped) waitpid(pid, &status, 0);
+  if (r.timed_out) return r;
+  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+  return r;
+}
+
+bool stop_process(pid_t pid, int sig, int64_t timeout_ms, bool is_child) {
+  if (pid <= 0) return true;
+  pid_t pg = getpgid(pid);
+  bool group = pg == pid;
+  auto send = [&](int s) {
+    if (group) kill(-pid, s);
+    else kill(pid, s);
+  };
+  auto gone = [&]() {
+    if (is_child) {
+      int st;
+      pid_t w = waitpid(pid, &st, WNOHANG);
+      return w == pid || (w < 0 && errno == ECHILD);
+    }
+    return kill(pid, 0) != 0 && errno == ESRCH;
+  };
+  if (gone()) return true;
+  send(sig);
+  if (sig == SIGSTOP) send(SIGCONT);
+  int64_t deadline = boot_ms() + timeout_ms;
+  while (boot_ms() < deadline) {
+    if (gone()) {
+      if (group) kill(-pid, SIGKILL);  // leftovers in the group
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  send(SIGKILL);
+  for (int i = 0; i < 250 && !gone(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return false;
+}
+
+uint64_t process_start_time(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  if (!in) return 0;
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto rp = s.rfind(')');
+  if (rp == std::string::npos) return 0;
+  std::istringstream rest(s.substr(rp + 2));
+  std::string tok;
+  // fields after ")": state(3) ppid(4) ... starttime is field 22 → index 19 here
+  for (int i = 0; i < 20 && rest >> tok; ++i) {
+    if (i == 0 && (tok == "Z" || tok == "X")) return 0;
+    if (i == 19) return std::stoull(tok);
+  }
+  return 0;
+}
+
+bool process_alive(pid_t pid, uint64_t start_time) {
+  if (pid <= 0) return false;
+  uint64_t st = process_start_time(pid);
+  return st != 0 && st == start_time;
+}
+
+static int g_sig_pipe[2] = {-1, -1};
+
+static void on_signal(int sig) {
+  int saved = errno;
+  unsigned char b = static_cast<unsigned char>(sig);
+  (void)!write(g_sig_pipe[1], &b, 1);
+  errno = saved;
+}
+
+int install_signal_pipe() {
+  if (g_sig_pipe[0] >= 0) return g_sig_pipe[0];
+  if (pipe2(g_sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+  struct sigaction sa{};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaction(s, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return g_sig_pipe[0];
+}
+
+std::vector<int> read_signals(int fd) {
+  std::vector<int> out;
+  unsigned char buf[64];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0)
+    for (ssize_t i = 0; i < n; ++i) out.push_back(buf[i]);
+  return out;
+}
+
+}  // namespace nfsup

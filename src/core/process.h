@@ -1,0 +1,52 @@
+// nfsup core: starting, watching and stopping processes (never waits on the share).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "util.h"
+
+namespace nfsup {
+
+struct SpawnSpec {
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;  ///< added to the inherited environment
+  std::string cwd;                         ///< "" = keep
+  std::string stdout_path;                 ///< "" = inherit; else appended to (local file)
+  bool new_session = true;                 ///< setsid, so killpg reaches grandchildren
+  bool detach = false;                     ///< double fork: not our child (cron mode)
+};
+
+/// Starts a process. Returns its pid (for detach, the grandchild's pid).
+Result<pid_t> spawn(const SpawnSpec& spec);
+
+struct RunResult {
+  int exit_code = -1;      ///< -1 when killed by a signal or timed out
+  int signal = 0;
+  bool timed_out = false;
+  std::string output;      ///< stdout+stderr, at most 64 KiB
+};
+
+/// Runs to completion with a deadline; on timeout the whole process group gets SIGKILL.
+Result<RunResult> run_with_timeout(const SpawnSpec& spec, int64_t timeout_ms);
+
+/// Sends `sig` to the process group (or the pid if it is not a group leader), waits up to
+/// `timeout_ms` for it to go, then SIGKILLs the group. `is_child` selects waitpid vs polling.
+/// Returns true if it exited before the SIGKILL.
+bool stop_process(pid_t pid, int sig, int64_t timeout_ms, bool is_child);
+
+/// Start time of a pid in clock ticks since boot (from /proc), 0 if it does not exist.
+uint64_t process_start_time(pid_t pid);
+/// True if `pid` is alive and still the same process (same start time).
+bool process_alive(pid_t pid, uint64_t start_time);
+
+/// Makes SIGCHLD, SIGTERM, SIGINT, SIGHUP readable from a self-pipe. Returns the read fd.
+int install_signal_pipe();
+/// Drains the self-pipe and returns the signals seen.
+std::vector<int> read_signals(int fd);
+
+}  // namespace nfsup

@@ -1,0 +1,195 @@
+// nfsup core: config-rewrite runner.
+#include "reconfig.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hash.h"
+#include "process.h"
+
+namespace nfsup {
+
+std::string ReconfigPlan::describe() const {
+  switch (kind) {
+    case Nothing: return fmt::format("{} -> {}: keep the configuration as it is", from.empty() ? "-" : from, to);
+    case Restore: return fmt::format("{} -> {}: restore the configuration backed up under {}", from, to, to);
+    case Script: return fmt::format("{} -> {}: run release {}'s reconfig script", from, to, to);
+  }
+  return "";
+}
+
+std::string backup_path(const WatchdogConfig& cfg, const std::string& version) {
+  return path_join(path_join(cfg.state_dir, "backups"), fmt::format("{}@{}", basename_of(cfg.agent.config), version));
+}
+
+Result<std::optional<std::string>> read_local(const std::string& path, size_t max) {
+  RealFs fs("local");
+  return fs.read_file(path, max);
+}
+
+Status write_local_atomic(const std::string& path, std::string_view data, uint32_t mode) {
+  RealFs fs(fmt::format("{}", short_hostname()));
+  return fs.write_atomic(path, data, mode);
+}
+
+Result<ReconfigPlan> plan_reconfig(Share& share, const WatchdogConfig& cfg, const std::string& from,
+                                   const std::string& to) {
+  ReconfigPlan plan;
+  plan.from = from;
+  plan.to = to;
+  if (auto e = check_version_name(to)) return err(Exit::Usage, fmt::format("--to: {}", *e));
+  if (!from.empty())
+    if (auto e = check_version_name(from)) return err(Exit::Usage, fmt::format("--from: {}", *e));
+  if (cfg.agent.config.empty() || from.empty() || from == to) return plan;
+  if (compare_versions(to, from) < 0) {
+    struct stat st{};
+    std::string b = backup_path(cfg, to);
+    if (::stat(b.c_str(), &st) == 0) {
+      plan.kind = ReconfigPlan::Restore;
+      plan.backup_source = b;
+      return plan;
+    }
+    return plan;  // a downgrade without a backup keeps the configuration; never run an old script backwards
+  }
+  auto m = share.read_manifest(to);
+  if (!m) return m.error();
+  if (!*m) return err(Exit::Usage, fmt::format("release {} is not on the share ({})", to, share.release_dir(to)));
+  if ((*m)->reconfig.empty()) return plan;
+  const ManifestEntry* entry = nullptr;
+  for (const auto& e : (*m)->entries)
+    if (e.path == (*m)->reconfig) entry = &e;
+  if (!entry) return err(Exit::Integrity, fmt::format("{}: reconfig script not listed", share.manifest_path(to)));
+  std::string src = path_join(share.release_dir(to), entry->path);
+  std::string dir = path_join(cfg.state_dir, "scripts");
+  ::mkdir(cfg.state_dir.c_str(), 0755);
+  ::mkdir(dir.c_str(), 0700);
+  std::string local = path_join(dir, fmt::format("reconfig@{}", to));
+  std::string tmp = fmt::format("{}.tmp.{}", local, getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0700);
+  if (fd < 0) return err(Exit::Failed, fmt::format("open({}): {}", tmp, errno_str(errno)));
+  auto h = hash_file(src, fd, tmp);
+  ::fsync(fd);
+  ::close(fd);
+  if (!h) {
+    ::unlink(tmp.c_str());
+    return h.error();
+  }
+  if (h->sha256 != entry->sha256) {
+    ::unlink(tmp.c_str());
+    return err(Exit::Integrity, fmt::format("{}: sha256 does not match the manifest; refusing to run it", src));
+  }
+  if (::rename(tmp.c_str(), local.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    return err(Exit::Failed, fmt::format("rename({}): {}", local, errno_str(e)));
+  }
+  plan.kind = ReconfigPlan::Script;
+  plan.local_script = local;
+  return plan;
+}
+
+static std::string unified_diff(const std::string& a_path, const std::string& b_path, const std::string& label) {
+  SpawnSpec s;
+  s.argv = {"diff", "-u", "--label", label + " (now)", "--label", label + " (after)", a_path, b_path};
+  auto r = run_with_timeout(s, 10000);
+  if (!r) return "";
+  return r->output;
+}
+
+Result<ReconfigOutcome> apply_reconfig(const WatchdogConfig& cfg, const ReconfigPlan& plan, bool dry_run) {
+  ReconfigOutcome out;
+  const std::string& conf = cfg.agent.config;
+  if (plan.kind == ReconfigPlan::Nothing) {
+    out.message = plan.describe();
+    if (!dry_run && !conf.empty() && !plan.from.empty() && plan.from != plan.to) {
+      // Still keep the configuration as it was under `from`, so a rollback can restore it.
+      auto cur = read_local(conf);
+      if (cur && *cur) {
+        ::mkdir(cfg.state_dir.c_str(), 0755);
+        ::mkdir(path_join(cfg.state_dir, "backups").c_str(), 0700);
+        if (auto s = write_local_atomic(backup_path(cfg, plan.from), **cur, 0600); !s) return s.error();
+      }
+    }
+    return out;
+  }
+  struct stat st{};
+  if (::stat(conf.c_str(), &st) != 0)
+    return err(Exit::Failed, fmt::format("{}: {}", conf, errno_str(errno)));
+  auto current = read_local(conf);
+  if (!current) return current.error();
+  if (!*current) return err(Exit::Failed, fmt::format("{}: does not exist", conf));
+  uint32_t mode = st.st_mode & 07777;
+
+  // The candidate goes to a temp file beside the config so the final rename is atomic.
+  std::string tmp = path_join(dirname_of(conf), fmt::format(".{}.nfsup-new.{}", basename_of(conf), getpid()));
+  auto drop = [&]() { ::unlink(tmp.c_str()); };
+  if (auto s = write_local_atomic(tmp, **current, mode); !s) return s.error();
+
+  if (plan.kind == ReconfigPlan::Restore) {
+    auto b = read_local(plan.backup_source);
+    if (!b || !*b) {
+      drop();
+      return err(Exit::Failed, fmt::format("{}: cannot read the backup", plan.backup_source));
+    }
+    if (auto s = write_local_atomic(tmp, **b, mode); !s) {
+      drop();
+      return s.error();
+    }
+  } else {
+    SpawnSpec s;
+    s.argv = {plan.local_script};
+    s.env = {{"NFSUP_HOST", cfg.host},
+             {"NFSUP_FROM_VERSION", plan.from},
+             {"NFSUP_TO_VERSION", plan.to},
+             {"NFSUP_CONFIG", tmp},
+             {"NFSUP_ORIGINAL_CONFIG", conf}};
+    s.cwd = cfg.state_dir;
+    auto r = run_with_timeout(s, cfg.agent.reconfig_timeout_ms);
+    if (!r) {
+      drop();
+      return r.error();
+    }
+    if (r->timed_out || r->exit_code != 0) {
+      drop();
+      std::string last;
+      for (const auto& l : split(r->output, '\n'))
+        if (!l.empty()) last = l;
+      std::string why = r->timed_out ? fmt::format("timed out after {}", format_duration_ms(cfg.agent.reconfig_timeout_ms))
+                        : r->signal ? fmt::format("killed by {}", signal_name(r->signal))
+                                    : fmt::format("exit code {}", r->exit_code);
+      return err(Exit::Failed, fmt::format("reconfig script of {} failed ({}){}{}; {} left unchanged", plan.to, why,
+                                           last.empty() ? "" : ": ", last, conf));
+    }
+  }
+  auto after = read_local(tmp);
+  if (!after || !*after) {
+    drop();
+    return err(Exit::Failed, fmt::format("{}: the script removed the configuration copy", conf));
+  }
+  out.changed = **after != **current;
+  out.diff = out.changed ? unified_diff(conf, tmp, conf) : "";
+  if (dry_run) {
+    drop();
+    out.message = plan.describe() + (out.changed ? "" : " (no change)");
+    return out;
+  }
+  // Keep the configuration as it was under `from`, then switch atomically.
+  std::string bdir = path_join(cfg.state_dir, "backups");
+  ::mkdir(cfg.state_dir.c_str(), 0755);
+  ::mkdir(bdir.c_str(), 0700);
+  if (auto s = write_local_atomic(backup_path(cfg, plan.from), **current, 0600); !s) {
+    drop();
+    return s.error();
+  }
+  if (::rename(tmp.c_str(), conf.c_str()) != 0) {
+    int e = errno;
+    drop();
+    return err(Exit::Failed, fmt::format("rename({}): {}", conf, errno_str(e)));
+  }
+  out.message = plan.describe();
+  return out;
+}
+
+}  // namespace nfsup

@@ -1,0 +1,430 @@
+// nfsup core: share layout and file formats.
+#include "share.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "hash.h"
+
+namespace nfsup {
+
+static std::string dash(const std::string& s) { return s.empty() ? "-" : s; }
+static std::string undash(const std::string& s) { return s == "-" ? "" : s; }
+
+uint64_t Manifest::total_bytes() const {
+  uint64_t t = 0;
+  for (const auto& e : entries) t += e.size;
+  return t;
+}
+
+std::string object_name(const std::string& sha256, uint32_t mode) {
+  return fmt::format("{}.{:o}", sha256, mode);
+}
+
+// ---- marker
+std::string pack_marker(const Marker& m) {
+  Record r{"marker", kFormatVersion, {}};
+  r.add("generation", {std::to_string(m.generation)});
+  r.add("action", {m.action});
+  r.add("release", {m.release});
+  r.add("previous", {dash(m.previous)});
+  r.add("master_host", {m.master_host});
+  r.add("master_pid", {std::to_string(m.master_pid)});
+  r.add("nonce", {m.nonce});
+  r.add("lease_ms", {std::to_string(m.lease_ms)});
+  r.add("renewal", {std::to_string(m.renewal)});
+  r.add("started", {dash(m.started)});
+  r.add("strategy", {m.strategy});
+  return pack_record(r);
+}
+
+#define TRY_ASSIGN(dst, expr)        \
+  do {                               \
+    auto _r = (expr);                \
+    if (!_r) return _r.error();      \
+    dst = std::move(*_r);            \
+  } while (0)
+
+static Error bad_value(std::string_view what, std::string_view key, const std::string& why) {
+  return err(Exit::Integrity, fmt::format("{}: {}: {}", what, key, why));
+}
+
+Result<Marker> unpack_marker(std::string_view text, std::string_view what) {
+  auto rec = unpack_record(text, "marker", kFormatVersion, what);
+  if (!rec) return rec.error();
+  RecordReader rd(*rec, std::string(what));
+  Marker m;
+  TRY_ASSIGN(m.generation, rd.num("generation"));
+  TRY_ASSIGN(m.action, rd.str("action"));
+  TRY_ASSIGN(m.release, rd.str("release"));
+  std::string prev;
+  TRY_ASSIGN(prev, rd.str("previous"));
+  m.previous = undash(prev);
+  TRY_ASSIGN(m.master_host, rd.str("master_host"));
+  TRY_ASSIGN(m.master_pid, rd.num("master_pid"));
+  TRY_ASSIGN(m.nonce, rd.str("nonce"));
+  TRY_ASSIGN(m.lease_ms, rd.num("lease_ms"));
+  TRY_ASSIGN(m.renewal, rd.num("renewal"));
+  m.started = undash(rd.str_or("started", "-"));
+  m.strategy = rd.str_or("strategy", "all-at-once");
+  if (m.action != "push" && m.action != "rollback") return bad_value(what, "action", "must be push or rollback");
+  if (auto e = check_version_name(m.release)) return bad_value(what, "release", *e);
+  if (!m.previous.empty())
+    if (auto e = check_version_name(m.previous)) return bad_value(what, "previous", *e);
+  if (auto e = check_host_name(m.master_host)) return bad_value(what, "master_host", *e);
+  if (m.generation < 1) return bad_value(what, "generation", "must be positive");
+  if (m.lease_ms < 100 || m.lease_ms > 24LL * 3600 * 1000) return bad_value(what, "lease_ms", "out of range");
+  return m;
+}
+
+// ---- pointer
+std::string pack_pointer(const Pointer& p) {
+  Record r{"current", kFormatVersion, {}};
+  r.add("generation", {std::to_string(p.generation)});
+  r.add("release", {p.release});
+  r.add("previous", {dash(p.previous)});
+  r.add("action", {p.action});
+  r.add("updated", {dash(p.updated)});
+  r.add("updated_by", {dash(p.updated_by)});
+  return pack_record(r);
+}
+
+Result<Pointer> unpack_pointer(std::string_view text, std::string_view what) {
+  auto rec = unpack_record(text, "current", kFormatVersion, what);
+  if (!rec) return rec.error();
+  RecordReader rd(*rec, std::string(what));
+  Pointer p;
+  TRY_ASSIGN(p.generation, rd.num("generation"));
+  TRY_ASSIGN(p.release, rd.str("release"));
+  p.previous = undash(rd.str_or("previous", "-"));
+  p.action = rd.str_or("action", "push");
+  p.updated = undash(rd.str_or("updated", "-"));
+  p.updated_by = undash(rd.str_or("updated_by", "-"));
+  if (auto e = check_version_name(p.release)) return bad_value(what, "release", *e);
+  if (!p.previous.empty())
+    if (auto e = check_version_name(p.previous)) return bad_value(what, "previous", *e);
+  if (p.generation < 1) return bad_value(what, "generation", "must be positive");
+  return p;
+}
+
+// ---- host status
+std::string pack_status(const HostStatus& s) {
+  Record r{"status", kFormatVersion, {}};
+  r.add("host", {s.host});
+  r.add("state", {s.state});
+  r.add("running", {dash(s.running)});
+  r.add("generation", {std::to_string(s.generation)});
+  r.add("heartbeat", {std::to_string(s.heartbeat)});
+  r.add("pid", {std::to_string(s.pid)});
+  r.add("agent_pid", {std::to_string(s.agent_pid)});
+  r.add("mode", {s.mode});
+  r.add("reason", {dash(s.reason)});
+  r.add("updated", {dash(s.updated)});
+  return pack_record(r);
+}
+
+static const char* kStates[] = {"idle", "starting", "running", "stopping", "stopped", "failed", "draining"};
+
+Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
+  auto rec = unpack_record(text, "status", kFormatVersion, what);
+  if (!rec) return rec.error();
+  RecordReader rd(*rec, std::string(what));
+  HostStatus s;
+  TRY_ASSIGN(s.host, rd.str("host"));
+  TRY_ASSIGN(s.state, rd.str("state"));
+  std::string running;
+  TRY_ASSIGN(running, rd.str("running"));
+  s.running = undash(running);
+  TRY_ASSIGN(s.generation, rd.num("generation"));
+  TRY_ASSIGN(s.heartbeat, rd.num("heartbeat"));
+  s.pid = rd.num_or("pid", 0);
+  s.agent_pid = rd.num_or("agent_pid", 0);
+  s.mode = rd.str_or("mode", "daemon");
+  s.reason = undash(rd.str_or("reason", "-"));
+  s.updated = undash(rd.str_or("updated", "-"));
+  if (auto e = check_host_name(s.host)) return bad_value(what, "host", *e);
+  if (std::find_if(std::begin(kStates), std::end(kStates), [&](const char* k) { return s.state == k; }) ==
+      std::end(kStates))
+    return bad_value(what, "state", fmt::format("unknown state '{}'", s.state));
+  if (!s.running.empty())
+    if (auto e = check_version_name(s.running)) return bad_value(what, "running", *e);
+  if (s.reason.size() > 1024) s.reason.resize(1024);
+  return s;
+}
+
+// ---- manifest
+std::string pack_manifest(const Manifest& m) {
+  Record r{"manifest", kFormatVersion, {}};
+  r.add("version", {m.version});
+  r.add("created", {dash(m.created)});
+  r.add("created_by", {dash(m.created_by)});
+  r.add("reconfig", {dash(m.reconfig)});
+  for (const auto& e : m.entries) {
+    switch (e.kind) {
+      case ManifestEntry::Dir: r.add("dir", {e.path, fmt::format("{:o}", e.mode)}); break;
+      case ManifestEntry::Symlink: r.add("symlink", {e.path, e.target}); break;
+      case ManifestEntry::File:
+        r.add("file", {e.path, fmt::format("{:o}", e.mode), std::to_string(e.size), e.sha256});
+        break;
+    }
+  }
+  return pack_record(r);
+}
+
+static std::optional<uint32_t> parse_mode(const std::string& s) {
+  if (s.empty() || s.size() > 4) return std::nullopt;
+  uint32_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '7') return std::nullopt;
+    v = v * 8 + static_cast<uint32_t>(c - '0');
+  }
+  return v;
+}
+
+Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
+  auto rec = unpack_record(text, "manifest", kFormatVersion, what);
+  if (!rec) return rec.error();
+  RecordReader rd(*rec, std::string(what));
+  Manifest m;
+  TRY_ASSIGN(m.version, rd.str("version"));
+  if (auto e = check_version_name(m.version)) return bad_value(what, "version", *e);
+  m.created = undash(rd.str_or("created", "-"));
+  m.created_by = undash(rd.str_or("created_by", "-"));
+  m.reconfig = undash(rd.str_or("reconfig", "-"));
+  std::map<std::string, int> seen;
+  for (const auto& l : rec->lines) {
+    ManifestEntry e;
+    if (l.key == "file") {
+      if (l.args.size() != 4) return rd.bad(l, "file needs: path mode size sha256");
+      e.kind = ManifestEntry::File;
+      auto mode = parse_mode(l.args[1]);
+      auto size = parse_i64(l.args[2]);
+      if (!mode || (*mode & 07022) != 0) return rd.bad(l, "bad mode (must be octal, not group/world-writable, no setuid)");
+      if (!size || *size < 0) return rd.bad(l, "bad size");
+      if (!is_sha256_hex(l.args[3])) return rd.bad(l, "bad sha256");
+      e.mode = *mode;
+      e.size = static_cast<uint64_t>(*size);
+      e.sha256 = l.args[3];
+    } else if (l.key == "dir") {
+      if (l.args.size() != 2) return rd.bad(l, "dir needs: path mode");
+      e.kind = ManifestEntry::Dir;
+      auto mode = parse_mode(l.args[1]);
+      if (!mode || (*mode & 07022) != 0) return rd.bad(l, "bad mode");
+      e.mode = *mode;
+    } else if (l.key == "symlink") {
+      if (l.args.size() != 2) return rd.bad(l, "symlink needs: path target");
+      e.kind = ManifestEntry::Symlink;
+      e.target = l.args[1];
+      if (e.target.empty() || e.target[0] == '/' || e.target.size() > 4096)
+        return rd.bad(l, "symlink target must be relative");
+    } else if (l.key == "version" || l.key == "created" || l.key == "created_by" || l.key == "reconfig") {
+      continue;
+    } else {
+      continue;  // keys from newer minor revisions are ignored; format breaks bump the version
+    }
+    e.path = l.args[0];
+    if (auto why = check_rel_path(e.path)) return rd.bad(l, *why);
+    if (seen.count(e.path)) return rd.bad(l, fmt::format("path '{}' listed twice", e.path));
+    seen[e.path] = 1;
+    if (e.kind == ManifestEntry::Symlink) {
+      // The link must resolve inside the release: count depth along the target.
+      int depth = static_cast<int>(std::count(e.path.begin(), e.path.end(), '/'));
+      for (const auto& c : split(e.target, '/')) {
+        if (c == "..") --depth;
+        else if (!c.empty() && c != ".") ++depth;
+        if (depth < 0) return rd.bad(l, fmt::format("symlink '{}' points outside the release", e.path));
+      }
+    }
+    m.entries.push_back(std::move(e));
+  }
+  if (!m.reconfig.empty()) {
+    if (auto why = check_rel_path(m.reconfig)) return bad_value(what, "reconfig", *why);
+    if (!seen.count(m.reconfig)) return bad_value(what, "reconfig", "script is not listed as a file");
+  }
+  return m;
+}
+
+// ---- Share I/O
+std::string Share::object_path(const std::string& sha, uint32_t mode) const {
+  return path_join(path_join(objects_dir(), sha.substr(0, 2)), object_name(sha, mode));
+}
+
+Status Share::init() {
+  auto existing = fs_.read_file(format_file(), kSmallFileMax);
+  if (!existing) return existing.error();
+  for (const auto& d : {root_, releases_dir(), objects_dir(), hosts_dir(), audit_dir()})
+    if (auto s = fs_.mkdir(d, 0755); !s) return s;
+  if (!*existing) {
+    Record r{"share", kFormatVersion, {}};
+    r.add("created", {utc_now_iso()});
+    r.add("created_by", {short_hostname()});
+    if (auto s = fs_.write_atomic(format_file(), pack_record(r), 0644); !s) return s;
+  }
+  return check();
+}
+
+Status Share::check() {
+  auto f = fs_.read_file(format_file(), kSmallFileMax);
+  if (!f) return f.error();
+  if (!*f)
+    return err(Exit::Share, fmt::format("{}: not an nfsup share (no nfsup-share file; run 'nfsup-install init {}')",
+                                        root_, root_));
+  auto rec = unpack_record(**f, "share", kFormatVersion, format_file());
+  if (!rec) return rec.error();
+  return ok_status();
+}
+
+Result<std::optional<Marker>> Share::read_marker() {
+  auto t = fs_.read_file(marker_path(), kSmallFileMax);
+  if (!t) return t.error();
+  if (!*t) return std::optional<Marker>();
+  auto m = unpack_marker(**t, marker_path());
+  if (!m) return m.error();
+  return std::optional<Marker>(*m);
+}
+
+Result<std::optional<Marker>> Share::probe_marker() {
+  auto t = fs_.probe(root_, "MARKER", kSmallFileMax);
+  if (!t) return t.error();
+  if (!*t) return std::optional<Marker>();
+  auto m = unpack_marker(**t, marker_path());
+  if (!m) return m.error();
+  return std::optional<Marker>(*m);
+}
+
+Result<std::optional<Pointer>> Share::read_pointer() {
+  auto t = fs_.read_file(pointer_path(), kSmallFileMax);
+  if (!t) return t.error();
+  if (!*t) return std::optional<Pointer>();
+  auto p = unpack_pointer(**t, pointer_path());
+  if (!p) return p.error();
+  return std::optional<Pointer>(*p);
+}
+
+Result<std::optional<HostStatus>> Share::read_status(const std::string& host) {
+  auto path = status_path(host);
+  auto t = fs_.read_file(path, kSmallFileMax);
+  if (!t) return t.error();
+  if (!*t) return std::optional<HostStatus>();
+  auto s = unpack_status(**t, path);
+  if (!s) return s.error();
+  if (s->host != host)
+    return err(Exit::Integrity, fmt::format("{}: names host '{}', not '{}'", path, s->host, host));
+  auto st = fs_.stat(path);
+  if (st && *st) s->mtime_ms = (*st)->mtime_ms;
+  return std::optional<HostStatus>(*s);
+}
+
+Status Share::write_status(const HostStatus& s) {
+  if (auto st = fs_.mkdir(host_dir(s.host), 0755); !st) return st;
+  return fs_.write_atomic(status_path(s.host), pack_status(s), 0644);
+}
+
+Result<std::vector<std::string>> Share::list_hosts() {
+  auto l = fs_.list_dir(hosts_dir());
+  if (!l) return l.error();
+  std::vector<std::string> out;
+  for (const auto& e : *l) {
+    if (e.type != FileInfo::Dir) continue;
+    if (check_host_name(e.name)) continue;  // not ours (".nfs*", temp, hostile)
+    out.push_back(e.name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<std::vector<std::string>> Share::list_releases() {
+  auto l = fs_.list_dir(releases_dir());
+  if (!l) return l.error();
+  std::vector<std::string> out;
+  for (const auto& e : *l) {
+    if (e.type != FileInfo::Dir) continue;
+    if (check_version_name(e.name)) continue;  // staging dirs start with '.', ignored
+    out.push_back(e.name);
+  }
+  std::sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) {
+    return compare_versions(a, b) < 0;
+  });
+  return out;
+}
+
+Result<std::optional<Manifest>> Share::read_manifest(const std::string& version) {
+  if (auto e = check_version_name(version)) return err(Exit::Usage, *e);
+  auto path = manifest_path(version);
+  auto t = fs_.read_file(path, kManifestMax);
+  if (!t) return t.error();
+  if (!*t) return std::optional<Manifest>();
+  auto m = unpack_manifest(**t, path);
+  if (!m) return m.error();
+  if (m->version != version)
+    return err(Exit::Integrity, fmt::format("{}: manifest is for version '{}', not '{}'", path, m->version, version));
+  return std::optional<Manifest>(*m);
+}
+
+Result<std::vector<std::string>> Share::verify_release(const std::string& version) {
+  auto m = read_manifest(version);
+  if (!m) return m.error();
+  std::vector<std::string> problems;
+  if (!*m) {
+    problems.push_back(fmt::format("{}: manifest missing", manifest_path(version)));
+    return problems;
+  }
+  std::string dir = release_dir(version);
+  for (const auto& e : (*m)->entries) {
+    std::string p = path_join(dir, e.path);
+    auto st = fs_.stat(p);
+    if (!st) return st.error();
+    if (!*st) {
+      problems.push_back(fmt::format("{}: missing", p));
+      continue;
+    }
+    const FileInfo& fi = **st;
+    switch (e.kind) {
+      case ManifestEntry::Dir:
+        if (fi.type != FileInfo::Dir) problems.push_back(fmt::format("{}: not a directory", p));
+        break;
+      case ManifestEntry::Symlink:
+        if (fi.type != FileInfo::Symlink) problems.push_back(fmt::format("{}: not a symlink", p));
+        break;
+      case ManifestEntry::File: {
+        if (fi.type != FileInfo::File) {
+          problems.push_back(fmt::format("{}: not a regular file", p));
+          break;
+        }
+        if (fi.mode & 022) problems.push_back(fmt::format("{}: group/world-writable (mode {:o})", p, fi.mode));
+        if (fi.size != e.size) {
+          problems.push_back(fmt::format("{}: size {} != manifest {}", p, fi.size, e.size));
+          break;
+        }
+        auto h = hash_file(p);
+        if (!h) return h.error();
+        if (h->sha256 != e.sha256)
+          problems.push_back(fmt::format("{}: sha256 {} != manifest {}", p, h->sha256.substr(0, 16),
+                                         e.sha256.substr(0, 16)));
+        break;
+      }
+    }
+  }
+  return problems;
+}
+
+Status Share::audit(const std::string& action, const std::string& detail, const std::string& result) {
+  Record r{"audit", kFormatVersion, {}};
+  r.add("time", {utc_now_iso()});
+  r.add("host", {short_hostname()});
+  r.add("pid", {std::to_string(getpid())});
+  r.add("user", {getenv("USER") ? getenv("USER") : std::to_string(getuid())});
+  r.add("action", {action});
+  r.add("detail", {detail});
+  r.add("result", {result});
+  std::string name = fmt::format("{}-{}-{}-{}", utc_now_iso(), short_hostname(), getpid(), action);
+  for (auto& c : name)
+    if (c == ':') c = '-';
+  auto pub = fs_.publish_new(path_join(audit_dir(), name), pack_record(r), 0644);
+  if (!pub) return pub.error();
+  return ok_status();
+}
+
+}  // namespace nfsup

@@ -1,0 +1,145 @@
+// nfsup core: the share layout and the files on it (format version 1).
+//
+//   SHARE/nfsup-share            format file written by `init`
+//   SHARE/MARKER                 exists only while a push/rollback runs; created by link() so
+//                                creating it is also taking the master lock
+//   SHARE/current                the release pointer, replaced by rename
+//   SHARE/releases/<version>/    immutable release trees; <version>/.nfsup/manifest lists every entry
+//   SHARE/releases/.staging-*    a push being staged; never a release
+//   SHARE/objects/<xx>/<sha256>.<mode>   content-addressed file store; release files are hard links
+//   SHARE/hosts/<host>/status    written only by that host's watchdog
+//   SHARE/audit/                 one file per event
+//
+// Every file is a record (record.h) whose first line names its kind and format version.
+// Encoding is pure (pack_*/unpack_*); the Share class does the I/O through a FileSystem.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fs.h"
+#include "record.h"
+#include "util.h"
+
+namespace nfsup {
+
+constexpr int kFormatVersion = 1;
+constexpr size_t kSmallFileMax = 64 * 1024;
+constexpr size_t kManifestMax = 32 * 1024 * 1024;
+
+struct Marker {
+  int64_t generation = 0;
+  std::string action = "push";  ///< push | rollback
+  std::string release;          ///< target
+  std::string previous;         ///< release the fleet ran before ("" if none)
+  std::string master_host;
+  int64_t master_pid = 0;
+  std::string nonce;
+  int64_t lease_ms = 30000;
+  int64_t renewal = 0;
+  std::string started;          ///< informational wall time
+  std::string strategy = "all-at-once";
+};
+
+struct Pointer {
+  int64_t generation = 0;
+  std::string release;
+  std::string previous;
+  std::string action = "push";
+  std::string updated;
+  std::string updated_by;
+};
+
+struct HostStatus {
+  std::string host;
+  std::string state;            ///< idle|starting|running|stopping|stopped|failed|unreachable
+  std::string running;          ///< version the agent runs ("" none)
+  int64_t generation = 0;       ///< the marker/pointer generation this status answers
+  int64_t heartbeat = 0;
+  int64_t pid = 0;
+  int64_t agent_pid = 0;
+  std::string mode;             ///< daemon|check
+  std::string reason;
+  std::string updated;
+  int64_t mtime_ms = 0;         ///< filled from stat by readers; not stored
+};
+
+struct ManifestEntry {
+  enum Kind { File, Dir, Symlink } kind = File;
+  std::string path;
+  uint32_t mode = 0;
+  uint64_t size = 0;
+  std::string sha256;
+  std::string target;  ///< for symlinks
+};
+
+struct Manifest {
+  std::string version;
+  std::string created;
+  std::string created_by;
+  std::string reconfig;  ///< path of the reconfig script inside the release, "" if none
+  std::vector<ManifestEntry> entries;
+  uint64_t total_bytes() const;
+};
+
+std::string pack_marker(const Marker& m);
+Result<Marker> unpack_marker(std::string_view text, std::string_view what);
+std::string pack_pointer(const Pointer& p);
+Result<Pointer> unpack_pointer(std::string_view text, std::string_view what);
+std::string pack_status(const HostStatus& s);
+Result<HostStatus> unpack_status(std::string_view text, std::string_view what);
+std::string pack_manifest(const Manifest& m);
+Result<Manifest> unpack_manifest(std::string_view text, std::string_view what);
+
+/// The object-store name of a file with this content and mode.
+std::string object_name(const std::string& sha256, uint32_t mode);
+
+class Share {
+ public:
+  Share(FileSystem& fs, std::string root) : fs_(fs), root_(std::move(root)) {}
+  FileSystem& fs() { return fs_; }
+  const std::string& root() const { return root_; }
+
+  std::string format_file() const { return path_join(root_, "nfsup-share"); }
+  std::string marker_path() const { return path_join(root_, "MARKER"); }
+  std::string pointer_path() const { return path_join(root_, "current"); }
+  std::string releases_dir() const { return path_join(root_, "releases"); }
+  std::string release_dir(const std::string& v) const { return path_join(releases_dir(), v); }
+  std::string manifest_path(const std::string& v) const { return path_join(release_dir(v), ".nfsup/manifest"); }
+  std::string objects_dir() const { return path_join(root_, "objects"); }
+  std::string object_path(const std::string& sha, uint32_t mode) const;
+  std::string hosts_dir() const { return path_join(root_, "hosts"); }
+  std::string host_dir(const std::string& h) const { return path_join(hosts_dir(), h); }
+  std::string status_path(const std::string& h) const { return path_join(host_dir(h), "status"); }
+  std::string audit_dir() const { return path_join(root_, "audit"); }
+
+  /// Creates the layout (idempotent).
+  Status init();
+  /// Checks that root is an nfsup share of a format this binary understands.
+  Status check();
+
+  Result<std::optional<Marker>> read_marker();
+  /// The polling read of the marker (3 share calls when absent).
+  Result<std::optional<Marker>> probe_marker();
+  Result<std::optional<Pointer>> read_pointer();
+  Result<std::optional<HostStatus>> read_status(const std::string& host);
+  Status write_status(const HostStatus& s);
+  Result<std::vector<std::string>> list_hosts();
+  Result<std::vector<std::string>> list_releases();  ///< published releases, sorted by version
+  Result<std::optional<Manifest>> read_manifest(const std::string& version);
+
+  /// Checks every entry of a release against its manifest. Returns the list of problems (empty = ok).
+  Result<std::vector<std::string>> verify_release(const std::string& version);
+
+  /// Writes one audit event (one file per event, never appended).
+  Status audit(const std::string& action, const std::string& detail, const std::string& result);
+
+ private:
+  FileSystem& fs_;
+  std::string root_;
+};
+
+}  // namespace nfsup

@@ -1,0 +1,320 @@
+// nfsup core: staging a release.
+//
+// Pass 1 hashes the source (nothing written). Each file's object name is then known, so a file
+// whose object is already on the share costs no write: a re-push of unchanged content writes
+// only the manifest. Missing objects are copied with the hash computed again while copying; a
+// mismatch means the source changed under us and the push stops. Objects are published by
+// rename; the release tree is a staging directory of hard links, published by one rename.
+#include "stage.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "hash.h"
+
+namespace nfsup {
+
+namespace {
+
+uint32_t norm_mode(mode_t m) { return (m & 0111) ? 0555 : 0444; }
+
+struct Walker {
+  std::vector<ManifestEntry> entries;
+  std::vector<std::string> local;  // local path per entry
+  std::string error;
+
+  bool walk(const std::string& dir, const std::string& rel) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) {
+      error = fmt::format("opendir({}): {}", dir, errno_str(errno));
+      return false;
+    }
+    std::vector<std::string> names;
+    while (dirent* de = ::readdir(d)) {
+      std::string n = de->d_name;
+      if (n == "." || n == "..") continue;
+      names.push_back(n);
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names) {
+      std::string lp = path_join(dir, n);
+      std::string rp = rel.empty() ? n : rel + "/" + n;
+      if (rel.empty() && n == ".nfsup") {
+        error = fmt::format("{}: a top-level '.nfsup' is reserved for nfsup's own files", lp);
+        return false;
+      }
+      if (auto why = check_rel_path(rp)) {
+        error = fmt::format("{}: {}", lp, *why);
+        return false;
+      }
+      struct stat st{};
+      if (::lstat(lp.c_str(), &st) != 0) {
+        error = fmt::format("stat({}): {}", lp, errno_str(errno));
+        return false;
+      }
+      ManifestEntry e;
+      e.path = rp;
+      if (S_ISDIR(st.st_mode)) {
+        e.kind = ManifestEntry::Dir;
+        e.mode = 0755;
+        entries.push_back(e);
+        local.push_back(lp);
+        if (!walk(lp, rp)) return false;
+      } else if (S_ISREG(st.st_mode)) {
+        e.kind = ManifestEntry::File;
+        e.mode = norm_mode(st.st_mode);
+        entries.push_back(e);
+        local.push_back(lp);
+      } else if (S_ISLNK(st.st_mode)) {
+        char buf[4097];
+        ssize_t n2 = ::readlink(lp.c_str(), buf, sizeof buf - 1);
+        if (n2 < 0) {
+          error = fmt::format("readlink({}): {}", lp, errno_str(errno));
+          return false;
+        }
+        e.kind = ManifestEntry::Symlink;
+        e.target.assign(buf, static_cast<size_t>(n2));
+        entries.push_back(e);
+        local.push_back(lp);
+      } else {
+        error = fmt::format("{}: not a regular file, directory or symlink", lp);
+        return false;
+      }
+    }
+    return true;
+  }
+};
+
+}  // namespace
+
+Status remove_tree(const std::string& path) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0) return ok_status();
+  if (S_ISDIR(st.st_mode)) {
+    ::chmod(path.c_str(), 0755);
+    DIR* d = ::opendir(path.c_str());
+    if (d) {
+      std::vector<std::string> names;
+      while (dirent* de = ::readdir(d)) {
+        std::string n = de->d_name;
+        if (n != "." && n != "..") names.push_back(n);
+      }
+      ::closedir(d);
+      for (const auto& n : names) (void)remove_tree(path_join(path, n));
+    }
+    if (::rmdir(path.c_str()) != 0)
+      return err(Exit::Share, fmt::format("rmdir({}): {}", path, errno_str(errno)));
+  } else if (::unlink(path.c_str()) != 0) {
+    return err(Exit::Share, fmt::format("unlink({}): {}", path, errno_str(errno)));
+  }
+  return ok_status();
+}
+
+Result<Manifest> scan_source(const StageRequest& req) {
+  if (auto e = check_version_name(req.version)) return err(Exit::Usage, fmt::format("--version: {}", *e));
+  struct stat st{};
+  if (::stat(req.source.c_str(), &st) != 0)
+    return err(Exit::Usage, fmt::format("{}: {}", req.source, errno_str(errno)));
+  Walker w;
+  if (S_ISDIR(st.st_mode)) {
+    if (!w.walk(req.source, "")) return err(Exit::Usage, w.error);
+  } else if (S_ISREG(st.st_mode)) {
+    std::string name = basename_of(req.source);
+    if (auto why = check_rel_path(name)) return err(Exit::Usage, fmt::format("{}: {}", req.source, *why));
+    if (name == ".nfsup") return err(Exit::Usage, fmt::format("{}: the name '.nfsup' is reserved", req.source));
+    ManifestEntry e;
+    e.kind = ManifestEntry::File;
+    e.path = name;
+    e.mode = norm_mode(st.st_mode);
+    w.entries.push_back(e);
+    w.local.push_back(req.source);
+  } else {
+    return err(Exit::Usage, fmt::format("{}: not a file or directory", req.source));
+  }
+  if (w.entries.empty()) return err(Exit::Usage, fmt::format("{}: the release is empty", req.source));
+  Manifest m;
+  m.version = req.version;
+  m.created = utc_now_iso();
+  m.created_by = fmt::format("{}@{}", getenv("USER") ? getenv("USER") : "root", short_hostname());
+  if (!req.reconfig.empty()) {
+    struct stat rs{};
+    if (::stat(req.reconfig.c_str(), &rs) != 0 || !S_ISREG(rs.st_mode))
+      return err(Exit::Usage, fmt::format("--reconfig {}: not a readable file", req.reconfig));
+    ManifestEntry d;
+    d.kind = ManifestEntry::Dir;
+    d.path = ".nfsup";
+    d.mode = 0755;
+    w.entries.push_back(d);
+    w.local.push_back("");
+    ManifestEntry e;
+    e.kind = ManifestEntry::File;
+    e.path = ".nfsup/reconfig";
+    e.mode = 0555;
+    w.entries.push_back(e);
+    w.local.push_back(req.reconfig);
+    m.reconfig = e.path;
+  }
+  // Validate symlinks the same way the share-side parser will.
+  for (size_t i = 0; i < w.entries.size(); ++i) {
+    auto& e = w.entries[i];
+    if (e.kind == ManifestEntry::File) {
+      auto h = hash_file(w.local[i]);
+      if (!h) return err(Exit::Usage, h.error().msg);
+      e.sha256 = h->sha256;
+      e.size = h->size;
+    }
+    m.entries.push_back(e);
+  }
+  auto check = unpack_manifest(pack_manifest(m), req.source);
+  if (!check) return err(Exit::Usage, check.error().msg);
+  return m;
+}
+
+static bool same_content(const Manifest& a, const Manifest& b) {
+  if (a.entries.size() != b.entries.size() || a.reconfig != b.reconfig) return false;
+  for (size_t i = 0; i < a.entries.size(); ++i) {
+    const auto &x = a.entries[i], &y = b.entries[i];
+    if (x.kind != y.kind || x.path != y.path || x.mode != y.mode || x.size != y.size || x.sha256 != y.sha256 ||
+        x.target != y.target)
+      return false;
+  }
+  return true;
+}
+
+// Copies `src` into the object store as `obj` (temp + fsync + rename), re-hashing while copying.
+static Result<uint64_t> put_object(Share& share, RealFs& fs, const std::string& src, const ManifestEntry& e,
+                                   const std::string& obj) {
+  std::string tmp = fs.temp_for(obj);
+  StallGuard::Section g("write " + tmp);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return err(Exit::Share, fmt::format("open({}): {}", tmp, errno_str(errno)));
+  auto h = hash_file(src, fd, tmp);
+  auto fail = [&](Error e2) -> Result<uint64_t> {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return e2;
+  };
+  if (!h) return fail(h.error());
+  if (h->sha256 != e.sha256 || h->size != e.size)
+    return fail(err(Exit::Failed, fmt::format("{}: changed while it was being pushed; push again", src)));
+  if (::fchmod(fd, e.mode) != 0) return fail(err(Exit::Share, fmt::format("chmod({}): {}", tmp, errno_str(errno))));
+  if (::fsync(fd) != 0) return fail(err(Exit::Share, fmt::format("fsync({}): {}", tmp, errno_str(errno))));
+  if (::close(fd) != 0) {
+    int e2 = errno;
+    ::unlink(tmp.c_str());
+    return err(Exit::Share, fmt::format("close({}): {}", tmp, errno_str(e2)));
+  }
+  crash_point("stage-object-before-rename");
+  if (auto s = share.fs().rename(tmp, obj); !s) {
+    ::unlink(tmp.c_str());
+    return s.error();
+  }
+  return h->size;
+}
+
+Result<StageResult> stage_release(Share& share, const StageRequest& req) {
+  auto scanned = scan_source(req);
+  if (!scanned) return scanned.error();
+  StageResult res;
+  res.manifest = *scanned;
+  res.bytes_total = res.manifest.total_bytes();
+  auto& fs = dynamic_cast<RealFs&>(share.fs());
+
+  auto existing = share.read_manifest(req.version);
+  if (!existing) return existing.error();
+  if (*existing) {
+    if (!same_content(**existing, res.manifest))
+      return err(Exit::Usage, fmt::format("version {} is already on the share with different content; "
+                                          "releases are immutable, push it as a new version",
+                                          req.version));
+    res.manifest = **existing;
+    res.already_published = true;
+    return res;
+  }
+
+  // Local paths again (scan_source does not return them).
+  std::vector<std::string> local;
+  {
+    struct stat st{};
+    ::stat(req.source.c_str(), &st);
+    for (const auto& e : res.manifest.entries) {
+      if (e.path == ".nfsup/reconfig") local.push_back(req.reconfig);
+      else if (S_ISDIR(st.st_mode)) local.push_back(path_join(req.source, e.path));
+      else local.push_back(req.source);
+    }
+  }
+
+  std::string staging = path_join(share.releases_dir(),
+                                  fmt::format(".staging-{}.{}.{}", req.version, short_hostname(), getpid()));
+  auto cleanup = [&](Error e) -> Result<StageResult> {
+    (void)remove_tree(staging);
+    return e;
+  };
+  if (auto s = fs.mkdir(staging, 0755); !s) return cleanup(s.error());
+  if (auto s = fs.mkdir(path_join(staging, ".nfsup"), 0755); !s) return cleanup(s.error());
+
+  uint64_t done = 0;
+  for (size_t i = 0; i < res.manifest.entries.size(); ++i) {
+    const auto& e = res.manifest.entries[i];
+    std::string dst = path_join(staging, e.path);
+    StallGuard::Section g("stage " + dst);
+    if (e.kind == ManifestEntry::Dir) {
+      if (auto s = fs.mkdir(dst, 0755); !s) return cleanup(s.error());
+      continue;
+    }
+    if (e.kind == ManifestEntry::Symlink) {
+      if (::symlink(e.target.c_str(), dst.c_str()) != 0)
+        return cleanup(err(Exit::Share, fmt::format("symlink({}): {}", dst, errno_str(errno))));
+      continue;
+    }
+    std::string obj = share.object_path(e.sha256, e.mode);
+    auto have = fs.stat(obj);
+    if (!have) return cleanup(have.error());
+    if (!*have || (*have)->size != e.size) {
+      if (auto s = fs.mkdir(dirname_of(obj), 0755); !s) return cleanup(s.error());
+      auto w = put_object(share, fs, local[i], e, obj);
+      if (!w) return cleanup(w.error());
+      res.bytes_written += *w;
+    }
+    if (::link(obj.c_str(), dst.c_str()) != 0) {
+      int le = errno;
+      if (le != EPERM && le != EXDEV && le != ENOTSUP && le != EMLINK && le != ENOSYS)
+        return cleanup(err(Exit::Share, fmt::format("link({} -> {}): {}", obj, dst, errno_str(le))));
+      // The share does not do hard links: store a private copy instead.
+      auto w = put_object(share, fs, local[i], e, dst);
+      if (!w) return cleanup(w.error());
+      res.bytes_written += *w;
+    }
+    done += e.size;
+    if (req.progress) req.progress(done, res.bytes_total);
+  }
+  crash_point("stage-before-manifest");
+  if (auto s = fs.write_atomic(path_join(staging, ".nfsup/manifest"), pack_manifest(res.manifest), 0444); !s)
+    return cleanup(s.error());
+  crash_point("stage-before-publish");
+  {
+    StallGuard::Section g("publish " + share.release_dir(req.version));
+    if (::rename(staging.c_str(), share.release_dir(req.version).c_str()) != 0) {
+      int e = errno;
+      auto again = share.read_manifest(req.version);
+      if (again && *again && same_content(**again, res.manifest)) {
+        (void)remove_tree(staging);
+        res.already_published = true;
+        return res;
+      }
+      return cleanup(err(e == EEXIST || e == ENOTEMPTY ? Exit::Busy : Exit::Share,
+                         fmt::format("rename({} -> {}): {}", staging, share.release_dir(req.version),
+                                     errno_str(e))));
+    }
+  }
+  return res;
+}
+
+}  // namespace nfsup

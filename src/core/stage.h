@@ -1,0 +1,37 @@
+// nfsup core: staging a release on the share (hash while copying, content-addressed, publish by rename).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "share.h"
+
+namespace nfsup {
+
+struct StageRequest {
+  std::string source;       ///< a file or a directory tree
+  std::string version;
+  std::string reconfig;     ///< local path of the config-rewrite script, "" for none
+  std::function<void(uint64_t done, uint64_t total)> progress;
+};
+
+struct StageResult {
+  Manifest manifest;
+  uint64_t bytes_total = 0;
+  uint64_t bytes_written = 0;   ///< new object bytes that reached the share
+  bool already_published = false;  ///< the same content was already on the share under this version
+};
+
+/// Builds the manifest of a local source without writing anything (used for validation and
+/// for comparing a re-push with what is published).
+Result<Manifest> scan_source(const StageRequest& req);
+
+/// Stages and publishes releases/<version>. On any error nothing is published and the
+/// staging directory is removed.
+Result<StageResult> stage_release(Share& share, const StageRequest& req);
+
+/// Removes a directory tree (local or share); best effort, returns the first error.
+Status remove_tree(const std::string& path);
+
+}  // namespace nfsup

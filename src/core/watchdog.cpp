@@ -1,0 +1,911 @@
+// nfsup core: the watchdog.
+#include "watchdog.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+
+#include "process.h"
+#include "reconfig.h"
+
+namespace nfsup {
+
+// ================================================================ pure decision
+
+const char* decision_name(Decision::Kind k) {
+  switch (k) {
+    case Decision::Keep: return "keep";
+    case Decision::Hold: return "hold";
+    case Decision::WaitPointer: return "wait-pointer";
+    case Decision::NeedPointer: return "need-pointer";
+    case Decision::Switch: return "switch";
+    case Decision::Start: return "start";
+    case Decision::Idle: return "idle";
+  }
+  return "?";
+}
+
+Decision decide(const Observation& obs, const LocalView& local) {
+  Decision d;
+  if (!obs.share_ok) {
+    d.kind = Decision::Keep;
+    d.why = "share unreachable: " + obs.share_error;
+    return d;
+  }
+  if (obs.marker && !obs.marker_lapsed) {
+    d.kind = Decision::Hold;
+    d.generation = obs.marker->generation;
+    d.to = obs.marker->release;
+    d.why = fmt::format("{} to {} in progress (generation {})", obs.marker->action, obs.marker->release,
+                        obs.marker->generation);
+    return d;
+  }
+  if (!obs.pointer_read) {
+    d.kind = Decision::NeedPointer;
+    return d;
+  }
+  if (!obs.pointer) {
+    if (local.running.empty()) {
+      d.kind = Decision::Idle;
+      d.why = "no release has been pushed yet";
+      return d;
+    }
+    d.kind = local.agent_up || local.gave_up ? Decision::Keep : Decision::Start;
+    d.to = local.running;
+    d.why = "the share has no current pointer; keeping what runs here";
+    return d;
+  }
+  const Pointer& p = *obs.pointer;
+  d.generation = p.generation;
+  if (local.held_gen > p.generation && !obs.marker_lapsed && local.held_wait_ms < local.lease_ms) {
+    d.kind = Decision::WaitPointer;
+    d.why = fmt::format("stopped for generation {} but current still shows {} (cached); waiting", local.held_gen,
+                        p.generation);
+    return d;
+  }
+  if (p.release != local.running) {
+    if (local.failed_gen == p.generation) {
+      // This switch already failed here: stay on the old release until a new generation.
+      d.kind = (!local.agent_up && !local.running.empty() && !local.gave_up) ? Decision::Start : Decision::Keep;
+      d.to = local.running;
+      d.why = fmt::format("switch to {} failed earlier; staying on {}", p.release,
+                          local.running.empty() ? "nothing" : local.running);
+      return d;
+    }
+    d.kind = Decision::Switch;
+    d.from = local.running;
+    d.to = p.release;
+    d.why = fmt::format("current release is {} (generation {})", p.release, p.generation);
+    return d;
+  }
+  if (!local.agent_up && !local.gave_up) {
+    d.kind = Decision::Start;
+    d.to = p.release;
+    d.why = "agent is not running";
+    return d;
+  }
+  d.kind = Decision::Keep;
+  return d;
+}
+
+bool LeaseTracker::update(const Marker& m, int64_t now_ms) {
+  if (m.nonce != nonce || m.renewal != renewal) {
+    nonce = m.nonce;
+    renewal = m.renewal;
+    changed_at_ms = now_ms;
+    return false;
+  }
+  return now_ms - changed_at_ms > m.lease_ms;
+}
+
+// ================================================================ share worker
+
+ShareWorker::ShareWorker() : thread_([this] { loop(); }) {}
+
+ShareWorker::~ShareWorker() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    quit_ = true;
+  }
+  cv_.notify_all();
+  if (finished_ == posted_) thread_.join();
+  else thread_.detach();  // stuck in the kernel on a hung mount: abandon it
+}
+
+void ShareWorker::loop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (true) {
+    cv_.wait(l, [&] { return quit_ || finished_ < posted_; });
+    if (quit_ && finished_ == posted_) return;
+    auto job = job_;
+    l.unlock();
+    (*job)();
+    l.lock();
+    ++finished_;
+    busy_since_ = 0;
+    cv_.notify_all();
+    if (quit_) return;
+  }
+}
+
+bool ShareWorker::busy() {
+  std::lock_guard<std::mutex> l(mu_);
+  return finished_ < posted_;
+}
+
+bool ShareWorker::run(const std::function<void()>& fn, int64_t timeout_ms, std::string* why) {
+  std::unique_lock<std::mutex> l(mu_);
+  if (finished_ < posted_) {
+    if (why)
+      *why = fmt::format("an earlier share operation has been stuck for {}",
+                         format_duration_ms(boot_ms() - busy_since_));
+    return false;
+  }
+  job_ = std::make_shared<std::function<void()>>(fn);
+  ++posted_;
+  busy_since_ = boot_ms();
+  uint64_t mine = posted_;
+  cv_.notify_all();
+  bool done = cv_.wait_for(l, std::chrono::milliseconds(timeout_ms), [&] { return finished_ >= mine; });
+  if (!done && why) *why = fmt::format("the share did not answer within {}", format_duration_ms(timeout_ms));
+  return done;
+}
+
+// ================================================================ local state
+
+namespace {
+
+struct LocalState {
+  std::string running;
+  int64_t agent_pid = 0;
+  uint64_t agent_start = 0;
+  bool agent_wanted = false;   // command-controlled agents: we started it and did not stop it
+  int64_t held_gen = 0;
+  int64_t held_since_ms = 0;   // when the marker vanished while the pointer lagged
+  int64_t failed_gen = 0;
+  std::string reason;
+  std::string state = "idle";
+  int64_t status_gen = 0;
+  int64_t heartbeat = 0;
+  int64_t last_status_ms = 0;
+  int64_t last_pointer_ms = 0;
+  std::string lease_nonce;
+  int64_t lease_renewal = -1;
+  int64_t lease_changed_ms = 0;
+  std::vector<int64_t> crashes;
+  bool gave_up = false;
+  std::string boot_id;
+};
+
+std::string read_boot_id() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string s;
+  std::getline(in, s);
+  return s;
+}
+
+std::string pack_local(const LocalState& s) {
+  Record r{"hoststate", kFormatVersion, {}};
+  r.add("boot_id", {s.boot_id.empty() ? "-" : s.boot_id});
+  r.add("running", {s.running.empty() ? "-" : s.running});
+  r.add("agent", {std::to_string(s.agent_pid), std::to_string(s.agent_start), s.agent_wanted ? "1" : "0"});
+  r.add("held", {std::to_string(s.held_gen), std::to_string(s.held_since_ms)});
+  r.add("failed_gen", {std::to_string(s.failed_gen)});
+  r.add("state", {s.state});
+  r.add("reason", {s.reason.empty() ? "-" : s.reason});
+  r.add("status", {std::to_string(s.status_gen), std::to_string(s.heartbeat)});
+  r.add("lease", {s.lease_nonce.empty() ? "-" : s.lease_nonce, std::to_string(s.lease_renewal),
+                  std::to_string(s.lease_changed_ms)});
+  std::vector<std::string> c;
+  for (auto t : s.crashes) c.push_back(std::to_string(t));
+  r.add("crashes", c.empty() ? std::vector<std::string>{"-"} : c);
+  r.add("gave_up", {s.gave_up ? "1" : "0"});
+  return pack_record(r);
+}
+
+LocalState unpack_local(const std::string& text, const std::string& path, Logger& log) {
+  LocalState s;
+  auto rec = unpack_record(text, "hoststate", kFormatVersion, path);
+  if (!rec) {
+    if (log) log(LogLevel::Warn, rec.error().msg + " (starting from a clean local state)");
+    return s;
+  }
+  auto num = [](const std::string& x) { return parse_i64(x).value_or(0); };
+  for (const auto& l : rec->lines) {
+    const auto& a = l.args;
+    auto at = [&](size_t i) { return i < a.size() ? a[i] : std::string(); };
+    if (l.key == "boot_id") s.boot_id = at(0);
+    else if (l.key == "running") s.running = at(0) == "-" ? "" : at(0);
+    else if (l.key == "agent") {
+      s.agent_pid = num(at(0));
+      s.agent_start = static_cast<uint64_t>(num(at(1)));
+      s.agent_wanted = at(2) == "1";
+    } else if (l.key == "held") {
+      s.held_gen = num(at(0));
+      s.held_since_ms = num(at(1));
+    } else if (l.key == "failed_gen") s.failed_gen = num(at(0));
+    else if (l.key == "state") s.state = at(0);
+    else if (l.key == "reason") s.reason = at(0) == "-" ? "" : at(0);
+    else if (l.key == "status") {
+      s.status_gen = num(at(0));
+      s.heartbeat = num(at(1));
+    } else if (l.key == "lease") {
+      s.lease_nonce = at(0) == "-" ? "" : at(0);
+      s.lease_renewal = num(at(1));
+      s.lease_changed_ms = num(at(2));
+    } else if (l.key == "crashes") {
+      for (const auto& t : a)
+        if (t != "-") s.crashes.push_back(num(t));
+    } else if (l.key == "gave_up") s.gave_up = at(0) == "1";
+  }
+  if (!s.running.empty() && check_version_name(s.running)) s.running.clear();
+  return s;
+}
+
+// ---------------------------------------------------------------- agent control
+
+class AgentCtl {
+ public:
+  virtual ~AgentCtl() = default;
+  virtual bool up(LocalState& st) = 0;
+  virtual Status start(LocalState& st, const SpawnSpec& spec) = 0;
+  virtual void stop(LocalState& st, const AgentConfig& a) = 0;
+  /// Daemon only: the child exited on its own (exit status), or nullopt.
+  virtual std::optional<int> reap(LocalState&) { return std::nullopt; }
+};
+
+class ChildAgent : public AgentCtl {
+ public:
+  bool up(LocalState& st) override { return st.agent_pid > 0; }
+  Status start(LocalState& st, const SpawnSpec& spec) override {
+    auto pid = spawn(spec);
+    if (!pid) return pid.error();
+    st.agent_pid = *pid;
+    st.agent_start = process_start_time(*pid);
+    return ok_status();
+  }
+  void stop(LocalState& st, const AgentConfig& a) override {
+    if (st.agent_pid > 0) stop_process(static_cast<pid_t>(st.agent_pid), a.stop_signal, a.stop_timeout_ms, true);
+    st.agent_pid = 0;
+    st.agent_start = 0;
+  }
+  std::optional<int> reap(LocalState& st) override {
+    if (st.agent_pid <= 0) return std::nullopt;
+    int status = 0;
+    pid_t w = waitpid(static_cast<pid_t>(st.agent_pid), &status, WNOHANG);
+    if (w == st.agent_pid || (w < 0 && errno == ECHILD)) {
+      // Take the rest of its process group down too.
+      kill(-static_cast<pid_t>(st.agent_pid), SIGKILL);
+      st.agent_pid = 0;
+      st.agent_start = 0;
+      return status;
+    }
+    return std::nullopt;
+  }
+};
+
+class DetachedAgent : public AgentCtl {
+ public:
+  bool up(LocalState& st) override {
+    return st.agent_pid > 0 && process_alive(static_cast<pid_t>(st.agent_pid), st.agent_start);
+  }
+  Status start(LocalState& st, const SpawnSpec& spec0) override {
+    SpawnSpec spec = spec0;
+    spec.detach = true;
+    auto pid = spawn(spec);
+    if (!pid) return pid.error();
+    st.agent_pid = *pid;
+    for (int i = 0; i < 50 && (st.agent_start = process_start_time(*pid)) == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return ok_status();
+  }
+  void stop(LocalState& st, const AgentConfig& a) override {
+    if (up(st)) stop_process(static_cast<pid_t>(st.agent_pid), a.stop_signal, a.stop_timeout_ms, false);
+    st.agent_pid = 0;
+    st.agent_start = 0;
+  }
+};
+
+class CommandAgent : public AgentCtl {
+ public:
+  explicit CommandAgent(const AgentConfig& a) : a_(a) {}
+  bool up(LocalState& st) override {
+    if (a_.status_command.empty()) return st.agent_wanted;
+    SpawnSpec s;
+    s.argv = a_.status_command;
+    auto r = run_with_timeout(s, 30000);
+    return r && !r->timed_out && r->exit_code == 0;
+  }
+  Status start(LocalState& st, const SpawnSpec& spec) override {
+    SpawnSpec s;
+    s.argv = a_.start_command;
+    s.env = spec.env;
+    auto r = run_with_timeout(s, std::max<int64_t>(a_.stop_timeout_ms, 60000));
+    if (!r) return r.error();
+    if (r->timed_out || r->exit_code != 0)
+      return err(Exit::Failed, fmt::format("start_command {} failed ({})", a_.start_command[0],
+                                           r->timed_out ? "timed out" : fmt::format("exit {}", r->exit_code)));
+    st.agent_wanted = true;
+    return ok_status();
+  }
+  void stop(LocalState& st, const AgentConfig& a) override {
+    SpawnSpec s;
+    s.argv = a.stop_command;
+    (void)run_with_timeout(s, a.stop_timeout_ms + 5000);
+    st.agent_wanted = false;
+  }
+
+ private:
+  AgentConfig a_;
+};
+
+// ---------------------------------------------------------------- the watchdog
+
+class Watchdog {
+ public:
+  Watchdog(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt)
+      : cfg_(std::move(cfg)), opt_(opt), fs_(cfg_.host), share_(fs_, cfg_.share) {
+    if (!cfg_.agent.start_command.empty()) ctl_ = std::make_unique<CommandAgent>(cfg_.agent);
+    else if (opt_.daemon) ctl_ = std::make_unique<ChildAgent>();
+    else ctl_ = std::make_unique<DetachedAgent>();
+  }
+
+  void log(LogLevel l, const std::string& m) {
+    if (opt_.log) opt_.log(l, m);
+  }
+
+  std::string state_file() const { return path_join(cfg_.state_dir, "state"); }
+
+  Status load_state() {
+    ::mkdir(cfg_.state_dir.c_str(), 0755);
+    struct stat sd{};
+    if (::stat(cfg_.state_dir.c_str(), &sd) != 0 || !S_ISDIR(sd.st_mode))
+      return err(Exit::Usage, fmt::format("{}: state_dir is not a directory", cfg_.state_dir));
+    auto t = read_local(state_file(), 1 << 20);
+    Logger lg = opt_.log;
+    if (t && *t) st_ = unpack_local(**t, state_file(), lg);
+    std::string boot = read_boot_id();
+    if (st_.boot_id != boot) {
+      // A reboot: no process we knew is alive, and monotonic times restart.
+      st_.agent_pid = 0;
+      st_.agent_start = 0;
+      st_.crashes.clear();
+      st_.lease_changed_ms = 0;
+      st_.held_since_ms = 0;
+      st_.boot_id = boot;
+    }
+    saved_ = pack_local(st_);
+    return ok_status();
+  }
+
+  void save_state() {
+    std::string p = pack_local(st_);
+    if (p == saved_) return;
+    if (auto s = write_local_atomic(state_file(), p, 0644); !s) log(LogLevel::Error, s.error().msg);
+    else saved_ = p;
+  }
+
+  // Runs fn on the share under the deadline; on timeout marks the share unreachable.
+  bool on_share(const std::function<void()>& fn, int64_t timeout_ms, std::string* why) {
+    return worker_.run(fn, timeout_ms, why);
+  }
+
+  SpawnSpec agent_spec(const std::string& version) {
+    SpawnSpec s;
+    std::string rdir = share_.release_dir(version);
+    for (size_t i = 0; i < cfg_.agent.command.size(); ++i) {
+      std::string a = cfg_.agent.command[i];
+      auto sub = [&](const std::string& key, const std::string& val) {
+        size_t p;
+        while ((p = a.find(key)) != std::string::npos) a.replace(p, key.size(), val);
+      };
+      sub("{config}", cfg_.agent.config);
+      sub("{release}", rdir);
+      sub("{version}", version);
+      sub("{host}", cfg_.host);
+      s.argv.push_back(i == 0 ? path_join(rdir, a) : a);
+    }
+    s.env = {{"NFSUP_VERSION", version},
+             {"NFSUP_HOST", cfg_.host},
+             {"NFSUP_RELEASE_DIR", rdir},
+             {"NFSUP_SHARE", cfg_.share},
+             {"NFSUP_CONFIG", cfg_.agent.config}};
+    s.cwd = rdir;
+    s.stdout_path = path_join(cfg_.state_dir, "agent.log");
+    return s;
+  }
+
+  // ---- status reporting
+  void set_state(const std::string& state, int64_t gen, const std::string& reason) {
+    if (state != st_.state || gen != st_.status_gen || reason != st_.reason) {
+      st_.state = state;
+      st_.status_gen = gen;
+      st_.reason = reason;
+      status_dirty_ = true;
+    }
+  }
+
+  void publish_status(bool force) {
+    int64_t now = boot_ms();
+    if (!force && !status_dirty_ && now - last_status_ms_ < cfg_.heartbeat_interval_ms) return;
+    HostStatus s;
+    s.host = cfg_.host;
+    s.state = st_.state;
+    s.running = st_.running;
+    s.generation = st_.status_gen;
+    s.heartbeat = ++st_.heartbeat;
+    s.pid = getpid();
+    s.agent_pid = st_.agent_pid;
+    s.mode = opt_.daemon ? "daemon" : "check";
+    s.reason = st_.reason;
+    s.updated = utc_now_iso();
+    Status res = ok_status();
+    std::string why;
+    bool done = on_share([&, s] { res = share_.write_status(s); }, cfg_.share_timeout_ms, &why);
+    if (!done) {
+      note_share_error(why);
+      return;
+    }
+    if (!res) {
+      note_share_error(res.error().msg);
+      return;
+    }
+    status_dirty_ = false;
+    last_status_ms_ = now;
+  }
+
+  void note_share_error(const std::string& why) {
+    if (!share_down_) log(LogLevel::Error, fmt::format("{}: share unreachable: {}; the agent is left as it is", cfg_.host, why));
+    share_down_ = true;
+    share_error_ = why;
+  }
+
+  void note_share_ok() {
+    if (share_down_) {
+      log(LogLevel::Info, fmt::format("{}: share reachable again", cfg_.host));
+      force_pointer_ = true;
+      status_dirty_ = true;
+    }
+    share_down_ = false;
+  }
+
+  // ---- observation
+  Observation observe(bool want_pointer) {
+    Observation obs;
+    Result<std::optional<Marker>> mk = std::optional<Marker>();
+    std::string why;
+    if (!on_share([&] { mk = share_.probe_marker(); }, cfg_.share_timeout_ms, &why)) {
+      obs.share_ok = false;
+      obs.share_error = why;
+      return obs;
+    }
+    if (!mk) {
+      if (mk.error().code == Exit::Integrity) {
+        // A garbled marker: never act on it; keep the agent as it is and say why.
+        obs.share_ok = false;
+        obs.share_error = mk.error().msg;
+        return obs;
+      }
+      obs.share_ok = false;
+      obs.share_error = mk.error().msg;
+      return obs;
+    }
+    obs.marker = *mk;
+    if (obs.marker) {
+      LeaseTracker lt{st_.lease_nonce, st_.lease_renewal, st_.lease_changed_ms};
+      obs.marker_lapsed = lt.update(*obs.marker, boot_ms());
+      st_.lease_nonce = lt.nonce;
+      st_.lease_renewal = lt.renewal;
+      st_.lease_changed_ms = lt.changed_at_ms;
+      if (obs.marker_lapsed && !lapse_logged_) {
+        log(LogLevel::Warn, fmt::format("{}: the marker's lease lapsed (master {} pid {} stopped renewing it); "
+                                        "resuming the current release",
+                                        cfg_.host, obs.marker->master_host, obs.marker->master_pid));
+        lapse_logged_ = true;
+      }
+      if (!obs.marker_lapsed) lapse_logged_ = false;
+    }
+    if (want_pointer && (!obs.marker || obs.marker_lapsed)) read_pointer(obs);
+    return obs;
+  }
+
+  void read_pointer(Observation& obs) {
+    Result<std::optional<Pointer>> p = std::optional<Pointer>();
+    std::string why;
+    if (!on_share([&] { p = share_.read_pointer(); }, cfg_.share_timeout_ms, &why)) {
+      obs.share_ok = false;
+      obs.share_error = why;
+      return;
+    }
+    if (!p) {
+      obs.share_ok = false;
+      obs.share_error = p.error().msg;
+      return;
+    }
+    obs.pointer_read = true;
+    obs.pointer = *p;
+    st_.last_pointer_ms = boot_ms();
+  }
+
+  LocalView view() {
+    LocalView v;
+    v.running = st_.running;
+    v.agent_up = ctl_->up(st_);
+    v.held_gen = st_.held_gen;
+    v.held_wait_ms = st_.held_since_ms ? boot_ms() - st_.held_since_ms : 0;
+    v.failed_gen = st_.failed_gen;
+    v.gave_up = st_.gave_up;
+    v.lease_ms = 30000;
+    if (!st_.lease_nonce.empty()) v.lease_ms = lease_ms_;
+    return v;
+  }
+
+  // ---- actions
+  void stop_agent(const std::string& why, int64_t gen) {
+    if (!ctl_->up(st_)) return;
+    set_state("stopping", gen, why);
+    publish_status(true);
+    log(LogLevel::Info, fmt::format("{}: stopping agent {} ({})", cfg_.host, st_.running, why));
+    stopping_ = true;
+    ctl_->stop(st_, cfg_.agent);
+    stopping_ = false;
+    save_state();
+  }
+
+  bool start_agent(const std::string& version, std::string* why) {
+    set_state("starting", st_.status_gen, "");
+    auto s = ctl_->start(st_, agent_spec(version));
+    if (!s) {
+      *why = s.error().msg;
+      return false;
+    }
+    st_.running = version;
+    save_state();
+    return true;
+  }
+
+  // Verifies the release on the share under a deadline that grows with its size.
+  bool verify(const std::string& version, std::string* why) {
+    if (!cfg_.verify_before_start) return true;
+    Result<std::vector<std::string>> r = std::vector<std::string>();
+    std::string t;
+    if (!on_share([&] { r = share_.verify_release(version); }, cfg_.share_timeout_ms * 6, &t)) {
+      *why = "verifying " + version + ": " + t;
+      note_share_error(t);
+      return false;
+    }
+    if (!r) {
+      *why = r.error().msg;
+      return false;
+    }
+    if (!r->empty()) {
+      *why = fmt::format("release {} fails verification: {}", version, (*r)[0]);
+      return false;
+    }
+    return true;
+  }
+
+  void do_switch(const Decision& d) {
+    std::string from = d.from, to = d.to;
+    log(LogLevel::Info, fmt::format("{}: switching {} -> {} (generation {})", cfg_.host, from.empty() ? "-" : from, to,
+                                    d.generation));
+    std::string why;
+    auto fail = [&](const std::string& reason) {
+      log(LogLevel::Error, fmt::format("{}: switch {} -> {} failed: {}", cfg_.host, from.empty() ? "-" : from, to, reason));
+      st_.failed_gen = d.generation;
+      if (!from.empty() && !ctl_->up(st_)) {
+        std::string w2;
+        if (!start_agent(from, &w2))
+          log(LogLevel::Error, fmt::format("{}: could not restart {} either: {}", cfg_.host, from, w2));
+        else
+          log(LogLevel::Info, fmt::format("{}: kept on {}", cfg_.host, from));
+      }
+      set_state("failed", d.generation, reason);
+      save_state();
+      publish_status(true);
+    };
+    if (!verify(to, &why)) return fail(why);
+    ReconfigPlan plan;
+    {
+      Result<ReconfigPlan> p = ReconfigPlan{};
+      std::string t;
+      if (!on_share([&] { p = plan_reconfig(share_, cfg_, from, to); }, cfg_.share_timeout_ms, &t)) {
+        note_share_error(t);
+        return fail("reading the reconfig script: " + t);
+      }
+      if (!p) return fail(p.error().msg);
+      plan = *p;
+    }
+    stop_agent(fmt::format("switching to {}", to), d.generation);
+    auto applied = apply_reconfig(cfg_, plan, false);
+    if (!applied) return fail(applied.error().msg);
+    if (plan.kind != ReconfigPlan::Nothing)
+      log(LogLevel::Info, fmt::format("{}: config {}: {}", cfg_.host, cfg_.agent.config, applied->message));
+    st_.crashes.clear();
+    st_.gave_up = false;
+    if (!start_agent(to, &why)) {
+      // Put the old configuration back before restarting the old release.
+      if (!from.empty() && plan.kind != ReconfigPlan::Nothing) {
+        ReconfigPlan back;
+        back.kind = ReconfigPlan::Restore;
+        back.from = to;
+        back.to = from;
+        back.backup_source = backup_path(cfg_, from);
+        (void)apply_reconfig(cfg_, back, false);
+      }
+      return fail("starting " + to + ": " + why);
+    }
+    st_.failed_gen = 0;
+    st_.held_gen = 0;
+    st_.held_since_ms = 0;
+    set_state("running", d.generation, "");
+    log(LogLevel::Info, fmt::format("{}: running {}", cfg_.host, to));
+    save_state();
+    publish_status(true);
+  }
+
+  // One pass of observe -> decide -> act. Returns the decision taken.
+  Decision tick(bool first) {
+    bool agent_up = ctl_->up(st_);
+    if (!opt_.daemon && !agent_up && st_.agent_pid > 0 && !st_.gave_up) {
+      // Cron mode: the agent we started has died since the last tick.
+      log(LogLevel::Warn, fmt::format("{}: agent {} (pid {}) is no longer running", cfg_.host, st_.running, st_.agent_pid));
+      st_.agent_pid = 0;
+      st_.agent_start = 0;
+      if (count_crash()) {
+        st_.gave_up = true;
+        set_state("failed", st_.status_gen,
+                  fmt::format("agent {} died {} times within {}; not restarting until a new push", st_.running,
+                              st_.crashes.size(), format_duration_ms(cfg_.agent.restart_window_ms)));
+        log(LogLevel::Error, fmt::format("{}: {}", cfg_.host, st_.reason));
+      }
+    }
+    bool heartbeat_due = boot_ms() - st_.last_pointer_ms >= cfg_.heartbeat_interval_ms;
+    bool want_pointer = first || force_pointer_ || st_.held_gen > 0 || !agent_up || heartbeat_due;
+    Observation obs = observe(want_pointer);
+    if (!obs.share_ok) {
+      note_share_error(obs.share_error);
+      save_state();
+      return decide(obs, view());
+    }
+    note_share_ok();
+    force_pointer_ = false;
+    if (obs.marker) lease_ms_ = obs.marker->lease_ms;
+    Decision d = decide(obs, view());
+    switch (d.kind) {
+      case Decision::NeedPointer:
+        // Fast idle path: the marker is absent and nothing says the pointer moved.
+        d.kind = Decision::Keep;
+        break;
+      case Decision::Hold:
+        if (st_.held_gen != d.generation) {
+          log(LogLevel::Info, fmt::format("{}: marker seen: {}", cfg_.host, d.why));
+          st_.held_gen = d.generation;
+          st_.held_since_ms = 0;
+        }
+        stop_agent(d.why, d.generation);
+        set_state("stopped", d.generation, d.why);
+        break;
+      case Decision::WaitPointer:
+        if (!st_.held_since_ms) st_.held_since_ms = boot_ms();
+        set_state("stopped", st_.held_gen, d.why);
+        break;
+      case Decision::Idle:
+        set_state("idle", 0, d.why);
+        break;
+      case Decision::Switch:
+        do_switch(d);
+        break;
+      case Decision::Start: {
+        if (restart_at_ && boot_ms() < restart_at_) {
+          d.kind = Decision::Keep;  // backing off after a crash
+          break;
+        }
+        std::string why;
+        if (!verify(d.to, &why) || !start_agent(d.to, &why)) {
+          set_state("failed", d.generation ? d.generation : st_.status_gen, "starting " + d.to + ": " + why);
+          log(LogLevel::Error, fmt::format("{}: starting {} failed: {}", cfg_.host, d.to, why));
+          st_.gave_up = count_crash();
+        } else {
+          log(LogLevel::Info, fmt::format("{}: started {} ({})", cfg_.host, d.to, d.why));
+          st_.held_gen = 0;
+          st_.held_since_ms = 0;
+          set_state("running", d.generation ? d.generation : st_.status_gen,
+                    st_.failed_gen && obs.pointer && obs.pointer->generation == st_.failed_gen ? st_.reason : "");
+          if (st_.failed_gen && obs.pointer && obs.pointer->generation == st_.failed_gen) st_.state = "failed";
+        }
+        break;
+      }
+      case Decision::Keep:
+        if (obs.pointer && st_.held_gen && obs.pointer->generation >= st_.held_gen) {
+          st_.held_gen = 0;
+          st_.held_since_ms = 0;
+        }
+        if (agent_up && st_.state == "running" && obs.pointer) set_state("running", obs.pointer->generation, "");
+        break;
+    }
+    save_state();
+    publish_status(false);
+    return d;
+  }
+
+  // Records a crash; returns true when the restart-loop limit is reached.
+  bool count_crash() {
+    int64_t now = boot_ms();
+    st_.crashes.push_back(now);
+    std::vector<int64_t> keep;
+    for (auto t : st_.crashes)
+      if (now - t <= cfg_.agent.restart_window_ms) keep.push_back(t);
+    st_.crashes = keep;
+    return static_cast<int>(st_.crashes.size()) >= cfg_.agent.restart_limit;
+  }
+
+  // Daemon: the agent child exited by itself.
+  void on_agent_exit(int status) {
+    std::string how = WIFEXITED(status) ? fmt::format("exit code {}", WEXITSTATUS(status))
+                                        : fmt::format("signal {}", signal_name(WTERMSIG(status)));
+    if (count_crash()) {
+      st_.gave_up = true;
+      set_state("failed", st_.status_gen,
+                fmt::format("agent {} died ({}) {} times within {}; not restarting until a new push or SIGHUP",
+                            st_.running, how, st_.crashes.size(), format_duration_ms(cfg_.agent.restart_window_ms)));
+      log(LogLevel::Error, fmt::format("{}: {}", cfg_.host, st_.reason));
+    } else {
+      int64_t backoff = std::min<int64_t>(30000, 500LL << std::min<size_t>(st_.crashes.size() - 1, 6));
+      restart_at_ = boot_ms() + backoff;
+      log(LogLevel::Warn, fmt::format("{}: agent {} died ({}); restarting in {}", cfg_.host, st_.running, how,
+                                      format_duration_ms(backoff)));
+      set_state("starting", st_.status_gen, fmt::format("agent died ({}); restarting", how));
+    }
+    save_state();
+    publish_status(true);
+  }
+
+  void shutdown() {
+    if (ctl_->up(st_)) {
+      log(LogLevel::Info, fmt::format("{}: watchdog stopping; stopping agent {}", cfg_.host, st_.running));
+      ctl_->stop(st_, cfg_.agent);
+    }
+    set_state("stopped", st_.status_gen, "watchdog stopped");
+    save_state();
+    publish_status(true);
+  }
+
+  // When a daemon starts and finds an agent from an earlier watchdog still alive, it cannot
+  // supervise it (not its child): stop it so the first tick starts one it owns.
+  void adopt_orphan() {
+    if (!opt_.daemon || !cfg_.agent.start_command.empty()) return;
+    if (st_.agent_pid > 0 && process_alive(static_cast<pid_t>(st_.agent_pid), st_.agent_start)) {
+      log(LogLevel::Info, fmt::format("{}: stopping agent pid {} left by an earlier watchdog", cfg_.host, st_.agent_pid));
+      stop_process(static_cast<pid_t>(st_.agent_pid), cfg_.agent.stop_signal, cfg_.agent.stop_timeout_ms, false);
+    }
+    st_.agent_pid = 0;
+    st_.agent_start = 0;
+  }
+
+  WatchdogConfig cfg_;
+  WatchdogRuntimeOptions opt_;
+  RealFs fs_;
+  Share share_;
+  ShareWorker worker_;
+  std::unique_ptr<AgentCtl> ctl_;
+  LocalState st_;
+  std::string saved_;
+  bool status_dirty_ = true;
+  int64_t last_status_ms_ = -1000000000;
+  bool share_down_ = false;
+  std::string share_error_;
+  bool force_pointer_ = true;
+  bool stopping_ = false;
+  bool lapse_logged_ = false;
+  int64_t lease_ms_ = 30000;
+  int64_t restart_at_ = 0;
+};
+
+}  // namespace
+
+// ================================================================ entry points
+
+int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
+  int sigfd = install_signal_pipe();
+  auto wd = std::make_unique<Watchdog>(cfg, opt);
+  if (auto s = wd->load_state(); !s) {
+    if (opt.log) opt.log(LogLevel::Error, s.error().msg);
+    return static_cast<int>(s.error().code);
+  }
+  wd->adopt_orphan();
+  wd->log(LogLevel::Info, fmt::format("{}: watchdog started (share {}, poll {})", cfg.host, cfg.share,
+                                      format_duration_ms(cfg.poll_interval_ms)));
+  bool first = true;
+  int64_t next_tick = boot_ms();
+  while (true) {
+    if (opt.on_alive) opt.on_alive();
+    int64_t now = boot_ms();
+    if (now >= next_tick) {
+      wd->tick(first);
+      if (first && opt.on_ready) opt.on_ready();
+      first = false;
+      next_tick = boot_ms() + wd->cfg_.poll_interval_ms;
+    }
+    if (wd->restart_at_ && boot_ms() >= wd->restart_at_) {
+      wd->restart_at_ = 0;
+      next_tick = boot_ms();  // the next tick decides Start (agent down) on the current pointer
+      wd->force_pointer_ = true;
+    }
+    int64_t wait = std::max<int64_t>(0, next_tick - boot_ms());
+    if (wd->restart_at_) wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd->restart_at_ - boot_ms()));
+    pollfd pf{sigfd, POLLIN, 0};
+    ::poll(&pf, 1, static_cast<int>(std::min<int64_t>(wait, 1000)));
+    for (int sig : read_signals(sigfd)) {
+      if (sig == SIGTERM || sig == SIGINT) {
+        wd->shutdown();
+        wd->log(LogLevel::Info, fmt::format("{}: watchdog exiting ({})", cfg.host, signal_name(sig)));
+        return 0;
+      }
+      if (sig == SIGHUP) {
+        if (opt.reload) {
+          auto n = opt.reload();
+          if (!n) {
+            wd->log(LogLevel::Error, "reload failed, keeping the old config: " + n.error().msg);
+          } else if (n->share != wd->cfg_.share || n->host != wd->cfg_.host || n->state_dir != wd->cfg_.state_dir) {
+            wd->log(LogLevel::Error, "reload: share, host and state_dir cannot change without a restart; kept the old config");
+          } else {
+            wd->cfg_ = *n;
+            wd->log(LogLevel::Info, "config reloaded");
+          }
+        }
+        wd->st_.gave_up = false;
+        wd->st_.crashes.clear();
+        wd->force_pointer_ = true;
+        next_tick = boot_ms();
+      }
+    }
+    if (auto st = wd->ctl_->reap(wd->st_)) wd->on_agent_exit(*st);
+  }
+}
+
+int run_watchdog_check(const WatchdogConfig& cfg, const WatchdogRuntimeOptions& opt) {
+  ::mkdir(cfg.state_dir.c_str(), 0755);
+  std::string lock = path_join(cfg.state_dir, "lock");
+  int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (opt.log) opt.log(LogLevel::Error, fmt::format("open({}): {}", lock, errno_str(errno)));
+    return static_cast<int>(Exit::Usage);
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (opt.log)
+      opt.log(LogLevel::Warn, fmt::format("{}: a previous check is still running (lock {} held); skipping this tick",
+                                          cfg.host, lock));
+    return static_cast<int>(Exit::Busy);
+  }
+  signal(SIGPIPE, SIG_IGN);
+  auto* wd = new Watchdog(cfg, opt);  // leaked on purpose: a hung share thread may outlive us
+  if (auto s = wd->load_state(); !s) {
+    if (opt.log) opt.log(LogLevel::Error, s.error().msg);
+    return static_cast<int>(s.error().code);
+  }
+  wd->force_pointer_ = true;
+  wd->status_dirty_ = true;
+  wd->tick(true);
+  if (wd->share_down_) {
+    if (opt.log) opt.log(LogLevel::Error, fmt::format("{}: {}", cfg.share, wd->share_error_));
+    wd->save_state();
+    std::fflush(nullptr);
+    ::_exit(static_cast<int>(Exit::Share));  // do not wait for a worker stuck on the share
+  }
+  wd->save_state();
+  int code = wd->st_.state == "failed" ? static_cast<int>(Exit::Failed) : 0;
+  std::fflush(nullptr);
+  ::_exit(code);
+}
+
+}  // namespace nfsup

@@ -1,0 +1,93 @@
+// nfsup tools: the reporting helpers shared by the three thin mains.
+#pragma once
+
+#include <fmt/format.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+
+#include "util.h"
+#include "watchdog.h"
+
+namespace nfsup::tools {
+
+inline const char*& program() {
+  static const char* p = "nfsup";
+  return p;
+}
+
+inline int verbosity = 0;  // -1 quiet, 0 normal, 1 verbose
+inline bool use_syslog = false;
+
+/// `nfsup-X: error: <message>` on stderr; returns the exit code.
+inline int fail(const Error& e) {
+  fmt::print(stderr, "{}: error: {}\n", program(), e.msg);
+  return static_cast<int>(e.code);
+}
+
+inline void say(const std::string& s) {
+  if (verbosity >= 0) fmt::print("{}\n", s);
+}
+
+inline void log_line(LogLevel l, const std::string& msg) {
+  if (l == LogLevel::Debug && verbosity < 1) return;
+  if (l == LogLevel::Info && verbosity < 0) return;
+  if (use_syslog) {
+    int pri = l == LogLevel::Error ? LOG_ERR : l == LogLevel::Warn ? LOG_WARNING : l == LogLevel::Info ? LOG_INFO : LOG_DEBUG;
+    syslog(pri, "%s", msg.c_str());
+    return;
+  }
+  const char* tag = l == LogLevel::Error ? "error: " : l == LogLevel::Warn ? "warning: " : "";
+  fmt::print(stderr, "{} {}: {}{}\n", utc_now_iso(), program(), tag, msg);
+  std::fflush(stderr);
+}
+
+inline std::string json_str(const std::string& s) {
+  std::string o = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': o += "\\\""; break;
+      case '\\': o += "\\\\"; break;
+      case '\n': o += "\\n"; break;
+      case '\t': o += "\\t"; break;
+      case '\r': o += "\\r"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) o += fmt::format("\\u{:04x}", c);
+        else o += static_cast<char>(c);
+    }
+  }
+  return o + "\"";
+}
+
+/// Runs a CLI11 parse and maps its errors to our usage code (2) with one line.
+inline int parse_or_exit(CLI::App& app, int argc, char** argv, bool* done) {
+  *done = false;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    *done = true;
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    *done = true;
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    *done = true;
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    *done = true;
+    fmt::print(stderr, "{}: error: {} (see --help)\n", program(), e.what());
+    return static_cast<int>(Exit::Usage);
+  }
+  return 0;
+}
+
+inline Result<int64_t> duration_flag(const std::string& flag, const std::string& v) {
+  auto d = parse_duration_ms(v);
+  if (!d) return err(Exit::Usage, fmt::format("{} '{}': not a duration (use 250ms, 2s, 5m)", flag, v));
+  return *d;
+}
+
+}  // namespace nfsup::tools

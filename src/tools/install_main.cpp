@@ -1,0 +1,284 @@
+// nfsup-install: the master installer (init, push, status, rollback, abort, verify, releases).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "common.h"
+#include "master.h"
+
+using namespace nfsup;
+using namespace nfsup::tools;
+
+namespace {
+
+struct Opts {
+  std::string share, source, version, reconfig, to;
+  bool no_wait = false, json = false, force = false, dry_run = false;
+  std::string lease = "30s", stale_after = "45s", timeout = "10m", share_timeout = "60s";
+};
+
+Result<MasterOptions> master_opts(const Opts& o) {
+  MasterOptions m;
+  auto l = duration_flag("--lease", o.lease);
+  if (!l) return l.error();
+  auto s = duration_flag("--stale-after", o.stale_after);
+  if (!s) return s.error();
+  auto t = duration_flag("--timeout", o.timeout);
+  if (!t) return t.error();
+  auto st = duration_flag("--share-timeout", o.share_timeout);
+  if (!st) return st.error();
+  if (*l < 300) return err(Exit::Usage, "--lease must be at least 300ms");
+  m.lease_ms = *l;
+  m.stale_after_ms = *s;
+  m.timeout_ms = *t;
+  m.wait = !o.no_wait;
+  m.force = o.force;
+  bool tty = isatty(2);
+  if (verbosity > 0 || (tty && verbosity == 0)) m.note = [](const std::string& s2) { fmt::print(stderr, "{}\n", s2); };
+  if (tty && verbosity >= 0)
+    m.progress = [](uint64_t done, uint64_t total) {
+      static uint64_t last = 0;
+      if (done != total && done - last < (8u << 20)) return;
+      last = done;
+      fmt::print(stderr, "\rstaging: {:.1f}/{:.1f} MiB", done / 1048576.0, total / 1048576.0);
+      if (done == total) fmt::print(stderr, "\n");
+    };
+  StallGuard::start(*st, program());
+  return m;
+}
+
+int report_switch(Result<SwitchReport> r, const char* what) {
+  if (!r) return fail(r.error());
+  const SwitchReport& rep = *r;
+  if (rep.nothing_to_do) {
+    say(fmt::format("{} is already current; nothing to do", rep.target));
+    return 0;
+  }
+  int bad = 0;
+  for (const auto& h : rep.hosts) {
+    if (h.outcome == "ok") {
+      if (verbosity > 0) say(fmt::format("  {:<20} ok", h.host));
+      continue;
+    }
+    if (h.outcome == "stale") {
+      fmt::print(stderr, "{}: warning: {}: skipped: {}\n", program(), h.host, h.detail);
+      continue;
+    }
+    ++bad;
+    fmt::print(stderr, "{}: error: {}: {}: {}\n", program(), h.host, h.outcome, h.detail);
+  }
+  size_t ok = std::count_if(rep.hosts.begin(), rep.hosts.end(), [](auto& h) { return h.outcome == "ok"; });
+  say(fmt::format("{} {} -> {} (generation {}): {} host(s) ok, {} failed", what,
+                  rep.previous.empty() ? "-" : rep.previous, rep.target, rep.generation, ok, bad));
+  return bad ? static_cast<int>(Exit::Failed) : 0;
+}
+
+std::string age_str(int64_t ms) {
+  if (ms < 0) return "?";
+  if (ms < 60000) return fmt::format("{}s ago", ms / 1000);
+  if (ms < 3600000) return fmt::format("{}m ago", ms / 60000);
+  return fmt::format("{}h ago", ms / 3600000);
+}
+
+int print_status(const StatusReport& r, bool json, const std::string& share) {
+  if (json) {
+    std::string o = "{\"schema\":\"nfsup-status/1\",\"share\":" + json_str(share);
+    if (r.pointer)
+      o += fmt::format(",\"current\":{{\"release\":{},\"generation\":{},\"previous\":{},\"action\":{}}}",
+                       json_str(r.pointer->release), r.pointer->generation, json_str(r.pointer->previous),
+                       json_str(r.pointer->action));
+    else
+      o += ",\"current\":null";
+    if (r.marker)
+      o += fmt::format(",\"marker\":{{\"action\":{},\"release\":{},\"previous\":{},\"generation\":{},\"master_host\":{},"
+                       "\"master_pid\":{},\"started\":{}}}",
+                       json_str(r.marker->action), json_str(r.marker->release), json_str(r.marker->previous),
+                       r.marker->generation, json_str(r.marker->master_host), r.marker->master_pid,
+                       json_str(r.marker->started));
+    else
+      o += ",\"marker\":null";
+    o += ",\"releases\":[";
+    for (size_t i = 0; i < r.releases.size(); ++i) o += (i ? "," : "") + json_str(r.releases[i]);
+    o += "],\"hosts\":[";
+    for (size_t i = 0; i < r.hosts.size(); ++i) {
+      const auto& h = r.hosts[i];
+      o += i ? "," : "";
+      if (!h.status) {
+        o += fmt::format("{{\"host\":{},\"error\":{},\"stale\":true}}", json_str(h.host), json_str(h.error));
+        continue;
+      }
+      const auto& s = *h.status;
+      o += fmt::format("{{\"host\":{},\"state\":{},\"running\":{},\"generation\":{},\"heartbeat\":{},\"mode\":{},"
+                       "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{}}}",
+                       json_str(h.host), json_str(s.state), s.running.empty() ? "null" : json_str(s.running),
+                       s.generation, s.heartbeat, json_str(s.mode), json_str(s.reason), h.age_ms,
+                       h.stale ? "true" : "false", json_str(s.updated));
+    }
+    o += "],\"warnings\":[";
+    for (size_t i = 0; i < r.warnings.size(); ++i) o += (i ? "," : "") + json_str(r.warnings[i]);
+    o += "]}";
+    fmt::print("{}\n", o);
+    return 0;
+  }
+  fmt::print("share:    {}\n", share);
+  if (r.pointer)
+    fmt::print("current:  {} (generation {}, previous {}, by {})\n", r.pointer->release, r.pointer->generation,
+               r.pointer->previous.empty() ? "-" : r.pointer->previous, r.pointer->action);
+  else
+    fmt::print("current:  none (nothing pushed yet)\n");
+  if (r.marker)
+    fmt::print("marker:   {} {} -> {} (generation {}) by {} pid {} since {}\n", r.marker->action,
+               r.marker->previous.empty() ? "-" : r.marker->previous, r.marker->release, r.marker->generation,
+               r.marker->master_host, r.marker->master_pid, r.marker->started);
+  fmt::print("releases: {}\n", r.releases.empty() ? "none" : join(r.releases, " "));
+  for (const auto& w : r.warnings) fmt::print("warning:  {}\n", w);
+  fmt::print("\n{:<20} {:<9} {:<12} {:>4} {:<10} {}\n", "HOST", "STATE", "RUNNING", "GEN", "SEEN", "REASON");
+  bool color = isatty(1);
+  for (const auto& h : r.hosts) {
+    if (!h.status) {
+      fmt::print("{:<20} {:<9} {:<12} {:>4} {:<10} {}\n", h.host, "?", "-", "-", "-", h.error);
+      continue;
+    }
+    const auto& s = *h.status;
+    std::string state = h.stale ? "stale" : s.state;
+    std::string shown = fmt::format("{:<9}", state);
+    if (color) {
+      const char* c = state == "running" ? "\033[32m" : (state == "failed" || state == "stale") ? "\033[31m" : "\033[33m";
+      shown = std::string(c) + shown + "\033[0m";
+    }
+    fmt::print("{:<20} {} {:<12} {:>4} {:<10} {}\n", h.host, shown, s.running.empty() ? "-" : s.running, s.generation,
+               age_str(h.age_ms), s.reason);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  program() = "nfsup-install";
+  CLI::App app{"nfsup-install: stage releases on a shared export and switch every host to them"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.set_version_flag("--version-info", "nfsup 0.1.0");
+  bool quiet = false, verbose = false;
+  app.add_flag("-q,--quiet", quiet, "only errors");
+  app.add_flag("-v,--verbose", verbose, "more detail");
+  Opts o;
+  auto add_wait_opts = [&](CLI::App* c) {
+    c->add_flag("--no-wait", o.no_wait, "return once the pointer is switched; do not wait for hosts to start");
+    c->add_option("--lease", o.lease, "marker lease; hosts resume the current release if not renewed (default 30s)");
+    c->add_option("--stale-after", o.stale_after, "a host silent this long is skipped (default 45s)");
+    c->add_option("--timeout", o.timeout, "give up waiting for hosts to stop, or to start (default 10m)");
+    c->add_option("--share-timeout", o.share_timeout, "exit 3 if one share operation hangs this long (default 60s)");
+    c->add_flag("--dry-run", o.dry_run, "print the plan; change nothing");
+  };
+  auto* init = app.add_subcommand("init", "create the share layout");
+  init->add_option("share", o.share, "the shared directory")->required();
+  auto* push_c = app.add_subcommand("push", "stage a release and switch every host to it");
+  push_c->add_option("share", o.share, "the shared directory")->required();
+  push_c->add_option("source", o.source, "a file or directory tree to release")->required();
+  push_c->add_option("--version", o.version, "version name of the release")->required();
+  push_c->add_option("--reconfig", o.reconfig, "script that rewrites a host's config for this release");
+  add_wait_opts(push_c);
+  auto* status_c = app.add_subcommand("status", "show the release pointer, marker and every host");
+  status_c->add_option("share", o.share, "the shared directory")->required();
+  status_c->add_flag("--json", o.json, "machine-readable output (schema nfsup-status/1)");
+  status_c->add_option("--stale-after", o.stale_after, "hosts silent this long are shown stale (default 45s)");
+  auto* rb = app.add_subcommand("rollback", "switch every host back to a kept release");
+  rb->add_option("share", o.share, "the shared directory")->required();
+  rb->add_option("--to", o.to, "release to return to (default: the previous one)");
+  add_wait_opts(rb);
+  auto* ab = app.add_subcommand("abort", "remove the marker of a push that died; hosts resume the current release");
+  ab->add_option("share", o.share, "the shared directory")->required();
+  ab->add_flag("--force", o.force, "abort even if the push still looks alive");
+  ab->add_flag("--dry-run", o.dry_run, "print what would be done");
+  auto* ver = app.add_subcommand("verify", "check every kept release against its manifest");
+  ver->add_option("share", o.share, "the shared directory")->required();
+  auto* rel = app.add_subcommand("releases", "list kept releases");
+  rel->add_option("share", o.share, "the shared directory")->required();
+
+  bool done = false;
+  int pc = parse_or_exit(app, argc, argv, &done);
+  if (done) return pc;
+  verbosity = quiet ? -1 : verbose ? 1 : 0;
+  while (o.share.size() > 1 && o.share.back() == '/') o.share.pop_back();
+
+  RealFs fs(short_hostname());
+  Share share(fs, o.share);
+  auto mo = master_opts(o);
+  if (!mo) return fail(mo.error());
+
+  if (*init) {
+    if (auto s = init_share(share); !s) return fail(s.error());
+    say(fmt::format("{}: nfsup share ready", o.share));
+    return 0;
+  }
+  if (*push_c) {
+    PushRequest req;
+    req.stage.source = o.source;
+    req.stage.version = o.version;
+    req.stage.reconfig = o.reconfig;
+    if (o.dry_run) {
+      if (auto s = share.check(); !s) return fail(s.error());
+      auto m = scan_source(req.stage);
+      if (!m) return fail(m.error());
+      auto ptr = share.read_pointer();
+      if (!ptr) return fail(ptr.error());
+      say(fmt::format("would stage {} ({} entries, {} bytes) and switch every live host {} -> {}", o.version,
+                      m->entries.size(), m->total_bytes(), *ptr ? (*ptr)->release : "-", o.version));
+      return 0;
+    }
+    return report_switch(push(share, req, *mo), "push");
+  }
+  if (*rb) {
+    if (o.dry_run) {
+      auto ptr = share.read_pointer();
+      if (!ptr) return fail(ptr.error());
+      say(fmt::format("would roll back from {} to {}", *ptr ? (*ptr)->release : "-",
+                      o.to.empty() ? (*ptr ? (*ptr)->previous : "-") : o.to));
+      return 0;
+    }
+    return report_switch(rollback(share, o.to, *mo), "rollback");
+  }
+  if (*ab) {
+    if (o.dry_run) {
+      auto m = share.read_marker();
+      if (!m) return fail(m.error());
+      say(*m ? fmt::format("would remove the marker of the {} of {} by {} pid {}", (*m)->action, (*m)->release,
+                           (*m)->master_host, (*m)->master_pid)
+             : "no marker; would only remove this host's leftover staging directories");
+      return 0;
+    }
+    auto r = abort_push(share, *mo);
+    if (!r) return fail(r.error());
+    for (const auto& n : r->notes) say(n);
+    if (!r->had_marker) say("no push in progress");
+    if (!r->resumed.empty()) say(fmt::format("hosts resume {}", r->resumed));
+    if (r->removed_staging) say(fmt::format("removed {} unfinished staging director{}", r->removed_staging,
+                                            r->removed_staging == 1 ? "y" : "ies"));
+    return 0;
+  }
+  if (*status_c) {
+    auto r = share_status(share, mo->stale_after_ms);
+    if (!r) return fail(r.error());
+    return print_status(*r, o.json, o.share);
+  }
+  if (*ver) {
+    auto r = verify_share(share);
+    if (!r) return fail(r.error());
+    for (const auto& w : r->warnings) fmt::print(stderr, "{}: warning: {}\n", program(), w);
+    for (const auto& [rel2, probs] : r->problems)
+      for (const auto& p : probs) fmt::print(stderr, "{}: error: {}: {}\n", program(), rel2, p);
+    say(fmt::format("verified {} release(s): {} with problems", r->checked.size(), r->problems.size()));
+    return r->problems.empty() ? 0 : static_cast<int>(Exit::Integrity);
+  }
+  if (*rel) {
+    if (auto s = share.check(); !s) return fail(s.error());
+    auto r = share.list_releases();
+    if (!r) return fail(r.error());
+    for (const auto& v : *r) fmt::print("{}\n", v);
+    return 0;
+  }
+  return static_cast<int>(Exit::Usage);
+}
