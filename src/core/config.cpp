@@ -143,7 +143,7 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
     if (!a.IsMap()) return c.at(a, "'agent' must be a mapping");
     if (auto s = check_keys(c, a,
                             {"command", "config", "stop_signal", "stop_timeout", "start_command", "stop_command",
-                             "status_command", "restart_limit", "restart_window", "reconfig_timeout"},
+                             "status_command", "restart_limit", "restart_window", "reconfig_timeout", "start_grace"},
                             " in 'agent'"); !s)
       return s.error();
     AgentConfig& ag = cfg.agent;
@@ -164,6 +164,7 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
     if (a["stop_timeout"]) TAKE(ag.stop_timeout_ms, get_dur(c, a["stop_timeout"], "agent.stop_timeout"));
     if (a["reconfig_timeout"])
       TAKE(ag.reconfig_timeout_ms, get_dur(c, a["reconfig_timeout"], "agent.reconfig_timeout"));
+    if (a["start_grace"]) TAKE(ag.start_grace_ms, get_dur(c, a["start_grace"], "agent.start_grace"));
     if (a["restart_window"]) TAKE(ag.restart_window_ms, get_dur(c, a["restart_window"], "agent.restart_window"));
     if (a["restart_limit"]) {
       std::string s;

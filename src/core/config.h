@@ -20,6 +20,7 @@ struct AgentConfig {
   int restart_limit = 5;                   ///< crashes within restart_window before giving up
   int64_t restart_window_ms = 300000;
   int64_t reconfig_timeout_ms = 60000;
+  int64_t start_grace_ms = 1000;           ///< must stay up this long to count as running
 };
 
 struct WatchdogConfig {

@@ -569,8 +569,20 @@ class Watchdog {
       return false;
     }
     st_.running = version;
+    settle_until_ = boot_ms() + cfg_.agent.start_grace_ms;
     save_state();
     return true;
+  }
+
+  // A started agent counts as running once it has stayed up for start_grace.
+  void promote_if_settled() {
+    if (st_.state != "starting" || !settle_until_ || boot_ms() < settle_until_) return;
+    if (!ctl_->up(st_)) return;
+    settle_until_ = 0;
+    set_state("running", st_.status_gen, "");
+    log(LogLevel::Info, fmt::format("{}: running {}", cfg_.host, st_.running));
+    save_state();
+    publish_status(true);
   }
 
   // Verifies the release on the share under a deadline that grows with its size.
@@ -647,8 +659,8 @@ class Watchdog {
     st_.failed_gen = 0;
     st_.held_gen = 0;
     st_.held_since_ms = 0;
-    set_state("running", d.generation, "");
-    log(LogLevel::Info, fmt::format("{}: running {}", cfg_.host, to));
+    set_state("starting", d.generation, "");
+    log(LogLevel::Info, fmt::format("{}: started {}", cfg_.host, to));
     save_state();
     publish_status(true);
   }
@@ -719,9 +731,9 @@ class Watchdog {
           log(LogLevel::Info, fmt::format("{}: started {} ({})", cfg_.host, d.to, d.why));
           st_.held_gen = 0;
           st_.held_since_ms = 0;
-          set_state("running", d.generation ? d.generation : st_.status_gen,
-                    st_.failed_gen && obs.pointer && obs.pointer->generation == st_.failed_gen ? st_.reason : "");
-          if (st_.failed_gen && obs.pointer && obs.pointer->generation == st_.failed_gen) st_.state = "failed";
+          bool still_failed = st_.failed_gen && obs.pointer && obs.pointer->generation == st_.failed_gen;
+          if (still_failed) set_state("failed", st_.failed_gen, st_.reason);  // back on the old release
+          else set_state("starting", d.generation ? d.generation : st_.status_gen, "");
         }
         break;
       }
@@ -733,6 +745,7 @@ class Watchdog {
         if (agent_up && st_.state == "running" && obs.pointer) set_state("running", obs.pointer->generation, "");
         break;
     }
+    promote_if_settled();
     save_state();
     publish_status(false);
     return d;
@@ -809,6 +822,7 @@ class Watchdog {
   bool lapse_logged_ = false;
   int64_t lease_ms_ = 30000;
   int64_t restart_at_ = 0;
+  int64_t settle_until_ = 0;
 };
 
 }  // namespace
@@ -870,6 +884,7 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
       }
     }
     if (auto st = wd->ctl_->reap(wd->st_)) wd->on_agent_exit(*st);
+    wd->promote_if_settled();
   }
 }
 
@@ -896,6 +911,23 @@ int run_watchdog_check(const WatchdogConfig& cfg, const WatchdogRuntimeOptions& 
   wd->force_pointer_ = true;
   wd->status_dirty_ = true;
   wd->tick(true);
+  if (wd->st_.state == "starting" && wd->settle_until_) {
+    // One tick: wait out the start grace here so the report is final.
+    while (boot_ms() < wd->settle_until_ && wd->ctl_->up(wd->st_))
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (wd->ctl_->up(wd->st_)) {
+      wd->promote_if_settled();
+    } else {
+      wd->st_.agent_pid = 0;
+      bool limit = wd->count_crash();
+      wd->st_.gave_up = limit;
+      wd->set_state(limit ? "failed" : "starting", wd->st_.status_gen,
+                    fmt::format("agent {} exited during its start grace{}", wd->st_.running,
+                                limit ? "; not restarting until a new push" : ""));
+      wd->save_state();
+      wd->publish_status(true);
+    }
+  }
   if (wd->share_down_) {
     if (opt.log) opt.log(LogLevel::Error, fmt::format("{}: {}", cfg.share, wd->share_error_));
     wd->save_state();

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test: unit (doctest), integration on a local share, and, as root with FUSE, the
+# multi-host suite on separate sshfs mounts in network namespaces. Installs what it needs.
+# Ends with one line "N passed, M failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh build test
+if [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ]; then
+  scripts/deps.sh harness
+else
+  echo "nfsup: not root or no /dev/fuse: the multi-host sshfs suite will be skipped" >&2
+fi
+scripts/build.sh
+set +e
+meson test -C build --print-errorlogs --num-processes 2 "$@"
+rc=$?
+set -e
+# Sum the per-test counts each runner printed into meson's log.
+log=build/meson-logs/testlog.txt
+passed=0; failed=0
+while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(
+  { grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | awk '{print $1, $3}'
+    grep -E '^\[doctest\] test cases:' "$log" | sed -E 's/.*\| *([0-9]+) passed *\| *([0-9]+) failed.*/\1 \2/'; } )
+if [ $rc -ne 0 ] && [ $failed -eq 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed"
+exit $rc

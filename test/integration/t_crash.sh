@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Crash safety: SIGKILL the master at every step of push, rollback and abort, then check the
+# share is consistent and that re-running (after `abort`) finishes the job.
+source "$(dirname "$0")/lib.sh"
+
+PUSH_POINTS="stage-object-before-rename stage-before-manifest stage-before-publish push-after-stage
+  switch-after-marker switch-after-stopped switch-after-pointer switch-after-unmark"
+
+check_consistent() {  # the pointer names a complete release; nothing partial is visible; verify passes
+  local cur
+  cur=$(awk '$1=="release" {print $2}' "$SHARE/current")
+  [ -f "$SHARE/releases/$cur/.nfsup/manifest" ] || fail "$1: current names $cur which is not complete"
+  for d in "$SHARE"/releases/*; do
+    [ -f "$d/.nfsup/manifest" ] || fail "$1: partial release visible: $d"
+  done
+  "$INSTALL" verify "$SHARE" -q 2>/dev/null || fail "$1: verify failed after the crash"
+}
+
+crash_push_at() {
+  local point=$1
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0 two)
+  add_host c1; add_host c2
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "not on 1.0"
+  set +e; NFSUP_CRASH_AT=$point "$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" -q 2>/dev/null; rc=$?; set -e
+  assert_eq "$rc" 137 "$point: master killed"
+  check_consistent "$point"
+  # Every host keeps or resumes a release (no fleet stays stopped): within lease + a few polls.
+  wait_until 10 bash -c "for h in c1 c2; do awk '\$1==\"state\" {print \$2}' $SHARE/hosts/\$h/status | grep -qx running || exit 1; done" \
+    || fail "$point: hosts did not resume by themselves"
+  "$INSTALL" abort "$SHARE" -q
+  [ -z "$(ls -A "$SHARE/releases" | grep '^\.staging')" ] || fail "$point: staging left after abort"
+  out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1) || fail "$point: re-run failed: $out"
+  wait_until 10 all_run 2.0 || fail "$point: hosts did not reach 2.0 after the re-run"
+  check_consistent "$point (after re-run)"
+}
+
+for p in $PUSH_POINTS; do
+  eval "test_push_crash_${p//-/_}() { crash_push_at $p; }"
+done
+
+test_rollback_and_abort_crash_points() {
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
+  add_host c1; start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  "$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" -q
+  for point in switch-after-marker switch-after-pointer; do
+    set +e; NFSUP_CRASH_AT=$point "$INSTALL" rollback "$SHARE" "${MASTER_OPTS[@]}" -q 2>/dev/null; rc=$?; set -e
+    assert_eq "$rc" 137 "rollback $point"
+    check_consistent "rollback $point"
+    set +e; NFSUP_CRASH_AT=abort-after-pointer "$INSTALL" abort "$SHARE" -q 2>/dev/null; rc=$?; set -e
+    assert_eq "$rc" 137 "abort-after-pointer"
+    check_consistent "abort-after-pointer"
+    "$INSTALL" abort "$SHARE" -q
+    [ ! -e "$SHARE/MARKER" ] || fail "marker left after the second abort"
+    cur=$(awk '$1=="release" {print $2}' "$SHARE/current")
+    wait_until 10 all_run "$cur" || fail "host not running $cur after abort ($point)"
+    if [ "$cur" == 2.0 ]; then "$INSTALL" rollback "$SHARE" "${MASTER_OPTS[@]}" -q; fi
+    "$INSTALL" rollback "$SHARE" --to 2.0 "${MASTER_OPTS[@]}" -q
+  done
+}
+
+test_enospc_while_staging_publishes_nothing() {
+  [ "$(id -u)" -eq 0 ] || { echo "    skipped: needs root for a tmpfs"; return 0; }
+  begin
+  mkdir -p "$T/small"
+  mount -t tmpfs -o size=2m nfsup-enospc "$T/small"
+  trap 'umount -l "$T/small" 2>/dev/null; cleanup_env' EXIT
+  SHARE="$T/small/share"; mkdir -p "$SHARE"; "$INSTALL" init "$SHARE" -q
+  local r; r=$(make_release 1.0)
+  head -c 3M /dev/urandom > "$r/big.bin"
+  set +e; out=$("$INSTALL" push "$SHARE" "$r" --version 1.0 --no-wait 2>&1); rc=$?; set -e
+  assert_eq "$rc" 3 "exit code on a full share"
+  assert_contains "$out" "No space left on device"
+  assert_eq "$(ls -A "$SHARE/releases")" "" "nothing published, staging removed"
+  [ ! -e "$SHARE/current" ] || fail "pointer written"
+  assert_eq "$(find "$SHARE/objects" -name '.tmp*' | wc -l)" 0 "temp objects left"
+}
+
+run_tests

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Failure paths on a local-directory share: bad scripts, crashing agents, dead masters, bad input.
+source "$(dirname "$0")/lib.sh"
+
+two_hosts_on_1_0() {
+  local r1; r1=$(make_release 1.0)
+  add_host a1; add_host a2
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "hosts did not reach 1.0"
+}
+
+test_failing_reconfig_keeps_host_on_old_release() {
+  begin
+  two_hosts_on_1_0
+  local r2; r2=$(make_release 2.0)
+  printf '#!/bin/sh\nif [ "$NFSUP_HOST" = a2 ]; then echo "a2 config has no port" >&2; exit 7; fi\necho "level: two" > "$NFSUP_CONFIG"\n' > "$T/m.sh"
+  chmod +x "$T/m.sh"
+  set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 --reconfig "$T/m.sh" "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 1 "push exit code when a host fails"
+  assert_contains "$out" "a2: failed: reconfig script of 2.0 failed (exit code 7): a2 config has no port"
+  assert_file_eq "$T/hosts/a2/agent.yaml" "level: one"
+  assert_file_eq "$T/hosts/a1/agent.yaml" "level: two"
+  assert_eq "$(host_field a2 state)" failed
+  assert_eq "$(agent_alive_version a2)" 1.0 "a2 keeps running the old release"
+  assert_eq "$(agent_alive_version a1)" 2.0 "a1 moved on"
+  # The failure is not retried every poll: still failed, still 1.0 a few polls later.
+  sleep 1
+  assert_eq "$(host_field a2 state)" failed
+  assert_eq "$(agent_alive_version a2)" 1.0
+}
+
+test_crashing_agent_is_reported_failed() {
+  begin
+  two_hosts_on_1_0
+  local r3; r3=$(make_release 3.0); touch "$r3/CRASH"
+  set +e; out=$("$INSTALL" push "$SHARE" "$r3" --version 3.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 1 "push exit code for a crashing release"
+  assert_contains "$out" "a1: failed: agent 3.0 died (exit code 3) 3 times"
+  assert_contains "$out" "a2: failed"
+}
+
+test_daemon_restarts_a_crashed_agent() {
+  begin
+  two_hosts_on_1_0
+  pid=$(awk '$1=="agent" {print $2}' "$T/hosts/a1/state/state")
+  kill -KILL "$pid"
+  wait_until 10 bash -c "[ \"\$(awk '\$1==\"agent\" {print \$2}' $T/hosts/a1/state/state)\" != $pid ] && [ \"\$(awk '\$1==\"agent\" {print \$2}' $T/hosts/a1/state/state)\" != 0 ]" \
+    || fail "agent was not restarted"
+  wait_until 5 host_runs a1 1.0 || fail "a1 not back to running"
+  grep -q "died (signal SIGKILL); restarting" "$T/hosts/a1/watchdog.log" || fail "no crash line in the log"
+}
+
+test_dead_master_lease_lapses_and_hosts_resume() {
+  begin
+  two_hosts_on_1_0
+  local r2; r2=$(make_release 2.0)
+  set +e; NFSUP_CRASH_AT=switch-after-stopped "$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" -q; rc=$?; set -e
+  assert_eq "$rc" 137 "the master was killed"
+  [ -e "$SHARE/MARKER" ] || fail "marker should be left behind"
+  # Lease 2s: within a few seconds the hosts resume 1.0 without anybody's help.
+  wait_until 10 bash -c "[ \"\$(tr '\0' '\n' < /proc/\$(awk '\$1==\"agent\" {print \$2}' $T/hosts/a1/state/state)/environ | grep NFSUP_VERSION=)\" = NFSUP_VERSION=1.0 ]" \
+    || fail "a1 did not resume 1.0 after the lease lapsed"
+  assert_eq "$(agent_alive_version a2)" 1.0
+  # A new push refuses while the dead marker is there; abort clears it; the push then completes.
+  set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 4 "push while a marker exists"
+  assert_contains "$out" "nfsup-install abort"
+  out=$("$INSTALL" abort "$SHARE" 2>&1)
+  assert_contains "$out" "removed the marker"
+  out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "2 host(s) ok, 0 failed"
+}
+
+test_abort_refuses_a_live_push() {
+  begin
+  local r1; r1=$(make_release 1.0)
+  add_host lonely
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 --no-wait -q
+  # A host that never answers keeps the push waiting (it is live: fresh status, no watchdog).
+  start_watchdog lonely; wait_until 5 host_runs lonely 1.0; stop_watchdog lonely
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --stale-after 30s --lease 2s --timeout 60s -q &
+  p=$!
+  wait_until 5 test -e "$SHARE/MARKER"
+  set +e; out=$("$INSTALL" abort "$SHARE" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 4 "abort of a live push on this host"
+  assert_contains "$out" "is still running"
+  kill -KILL $p; wait $p 2>/dev/null || true
+  out=$("$INSTALL" abort "$SHARE" 2>&1)
+  assert_contains "$out" "removed the marker of the push of 2.0"
+  assert_contains "$out" "hosts resume 1.0"
+  [ ! -e "$SHARE/MARKER" ] || fail "marker still there"
+  assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" 1.0 "pointer after abort"
+}
+
+test_hostile_and_malformed_input_changes_nothing() {
+  begin
+  local r1; r1=$(make_release 1.0)
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 --no-wait -q
+  snap=$(share_snapshot)
+  for v in ../x /abs 'a b' '' .hidden "$(printf 'x\ny')" a..b; do
+    set +e; out=$("$INSTALL" push "$SHARE" "$r1" --version "$v" --no-wait 2>&1); rc=$?; set -e
+    assert_eq "$rc" 2 "exit code for version '$v'"
+    assert_contains "$out" "nfsup-install: error: --version: "
+  done
+  set +e; out=$("$INSTALL" push "$SHARE" "$T/nope" --version 3.0 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2; assert_contains "$out" "$T/nope: No such file or directory"
+  set +e; out=$("$INSTALL" rollback "$SHARE" --to 9.9 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2; assert_contains "$out" "--to 9.9: no such release on the share (kept: 1.0)"
+  set +e; out=$("$INSTALL" status "$T" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 3; assert_contains "$out" "$T: not an nfsup share"
+  set +e; out=$("$INSTALL" push "$SHARE" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2 "missing arguments"
+  assert_eq "$(share_snapshot)" "$snap" "share changed by bad input"
+  # Malformed watchdog configs: one line naming file:line:column, exit 2.
+  add_host cfg1
+  c="$T/hosts/cfg1/watchdog.yaml"
+  printf 'share: %s\nagent:\n  command: [bin/agent\n' "$SHARE" > "$T/bad1.yaml"
+  printf 'share: %s\npol_interval: 2s\nagent: {command: [bin/a]}\n' "$SHARE" > "$T/bad2.yaml"
+  printf 'share: %s\npoll_interval: fast\nagent: {command: [bin/a]}\n' "$SHARE" > "$T/bad3.yaml"
+  printf 'share: %s\nagent: {command: bin/a}\n' "$SHARE" > "$T/bad4.yaml"
+  printf 'share: %s\nhost: ../x\nagent: {command: [bin/a]}\n' "$SHARE" > "$T/bad5.yaml"
+  printf 'host: h\nagent: {command: [bin/a]}\n' > "$T/bad6.yaml"
+  printf 'share: %s\nstate_dir: /tmp/s\nagent: {command: [../../bin/sh]}\n' "$SHARE" > "$T/bad7.yaml"
+  declare -A want=([bad1]="YAML syntax error" [bad2]=":2:1: unknown key 'pol_interval'" [bad3]=":2:16: 'poll_interval': 'fast' is not a duration"
+    [bad4]="'agent.command' must be a non-empty list" [bad5]="'host': host name '../x' must start with a letter or digit"
+    [bad6]="missing required key 'share'" [bad7]="agent.command[0] must be a path relative to the release directory")
+  for b in bad1 bad2 bad3 bad4 bad5 bad6 bad7; do
+    for sub in validate check run; do
+      set +e; out=$("$WATCHDOG" $sub -c "$T/$b.yaml" 2>&1); rc=$?; set -e
+      assert_eq "$rc" 2 "$sub $b exit code"
+      assert_contains "$out" "nfsup-watchdog: error: $T/$b.yaml"
+      assert_contains "$out" "${want[$b]}"
+      [ "$(wc -l <<<"$out")" -eq 1 ] || fail "$b: more than one line: $out"
+    done
+  done
+  out=$("$WATCHDOG" validate -c "$c")
+  assert_contains "$out" "ok (host cfg1"
+  assert_eq "$(share_snapshot)" "$snap" "share changed by a bad config"
+}
+
+test_tampered_release_is_refused_and_named_by_verify() {
+  begin
+  two_hosts_on_1_0
+  local r2; r2=$(make_release 2.0)
+  "$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" -q
+  "$INSTALL" rollback "$SHARE" --to 1.0 "${MASTER_OPTS[@]}" -q
+  # Flip one byte of the agent of release 2.0 (an attacker or a bad disk on the share).
+  f="$SHARE/releases/2.0/bin/agent"
+  chmod u+w "$f"; printf 'X' | dd of="$f" bs=1 seek=20 conv=notrunc status=none
+  set +e; out=$("$INSTALL" verify "$SHARE" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 6 "verify exit code"
+  assert_contains "$out" "2.0: $SHARE/releases/2.0/bin/agent: sha256"
+  set +e; out=$("$INSTALL" rollback "$SHARE" --to 2.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 6 "switching to a tampered release"
+  assert_contains "$out" "release 2.0 fails verification"
+  assert_eq "$(agent_alive_version a1)" 1.0
+  # Tamper with a release the master already switched to: hosts refuse to start it.
+  chmod u+w "$SHARE/releases/1.0/bin/agent"; printf 'Y' | dd of="$SHARE/releases/1.0/bin/agent" bs=1 seek=20 conv=notrunc status=none
+  stop_watchdog a1; pkill -KILL -f "releases/1.0/bin/agent.*hosts/a1/" || true
+  start_watchdog a1
+  wait_until 10 bash -c "grep -q 'fails verification' $T/hosts/a1/watchdog.log" || fail "a1 did not refuse the tampered release"
+  assert_eq "$(host_field a1 state)" failed
+}
+
+run_tests

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Foundation flows on a local-directory share: push, reconfig, rollback, cron mode, status.
+source "$(dirname "$0")/lib.sh"
+
+test_push_reconfig_rollback_three_daemons() {
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0 new)
+  printf '#!/bin/sh\nsed -i "s/^level: .*/level: two/" "$NFSUP_CONFIG"\necho "host: $NFSUP_HOST from $NFSUP_FROM_VERSION" >> "$NFSUP_CONFIG"\n' > "$T/migrate.sh"
+  chmod +x "$T/migrate.sh"
+  add_host web01; add_host web02; add_host web03
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "hosts did not reach 1.0"
+  out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 --reconfig "$T/migrate.sh" "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "push 1.0 -> 2.0 (generation 2): 3 host(s) ok, 0 failed"
+  for h in web01 web02 web03; do
+    host_runs $h 2.0 || fail "$h does not report running 2.0"
+    assert_eq "$(agent_alive_version $h)" 2.0 "$h agent process version"
+    assert_file_eq "$T/hosts/$h/agent.yaml" "$(printf 'level: two\nhost: %s from 1.0' $h)"
+    grep -q "agent 2.0 on $h started" "$T/hosts/$h/state/agent.log" || fail "$h agent log lacks the 2.0 start"
+  done
+  # The agent runs from the versioned release directory, never from a path a push overwrites.
+  pid=$(awk '$1=="agent" {print $2}' "$T/hosts/web01/state/state")
+  assert_eq "$(readlink /proc/$pid/cwd)" "$SHARE/releases/2.0" "agent cwd"
+  out=$("$INSTALL" rollback "$SHARE" "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "rollback 2.0 -> 1.0 (generation 3): 3 host(s) ok"
+  for h in web01 web02 web03; do
+    assert_file_eq "$T/hosts/$h/agent.yaml" "level: one"
+    assert_eq "$(agent_alive_version $h)" 1.0 "$h after rollback"
+  done
+  out=$("$INSTALL" rollback "$SHARE" --to 2.0 "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "rollback 1.0 -> 2.0 (generation 4): 3 host(s) ok"
+  json=$("$INSTALL" status "$SHARE" --json)
+  assert_contains "$json" '"schema":"nfsup-status/1"'
+  assert_contains "$json" '"current":{"release":"2.0","generation":4'
+  [ "$(grep -o '"state":"running"' <<<"$json" | wc -l)" -eq 3 ] || fail "status --json: not 3 running hosts: $json"
+  ls "$SHARE/audit" | grep -q rollback || fail "no audit event for rollback"
+}
+
+test_repush_same_version_writes_nothing() {
+  begin
+  local r1; r1=$(make_release 1.0)
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 --no-wait -q
+  before=$(find "$SHARE/objects" -type f | wc -l)
+  out=$("$INSTALL" push "$SHARE" "$r1" --version 1.0 --no-wait 2>&1)
+  assert_contains "$out" "already current"
+  echo changed >> "$r1/VERSION"
+  out=$("$INSTALL" push "$SHARE" "$r1" --version 1.0 --no-wait 2>&1) && fail "changed content under an existing version accepted"
+  assert_contains "$out" "already on the share with different content"
+  # A new version whose files are unchanged but one reuses every other object.
+  "$INSTALL" push "$SHARE" "$r1" --version 1.1 --no-wait -q
+  after=$(find "$SHARE/objects" -type f | wc -l)
+  assert_eq "$after" "$((before + 1))" "objects after pushing 1.1 with one changed file"
+}
+
+test_cron_mode_hosts_follow_pushes() {
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
+  add_host cron1 check; add_host cron2 check
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 --no-wait -q
+  ( while :; do for h in cron1 cron2; do "$WATCHDOG" check -q -c "$T/hosts/$h/watchdog.yaml" >>"$T/hosts/$h/watchdog.log" 2>&1; done; sleep 0.2; done ) &
+  loop=$!
+  wait_until 15 all_run 1.0 || { kill $loop; fail "cron hosts did not start 1.0"; }
+  out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1) || { kill $loop; fail "push failed: $out"; }
+  kill $loop; wait $loop 2>/dev/null || true
+  assert_eq "$(agent_alive_version cron1)" 2.0 "cron1 agent"
+  assert_eq "$(agent_alive_version cron2)" 2.0 "cron2 agent"
+  assert_eq "$(host_field cron1 mode)" check
+  # An idle tick changes nothing and exits 0.
+  "$WATCHDOG" check -q -c "$T/hosts/cron1/watchdog.yaml"
+  assert_eq "$(agent_alive_version cron1)" 2.0 "cron1 agent after an idle tick"
+}
+
+test_overlapping_cron_runs_are_refused() {
+  begin
+  add_host c1 check
+  exec 9>"$T/hosts/c1/state/lock"
+  flock 9
+  set +e; out=$("$WATCHDOG" check -c "$T/hosts/c1/watchdog.yaml" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 4 "exit code of an overlapping check"
+  assert_contains "$out" "a previous check is still running"
+}
+
+test_stale_host_is_named_and_skipped() {
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
+  add_host live1; add_host gone1
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  stop_watchdog gone1
+  sleep 5   # older than --stale-after 4s
+  out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "gone1: skipped: last status"
+  assert_contains "$out" "1 host(s) ok, 0 failed"
+  # When it comes back it converges by itself.
+  start_watchdog gone1
+  wait_until 10 host_runs gone1 2.0 || fail "gone1 did not converge to 2.0"
+}
+
+run_tests
