@@ -858,8 +858,10 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
     int64_t wait = std::max<int64_t>(0, next_tick - boot_ms());
     if (wd->restart_at_) wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd->restart_at_ - boot_ms()));
     pollfd pf{sigfd, POLLIN, 0};
-    ::poll(&pf, 1, static_cast<int>(std::min<int64_t>(wait, 1000)));
-    for (int sig : read_signals(sigfd)) {
+    int ready = ::poll(&pf, 1, static_cast<int>(std::min<int64_t>(wait, 1000)));
+    std::vector<int> sigs;
+    if (ready > 0 && (pf.revents & POLLIN)) sigs = read_signals(sigfd);
+    for (int sig : sigs) {
       if (sig == SIGTERM || sig == SIGINT) {
         wd->shutdown();
         wd->log(LogLevel::Info, fmt::format("{}: watchdog exiting ({})", cfg.host, signal_name(sig)));

@@ -97,4 +97,25 @@ test_stale_host_is_named_and_skipped() {
   wait_until 10 host_runs gone1 2.0 || fail "gone1 did not converge to 2.0"
 }
 
+test_idle_poll_costs_three_share_calls() {
+  command -v strace >/dev/null || { echo "    skipped: strace not installed"; return 0; }
+  begin
+  local r1; r1=$(make_release 1.0)
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 --no-wait -q
+  add_host idle1
+  sed -i 's/^heartbeat_interval: .*/heartbeat_interval: 1h/' "$T/hosts/idle1/watchdog.yaml"
+  start_watchdog idle1
+  wait_until 10 host_runs idle1 1.0 || fail "not running"
+  sleep 0.5
+  timeout -s INT 3 strace -f -qq -p "${WD_PID[idle1]}" -o "$T/trace" -e trace=%file,%desc 2>/dev/null || true
+  # Everything the watchdog did with files in 3 s, minus waiting on its own signal pipe.
+  grep -v -E ' (poll|ppoll|futex)\(|resumed>|read\([0-9]+, ".*", 64\)' "$T/trace" | sed -E 's/^[0-9]+ +//' > "$T/calls"
+  polls=$(grep -c "O_DIRECTORY" "$T/calls" || true)
+  total=$(wc -l < "$T/calls")
+  [ "$polls" -ge 10 ] || fail "only $polls polls seen in 3 s at 100ms"
+  assert_eq "$total" "$((polls * 3))" "file calls for $polls idle polls (expected exactly 3 each): $(sort "$T/calls" | uniq -c | sort -rn | head -5)"
+  grep -q "openat([0-9]*, \"MARKER\"" "$T/calls" || fail "the poll does not look for MARKER"
+  echo "    idle polls: $polls, share calls: $total ($((total / polls)) per poll)"
+}
+
 run_tests
