@@ -112,7 +112,7 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
   try {
     if (auto s = check_keys(c, root,
                             {"share", "host", "poll_interval", "heartbeat_interval", "share_timeout", "state_dir",
-                             "verify_before_start", "agent"},
+                             "verify_before_start", "agent", "trusted_keys", "revoked_keys", "allow_unsigned"},
                             ""); !s)
       return s.error();
     if (!root["share"]) return err(Exit::Usage, fmt::format("{}: missing required key 'share'", path));
@@ -137,6 +137,38 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
     if (cfg.poll_interval_ms < 50) return c.at(node("poll_interval"), "'poll_interval' must be at least 50ms");
     if (cfg.share_timeout_ms < 100) return c.at(node("share_timeout"), "'share_timeout' must be at least 100ms");
     if (cfg.heartbeat_interval_ms < cfg.poll_interval_ms) cfg.heartbeat_interval_ms = cfg.poll_interval_ms;
+
+    // Signatures: trusted keys are loaded now so a bad key file is a config error.
+    if (root["trusted_keys"]) {
+      const auto& tk = root["trusted_keys"];
+      if (!tk.IsSequence()) return c.at(tk, "'trusted_keys' must be a list of public key files");
+      for (const auto& k : tk) {
+        if (!k.IsScalar()) return c.at(k, "'trusted_keys' entries must be file paths");
+        auto pk = load_public_key(k.Scalar());
+        if (!pk) return c.at(k, "trusted_keys: " + pk.error().msg);
+        cfg.trust.trusted.push_back(*pk);
+        cfg.trusted_key_paths.push_back(k.Scalar());
+      }
+    }
+    if (root["revoked_keys"]) {
+      const auto& rk = root["revoked_keys"];
+      if (!rk.IsSequence()) return c.at(rk, "'revoked_keys' must be a list of key ids or public key files");
+      for (const auto& k : rk) {
+        if (!k.IsScalar()) return c.at(k, "'revoked_keys' entries must be key ids or file paths");
+        const std::string& v = k.Scalar();
+        if (v.size() == 16 && v.find_first_not_of("0123456789abcdef") == std::string::npos) {
+          cfg.trust.revoked.insert(v);
+        } else {
+          auto pk = load_public_key(v);
+          if (!pk) return c.at(k, "revoked_keys: " + pk.error().msg);
+          cfg.trust.revoked.insert(pk->id);
+        }
+      }
+    }
+    cfg.trust.allow_unsigned = cfg.trust.trusted.empty();
+    if (root["allow_unsigned"]) TAKE(cfg.trust.allow_unsigned, get_bool(c, root["allow_unsigned"], "allow_unsigned"));
+    if (!cfg.trust.allow_unsigned && cfg.trust.trusted.empty())
+      return c.at(root["allow_unsigned"], "allow_unsigned: false needs at least one key in 'trusted_keys'");
 
     const YAML::Node a = root["agent"];
     if (!a) return err(Exit::Usage, fmt::format("{}: missing required key 'agent'", path));

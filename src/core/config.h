@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "trust.h"
 #include "util.h"
 
 namespace nfsup {
@@ -32,6 +33,8 @@ struct WatchdogConfig {
   int64_t share_timeout_ms = 10000;
   std::string state_dir = "/var/lib/nfsup";
   bool verify_before_start = true;
+  TrustPolicy trust;             ///< trusted_keys, revoked_keys, allow_unsigned
+  std::vector<std::string> trusted_key_paths;
   AgentConfig agent;
 };
 

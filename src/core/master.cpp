@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "hash.h"
+#include "trust.h"
 
 namespace nfsup {
 
@@ -47,6 +48,17 @@ int64_t server_now_ms(Share& share) {
 }
 
 Status init_share(Share& share) { return share.init(); }
+
+// Signs the pointer when the master has a key (hosts need a signed pointer to go back).
+static Status write_pointer(Share& share, Pointer p, const MasterOptions& opt) {
+  p.sigs.clear();
+  if (opt.sign_key) {
+    auto sig = sign_data(*opt.sign_key, pointer_signing_text(p));
+    if (!sig) return sig.error();
+    p.sigs.emplace_back(opt.sign_key->id, *sig);
+  }
+  return share.fs().write_atomic(share.pointer_path(), pack_pointer(p), 0644);
+}
 
 namespace {
 
@@ -168,9 +180,21 @@ Result<SwitchReport> run_switch(Share& share, const std::string& target, const s
                                        (*existing)->master_host, (*existing)->master_pid, (*existing)->started,
                                        share.root()));
   if (*ptr && (*ptr)->release == target) {
-    rep.nothing_to_do = true;
-    note(opt, fmt::format("{} is already the current release; nothing to switch", target));
-    return rep;
+    // Already the pointer's release: done if every live host runs it; otherwise switch again
+    // under a new generation so hosts that refused or failed it try once more.
+    auto fleet = survey(share, server_now_ms(share), opt.stale_after_ms);
+    if (!fleet) return fleet.error();
+    bool all = true;
+    for (const auto& h : fleet->live) {
+      auto s = share.read_status(h);
+      if (!s || !*s || (*s)->state != "running" || (*s)->running != target) all = false;
+    }
+    if (all) {
+      rep.nothing_to_do = true;
+      note(opt, fmt::format("{} is already the current release on every live host; nothing to switch", target));
+      return rep;
+    }
+    note(opt, fmt::format("{} is the current release but not every live host runs it; switching again", target));
   }
   note(opt, fmt::format("verifying release {}", target));
   auto problems = share.verify_release(target);
@@ -235,7 +259,7 @@ Result<SwitchReport> run_switch(Share& share, const std::string& target, const s
       back.action = "abort";
       back.updated = utc_now_iso();
       back.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
-      if (auto s = share.fs().write_atomic(share.pointer_path(), pack_pointer(back), 0644); !s) return s.error();
+      if (auto s = write_pointer(share, back, opt); !s) return s.error();
     }
     (void)share.fs().unlink(share.marker_path());
     (void)share.audit(action, fmt::format("{} -> {} backed out", rep.previous, target), "failed");
@@ -250,7 +274,7 @@ Result<SwitchReport> run_switch(Share& share, const std::string& target, const s
   np.action = action;
   np.updated = utc_now_iso();
   np.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
-  if (auto s = share.fs().write_atomic(share.pointer_path(), pack_pointer(np), 0644); !s) return s.error();
+  if (auto s = write_pointer(share, np, opt); !s) return s.error();
   crash_point("switch-after-pointer");
   note(opt, fmt::format("current -> {}", target));
   if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
@@ -291,6 +315,7 @@ Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOpti
   SwitchReport rep;
   StageRequest sr = req.stage;
   sr.progress = opt.progress;
+  sr.sign_key = opt.sign_key;
   auto staged = stage_release(share, sr);
   if (!staged) return staged.error();
   rep.stage = *staged;
@@ -375,7 +400,7 @@ Result<AbortReport> abort_push(Share& share, const MasterOptions& opt) {
       back.action = "abort";
       back.updated = utc_now_iso();
       back.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
-      if (auto s = share.fs().write_atomic(share.pointer_path(), pack_pointer(back), 0644); !s) return s.error();
+      if (auto s = write_pointer(share, back, opt); !s) return s.error();
       rep.resumed = back.release;
     } else if (*ptr) {
       rep.resumed = (*ptr)->release;  // the dead push had already switched the pointer

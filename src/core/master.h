@@ -34,6 +34,7 @@ struct MasterOptions {
   bool force = false;
   std::function<void(const std::string&)> note;  ///< progress lines for humans
   std::function<void(uint64_t, uint64_t)> progress;
+  const struct SecretKey* sign_key = nullptr;  ///< signs manifests and the pointer
 };
 
 struct HostOutcome {

@@ -88,6 +88,7 @@ std::string pack_pointer(const Pointer& p) {
   r.add("action", {p.action});
   r.add("updated", {dash(p.updated)});
   r.add("updated_by", {dash(p.updated_by)});
+  for (const auto& [id, sig] : p.sigs) r.add("sig", {id, sig});
   return pack_record(r);
 }
 
@@ -102,6 +103,12 @@ Result<Pointer> unpack_pointer(std::string_view text, std::string_view what) {
   p.action = rd.str_or("action", "push");
   p.updated = undash(rd.str_or("updated", "-"));
   p.updated_by = undash(rd.str_or("updated_by", "-"));
+  for (const auto& l : rec->lines) {
+    if (l.key != "sig") continue;
+    if (l.args.size() != 2 || l.args[0].size() != 16 || l.args[1].size() != 128)
+      return rd.bad(l, "sig needs: key-id (16 hex) signature (128 hex)");
+    p.sigs.emplace_back(l.args[0], l.args[1]);
+  }
   if (auto e = check_version_name(p.release)) return bad_value(what, "release", *e);
   if (!p.previous.empty())
     if (auto e = check_version_name(p.previous)) return bad_value(what, "previous", *e);
@@ -122,6 +129,7 @@ std::string pack_status(const HostStatus& s) {
   r.add("mode", {s.mode});
   r.add("reason", {dash(s.reason)});
   r.add("updated", {dash(s.updated)});
+  r.add("trust", {dash(s.trust)});
   return pack_record(r);
 }
 
@@ -144,6 +152,7 @@ Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
   s.mode = rd.str_or("mode", "daemon");
   s.reason = undash(rd.str_or("reason", "-"));
   s.updated = undash(rd.str_or("updated", "-"));
+  s.trust = undash(rd.str_or("trust", "-"));
   if (auto e = check_host_name(s.host)) return bad_value(what, "host", *e);
   if (std::find_if(std::begin(kStates), std::end(kStates), [&](const char* k) { return s.state == k; }) ==
       std::end(kStates))
@@ -161,6 +170,7 @@ std::string pack_manifest(const Manifest& m) {
   r.add("created", {dash(m.created)});
   r.add("created_by", {dash(m.created_by)});
   r.add("reconfig", {dash(m.reconfig)});
+  if (m.expires) r.add("expires", {std::to_string(m.expires)});
   for (const auto& e : m.entries) {
     switch (e.kind) {
       case ManifestEntry::Dir: r.add("dir", {e.path, fmt::format("{:o}", e.mode)}); break;
@@ -193,6 +203,11 @@ Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
   m.created = undash(rd.str_or("created", "-"));
   m.created_by = undash(rd.str_or("created_by", "-"));
   m.reconfig = undash(rd.str_or("reconfig", "-"));
+  if (rec->find("expires")) {
+    auto x = rd.num("expires");
+    if (!x) return x.error();
+    m.expires = *x;
+  }
   std::map<std::string, int> seen;
   for (const auto& l : rec->lines) {
     ManifestEntry e;
@@ -219,7 +234,8 @@ Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
       e.target = l.args[1];
       if (e.target.empty() || e.target[0] == '/' || e.target.size() > 4096)
         return rd.bad(l, "symlink target must be relative");
-    } else if (l.key == "version" || l.key == "created" || l.key == "created_by" || l.key == "reconfig") {
+    } else if (l.key == "version" || l.key == "created" || l.key == "created_by" || l.key == "reconfig" ||
+               l.key == "expires") {
       continue;
     } else {
       continue;  // keys from newer minor revisions are ignored; format breaks bump the version
@@ -227,7 +243,7 @@ Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
     e.path = l.args[0];
     if (auto why = check_rel_path(e.path)) return rd.bad(l, *why);
     if (seen.count(e.path)) return rd.bad(l, fmt::format("path '{}' listed twice", e.path));
-    seen[e.path] = 1;
+    seen[e.path] = e.kind;
     if (e.kind == ManifestEntry::Symlink) {
       // The link must resolve inside the release: count depth along the target.
       int depth = static_cast<int>(std::count(e.path.begin(), e.path.end(), '/'));
@@ -241,7 +257,8 @@ Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
   }
   if (!m.reconfig.empty()) {
     if (auto why = check_rel_path(m.reconfig)) return bad_value(what, "reconfig", *why);
-    if (!seen.count(m.reconfig)) return bad_value(what, "reconfig", "script is not listed as a file");
+    if (!seen.count(m.reconfig) || seen[m.reconfig] != ManifestEntry::File)
+      return bad_value(what, "reconfig", "script is not listed as a file");
   }
   return m;
 }
@@ -361,6 +378,11 @@ Result<std::optional<Manifest>> Share::read_manifest(const std::string& version)
   if (m->version != version)
     return err(Exit::Integrity, fmt::format("{}: manifest is for version '{}', not '{}'", path, m->version, version));
   return std::optional<Manifest>(*m);
+}
+
+Result<std::optional<std::string>> Share::read_manifest_text(const std::string& version) {
+  if (auto e = check_version_name(version)) return err(Exit::Usage, *e);
+  return fs_.read_file(manifest_path(version), kManifestMax);
 }
 
 Result<std::vector<std::string>> Share::verify_release(const std::string& version) {

@@ -51,6 +51,8 @@ struct Pointer {
   std::string action = "push";
   std::string updated;
   std::string updated_by;
+  /// Signatures over pack_pointer() of this pointer without them: (key id, hex).
+  std::vector<std::pair<std::string, std::string>> sigs;
 };
 
 struct HostStatus {
@@ -64,6 +66,7 @@ struct HostStatus {
   std::string mode;             ///< daemon|check
   std::string reason;
   std::string updated;
+  std::string trust;            ///< signed | unsigned (what this host requires)
   int64_t mtime_ms = 0;         ///< filled from stat by readers; not stored
 };
 
@@ -81,6 +84,7 @@ struct Manifest {
   std::string created;
   std::string created_by;
   std::string reconfig;  ///< path of the reconfig script inside the release, "" if none
+  int64_t expires = 0;   ///< unix seconds after which hosts refuse to start it (0 = never)
   std::vector<ManifestEntry> entries;
   uint64_t total_bytes() const;
 };
@@ -109,6 +113,7 @@ class Share {
   std::string releases_dir() const { return path_join(root_, "releases"); }
   std::string release_dir(const std::string& v) const { return path_join(releases_dir(), v); }
   std::string manifest_path(const std::string& v) const { return path_join(release_dir(v), ".nfsup/manifest"); }
+  std::string manifest_sig_path(const std::string& v) const { return path_join(release_dir(v), ".nfsup/manifest.sig"); }
   std::string objects_dir() const { return path_join(root_, "objects"); }
   std::string object_path(const std::string& sha, uint32_t mode) const;
   std::string hosts_dir() const { return path_join(root_, "hosts"); }
@@ -130,6 +135,8 @@ class Share {
   Result<std::vector<std::string>> list_hosts();
   Result<std::vector<std::string>> list_releases();  ///< published releases, sorted by version
   Result<std::optional<Manifest>> read_manifest(const std::string& version);
+  /// The manifest's exact bytes (what signatures cover).
+  Result<std::optional<std::string>> read_manifest_text(const std::string& version);
 
   /// Checks every entry of a release against its manifest. Returns the list of problems (empty = ok).
   Result<std::vector<std::string>> verify_release(const std::string& version);

@@ -17,6 +17,7 @@
 #include <set>
 
 #include "hash.h"
+#include "trust.h"
 
 namespace nfsup {
 
@@ -141,6 +142,7 @@ Result<Manifest> scan_source(const StageRequest& req) {
   if (w.entries.empty()) return err(Exit::Usage, fmt::format("{}: the release is empty", req.source));
   Manifest m;
   m.version = req.version;
+  m.expires = req.expires;
   m.created = utc_now_iso();
   m.created_by = fmt::format("{}@{}", getenv("USER") ? getenv("USER") : "root", short_hostname());
   if (!req.reconfig.empty()) {
@@ -296,8 +298,13 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
     if (req.progress) req.progress(done, res.bytes_total);
   }
   crash_point("stage-before-manifest");
-  if (auto s = fs.write_atomic(path_join(staging, ".nfsup/manifest"), pack_manifest(res.manifest), 0444); !s)
-    return cleanup(s.error());
+  std::string mtext = pack_manifest(res.manifest);
+  if (auto s = fs.write_atomic(path_join(staging, ".nfsup/manifest"), mtext, 0444); !s) return cleanup(s.error());
+  if (req.sign_key) {
+    auto sig = sign_manifest_text(*req.sign_key, mtext);
+    if (!sig) return cleanup(sig.error());
+    if (auto s = fs.write_atomic(path_join(staging, ".nfsup/manifest.sig"), *sig, 0444); !s) return cleanup(s.error());
+  }
   crash_point("stage-before-publish");
   {
     StallGuard::Section g("publish " + share.release_dir(req.version));

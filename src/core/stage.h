@@ -14,6 +14,8 @@ struct StageRequest {
   std::string version;
   std::string reconfig;     ///< local path of the config-rewrite script, "" for none
   std::function<void(uint64_t done, uint64_t total)> progress;
+  const struct SecretKey* sign_key = nullptr;  ///< sign the manifest (manifest.sig)
+  int64_t expires = 0;                          ///< unix seconds; 0 = never
 };
 
 struct StageResult {

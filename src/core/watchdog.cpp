@@ -16,6 +16,7 @@
 
 #include "process.h"
 #include "reconfig.h"
+#include "trust.h"
 
 namespace nfsup {
 
@@ -184,6 +185,8 @@ struct LocalState {
   std::vector<int64_t> crashes;
   bool gave_up = false;
   std::string boot_id;
+  std::string newest;          // newest release this host ever accepted (rollback protection)
+  int64_t seen_gen = 0;        // highest pointer generation seen (replay protection)
 };
 
 std::string read_boot_id() {
@@ -209,6 +212,7 @@ std::string pack_local(const LocalState& s) {
   for (auto t : s.crashes) c.push_back(std::to_string(t));
   r.add("crashes", c.empty() ? std::vector<std::string>{"-"} : c);
   r.add("gave_up", {s.gave_up ? "1" : "0"});
+  r.add("newest", {s.newest.empty() ? "-" : s.newest, std::to_string(s.seen_gen)});
   return pack_record(r);
 }
 
@@ -246,8 +250,13 @@ LocalState unpack_local(const std::string& text, const std::string& path, Logger
       for (const auto& t : a)
         if (t != "-") s.crashes.push_back(num(t));
     } else if (l.key == "gave_up") s.gave_up = at(0) == "1";
+    else if (l.key == "newest") {
+      s.newest = at(0) == "-" ? "" : at(0);
+      s.seen_gen = num(at(1));
+    }
   }
   if (!s.running.empty() && check_version_name(s.running)) s.running.clear();
+  if (!s.newest.empty() && check_version_name(s.newest)) s.newest.clear();
   return s;
 }
 
@@ -448,6 +457,7 @@ class Watchdog {
     s.mode = opt_.daemon ? "daemon" : "check";
     s.reason = st_.reason;
     s.updated = utc_now_iso();
+    s.trust = cfg_.trust.signed_mode() ? "signed" : "unsigned";
     Status res = ok_status();
     std::string why;
     bool done = on_share([&, s] { res = share_.write_status(s); }, cfg_.share_timeout_ms, &why);
@@ -531,8 +541,19 @@ class Watchdog {
       obs.share_error = p.error().msg;
       return;
     }
+    if (*p && cfg_.trust.signed_mode() && (*p)->generation < st_.seen_gen) {
+      obs.share_ok = false;
+      obs.share_error = fmt::format("{}: generation {} is older than generation {} already seen here; refusing a "
+                                    "replayed pointer",
+                                    share_.pointer_path(), (*p)->generation, st_.seen_gen);
+      return;
+    }
     obs.pointer_read = true;
     obs.pointer = *p;
+    if (*p) {
+      last_pointer_ = **p;
+      st_.seen_gen = std::max(st_.seen_gen, (*p)->generation);
+    }
     st_.last_pointer_ms = boot_ms();
   }
 
@@ -603,6 +624,21 @@ class Watchdog {
       *why = fmt::format("release {} fails verification: {}", version, (*r)[0]);
       return false;
     }
+    Result<std::string> trust = std::string();
+    if (!on_share([&] { trust = check_release_trust(share_, version, cfg_.trust, time(nullptr)); },
+                  cfg_.share_timeout_ms, &t)) {
+      *why = "checking the signature of " + version + ": " + t;
+      note_share_error(t);
+      return false;
+    }
+    if (!trust) {
+      *why = trust.error().msg;
+      return false;
+    }
+    if (!trust->empty()) {
+      *why = *trust;
+      return false;
+    }
     return true;
   }
 
@@ -625,6 +661,12 @@ class Watchdog {
       save_state();
       publish_status(true);
     };
+    if (cfg_.trust.signed_mode() && !st_.newest.empty() && compare_versions(to, st_.newest) < 0 &&
+        !(last_pointer_.action == "rollback" && last_pointer_.release == to &&
+          pointer_signed_by_trusted(last_pointer_, cfg_.trust)))
+      return fail(fmt::format("refusing to go back from {} (newest accepted here) to {}: {} is not a rollback "
+                              "signed by a trusted key",
+                              st_.newest, to, share_.pointer_path()));
     if (!verify(to, &why)) return fail(why);
     ReconfigPlan plan;
     {
@@ -659,6 +701,7 @@ class Watchdog {
     st_.failed_gen = 0;
     st_.held_gen = 0;
     st_.held_since_ms = 0;
+    if (st_.newest.empty() || compare_versions(to, st_.newest) > 0) st_.newest = to;
     set_state("starting", d.generation, "");
     log(LogLevel::Info, fmt::format("{}: started {}", cfg_.host, to));
     save_state();
@@ -823,6 +866,7 @@ class Watchdog {
   int64_t lease_ms_ = 30000;
   int64_t restart_at_ = 0;
   int64_t settle_until_ = 0;
+  Pointer last_pointer_;
 };
 
 }  // namespace

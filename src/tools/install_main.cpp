@@ -5,7 +5,9 @@
 #include <algorithm>
 
 #include "common.h"
+#include "crypto.h"
 #include "master.h"
+#include "trust.h"
 
 using namespace nfsup;
 using namespace nfsup::tools;
@@ -16,6 +18,7 @@ struct Opts {
   std::string share, source, version, reconfig, to;
   bool no_wait = false, json = false, force = false, dry_run = false;
   std::string lease = "30s", stale_after = "45s", timeout = "10m", share_timeout = "60s";
+  std::string sign_key, expires, out_dir, key_name = "fleet";
 };
 
 Result<MasterOptions> master_opts(const Opts& o) {
@@ -110,10 +113,10 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
       }
       const auto& s = *h.status;
       o += fmt::format("{{\"host\":{},\"state\":{},\"running\":{},\"generation\":{},\"heartbeat\":{},\"mode\":{},"
-                       "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{}}}",
+                       "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{},\"trust\":{}}}",
                        json_str(h.host), json_str(s.state), s.running.empty() ? "null" : json_str(s.running),
                        s.generation, s.heartbeat, json_str(s.mode), json_str(s.reason), h.age_ms,
-                       h.stale ? "true" : "false", json_str(s.updated));
+                       h.stale ? "true" : "false", json_str(s.updated), json_str(s.trust.empty() ? "unsigned" : s.trust));
     }
     o += "],\"warnings\":[";
     for (size_t i = 0; i < r.warnings.size(); ++i) o += (i ? "," : "") + json_str(r.warnings[i]);
@@ -132,6 +135,16 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
                r.marker->previous.empty() ? "-" : r.marker->previous, r.marker->release, r.marker->generation,
                r.marker->master_host, r.marker->master_pid, r.marker->started);
   fmt::print("releases: {}\n", r.releases.empty() ? "none" : join(r.releases, " "));
+  {
+    std::vector<std::string> unsigned_hosts;
+    for (const auto& h : r.hosts)
+      if (h.status && h.status->trust != "signed") unsigned_hosts.push_back(h.host);
+    if (!unsigned_hosts.empty())
+      fmt::print("{}WARNING: UNSIGNED MODE on {} host(s) ({}): anyone who can write to the share can run code on "
+                 "them; set trusted_keys{}\n",
+                 isatty(1) ? "\033[1;31m" : "", unsigned_hosts.size(), join(unsigned_hosts, " "),
+                 isatty(1) ? "\033[0m" : "");
+  }
   for (const auto& w : r.warnings) fmt::print("warning:  {}\n", w);
   fmt::print("\n{:<20} {:<9} {:<12} {:>4} {:<10} {}\n", "HOST", "STATE", "RUNNING", "GEN", "SEEN", "REASON");
   bool color = isatty(1);
@@ -172,6 +185,7 @@ int main(int argc, char** argv) {
     c->add_option("--timeout", o.timeout, "give up waiting for hosts to stop, or to start (default 10m)");
     c->add_option("--share-timeout", o.share_timeout, "exit 3 if one share operation hangs this long (default 60s)");
     c->add_flag("--dry-run", o.dry_run, "print the plan; change nothing");
+    c->add_option("--sign-key", o.sign_key, "Ed25519 secret key (from keygen) to sign the release and the pointer");
   };
   auto* init = app.add_subcommand("init", "create the share layout");
   init->add_option("share", o.share, "the shared directory")->required();
@@ -180,6 +194,7 @@ int main(int argc, char** argv) {
   push_c->add_option("source", o.source, "a file or directory tree to release")->required();
   push_c->add_option("--version", o.version, "version name of the release")->required();
   push_c->add_option("--reconfig", o.reconfig, "script that rewrites a host's config for this release");
+  push_c->add_option("--expires", o.expires, "hosts refuse to start this release after this long (e.g. 90d, 720h)");
   add_wait_opts(push_c);
   auto* status_c = app.add_subcommand("status", "show the release pointer, marker and every host");
   status_c->add_option("share", o.share, "the shared directory")->required();
@@ -193,6 +208,10 @@ int main(int argc, char** argv) {
   ab->add_option("share", o.share, "the shared directory")->required();
   ab->add_flag("--force", o.force, "abort even if the push still looks alive");
   ab->add_flag("--dry-run", o.dry_run, "print what would be done");
+  ab->add_option("--sign-key", o.sign_key, "Ed25519 secret key to sign the restored pointer");
+  auto* kg = app.add_subcommand("keygen", "make an Ed25519 key pair for signing releases");
+  kg->add_option("--out", o.out_dir, "directory for NAME.key (mode 0600) and NAME.pub")->required();
+  kg->add_option("--name", o.key_name, "key file name (default fleet)");
   auto* ver = app.add_subcommand("verify", "check every kept release against its manifest");
   ver->add_option("share", o.share, "the shared directory")->required();
   auto* rel = app.add_subcommand("releases", "list kept releases");
@@ -204,10 +223,24 @@ int main(int argc, char** argv) {
   verbosity = quiet ? -1 : verbose ? 1 : 0;
   while (o.share.size() > 1 && o.share.back() == '/') o.share.pop_back();
 
+  if (*kg) {
+    auto k = generate_keypair(o.out_dir, o.key_name);
+    if (!k) return fail(k.error());
+    say(fmt::format("key {}: {}/{}.key (secret, 0600) and {} (give this to the watchdogs' trusted_keys)", k->id,
+                    o.out_dir, o.key_name, k->path));
+    return 0;
+  }
   RealFs fs(short_hostname());
   Share share(fs, o.share);
   auto mo = master_opts(o);
   if (!mo) return fail(mo.error());
+  std::optional<SecretKey> skey;
+  if (!o.sign_key.empty()) {
+    auto k = load_secret_key(o.sign_key);
+    if (!k) return fail(k.error());
+    skey = *k;
+    mo->sign_key = &*skey;
+  }
 
   if (*init) {
     if (auto s = init_share(share); !s) return fail(s.error());
@@ -219,6 +252,18 @@ int main(int argc, char** argv) {
     req.stage.source = o.source;
     req.stage.version = o.version;
     req.stage.reconfig = o.reconfig;
+    if (!o.expires.empty()) {
+      std::string e = o.expires;
+      int64_t mult = 1000;
+      if (!e.empty() && e.back() == 'd') {
+        e.pop_back();
+        mult = 86400000;
+      }
+      auto d = e.find_first_not_of("0123456789") == std::string::npos && !e.empty() ? std::optional<int64_t>(std::stoll(e) * mult)
+                                                                                    : parse_duration_ms(o.expires);
+      if (!d || *d <= 0) return fail(err(Exit::Usage, fmt::format("--expires '{}': not a duration (90d, 720h)", o.expires)));
+      req.stage.expires = time(nullptr) + *d / 1000;
+    }
     if (o.dry_run) {
       if (auto s = share.check(); !s) return fail(s.error());
       auto m = scan_source(req.stage);

@@ -1,12 +1,55 @@
 // nfsup-watchdog: one per host; `run` supervises the agent, `check` is one cron tick.
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "common.h"
 #include "config.h"
+#include "sdnotify.h"
 #include "watchdog.h"
 
 using namespace nfsup;
 using namespace nfsup::tools;
+
+namespace {
+
+// How long one tick of the daemon may keep it away from its loop, where on_alive pings the
+// systemd watchdog. A switch does its steps one after another, and each step has its own
+// deadline: verifying the release (6 x share_timeout), the signature check, reading the
+// reconfig script, status and pointer I/O (one share_timeout each), stopping the agent
+// (stop_timeout, then SIGKILL), the reconfig script, and starting the new release (or the old
+// one again if the switch fails). With agent.start_command every start and status call may
+// take up to its own limit in the core (60s or stop_timeout, and 30s).
+int64_t longest_tick_ms(const WatchdogConfig& c) {
+  const AgentConfig& a = c.agent;
+  int64_t share = 10 * c.share_timeout_ms;
+  int64_t stop = a.stop_timeout_ms + 5000 + (a.stop_command.empty() ? 0 : 5000);
+  int64_t start = a.start_command.empty() ? 2000 : std::max<int64_t>(a.stop_timeout_ms, 60000) + 2 * 30000;
+  return share + stop + a.reconfig_timeout_ms + 2 * start + 10000;
+}
+
+// WatchdogSec= in the unit is the normal limit. If the configuration allows a single switch
+// to take longer, ask systemd for a longer limit (WATCHDOG_USEC=), so that it does not kill
+// the watchdog in the middle of a legitimate switch. A hung main loop is still caught.
+void fit_systemd_watchdog(SdNotifier& sd, const WatchdogConfig& c) {
+  if (!sd.enabled() || sd.watchdog_usec() <= 0) return;
+  int64_t need_us = longest_tick_ms(c) * 1000;
+  int64_t have_us = sd.watchdog_usec();
+  int64_t want_us = std::max(need_us, have_us);
+  static int64_t sent_us = 0;
+  if (want_us == (sent_us ? sent_us : have_us)) return;
+  if (sd.notify(fmt::format("WATCHDOG_USEC={}", want_us))) {
+    sent_us = want_us;
+    if (want_us > have_us)
+      log_line(LogLevel::Info,
+               fmt::format("systemd watchdog: a switch may take up to {} with this configuration; asked for {} "
+                           "instead of WatchdogSec={}",
+                           format_duration_ms(need_us / 1000), format_duration_ms(want_us / 1000),
+                           format_duration_ms(have_us / 1000)));
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   program() = "nfsup-watchdog";
@@ -45,6 +88,29 @@ int main(int argc, char** argv) {
   opt.reload = [config]() { return load_watchdog_config(config); };
   if (*run) {
     opt.daemon = true;
+    // systemd (Type=notify): READY=1 after the first tick, WATCHDOG=1 from the main loop.
+    // Removes NOTIFY_SOCKET & co. from our environment, so the agent does not inherit them.
+    static SdNotifier sd;
+    if (sd.enabled()) {
+      WatchdogConfig first = *cfg;
+      opt.on_ready = [first]() {
+        sd.notify(fmt::format("READY=1\nSTATUS=watching {} as host {}", first.share, first.host));
+        fit_systemd_watchdog(sd, first);
+      };
+      // The first tick comes before READY=1 and may already be a switch (the pointer moved
+      // while this host was down). Make sure TimeoutStartSec= does not end it halfway through.
+      int64_t every = sd.ping_interval_ms(), first_tick_us = longest_tick_ms(first) * 1000;
+      opt.on_alive = [every, first_tick_us]() {
+        static bool extended = false;
+        if (!extended) extended = sd.notify(fmt::format("EXTEND_TIMEOUT_USEC={}", first_tick_us));
+        sd.ping(every);
+      };
+      opt.reload = [config]() {
+        auto n = load_watchdog_config(config);
+        if (n) fit_systemd_watchdog(sd, *n);
+        return n;
+      };
+    }
     return run_watchdog_daemon(*cfg, opt);
   }
   opt.daemon = false;

@@ -1,0 +1,92 @@
+// nfsup core: trust decisions.
+#include "trust.h"
+
+#include <fmt/format.h>
+
+namespace nfsup {
+
+std::string pack_signature_file(const std::vector<std::pair<std::string, std::string>>& sigs) {
+  Record r{"signature", kFormatVersion, {}};
+  r.add("alg", {"ed25519"});
+  for (const auto& [id, sig] : sigs) r.add("sig", {id, sig});
+  return pack_record(r);
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> unpack_signature_file(std::string_view text,
+                                                                              std::string_view what) {
+  auto rec = unpack_record(text, "signature", kFormatVersion, what);
+  if (!rec) return rec.error();
+  RecordReader rd(*rec, std::string(what));
+  auto alg = rd.str("alg");
+  if (!alg) return alg.error();
+  if (*alg != "ed25519") return err(Exit::Integrity, fmt::format("{}: unknown signature algorithm '{}'", what, *alg));
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& l : rec->lines) {
+    if (l.key != "sig") continue;
+    if (l.args.size() != 2 || l.args[0].size() != 16 || l.args[1].size() != 128)
+      return rd.bad(l, "sig needs: key-id (16 hex) signature (128 hex)");
+    out.emplace_back(l.args[0], l.args[1]);
+  }
+  return out;
+}
+
+std::string pointer_signing_text(const Pointer& p) {
+  Pointer bare = p;
+  bare.sigs.clear();
+  return pack_pointer(bare);
+}
+
+static bool any_trusted(const std::vector<std::pair<std::string, std::string>>& sigs, std::string_view data,
+                        const TrustPolicy& policy, std::string* who) {
+  std::vector<std::string> seen;
+  for (const auto& [id, sig] : sigs) {
+    bool known = false;
+    for (const auto& k : policy.trusted) {
+      if (k.id != id) continue;
+      known = true;
+      if (policy.revoked.count(id)) {
+        seen.push_back(id + " (revoked)");
+        continue;
+      }
+      if (verify_data(k, data, sig)) return true;
+      seen.push_back(id + " (bad signature)");
+    }
+    if (!known) seen.push_back(id + (policy.revoked.count(id) ? " (revoked)" : " (not trusted)"));
+  }
+  *who = seen.empty() ? "no signatures" : "signed by " + join(seen, ", ");
+  return false;
+}
+
+bool pointer_signed_by_trusted(const Pointer& p, const TrustPolicy& policy) {
+  std::string who;
+  return any_trusted(p.sigs, pointer_signing_text(p), policy, &who);
+}
+
+Result<std::string> check_release_trust(Share& share, const std::string& version, const TrustPolicy& policy,
+                                        int64_t now_unix) {
+  auto text = share.read_manifest_text(version);
+  if (!text) return text.error();
+  if (!*text) return fmt::format("release {}: manifest missing", version);
+  auto m = unpack_manifest(**text, share.manifest_path(version));
+  if (!m) return m.error().msg;
+  if (m->expires && now_unix > m->expires)
+    return fmt::format("release {}: its signed manifest expired at unix time {}", version, m->expires);
+  if (!policy.signed_mode()) return std::string();
+  auto sigtext = share.fs().read_file(share.manifest_sig_path(version), kSmallFileMax);
+  if (!sigtext) return sigtext.error();
+  if (!*sigtext) return fmt::format("release {} is not signed ({} missing)", version, share.manifest_sig_path(version));
+  auto sigs = unpack_signature_file(**sigtext, share.manifest_sig_path(version));
+  if (!sigs) return sigs.error().msg;
+  std::string who;
+  if (!any_trusted(*sigs, **text, policy, &who))
+    return fmt::format("release {}: no valid signature by a trusted key ({})", version, who);
+  return std::string();
+}
+
+Result<std::string> sign_manifest_text(const SecretKey& key, std::string_view manifest_text) {
+  auto sig = sign_data(key, manifest_text);
+  if (!sig) return sig.error();
+  return pack_signature_file({{key.id, *sig}});
+}
+
+}  // namespace nfsup

@@ -1,0 +1,42 @@
+// nfsup core: what a host trusts — signed manifests, signed rollbacks, expiry.
+//
+// releases/<v>/.nfsup/manifest.sig holds one `sig <key-id> <hex>` line per signer over the
+// manifest's exact bytes. A host with trusted keys starts a release only if at least one
+// signature verifies with a trusted key that is not revoked, and the manifest has not expired.
+// Going back to a version older than the newest it ever accepted needs a `current` pointer with
+// action rollback signed by a trusted key (TUF's rollback attack); a pointer whose generation is
+// older than one already seen is refused (replay/freeze).
+#pragma once
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "crypto.h"
+#include "share.h"
+
+namespace nfsup {
+
+struct TrustPolicy {
+  std::vector<PublicKey> trusted;
+  std::set<std::string> revoked;   ///< key ids
+  bool allow_unsigned = true;
+  bool signed_mode() const { return !allow_unsigned; }
+};
+
+std::string pack_signature_file(const std::vector<std::pair<std::string, std::string>>& sigs);
+Result<std::vector<std::pair<std::string, std::string>>> unpack_signature_file(std::string_view text,
+                                                                              std::string_view what);
+
+/// The bytes a pointer signature covers: the pointer packed without its sig lines.
+std::string pointer_signing_text(const Pointer& p);
+
+/// "" if the release may be started under `policy` at unix time `now`, else why not.
+Result<std::string> check_release_trust(Share& share, const std::string& version, const TrustPolicy& policy,
+                                        int64_t now_unix);
+bool pointer_signed_by_trusted(const Pointer& p, const TrustPolicy& policy);
+
+/// Signs releases/<v>'s manifest text; returns the signature file content.
+Result<std::string> sign_manifest_text(const SecretKey& key, std::string_view manifest_text);
+
+}  // namespace nfsup

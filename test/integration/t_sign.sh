@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Signed releases: hosts with trusted_keys refuse unsigned, wrongly signed, revoked, expired,
+# tampered and rolled-back releases, and replayed pointers, and keep running what they run.
+source "$(dirname "$0")/lib.sh"
+
+signed_hosts() {  # signed_hosts KEYFILES... : three hosts trusting those keys, running signed 1.0
+  "$INSTALL" keygen --out "$T/keys" --name fleet -q
+  "$INSTALL" keygen --out "$T/keys" --name other -q
+  "$INSTALL" keygen --out "$T/keys" --name next -q
+  for h in s1 s2 s3; do
+    add_host $h
+    printf 'trusted_keys: [%s/keys/fleet.pub, %s/keys/next.pub]\n' "$T" "$T" >> "$T/hosts/$h/watchdog.yaml"
+  done
+  start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "signed 1.0 not running everywhere"
+}
+
+expect_refused() {  # expect_refused VERSION TEXT [push args...]
+  local v=$1 text=$2; shift 2
+  set +e; out=$("$INSTALL" push "$SHARE" "$(make_release "$v")" --version "$v" "${MASTER_OPTS[@]}" "$@" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 1 "push of $v should fail on every host"
+  for h in s1 s2 s3; do
+    assert_contains "$out" "$h: failed: "
+    assert_eq "$(agent_alive_version $h)" 1.0 "$h keeps running 1.0"
+  done
+  assert_contains "$out" "$text"
+}
+
+test_keygen_modes_and_refusals() {
+  begin
+  "$INSTALL" keygen --out "$T/k" --name a -q
+  assert_eq "$(stat -c %a "$T/k/a.key")" 600 "secret key mode"
+  set +e; out=$("$INSTALL" keygen --out "$T/k" --name a 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2; assert_contains "$out" "a.key: already exists; not overwriting a key"
+  chmod 640 "$T/k/a.key"
+  set +e; out=$("$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 --sign-key "$T/k/a.key" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2; assert_contains "$out" "a.key: secret key is readable by group or others (mode 0640); chmod 600 it"
+  [ ! -e "$SHARE/releases/1.0" ] || fail "a release was staged with a refused key"
+  printf 'share: %s\ntrusted_keys: [%s/k/a.key]\nagent: {command: [bin/a]}\n' "$SHARE" "$T" > "$T/c.yaml"
+  set +e; out=$("$WATCHDOG" validate -c "$T/c.yaml" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2; assert_contains "$out" "trusted_keys: $T/k/a.key: not an Ed25519 public key in PEM"
+  printf 'share: %s\nallow_unsigned: false\nagent: {command: [bin/a]}\n' "$SHARE" > "$T/c2.yaml"
+  set +e; out=$("$WATCHDOG" validate -c "$T/c2.yaml" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2; assert_contains "$out" "allow_unsigned: false needs at least one key"
+}
+
+test_unsigned_release_refused_by_every_host() {
+  begin; signed_hosts
+  expect_refused 2.0 "release 2.0 is not signed"
+}
+
+test_wrongly_signed_release_refused() {
+  begin; signed_hosts
+  expect_refused 2.0 "no valid signature by a trusted key (signed by" --sign-key "$T/keys/other.key"
+}
+
+test_rotated_key_accepted_and_revoked_key_refused() {
+  begin; signed_hosts
+  out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --sign-key "$T/keys/next.key" "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "3 host(s) ok, 0 failed"
+  id=$(grep -o 'sig [0-9a-f]\{16\}' "$SHARE/releases/2.0/.nfsup/manifest.sig" | cut -d' ' -f2)
+  for h in s1 s2 s3; do
+    printf 'revoked_keys: [%s]\n' "$id" >> "$T/hosts/$h/watchdog.yaml"; stop_watchdog $h; start_watchdog $h
+  done
+  # Restarted watchdogs re-verify before starting: the revoked signer is no longer enough.
+  wait_until 10 bash -c "grep -q '(revoked)' $T/hosts/s1/watchdog.log" || fail "revoked key still accepted"
+}
+
+test_tampered_signed_release_refused() {
+  begin; signed_hosts
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" -q
+  "$INSTALL" rollback "$SHARE" --to 1.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0
+  # Re-sign nothing; just flip a byte in 2.0's agent and a byte of its manifest in turn.
+  f="$SHARE/releases/2.0/bin/agent"; chmod u+w "$f"; printf 'Z' | dd of="$f" bs=1 seek=30 conv=notrunc status=none
+  set +e; out=$("$INSTALL" rollback "$SHARE" --to 2.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 6 "master refuses a tampered release"
+  out=$("$INSTALL" verify "$SHARE" 2>&1) && fail "verify passed a tampered release"
+  assert_contains "$out" "releases/2.0/bin/agent: sha256"
+  # Tampering the manifest itself (to match the flipped byte) breaks the signature instead.
+  m="$SHARE/releases/2.0/.nfsup/manifest"; chmod u+w "$m" "$(dirname "$m")"
+  newsha=$(sha256sum "$f" | cut -d' ' -f1)
+  sed -i -E "s|^(file bin/agent [0-7]+ [0-9]+ )[0-9a-f]{64}|\1$newsha|" "$m"
+  for h in s1 s2 s3; do stop_watchdog $h; done
+  printf 'nfsup-current 1\ngeneration 99\nrelease 2.0\nprevious 1.0\naction push\nupdated -\nupdated_by -\n' > "$SHARE/current"
+  for h in s1 s2 s3; do start_watchdog $h; done
+  wait_until 10 bash -c "grep -q 'no valid signature by a trusted key' $T/hosts/s1/watchdog.log" || fail "forged manifest accepted"
+  for h in s1 s2 s3; do assert_eq "$(agent_alive_version $h)" 1.0 "$h runs the last good release"; done
+}
+
+test_unsigned_rollback_refused_signed_rollback_accepted() {
+  begin; signed_hosts
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" -q
+  set +e; out=$("$INSTALL" rollback "$SHARE" --to 1.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 1 "unsigned rollback"
+  assert_contains "$out" "refusing to go back from 2.0 (newest accepted here) to 1.0"
+  for h in s1 s2 s3; do assert_eq "$(agent_alive_version $h)" 2.0; done
+  out=$("$INSTALL" rollback "$SHARE" --to 1.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "3 host(s) ok, 0 failed"
+}
+
+test_replayed_pointer_refused() {
+  begin; signed_hosts
+  cp "$SHARE/current" "$T/old-current"
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" -q
+  cp "$T/old-current" "$SHARE/current.tmp" && mv "$SHARE/current.tmp" "$SHARE/current"
+  wait_until 10 bash -c "grep -q 'refusing a replayed pointer' $T/hosts/s2/watchdog.log" || fail "replayed pointer not noticed"
+  for h in s1 s2 s3; do assert_eq "$(agent_alive_version $h)" 2.0; done
+}
+
+test_expired_release_not_started() {
+  begin; signed_hosts
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --expires 3s --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" -q
+  sleep 4
+  pkill -KILL -f "releases/2.0/bin/agent.*hosts/s1/" || true
+  wait_until 10 bash -c "grep -q 'expired at unix time' $T/hosts/s1/watchdog.log" || fail "expired release restarted"
+}
+
+test_status_warns_about_unsigned_hosts() {
+  begin
+  add_host u1; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  out=$("$INSTALL" status "$SHARE")
+  assert_contains "$out" "WARNING: UNSIGNED MODE on 1 host(s) (u1)"
+  assert_contains "$("$INSTALL" status "$SHARE" --json)" '"trust":"unsigned"'
+}
+
+run_tests
