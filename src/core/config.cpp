@@ -84,7 +84,7 @@ int parse_signal(std::string_view s) {
   for (auto& [name, sig] : table)
     if (n == name) return sig;
   auto v = parse_duration_ms(n);  // plain digits
-  if (!n.empty() && n.find_first_not_of("0123456789") == std::string::npos) {
+  if (!n.empty() && n.size() <= 2 && n.find_first_not_of("0123456789") == std::string::npos) {
     int x = std::stoi(n);
     if (x > 0 && x < 65) return x;
   }
@@ -112,7 +112,7 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
   try {
     if (auto s = check_keys(c, root,
                             {"share", "host", "poll_interval", "heartbeat_interval", "share_timeout", "state_dir",
-                             "verify_before_start", "agent", "trusted_keys", "revoked_keys", "allow_unsigned"},
+                             "verify_before_start", "agent", "trusted_keys", "revoked_keys", "allow_unsigned", "group"},
                             ""); !s)
       return s.error();
     if (!root["share"]) return err(Exit::Usage, fmt::format("{}: missing required key 'share'", path));
@@ -122,6 +122,10 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
     cfg.host = short_hostname();
     if (root["host"]) TAKE(cfg.host, get_str(c, root["host"], "host"));
     if (auto e = check_host_name(cfg.host)) return c.at(root["host"] ? root["host"] : root, "'host': " + *e);
+    if (root["group"]) {
+      TAKE(cfg.group, get_str(c, root["group"], "group"));
+      if (auto e = check_host_name(cfg.group)) return c.at(root["group"], "'group': " + *e);
+    }
     if (root["poll_interval"]) TAKE(cfg.poll_interval_ms, get_dur(c, root["poll_interval"], "poll_interval"));
     if (root["heartbeat_interval"])
       TAKE(cfg.heartbeat_interval_ms, get_dur(c, root["heartbeat_interval"], "heartbeat_interval"));
@@ -175,7 +179,8 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
     if (!a.IsMap()) return c.at(a, "'agent' must be a mapping");
     if (auto s = check_keys(c, a,
                             {"command", "config", "stop_signal", "stop_timeout", "start_command", "stop_command",
-                             "status_command", "restart_limit", "restart_window", "reconfig_timeout", "start_grace"},
+                             "status_command", "restart_limit", "restart_window", "reconfig_timeout", "start_grace",
+                             "acting_signal", "drain", "health"},
                             " in 'agent'"); !s)
       return s.error();
     AgentConfig& ag = cfg.agent;
@@ -196,6 +201,34 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
     if (a["stop_timeout"]) TAKE(ag.stop_timeout_ms, get_dur(c, a["stop_timeout"], "agent.stop_timeout"));
     if (a["reconfig_timeout"])
       TAKE(ag.reconfig_timeout_ms, get_dur(c, a["reconfig_timeout"], "agent.reconfig_timeout"));
+    auto sig_of = [&](const YAML::Node& n, const std::string& key) -> Result<int> {
+      std::string s;
+      TAKE(s, get_str(c, n, key));
+      int v = parse_signal(s);
+      if (v == 0) return c.at(n, fmt::format("'{}': unknown signal '{}'", key, s));
+      return v;
+    };
+    if (a["acting_signal"]) TAKE(ag.acting_signal, sig_of(a["acting_signal"], "agent.acting_signal"));
+    if (a["drain"]) {
+      const auto& d = a["drain"];
+      if (!d.IsMap()) return c.at(d, "'agent.drain' must be a mapping: {signal: USR1, timeout: 60s} or {command: [...]}");
+      if (auto s = check_keys(c, d, {"signal", "command", "timeout"}, " in 'agent.drain'"); !s) return s.error();
+      if (d["signal"]) TAKE(ag.drain_signal, sig_of(d["signal"], "agent.drain.signal"));
+      if (d["command"]) TAKE(ag.drain_command, get_argv(c, d["command"], "agent.drain.command"));
+      if ((ag.drain_signal != 0) == !ag.drain_command.empty())
+        return c.at(d, "'agent.drain' needs exactly one of 'signal' or 'command'");
+      if (d["timeout"]) TAKE(ag.drain_timeout_ms, get_dur(c, d["timeout"], "agent.drain.timeout"));
+    }
+    if (a["health"]) {
+      const auto& h = a["health"];
+      if (!h.IsMap()) return c.at(h, "'agent.health' must be a mapping: {command: [bin/healthcheck], timeout: 20s}");
+      if (auto s = check_keys(c, h, {"command", "timeout"}, " in 'agent.health'"); !s) return s.error();
+      if (!h["command"]) return c.at(h, "'agent.health' needs a 'command'");
+      TAKE(ag.health_command, get_argv(c, h["command"], "agent.health.command"));
+      if (auto e = check_rel_path(ag.health_command[0]))
+        return c.at(h["command"], "agent.health.command[0] must be relative to the release directory: " + *e);
+      if (h["timeout"]) TAKE(ag.health_timeout_ms, get_dur(c, h["timeout"], "agent.health.timeout"));
+    }
     if (a["start_grace"]) TAKE(ag.start_grace_ms, get_dur(c, a["start_grace"], "agent.start_grace"));
     if (a["restart_window"]) TAKE(ag.restart_window_ms, get_dur(c, a["restart_window"], "agent.restart_window"));
     if (a["restart_limit"]) {

@@ -22,12 +22,19 @@ struct AgentConfig {
   int64_t restart_window_ms = 300000;
   int64_t reconfig_timeout_ms = 60000;
   int64_t start_grace_ms = 1000;           ///< must stay up this long to count as running
+  int acting_signal = 0;                   ///< sent when the acting version changes (0 = none)
+  int drain_signal = 0;                    ///< drain: a signal ...
+  std::vector<std::string> drain_command;  ///< ... or a command (run with the agent's env)
+  int64_t drain_timeout_ms = 60000;
+  std::vector<std::string> health_command; ///< [0] relative to the release directory
+  int64_t health_timeout_ms = 20000;
 };
 
 struct WatchdogConfig {
   std::string path;              ///< the file it came from, for messages
   std::string share;
   std::string host;
+  std::string group;             ///< redundancy group
   int64_t poll_interval_ms = 2000;
   int64_t heartbeat_interval_ms = 10000;
   int64_t share_timeout_ms = 10000;

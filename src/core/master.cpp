@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "hash.h"
+#include "process.h"
+#include "reconfig.h"
 #include "trust.h"
 
 namespace nfsup {
@@ -68,6 +70,10 @@ struct Fleet {
 };
 
 // Reads every host status once and splits the fleet by server-stamped age.
+Status write_rollout(Share& share, const RolloutState& s);
+Status run_migration(Share& share, const std::string& from, const std::string& target, RolloutState& st,
+                     const MasterOptions& opt);
+
 Result<Fleet> survey(Share& share, int64_t now_ms, int64_t stale_after_ms) {
   Fleet f;
   auto hosts = share.list_hosts();
@@ -267,6 +273,22 @@ Result<SwitchReport> run_switch(Share& share, const std::string& target, const s
     return rep;
   }
   crash_point("switch-after-stopped");
+  if (action == "push" && *ptr) {
+    // Every live host is stopped: the moment to bring shared data to the new format.
+    RolloutState rs;
+    if (auto old = read_rollout(share); old && *old) rs = **old;
+    std::string from = (*ptr)->acting.empty() ? (*ptr)->release : (*ptr)->acting;
+    if (compare_versions(target, from) > 0)
+      if (auto s = run_migration(share, from, target, rs, opt); !s) {
+        Pointer back = **ptr;
+        back.generation = gen;
+        back.action = "abort";
+        (void)write_pointer(share, back, opt);
+        (void)share.fs().unlink(share.marker_path());
+        (void)share.audit(action, fmt::format("{} -> {}", rep.previous, target), "failed: " + s.error().msg);
+        return s.error();
+      }
+  }
   Pointer np;
   np.generation = gen;
   np.release = target;
@@ -274,7 +296,20 @@ Result<SwitchReport> run_switch(Share& share, const std::string& target, const s
   np.action = action;
   np.updated = utc_now_iso();
   np.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
+  np.acting = target;  // all-at-once: every host runs the target, so it is the acting version
   if (auto s = write_pointer(share, np, opt); !s) return s.error();
+  {
+    RolloutState rs;
+    if (auto old = read_rollout(share); old && *old) rs.migrated = (*old)->migrated;
+    rs.acting = target;
+    rs.target = target;
+    rs.phase = "done";
+    rs.master_host = short_hostname();
+    rs.master_pid = getpid();
+    rs.lease_ms = opt.lease_ms;
+    for (const auto& h : go) rs.installed[h] = target;
+    (void)write_rollout(share, rs);
+  }
   crash_point("switch-after-pointer");
   note(opt, fmt::format("current -> {}", target));
   if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
@@ -303,6 +338,387 @@ Result<SwitchReport> run_switch(Share& share, const std::string& target, const s
 
 }  // namespace
 
+std::string pack_rollout(const RolloutState& s) {
+  Record r{"rollout", kFormatVersion, {}};
+  auto d = [](const std::string& v) { return v.empty() ? std::string("-") : v; };
+  r.add("acting", {d(s.acting)});
+  r.add("min_supported", {d(s.min_supported)});
+  r.add("target", {d(s.target)});
+  r.add("phase", {d(s.phase)});
+  r.add("master", {d(s.master_host), std::to_string(s.master_pid), std::to_string(s.lease_ms)});
+  for (const auto& [h, v] : s.installed) r.add("host", {h, v});
+  if (!s.migrated.empty()) r.add("migrated", s.migrated);
+  r.add("note", {d(s.note)});
+  return pack_record(r);
+}
+
+Result<RolloutState> unpack_rollout(std::string_view text, std::string_view what) {
+  auto rec = unpack_record(text, "rollout", kFormatVersion, what);
+  if (!rec) return rec.error();
+  RecordReader rd(*rec, std::string(what));
+  RolloutState s;
+  auto u = [](const std::string& v) { return v == "-" ? std::string() : v; };
+  s.acting = u(rd.str_or("acting", "-"));
+  s.min_supported = u(rd.str_or("min_supported", "-"));
+  s.target = u(rd.str_or("target", "-"));
+  s.phase = u(rd.str_or("phase", "-"));
+  s.note = u(rd.str_or("note", "-"));
+  for (const auto& v : {s.acting, s.min_supported, s.target})
+    if (!v.empty())
+      if (auto e = check_version_name(v)) return err(Exit::Integrity, fmt::format("{}: {}", what, *e));
+  for (const auto& l : rec->lines) {
+    if (l.key == "master" && l.args.size() == 3) {
+      s.master_host = u(l.args[0]);
+      s.master_pid = parse_i64(l.args[1]).value_or(0);
+      s.lease_ms = parse_i64(l.args[2]).value_or(0);
+    } else if (l.key == "host") {
+      if (l.args.size() != 2 || check_host_name(l.args[0]) || check_version_name(l.args[1]))
+        return rd.bad(l, "host needs: name release");
+      s.installed[l.args[0]] = l.args[1];
+    } else if (l.key == "migrated") {
+      for (const auto& v : l.args)
+        if (auto e = check_version_name(v)) return rd.bad(l, *e);
+      s.migrated = l.args;
+    }
+  }
+  return s;
+}
+
+Result<std::optional<RolloutState>> read_rollout(Share& share) {
+  std::string path = path_join(share.root(), "state");
+  auto t = share.fs().read_file(path, kSmallFileMax * 16);
+  if (!t) return t.error();
+  if (!*t) return std::optional<RolloutState>();
+  auto s = unpack_rollout(**t, path);
+  if (!s) return s.error();
+  return std::optional<RolloutState>(*s);
+}
+
+namespace {
+
+Status write_rollout(Share& share, const RolloutState& s) {
+  return share.fs().write_atomic(path_join(share.root(), "state"), pack_rollout(s), 0644);
+}
+
+// Runs release `target`'s migration hook once (recorded in SHARE/state), on the master.
+Status run_migration(Share& share, const std::string& from, const std::string& target, RolloutState& st,
+                     const MasterOptions& opt) {
+  if (std::find(st.migrated.begin(), st.migrated.end(), target) != st.migrated.end()) return ok_status();
+  auto m = share.read_manifest(target);
+  if (!m) return m.error();
+  if (!*m || (*m)->migrate.empty()) return ok_status();
+  const ManifestEntry* entry = nullptr;
+  for (const auto& e : (*m)->entries)
+    if (e.path == (*m)->migrate) entry = &e;
+  if (!entry) return err(Exit::Integrity, "migration hook not in the manifest");
+  char tmpl[] = "/tmp/nfsup-migrate.XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  if (fd < 0) return err(Exit::Failed, "mkstemp: " + errno_str(errno));
+  auto h = hash_file(path_join(share.release_dir(target), entry->path), fd, tmpl);
+  ::fchmod(fd, 0700);
+  ::close(fd);
+  if (!h || h->sha256 != entry->sha256) {
+    ::unlink(tmpl);
+    return err(Exit::Integrity, fmt::format("release {}: migration hook does not match its manifest hash", target));
+  }
+  note(opt, fmt::format("acting version {} -> {}: running {}'s migration hook", from, target, target));
+  SpawnSpec s;
+  s.argv = {tmpl};
+  s.env = {{"NFSUP_SHARE", share.root()}, {"NFSUP_FROM_VERSION", from}, {"NFSUP_TO_VERSION", target}};
+  auto r = run_with_timeout(s, opt.migrate_timeout_ms);
+  ::unlink(tmpl);
+  if (!r) return r.error();
+  if (r->timed_out || r->exit_code != 0) {
+    std::string last;
+    for (const auto& l : split(r->output, '\n'))
+      if (!l.empty()) last = l;
+    return err(Exit::Failed, fmt::format("migration hook of {} failed ({}){}{}; the rollout stops here", target,
+                                         r->timed_out ? "timed out" : fmt::format("exit code {}", r->exit_code),
+                                         last.empty() ? "" : ": ", last));
+  }
+  st.migrated.push_back(target);
+  (void)share.audit("migrate", fmt::format("{} -> {}", from, target), "ok");
+  return write_rollout(share, st);
+}
+
+int batch_size(const std::string& spec, size_t n) {
+  if (!spec.empty() && spec.back() == '%') {
+    auto p = parse_i64(spec.substr(0, spec.size() - 1));
+    if (!p || *p <= 0) return -1;
+    return std::max<int>(1, static_cast<int>((static_cast<int64_t>(n) * *p + 99) / 100));
+  }
+  auto v = parse_i64(spec);
+  return v && *v > 0 ? static_cast<int>(*v) : -1;
+}
+
+Result<SwitchReport> run_rolling(Share& share, const std::string& target, const MasterOptions& opt, SwitchReport rep) {
+  auto ptr = share.read_pointer();
+  if (!ptr) return ptr.error();
+  if (!*ptr) return err(Exit::Usage, "the first release must be pushed all-at-once (no release runs yet)");
+  Pointer base = **ptr;
+  if (!base.overrides.empty())
+    return err(Exit::Usage, fmt::format("{}: a rollout is unfinished (hosts {} have their own release); roll back or "
+                                        "push all-at-once first",
+                                        share.pointer_path(), base.overrides.begin()->first));
+  rep.target = target;
+  rep.previous = base.release;
+  auto existing = share.read_marker();
+  if (!existing) return existing.error();
+  if (*existing)
+    return err(Exit::Busy, fmt::format("{}: {} of {} by {} (pid {}) is in progress", share.marker_path(),
+                                       (*existing)->action, (*existing)->release, (*existing)->master_host,
+                                       (*existing)->master_pid));
+  auto problems = share.verify_release(target);
+  if (!problems) return problems.error();
+  if (!problems->empty())
+    return err(Exit::Integrity, fmt::format("release {} fails verification: {}", target, (*problems)[0]));
+  auto man = share.read_manifest(target);
+  if (!man) return man.error();
+  const std::string min_compat = (*man)->min_compatible;
+
+  // The fleet: live hosts, their groups and what they run.
+  auto fleet = survey(share, server_now_ms(share), opt.stale_after_ms);
+  if (!fleet) return fleet.error();
+  std::map<std::string, HostStatus> st;
+  for (const auto& h : fleet->live) {
+    auto s = share.read_status(h);
+    if (s && *s) st[h] = **s;
+  }
+  std::vector<std::string> incompatible;
+  for (const auto& [h, s] : st) {
+    std::string v = s.running.empty() ? base.release : s.running;
+    if (!min_compat.empty() && compare_versions(v, min_compat) < 0) incompatible.push_back(h + " runs " + v);
+  }
+  if (!incompatible.empty())
+    return err(Exit::Usage, fmt::format("a rolling upgrade to {} would run it beside older releases it cannot run "
+                                        "beside ({} declares --min-compatible {}; {}); push it with --strategy "
+                                        "all-at-once",
+                                        target, target, min_compat, join(incompatible, ", ")));
+  int b = batch_size(opt.batch, st.size());
+  if (b < 0) return err(Exit::Usage, fmt::format("--batch '{}': use a number or a percentage like 25%", opt.batch));
+  for (auto& s : fleet->skipped) {
+    note(opt, fmt::format("skipping {}: {}", s.host, s.detail));
+    rep.hosts.push_back(s);
+  }
+  std::vector<std::string> todo;
+  for (const auto& [h, s] : st)
+    if (!(s.state == "running" && s.running == target)) todo.push_back(h);
+    else rep.hosts.push_back({h, "ok", "already running " + target});
+
+  const std::string acting0 = base.acting.empty() ? base.release : base.acting;
+  RolloutState rs;
+  if (auto old = read_rollout(share); old && *old) rs.migrated = (*old)->migrated;
+  rs.acting = acting0;
+  rs.min_supported = min_compat;
+  rs.target = target;
+  rs.master_host = short_hostname();
+  rs.master_pid = getpid();
+  rs.lease_ms = opt.lease_ms;
+  for (const auto& [h, s] : st) rs.installed[h] = s.running;
+
+  Marker m;
+  m.generation = base.generation + 1;
+  m.action = "push";
+  m.release = target;
+  m.previous = base.release;
+  m.master_host = short_hostname();
+  m.master_pid = getpid();
+  m.nonce = random_nonce();
+  m.lease_ms = opt.lease_ms;
+  m.started = utc_now_iso();
+  m.strategy = "rolling";
+  m.targets = std::vector<std::string>{};
+  auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
+  if (!created) return created.error();
+  if (!*created) return err(Exit::Busy, "another master created the marker first");
+  (void)share.audit("push", fmt::format("rolling {} -> {} batch {} max-failures {}", base.release, target, opt.batch,
+                                        opt.max_failures),
+                    "started");
+  auto rewrite_marker = [&]() { return share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); };
+  Pointer cur = base;
+  cur.min_supported = min_compat;
+  cur.acting = acting0;
+  std::vector<std::string> upgraded, failed;
+  int64_t gen = m.generation;
+  size_t nbatches = todo.empty() ? 0 : (todo.size() + b - 1) / b, bi = 0;
+
+  auto finish_fail = [&](const std::string& why) -> Result<SwitchReport> {
+    // Undo: every upgraded host goes back to the base release under a new generation.
+    note(opt, why + "; rolling the upgraded hosts back to " + base.release);
+    cur.overrides.clear();
+    cur.generation = ++gen;
+    cur.action = "rollback";
+    m.generation = gen;
+    m.targets = std::vector<std::string>{};
+    (void)rewrite_marker();
+    if (auto s = write_pointer(share, cur, opt); !s) return s.error();
+    auto back = wait_hosts(share, upgraded, &m, opt,
+                           [&](const HostStatus& s) -> std::optional<HostOutcome> {
+                             if (s.generation >= gen && s.running == base.release &&
+                                 (s.state == "running" || s.state == "failed"))
+                               return HostOutcome{s.host, "ok", ""};
+                             return std::nullopt;
+                           },
+                           "rolling back");
+    (void)share.fs().unlink(share.marker_path());
+    rs.phase = "failed";
+    rs.note = why;
+    (void)write_rollout(share, rs);
+    (void)share.audit("push", fmt::format("rolling {} -> {}", base.release, target), "rolled back: " + why);
+    for (const auto& h : upgraded) rep.hosts.push_back({h, "rolled-back", why});
+    rep.generation = gen;
+    return rep;
+  };
+
+  std::vector<std::string> remaining = todo;
+  while (!remaining.empty()) {
+    // Pick the batch: at most b hosts, at most max_unavailable of any one group.
+    std::vector<std::string> batch, rest;
+    std::map<std::string, int> per_group;
+    for (const auto& h : remaining) {
+      const std::string& g = st[h].group;
+      if (static_cast<int>(batch.size()) < b && (g.empty() || per_group[g] < opt.max_unavailable)) {
+        batch.push_back(h);
+        if (!g.empty()) ++per_group[g];
+      } else {
+        rest.push_back(h);
+      }
+    }
+    remaining = rest;
+    ++bi;
+    gen += 1;
+    m.generation = gen;
+    m.targets = batch;
+    rs.phase = fmt::format("batch {}/{}", bi, std::max(nbatches, bi));
+    (void)write_rollout(share, rs);
+    if (auto s = rewrite_marker(); !s) return s.error();
+    note(opt, fmt::format("batch {}: stopping {}", bi, join(batch, " ")));
+    auto stopped = wait_hosts(share, batch, &m, opt,
+                              [&](const HostStatus& s) -> std::optional<HostOutcome> {
+                                if (s.generation >= gen && s.state == "stopped") return HostOutcome{s.host, "ok", ""};
+                                return std::nullopt;
+                              },
+                              "stopping");
+    if (!stopped) return stopped.error();
+    std::vector<std::string> go;
+    for (const auto& o : *stopped) {
+      if (o.outcome == "ok") go.push_back(o.host);
+      else rep.hosts.push_back(o);
+    }
+    for (const auto& h : go) cur.overrides[h] = target;
+    cur.generation = gen;
+    cur.action = "push";
+    if (auto s = write_pointer(share, cur, opt); !s) return s.error();
+    m.targets = std::vector<std::string>{};
+    if (auto s = rewrite_marker(); !s) return s.error();
+    auto started = wait_hosts(share, go, &m, opt,
+                              [&](const HostStatus& s) -> std::optional<HostOutcome> {
+                                if (s.generation < gen) return std::nullopt;
+                                if (s.state == "running" && s.running == target) return HostOutcome{s.host, "ok", ""};
+                                if (s.state == "failed") return HostOutcome{s.host, "failed", s.reason};
+                                return std::nullopt;
+                              },
+                              "starting");
+    if (!started) return started.error();
+    for (const auto& o : *started) {
+      if (o.outcome == "ok") {
+        upgraded.push_back(o.host);
+        rs.installed[o.host] = target;
+      } else {
+        failed.push_back(o.host);
+        cur.overrides.erase(o.host);  // it went back to its old release by itself
+        rep.hosts.push_back(o);
+      }
+    }
+    (void)write_rollout(share, rs);
+    if (static_cast<int>(failed.size()) > opt.max_failures)
+      return finish_fail(fmt::format("{} host(s) failed (max {}): {}", failed.size(), opt.max_failures, join(failed, " ")));
+  }
+  // Every live host has moved (or failed within the budget). The acting version is the lowest
+  // release installed on a live host.
+  std::string acting = target;
+  for (const auto& [h, v] : rs.installed)
+    if (!v.empty() && compare_versions(v, acting) < 0) acting = v;
+  cur.overrides.clear();
+  for (const auto& h : failed) cur.overrides[h] = rs.installed[h].empty() ? base.release : rs.installed[h];
+  cur.release = target;
+  cur.previous = base.release;
+  cur.generation = ++gen;
+  m.generation = gen;
+  if (acting != acting0 && !opt.hold_acting) {
+    if (auto s = run_migration(share, acting0, acting, rs, opt); !s) {
+      cur.acting = acting0;
+      (void)write_pointer(share, cur, opt);
+      (void)share.fs().unlink(share.marker_path());
+      rs.phase = "failed";
+      rs.note = s.error().msg;
+      (void)write_rollout(share, rs);
+      return s.error();
+    }
+    cur.acting = acting;
+  } else {
+    cur.acting = acting0;
+  }
+  if (auto s = write_pointer(share, cur, opt); !s) return s.error();
+  (void)share.fs().unlink(share.marker_path());
+  rs.acting = cur.acting;
+  rs.phase = cur.acting == target ? "done" : opt.hold_acting ? "held" : "partial";
+  (void)write_rollout(share, rs);
+  note(opt, fmt::format("rollout of {} {}; acting version {}", target,
+                        rs.phase == "done" ? "complete" : rs.phase, cur.acting));
+  for (const auto& h : upgraded) rep.hosts.push_back({h, "ok", ""});
+  rep.generation = gen;
+  std::sort(rep.hosts.begin(), rep.hosts.end(), [](auto& a, auto& c) { return a.host < c.host; });
+  (void)share.audit("push", fmt::format("rolling {} -> {} acting {}", base.release, target, cur.acting),
+                    rep.all_ok() ? "ok" : "failed");
+  return rep;
+}
+
+}  // namespace
+
+Result<std::string> finalize(Share& share, const MasterOptions& opt) {
+  if (auto s = share.check(); !s) return s.error();
+  auto ptr = share.read_pointer();
+  if (!ptr) return ptr.error();
+  if (!*ptr) return err(Exit::Usage, "nothing has been pushed yet");
+  Pointer cur = **ptr;
+  std::string acting = cur.acting.empty() ? cur.release : cur.acting;
+  if (acting == cur.release && cur.overrides.empty()) return std::string("acting version is already " + acting);
+  if (!cur.overrides.empty())
+    return err(Exit::Usage, fmt::format("hosts {} do not run {} yet; cannot finalize", cur.overrides.begin()->first,
+                                        cur.release));
+  Marker m;
+  m.generation = cur.generation + 1;
+  m.release = cur.release;
+  m.previous = acting;
+  m.master_host = short_hostname();
+  m.master_pid = getpid();
+  m.nonce = random_nonce();
+  m.lease_ms = opt.lease_ms;
+  m.started = utc_now_iso();
+  m.strategy = "rolling";
+  m.targets = std::vector<std::string>{};  // holds the lock, stops nobody
+  auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
+  if (!created) return created.error();
+  if (!*created) return err(Exit::Busy, "a push is in progress");
+  RolloutState rs;
+  if (auto old = read_rollout(share); old && *old) rs = **old;
+  auto mig = run_migration(share, acting, cur.release, rs, opt);
+  if (!mig) {
+    (void)share.fs().unlink(share.marker_path());
+    return mig.error();
+  }
+  cur.acting = cur.release;
+  cur.generation = m.generation;
+  if (auto s = write_pointer(share, cur, opt); !s) return s.error();
+  (void)share.fs().unlink(share.marker_path());
+  rs.acting = cur.release;
+  rs.phase = "done";
+  (void)write_rollout(share, rs);
+  (void)share.audit("finalize", fmt::format("acting {} -> {}", acting, cur.release), "ok");
+  return fmt::format("acting version {} -> {}", acting, cur.release);
+}
+
 Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOptions& opt) {
   if (auto s = share.check(); !s) return s.error();
   auto existing = share.read_marker();
@@ -313,6 +729,21 @@ Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOpti
                                        share.marker_path(), (*existing)->action, (*existing)->release,
                                        (*existing)->master_host, (*existing)->master_pid, share.root()));
   SwitchReport rep;
+  if (opt.strategy == "rolling" && !req.stage.min_compatible.empty()) {
+    // Refuse an incompatible rolling push before anything is written.
+    auto fleet = survey(share, server_now_ms(share), opt.stale_after_ms);
+    if (!fleet) return fleet.error();
+    std::vector<std::string> bad;
+    for (const auto& h : fleet->live) {
+      auto s = share.read_status(h);
+      if (s && *s && !(*s)->running.empty() && compare_versions((*s)->running, req.stage.min_compatible) < 0)
+        bad.push_back(h + " runs " + (*s)->running);
+    }
+    if (!bad.empty())
+      return err(Exit::Usage, fmt::format("a rolling upgrade to {} would run it beside releases it cannot run beside "
+                                          "(--min-compatible {}; {}); push it with --strategy all-at-once",
+                                          req.stage.version, req.stage.min_compatible, join(bad, ", ")));
+  }
   StageRequest sr = req.stage;
   sr.progress = opt.progress;
   sr.sign_key = opt.sign_key;
@@ -328,6 +759,7 @@ Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOpti
                                            staged->bytes_written),
                       "ok");
   crash_point("push-after-stage");
+  if (opt.strategy == "rolling") return run_rolling(share, sr.version, opt, rep);
   return run_switch(share, sr.version, "push", opt, rep);
 }
 
@@ -340,14 +772,13 @@ Result<SwitchReport> rollback(Share& share, const std::string& to_in, const Mast
   if (!kept) return kept.error();
   std::string to = to_in;
   if (to.empty()) {
+    // The newest kept release below the current one, so repeated rollbacks keep going back.
     const std::string& cur = (*ptr)->release;
-    if (!(*ptr)->previous.empty() && (*ptr)->previous != cur &&
-        std::find(kept->begin(), kept->end(), (*ptr)->previous) != kept->end()) {
+    for (const auto& v : *kept)
+      if (compare_versions(v, cur) < 0) to = v;
+    if (to.empty() && !(*ptr)->previous.empty() && (*ptr)->previous != cur &&
+        std::find(kept->begin(), kept->end(), (*ptr)->previous) != kept->end())
       to = (*ptr)->previous;
-    } else {
-      for (const auto& v : *kept)
-        if (compare_versions(v, cur) < 0) to = v;
-    }
     if (to.empty())
       return err(Exit::Usage, fmt::format("no kept release to roll back to from {} (kept: {})", cur, join(*kept, ", ")));
   }
@@ -434,6 +865,9 @@ Result<AbortReport> abort_push(Share& share, const MasterOptions& opt) {
 Result<StatusReport> share_status(Share& share, int64_t stale_after_ms) {
   if (auto s = share.check(); !s) return s.error();
   StatusReport rep;
+  auto ro = read_rollout(share);
+  if (!ro) rep.warnings.push_back(ro.error().msg);
+  else rep.rollout = *ro;
   auto p = share.read_pointer();
   if (!p) rep.warnings.push_back(p.error().msg);
   else rep.pointer = *p;

@@ -35,6 +35,13 @@ struct MasterOptions {
   std::function<void(const std::string&)> note;  ///< progress lines for humans
   std::function<void(uint64_t, uint64_t)> progress;
   const struct SecretKey* sign_key = nullptr;  ///< signs manifests and the pointer
+  // Rolling upgrades.
+  std::string strategy = "all-at-once";  ///< all-at-once | rolling
+  std::string batch = "1";               ///< hosts per batch: N or N%
+  int max_failures = 0;                  ///< host failures tolerated before the rollout is undone
+  int max_unavailable = 1;               ///< per redundancy group, at once
+  bool hold_acting = false;              ///< keep the acting version back until `finalize`
+  int64_t migrate_timeout_ms = 600000;
 };
 
 struct HostOutcome {
@@ -60,6 +67,21 @@ struct PushRequest {
 };
 Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOptions& opt);
 Result<SwitchReport> rollback(Share& share, const std::string& to, const MasterOptions& opt);
+/// Releases an acting version held back by --hold-acting (runs the migration hook once).
+Result<std::string> finalize(Share& share, const MasterOptions& opt);
+
+/// SHARE/state: the rollout as the master last wrote it (for status and for humans).
+struct RolloutState {
+  std::string acting, min_supported, target, phase;  ///< phase: batch i/n | done | held | failed
+  std::string master_host;
+  int64_t master_pid = 0, lease_ms = 0;
+  std::map<std::string, std::string> installed;      ///< host -> release
+  std::vector<std::string> migrated;                 ///< versions whose migration hook ran
+  std::string note;
+};
+std::string pack_rollout(const RolloutState& s);
+Result<RolloutState> unpack_rollout(std::string_view text, std::string_view what);
+Result<std::optional<RolloutState>> read_rollout(Share& share);
 
 struct AbortReport {
   bool had_marker = false;
@@ -77,6 +99,7 @@ struct HostView {
   bool stale = false;
 };
 struct StatusReport {
+  std::optional<RolloutState> rollout;
   std::optional<Pointer> pointer;
   std::optional<Marker> marker;
   std::vector<std::string> releases;

@@ -183,6 +183,9 @@ Result<ReconfigOutcome> apply_reconfig(const WatchdogConfig& cfg, const Reconfig
     drop();
     return s.error();
   }
+  // The script may have replaced the copy (mv, cp, editors): keep the config's owner and mode.
+  (void)!::chown(tmp.c_str(), st.st_uid, st.st_gid);
+  (void)!::chmod(tmp.c_str(), mode);
   if (::rename(tmp.c_str(), conf.c_str()) != 0) {
     int e = errno;
     drop();

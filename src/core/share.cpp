@@ -13,6 +13,16 @@ namespace nfsup {
 static std::string dash(const std::string& s) { return s.empty() ? "-" : s; }
 static std::string undash(const std::string& s) { return s == "-" ? "" : s; }
 
+bool Marker::targets_host(const std::string& h) const {
+  if (!targets) return true;
+  return std::find(targets->begin(), targets->end(), h) != targets->end();
+}
+
+const std::string& Pointer::release_for(const std::string& h) const {
+  auto it = overrides.find(h);
+  return it == overrides.end() ? release : it->second;
+}
+
 uint64_t Manifest::total_bytes() const {
   uint64_t t = 0;
   for (const auto& e : entries) t += e.size;
@@ -37,6 +47,7 @@ std::string pack_marker(const Marker& m) {
   r.add("renewal", {std::to_string(m.renewal)});
   r.add("started", {dash(m.started)});
   r.add("strategy", {m.strategy});
+  if (m.targets) r.add("targets", *m.targets);
   return pack_record(r);
 }
 
@@ -69,6 +80,15 @@ Result<Marker> unpack_marker(std::string_view text, std::string_view what) {
   TRY_ASSIGN(m.renewal, rd.num("renewal"));
   m.started = undash(rd.str_or("started", "-"));
   m.strategy = rd.str_or("strategy", "all-at-once");
+  for (const auto& l : rec->lines) {
+    if (l.key != "targets") continue;
+    if (m.targets) return rd.bad(l, "targets listed twice");
+    if (l.args.size() > 100000) return rd.bad(l, "too many targets");
+    for (const auto& h : l.args)
+      if (auto e = check_host_name(h)) return rd.bad(l, "targets: " + *e);
+    m.targets = l.args;
+  }
+  if (m.strategy != "all-at-once" && m.strategy != "rolling") return bad_value(what, "strategy", "unknown strategy");
   if (m.action != "push" && m.action != "rollback") return bad_value(what, "action", "must be push or rollback");
   if (auto e = check_version_name(m.release)) return bad_value(what, "release", *e);
   if (!m.previous.empty())
@@ -88,6 +108,9 @@ std::string pack_pointer(const Pointer& p) {
   r.add("action", {p.action});
   r.add("updated", {dash(p.updated)});
   r.add("updated_by", {dash(p.updated_by)});
+  if (!p.acting.empty()) r.add("acting", {p.acting});
+  if (!p.min_supported.empty()) r.add("min_supported", {p.min_supported});
+  for (const auto& [h, v] : p.overrides) r.add("host", {h, v});
   for (const auto& [id, sig] : p.sigs) r.add("sig", {id, sig});
   return pack_record(r);
 }
@@ -103,7 +126,20 @@ Result<Pointer> unpack_pointer(std::string_view text, std::string_view what) {
   p.action = rd.str_or("action", "push");
   p.updated = undash(rd.str_or("updated", "-"));
   p.updated_by = undash(rd.str_or("updated_by", "-"));
+  p.acting = undash(rd.str_or("acting", "-"));
+  p.min_supported = undash(rd.str_or("min_supported", "-"));
+  for (const auto& v : {p.acting, p.min_supported})
+    if (!v.empty())
+      if (auto e = check_version_name(v)) return bad_value(what, "acting/min_supported", *e);
   for (const auto& l : rec->lines) {
+    if (l.key == "host") {
+      if (l.args.size() != 2) return rd.bad(l, "host needs: name release");
+      if (auto e = check_host_name(l.args[0])) return rd.bad(l, *e);
+      if (auto e = check_version_name(l.args[1])) return rd.bad(l, *e);
+      if (p.overrides.count(l.args[0])) return rd.bad(l, "host listed twice");
+      p.overrides[l.args[0]] = l.args[1];
+      continue;
+    }
     if (l.key != "sig") continue;
     if (l.args.size() != 2 || l.args[0].size() != 16 || l.args[1].size() != 128)
       return rd.bad(l, "sig needs: key-id (16 hex) signature (128 hex)");
@@ -130,6 +166,8 @@ std::string pack_status(const HostStatus& s) {
   r.add("reason", {dash(s.reason)});
   r.add("updated", {dash(s.updated)});
   r.add("trust", {dash(s.trust)});
+  r.add("group", {dash(s.group)});
+  r.add("acting", {dash(s.acting)});
   return pack_record(r);
 }
 
@@ -153,6 +191,10 @@ Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
   s.reason = undash(rd.str_or("reason", "-"));
   s.updated = undash(rd.str_or("updated", "-"));
   s.trust = undash(rd.str_or("trust", "-"));
+  s.group = undash(rd.str_or("group", "-"));
+  s.acting = undash(rd.str_or("acting", "-"));
+  if (!s.group.empty())
+    if (auto e = check_host_name(s.group)) return bad_value(what, "group", *e);
   if (auto e = check_host_name(s.host)) return bad_value(what, "host", *e);
   if (std::find_if(std::begin(kStates), std::end(kStates), [&](const char* k) { return s.state == k; }) ==
       std::end(kStates))
@@ -171,6 +213,8 @@ std::string pack_manifest(const Manifest& m) {
   r.add("created_by", {dash(m.created_by)});
   r.add("reconfig", {dash(m.reconfig)});
   if (m.expires) r.add("expires", {std::to_string(m.expires)});
+  if (!m.min_compatible.empty()) r.add("min_compatible", {m.min_compatible});
+  if (!m.migrate.empty()) r.add("migrate", {m.migrate});
   for (const auto& e : m.entries) {
     switch (e.kind) {
       case ManifestEntry::Dir: r.add("dir", {e.path, fmt::format("{:o}", e.mode)}); break;
@@ -203,7 +247,11 @@ Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
   m.created = undash(rd.str_or("created", "-"));
   m.created_by = undash(rd.str_or("created_by", "-"));
   m.reconfig = undash(rd.str_or("reconfig", "-"));
-  if (rec->find("expires")) {
+  m.min_compatible = undash(rd.str_or("min_compatible", "-"));
+  m.migrate = undash(rd.str_or("migrate", "-"));
+  if (!m.min_compatible.empty())
+    if (auto e = check_version_name(m.min_compatible)) return bad_value(what, "min_compatible", *e);
+  if (std::any_of(rec->lines.begin(), rec->lines.end(), [](const RecordLine& l) { return l.key == "expires"; })) {
     auto x = rd.num("expires");
     if (!x) return x.error();
     m.expires = *x;
@@ -235,7 +283,7 @@ Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
       if (e.target.empty() || e.target[0] == '/' || e.target.size() > 4096)
         return rd.bad(l, "symlink target must be relative");
     } else if (l.key == "version" || l.key == "created" || l.key == "created_by" || l.key == "reconfig" ||
-               l.key == "expires") {
+               l.key == "expires" || l.key == "min_compatible" || l.key == "migrate") {
       continue;
     } else {
       continue;  // keys from newer minor revisions are ignored; format breaks bump the version
@@ -259,6 +307,11 @@ Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
     if (auto why = check_rel_path(m.reconfig)) return bad_value(what, "reconfig", *why);
     if (!seen.count(m.reconfig) || seen[m.reconfig] != ManifestEntry::File)
       return bad_value(what, "reconfig", "script is not listed as a file");
+  }
+  if (!m.migrate.empty()) {
+    if (auto why = check_rel_path(m.migrate)) return bad_value(what, "migrate", *why);
+    if (!seen.count(m.migrate) || seen[m.migrate] != ManifestEntry::File)
+      return bad_value(what, "migrate", "hook is not listed as a file");
   }
   return m;
 }
@@ -441,7 +494,8 @@ Status Share::audit(const std::string& action, const std::string& detail, const 
   r.add("action", {action});
   r.add("detail", {detail});
   r.add("result", {result});
-  std::string name = fmt::format("{}-{}-{}-{}", utc_now_iso(), short_hostname(), getpid(), action);
+  static int seq = 0;
+  std::string name = fmt::format("{}-{}-{}-{:04d}-{}", utc_now_iso(), short_hostname(), getpid(), ++seq, action);
   for (auto& c : name)
     if (c == ':') c = '-';
   auto pub = fs_.publish_new(path_join(audit_dir(), name), pack_record(r), 0644);

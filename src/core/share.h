@@ -41,7 +41,10 @@ struct Marker {
   int64_t lease_ms = 30000;
   int64_t renewal = 0;
   std::string started;          ///< informational wall time
-  std::string strategy = "all-at-once";
+  std::string strategy = "all-at-once";  ///< all-at-once | rolling
+  /// Hosts that must stop for this marker; nullopt = every host (all-at-once).
+  std::optional<std::vector<std::string>> targets;
+  bool targets_host(const std::string& h) const;
 };
 
 struct Pointer {
@@ -51,6 +54,11 @@ struct Pointer {
   std::string action = "push";
   std::string updated;
   std::string updated_by;
+  std::map<std::string, std::string> overrides;  ///< host -> release (rolling upgrades in progress)
+  std::string acting;           ///< acting version: the lowest release installed on a live host
+  std::string min_supported;    ///< the lowest version the newest release can run beside
+  /// The release host `h` should run.
+  const std::string& release_for(const std::string& h) const;
   /// Signatures over pack_pointer() of this pointer without them: (key id, hex).
   std::vector<std::pair<std::string, std::string>> sigs;
 };
@@ -67,6 +75,8 @@ struct HostStatus {
   std::string reason;
   std::string updated;
   std::string trust;            ///< signed | unsigned (what this host requires)
+  std::string group;            ///< redundancy group ("" none)
+  std::string acting;           ///< acting version handed to the agent
   int64_t mtime_ms = 0;         ///< filled from stat by readers; not stored
 };
 
@@ -85,6 +95,8 @@ struct Manifest {
   std::string created_by;
   std::string reconfig;  ///< path of the reconfig script inside the release, "" if none
   int64_t expires = 0;   ///< unix seconds after which hosts refuse to start it (0 = never)
+  std::string min_compatible;  ///< lowest version this release can run beside ("" = any)
+  std::string migrate;   ///< path of the data-migration hook inside the release, "" if none
   std::vector<ManifestEntry> entries;
   uint64_t total_bytes() const;
 };

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include "hash.h"
 #include "trust.h"
@@ -145,23 +146,34 @@ Result<Manifest> scan_source(const StageRequest& req) {
   m.expires = req.expires;
   m.created = utc_now_iso();
   m.created_by = fmt::format("{}@{}", getenv("USER") ? getenv("USER") : "root", short_hostname());
-  if (!req.reconfig.empty()) {
+  if (!req.min_compatible.empty()) {
+    if (auto e = check_version_name(req.min_compatible)) return err(Exit::Usage, "--min-compatible: " + *e);
+    m.min_compatible = req.min_compatible;
+  }
+  bool hooks_dir = false;
+  for (auto [flag, local, name, field] :
+       {std::tuple<const char*, const std::string*, const char*, std::string*>{"--reconfig", &req.reconfig, "reconfig", &m.reconfig},
+        {"--migrate", &req.migrate, "migrate", &m.migrate}}) {
+    if (local->empty()) continue;
     struct stat rs{};
-    if (::stat(req.reconfig.c_str(), &rs) != 0 || !S_ISREG(rs.st_mode))
-      return err(Exit::Usage, fmt::format("--reconfig {}: not a readable file", req.reconfig));
-    ManifestEntry d;
-    d.kind = ManifestEntry::Dir;
-    d.path = ".nfsup";
-    d.mode = 0755;
-    w.entries.push_back(d);
-    w.local.push_back("");
+    if (::stat(local->c_str(), &rs) != 0 || !S_ISREG(rs.st_mode))
+      return err(Exit::Usage, fmt::format("{} {}: not a readable file", flag, *local));
+    if (!hooks_dir) {
+      ManifestEntry d;
+      d.kind = ManifestEntry::Dir;
+      d.path = ".nfsup";
+      d.mode = 0755;
+      w.entries.push_back(d);
+      w.local.push_back("");
+      hooks_dir = true;
+    }
     ManifestEntry e;
     e.kind = ManifestEntry::File;
-    e.path = ".nfsup/reconfig";
+    e.path = std::string(".nfsup/") + name;
     e.mode = 0555;
     w.entries.push_back(e);
-    w.local.push_back(req.reconfig);
-    m.reconfig = e.path;
+    w.local.push_back(*local);
+    *field = e.path;
   }
   // Validate symlinks the same way the share-side parser will.
   for (size_t i = 0; i < w.entries.size(); ++i) {
@@ -180,7 +192,9 @@ Result<Manifest> scan_source(const StageRequest& req) {
 }
 
 static bool same_content(const Manifest& a, const Manifest& b) {
-  if (a.entries.size() != b.entries.size() || a.reconfig != b.reconfig) return false;
+  if (a.entries.size() != b.entries.size() || a.reconfig != b.reconfig || a.migrate != b.migrate ||
+      a.min_compatible != b.min_compatible)
+    return false;
   for (size_t i = 0; i < a.entries.size(); ++i) {
     const auto &x = a.entries[i], &y = b.entries[i];
     if (x.kind != y.kind || x.path != y.path || x.mode != y.mode || x.size != y.size || x.sha256 != y.sha256 ||
@@ -248,6 +262,7 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
     ::stat(req.source.c_str(), &st);
     for (const auto& e : res.manifest.entries) {
       if (e.path == ".nfsup/reconfig") local.push_back(req.reconfig);
+      else if (e.path == ".nfsup/migrate") local.push_back(req.migrate);
       else if (S_ISDIR(st.st_mode)) local.push_back(path_join(req.source, e.path));
       else local.push_back(req.source);
     }

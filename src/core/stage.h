@@ -16,6 +16,8 @@ struct StageRequest {
   std::function<void(uint64_t done, uint64_t total)> progress;
   const struct SecretKey* sign_key = nullptr;  ///< sign the manifest (manifest.sig)
   int64_t expires = 0;                          ///< unix seconds; 0 = never
+  std::string min_compatible;                   ///< lowest version this release can run beside
+  std::string migrate;                          ///< local path of the data-migration hook
 };
 
 struct StageResult {

@@ -1,6 +1,7 @@
 // nfsup core: the watchdog.
 #include "watchdog.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -42,7 +43,7 @@ Decision decide(const Observation& obs, const LocalView& local) {
     d.why = "share unreachable: " + obs.share_error;
     return d;
   }
-  if (obs.marker && !obs.marker_lapsed) {
+  if (obs.marker && !obs.marker_lapsed && obs.marker->targets_host(local.host)) {
     d.kind = Decision::Hold;
     d.generation = obs.marker->generation;
     d.to = obs.marker->release;
@@ -66,6 +67,7 @@ Decision decide(const Observation& obs, const LocalView& local) {
     return d;
   }
   const Pointer& p = *obs.pointer;
+  const std::string& want = p.release_for(local.host);
   d.generation = p.generation;
   if (local.held_gen > p.generation && !obs.marker_lapsed && local.held_wait_ms < local.lease_ms) {
     d.kind = Decision::WaitPointer;
@@ -73,24 +75,24 @@ Decision decide(const Observation& obs, const LocalView& local) {
                         p.generation);
     return d;
   }
-  if (p.release != local.running) {
+  if (want != local.running) {
     if (local.failed_gen == p.generation) {
       // This switch already failed here: stay on the old release until a new generation.
       d.kind = (!local.agent_up && !local.running.empty() && !local.gave_up) ? Decision::Start : Decision::Keep;
       d.to = local.running;
-      d.why = fmt::format("switch to {} failed earlier; staying on {}", p.release,
+      d.why = fmt::format("switch to {} failed earlier; staying on {}", want,
                           local.running.empty() ? "nothing" : local.running);
       return d;
     }
     d.kind = Decision::Switch;
     d.from = local.running;
-    d.to = p.release;
-    d.why = fmt::format("current release is {} (generation {})", p.release, p.generation);
+    d.to = want;
+    d.why = fmt::format("current release is {} (generation {})", want, p.generation);
     return d;
   }
   if (!local.agent_up && !local.gave_up) {
     d.kind = Decision::Start;
-    d.to = p.release;
+    d.to = want;
     d.why = "agent is not running";
     return d;
   }
@@ -185,6 +187,8 @@ struct LocalState {
   std::vector<int64_t> crashes;
   bool gave_up = false;
   std::string boot_id;
+  std::string acting;          // acting version last handed to the agent
+  std::string previous;        // release before the last switch (health-gate rollback)
   std::string newest;          // newest release this host ever accepted (rollback protection)
   int64_t seen_gen = 0;        // highest pointer generation seen (replay protection)
 };
@@ -213,6 +217,7 @@ std::string pack_local(const LocalState& s) {
   r.add("crashes", c.empty() ? std::vector<std::string>{"-"} : c);
   r.add("gave_up", {s.gave_up ? "1" : "0"});
   r.add("newest", {s.newest.empty() ? "-" : s.newest, std::to_string(s.seen_gen)});
+  r.add("acting", {s.acting.empty() ? "-" : s.acting, s.previous.empty() ? "-" : s.previous});
   return pack_record(r);
 }
 
@@ -250,13 +255,17 @@ LocalState unpack_local(const std::string& text, const std::string& path, Logger
       for (const auto& t : a)
         if (t != "-") s.crashes.push_back(num(t));
     } else if (l.key == "gave_up") s.gave_up = at(0) == "1";
-    else if (l.key == "newest") {
+    else if (l.key == "acting") {
+      s.acting = at(0) == "-" ? "" : at(0);
+      s.previous = at(1) == "-" ? "" : at(1);
+    } else if (l.key == "newest") {
       s.newest = at(0) == "-" ? "" : at(0);
       s.seen_gen = num(at(1));
     }
   }
   if (!s.running.empty() && check_version_name(s.running)) s.running.clear();
   if (!s.newest.empty() && check_version_name(s.newest)) s.newest.clear();
+  if (!s.previous.empty() && check_version_name(s.previous)) s.previous.clear();
   return s;
 }
 
@@ -270,6 +279,20 @@ class AgentCtl {
   virtual void stop(LocalState& st, const AgentConfig& a) = 0;
   /// Daemon only: the child exited on its own (exit status), or nullopt.
   virtual std::optional<int> reap(LocalState&) { return std::nullopt; }
+  /// Sends a signal to the agent (drain, acting-version change). False if it has no pid.
+  virtual bool signal(LocalState& st, int sig) {
+    if (st.agent_pid <= 0) return false;
+    return ::kill(static_cast<pid_t>(st.agent_pid), sig) == 0;
+  }
+  /// Waits up to timeout_ms for the agent to exit by itself; true if it did.
+  virtual bool wait_exit(LocalState& st, int64_t timeout_ms) {
+    int64_t until = boot_ms() + timeout_ms;
+    while (boot_ms() < until) {
+      if (reap(st) || !up(st)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
 };
 
 class ChildAgent : public AgentCtl {
@@ -373,6 +396,7 @@ class Watchdog {
   }
 
   std::string state_file() const { return path_join(cfg_.state_dir, "state"); }
+  std::string spool_dir() const { return path_join(cfg_.state_dir, "spool"); }
 
   Status load_state() {
     ::mkdir(cfg_.state_dir.c_str(), 0755);
@@ -427,10 +451,62 @@ class Watchdog {
              {"NFSUP_HOST", cfg_.host},
              {"NFSUP_RELEASE_DIR", rdir},
              {"NFSUP_SHARE", cfg_.share},
-             {"NFSUP_CONFIG", cfg_.agent.config}};
+             {"NFSUP_CONFIG", cfg_.agent.config},
+             {"NFSUP_ACTING_VERSION", st_.acting.empty() ? version : st_.acting},
+             {"NFSUP_ACTING_FILE", path_join(cfg_.state_dir, "acting_version")},
+             {"NFSUP_SPOOL", spool_dir()}};
     s.cwd = rdir;
     s.stdout_path = path_join(cfg_.state_dir, "agent.log");
     return s;
+  }
+
+  // The acting version is handed to the agent through a local file and a signal.
+  void apply_acting(const std::string& acting) {
+    if (acting == st_.acting) return;
+    std::string old = st_.acting;
+    st_.acting = acting;
+    if (auto s = write_local_atomic(path_join(cfg_.state_dir, "acting_version"), acting + "\n", 0644); !s)
+      log(LogLevel::Error, s.error().msg);
+    status_dirty_ = true;
+    if (!old.empty()) {
+      log(LogLevel::Info, fmt::format("{}: acting version {} -> {}", cfg_.host, old, acting));
+      if (cfg_.agent.acting_signal && ctl_->up(st_)) ctl_->signal(st_, cfg_.agent.acting_signal);
+    }
+  }
+
+  // Files the agent queued in NFSUP_SPOOL go to SHARE/inbox/<host>/ when no upgrade fences them.
+  void deliver_spool() {
+    std::vector<std::string> names;
+    if (DIR* d = ::opendir(spool_dir().c_str())) {
+      while (dirent* de = ::readdir(d))
+        if (de->d_name[0] != '.' && de->d_type == DT_REG) names.push_back(de->d_name);
+      ::closedir(d);
+    }
+    if (names.empty()) return;
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names) {
+      std::string local = path_join(spool_dir(), n);
+      auto data = read_local(local, 64 << 20);
+      if (!data || !*data) continue;
+      Status res = ok_status();
+      std::string why, inbox = path_join(path_join(cfg_.share, "inbox"), cfg_.host);
+      if (!on_share(
+              [&] {
+                if (auto s = fs_.mkdir(path_join(cfg_.share, "inbox"), 0755); !s) res = s;
+                else if (auto s2 = fs_.mkdir(inbox, 0755); !s2) res = s2;
+                else res = fs_.write_atomic(path_join(inbox, n), **data, 0644);
+              },
+              cfg_.share_timeout_ms, &why)) {
+        note_share_error(why);
+        return;
+      }
+      if (!res) {
+        log(LogLevel::Error, fmt::format("{}: delivering {}: {}", cfg_.host, local, res.error().msg));
+        return;
+      }
+      ::unlink(local.c_str());
+      log(LogLevel::Info, fmt::format("{}: delivered spooled {} to {}", cfg_.host, n, inbox));
+    }
   }
 
   // ---- status reporting
@@ -458,6 +534,8 @@ class Watchdog {
     s.reason = st_.reason;
     s.updated = utc_now_iso();
     s.trust = cfg_.trust.signed_mode() ? "signed" : "unsigned";
+    s.group = cfg_.group;
+    s.acting = st_.acting;
     Status res = ok_status();
     std::string why;
     bool done = on_share([&, s] { res = share_.write_status(s); }, cfg_.share_timeout_ms, &why);
@@ -524,7 +602,9 @@ class Watchdog {
       }
       if (!obs.marker_lapsed) lapse_logged_ = false;
     }
-    if (want_pointer && (!obs.marker || obs.marker_lapsed)) read_pointer(obs);
+    bool held = obs.marker && !obs.marker_lapsed && obs.marker->targets_host(cfg_.host);
+    // A rolling marker that does not name this host: follow the pointer on every poll.
+    if (!held && (want_pointer || obs.marker)) read_pointer(obs);
     return obs;
   }
 
@@ -553,12 +633,14 @@ class Watchdog {
     if (*p) {
       last_pointer_ = **p;
       st_.seen_gen = std::max(st_.seen_gen, (*p)->generation);
+      apply_acting((*p)->acting.empty() ? (*p)->release_for(cfg_.host) : (*p)->acting);
     }
     st_.last_pointer_ms = boot_ms();
   }
 
   LocalView view() {
     LocalView v;
+    v.host = cfg_.host;
     v.running = st_.running;
     v.agent_up = ctl_->up(st_);
     v.held_gen = st_.held_gen;
@@ -575,6 +657,27 @@ class Watchdog {
     if (!ctl_->up(st_)) return;
     set_state("stopping", gen, why);
     publish_status(true);
+    const AgentConfig& a = cfg_.agent;
+    if (a.drain_signal || !a.drain_command.empty()) {
+      set_state("draining", gen, why);
+      publish_status(true);
+      log(LogLevel::Info, fmt::format("{}: draining agent {} ({})", cfg_.host, st_.running, why));
+      if (a.drain_signal) {
+        ctl_->signal(st_, a.drain_signal);
+      } else {
+        SpawnSpec s = agent_spec(st_.running);
+        s.argv = a.drain_command;
+        s.stdout_path = path_join(cfg_.state_dir, "agent.log");
+        (void)run_with_timeout(s, a.drain_timeout_ms);
+      }
+      if (ctl_->wait_exit(st_, a.drain_timeout_ms)) {
+        log(LogLevel::Info, fmt::format("{}: agent {} drained and exited", cfg_.host, st_.running));
+      } else {
+        log(LogLevel::Warn, fmt::format("{}: agent {} still running after the {} drain timeout; stopping it",
+                                        cfg_.host, st_.running, format_duration_ms(a.drain_timeout_ms)));
+      }
+      set_state("stopping", gen, why);
+    }
     log(LogLevel::Info, fmt::format("{}: stopping agent {} ({})", cfg_.host, st_.running, why));
     stopping_ = true;
     ctl_->stop(st_, cfg_.agent);
@@ -600,6 +703,21 @@ class Watchdog {
     if (st_.state != "starting" || !settle_until_ || boot_ms() < settle_until_) return;
     if (!ctl_->up(st_)) return;
     settle_until_ = 0;
+    if (!cfg_.agent.health_command.empty()) {
+      struct stat hs{};
+      std::string hpath = path_join(share_.release_dir(st_.running), cfg_.agent.health_command[0]);
+      bool ships = false;
+      std::string why;
+      // The share may hang: look for the health command under the deadline.
+      if (!on_share([&] { ships = ::stat(hpath.c_str(), &hs) == 0; }, cfg_.share_timeout_ms, &why)) {
+        note_share_error(why);
+      } else if (!ships) {
+        log(LogLevel::Warn, fmt::format("{}: release {} does not ship {}; no health gate for it", cfg_.host,
+                                        st_.running, cfg_.agent.health_command[0]));
+      } else if (!health_ok(&why)) {
+        return health_failed(why);
+      }
+    }
     set_state("running", st_.status_gen, "");
     log(LogLevel::Info, fmt::format("{}: running {}", cfg_.host, st_.running));
     save_state();
@@ -686,6 +804,7 @@ class Watchdog {
       log(LogLevel::Info, fmt::format("{}: config {}: {}", cfg_.host, cfg_.agent.config, applied->message));
     st_.crashes.clear();
     st_.gave_up = false;
+    st_.previous = from;
     if (!start_agent(to, &why)) {
       // Put the old configuration back before restarting the old release.
       if (!from.empty() && plan.kind != ReconfigPlan::Nothing) {
@@ -789,6 +908,7 @@ class Watchdog {
         break;
     }
     promote_if_settled();
+    if (!obs.marker && heartbeat_due && d.kind == Decision::Keep) deliver_spool();
     save_state();
     publish_status(false);
     return d;
@@ -803,6 +923,69 @@ class Watchdog {
       if (now - t <= cfg_.agent.restart_window_ms) keep.push_back(t);
     st_.crashes = keep;
     return static_cast<int>(st_.crashes.size()) >= cfg_.agent.restart_limit;
+  }
+
+  // Runs agent.health until it passes or its timeout runs out.
+  bool health_ok(std::string* why) {
+    const AgentConfig& a = cfg_.agent;
+    int64_t until = boot_ms() + a.health_timeout_ms;
+    SpawnSpec s = agent_spec(st_.running);
+    s.argv = a.health_command;
+    s.argv[0] = path_join(share_.release_dir(st_.running), a.health_command[0]);
+    s.stdout_path.clear();
+    std::string last = "no attempt";
+    while (true) {
+      int64_t left = until - boot_ms();
+      if (left <= 0) break;
+      auto r = run_with_timeout(s, left);
+      if (r && !r->timed_out && r->exit_code == 0) return true;
+      std::string out;
+      if (r)
+        for (const auto& l : split(r->output, '\n'))
+          if (!l.empty()) out = l;
+      last = !r ? r.error().msg
+             : r->timed_out ? "timed out"
+                            : fmt::format("exit code {}{}{}", r->exit_code, out.empty() ? "" : ": ", out);
+      if (!ctl_->up(st_)) {
+        last += " (and the agent exited)";
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    *why = fmt::format("health check of {} failed within {} ({})", st_.running, format_duration_ms(a.health_timeout_ms),
+                       last);
+    return false;
+  }
+
+  // A release that failed its health gate: go back to the release this host ran before.
+  void health_failed(const std::string& why) {
+    std::string bad = st_.running, prev = st_.previous;
+    log(LogLevel::Error, fmt::format("{}: {}", cfg_.host, why));
+    st_.failed_gen = st_.status_gen;
+    ctl_->stop(st_, cfg_.agent);
+    std::string reason = why;
+    if (!prev.empty() && prev != bad) {
+      struct stat bs{};
+      if (!cfg_.agent.config.empty() && ::stat(backup_path(cfg_, prev).c_str(), &bs) == 0) {
+        ReconfigPlan back;
+        back.kind = ReconfigPlan::Restore;
+        back.from = bad;
+        back.to = prev;
+        back.backup_source = backup_path(cfg_, prev);
+        if (auto r = apply_reconfig(cfg_, back, false); !r) log(LogLevel::Error, r.error().msg);
+      }
+      std::string w2;
+      if (start_agent(prev, &w2)) {
+        settle_until_ = 0;
+        reason += fmt::format("; rolled back to {}", prev);
+        log(LogLevel::Info, fmt::format("{}: rolled back to {}", cfg_.host, prev));
+      } else {
+        reason += fmt::format("; could not restart {}: {}", prev, w2);
+      }
+    }
+    set_state("failed", st_.status_gen, reason);
+    save_state();
+    publish_status(true);
   }
 
   // Daemon: the agent child exited by itself.

@@ -41,6 +41,7 @@ struct Observation {
 };
 
 struct LocalView {
+  std::string host;             ///< this host's name (markers may target a subset)
   std::string running;          ///< release the agent runs (or last ran) on this host
   bool agent_up = false;
   int64_t held_gen = 0;         ///< we stopped for this marker generation

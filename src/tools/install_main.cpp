@@ -19,6 +19,9 @@ struct Opts {
   bool no_wait = false, json = false, force = false, dry_run = false;
   std::string lease = "30s", stale_after = "45s", timeout = "10m", share_timeout = "60s";
   std::string sign_key, expires, out_dir, key_name = "fleet";
+  std::string strategy = "all-at-once", batch = "1", min_compatible, migrate;
+  int max_failures = 0, max_unavailable = 1;
+  bool hold_acting = false;
 };
 
 Result<MasterOptions> master_opts(const Opts& o) {
@@ -31,11 +34,20 @@ Result<MasterOptions> master_opts(const Opts& o) {
   if (!t) return t.error();
   auto st = duration_flag("--share-timeout", o.share_timeout);
   if (!st) return st.error();
-  if (*l < 300) return err(Exit::Usage, "--lease must be at least 300ms");
+  if (*l < 300 || *l > 24LL * 3600 * 1000) return err(Exit::Usage, "--lease must be between 300ms and 24h");
   m.lease_ms = *l;
   m.stale_after_ms = *s;
   m.timeout_ms = *t;
   m.wait = !o.no_wait;
+  if (o.strategy != "all-at-once" && o.strategy != "rolling")
+    return err(Exit::Usage, fmt::format("--strategy '{}': use all-at-once or rolling", o.strategy));
+  if (o.max_failures < 0 || o.max_unavailable < 1)
+    return err(Exit::Usage, "--max-failures must be >= 0 and --max-unavailable >= 1");
+  m.strategy = o.strategy;
+  m.batch = o.batch;
+  m.max_failures = o.max_failures;
+  m.max_unavailable = o.max_unavailable;
+  m.hold_acting = o.hold_acting;
   m.force = o.force;
   bool tty = isatty(2);
   if (verbosity > 0 || (tty && verbosity == 0)) m.note = [](const std::string& s2) { fmt::print(stderr, "{}\n", s2); };
@@ -87,10 +99,20 @@ std::string age_str(int64_t ms) {
 int print_status(const StatusReport& r, bool json, const std::string& share) {
   if (json) {
     std::string o = "{\"schema\":\"nfsup-status/1\",\"share\":" + json_str(share);
-    if (r.pointer)
-      o += fmt::format(",\"current\":{{\"release\":{},\"generation\":{},\"previous\":{},\"action\":{}}}",
+    if (r.pointer) {
+      std::string ov;
+      for (const auto& [h, v] : r.pointer->overrides) ov += (ov.empty() ? "" : ",") + json_str(h) + ":" + json_str(v);
+      o += fmt::format(",\"current\":{{\"release\":{},\"generation\":{},\"previous\":{},\"action\":{},"
+                       "\"acting\":{},\"min_supported\":{},\"overrides\":{{{}}}}}",
                        json_str(r.pointer->release), r.pointer->generation, json_str(r.pointer->previous),
-                       json_str(r.pointer->action));
+                       json_str(r.pointer->action),
+                       json_str(r.pointer->acting.empty() ? r.pointer->release : r.pointer->acting),
+                       json_str(r.pointer->min_supported), ov);
+    }
+    if (r.rollout)
+      o += fmt::format(",\"rollout\":{{\"phase\":{},\"target\":{},\"acting\":{},\"note\":{}}}",
+                       json_str(r.rollout->phase), json_str(r.rollout->target), json_str(r.rollout->acting),
+                       json_str(r.rollout->note));
     else
       o += ",\"current\":null";
     if (r.marker)
@@ -113,10 +135,11 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
       }
       const auto& s = *h.status;
       o += fmt::format("{{\"host\":{},\"state\":{},\"running\":{},\"generation\":{},\"heartbeat\":{},\"mode\":{},"
-                       "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{},\"trust\":{}}}",
+                       "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{},\"trust\":{},\"group\":{},\"acting\":{}}}",
                        json_str(h.host), json_str(s.state), s.running.empty() ? "null" : json_str(s.running),
                        s.generation, s.heartbeat, json_str(s.mode), json_str(s.reason), h.age_ms,
-                       h.stale ? "true" : "false", json_str(s.updated), json_str(s.trust.empty() ? "unsigned" : s.trust));
+                       h.stale ? "true" : "false", json_str(s.updated), json_str(s.trust.empty() ? "unsigned" : s.trust),
+                       json_str(s.group), json_str(s.acting));
     }
     o += "],\"warnings\":[";
     for (size_t i = 0; i < r.warnings.size(); ++i) o += (i ? "," : "") + json_str(r.warnings[i]);
@@ -134,6 +157,19 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
     fmt::print("marker:   {} {} -> {} (generation {}) by {} pid {} since {}\n", r.marker->action,
                r.marker->previous.empty() ? "-" : r.marker->previous, r.marker->release, r.marker->generation,
                r.marker->master_host, r.marker->master_pid, r.marker->started);
+  if (r.pointer) {
+    std::string acting = r.pointer->acting.empty() ? r.pointer->release : r.pointer->acting;
+    fmt::print("acting:   {}{}\n", acting,
+               acting != r.pointer->release ? fmt::format(" (held below {}; 'finalize' releases it)", r.pointer->release) : "");
+    if (!r.pointer->overrides.empty()) {
+      std::vector<std::string> o;
+      for (const auto& [h, v] : r.pointer->overrides) o.push_back(h + "=" + v);
+      fmt::print("rolling:  {}\n", join(o, " "));
+    }
+  }
+  if (r.rollout && !r.rollout->phase.empty())
+    fmt::print("rollout:  {} to {}{}\n", r.rollout->phase, r.rollout->target,
+               r.rollout->note.empty() ? "" : " (" + r.rollout->note + ")");
   fmt::print("releases: {}\n", r.releases.empty() ? "none" : join(r.releases, " "));
   {
     std::vector<std::string> unsigned_hosts;
@@ -146,11 +182,12 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
                  isatty(1) ? "\033[0m" : "");
   }
   for (const auto& w : r.warnings) fmt::print("warning:  {}\n", w);
-  fmt::print("\n{:<20} {:<9} {:<12} {:>4} {:<10} {}\n", "HOST", "STATE", "RUNNING", "GEN", "SEEN", "REASON");
+  fmt::print("\n{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {}\n", "HOST", "GROUP", "STATE", "RUNNING", "GEN", "SEEN",
+             "REASON");
   bool color = isatty(1);
   for (const auto& h : r.hosts) {
     if (!h.status) {
-      fmt::print("{:<20} {:<9} {:<12} {:>4} {:<10} {}\n", h.host, "?", "-", "-", "-", h.error);
+      fmt::print("{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {}\n", h.host, "-", "?", "-", "-", "-", h.error);
       continue;
     }
     const auto& s = *h.status;
@@ -160,8 +197,12 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
       const char* c = state == "running" ? "\033[32m" : (state == "failed" || state == "stale") ? "\033[31m" : "\033[33m";
       shown = std::string(c) + shown + "\033[0m";
     }
-    fmt::print("{:<20} {} {:<12} {:>4} {:<10} {}\n", h.host, shown, s.running.empty() ? "-" : s.running, s.generation,
-               age_str(h.age_ms), s.reason);
+    std::string reason = s.reason;
+    if (r.pointer && !r.pointer->min_supported.empty() && !s.running.empty() &&
+        compare_versions(s.running, r.pointer->min_supported) < 0)
+      reason = fmt::format("BELOW LOWEST SUPPORTED {}{}{}", r.pointer->min_supported, reason.empty() ? "" : "; ", reason);
+    fmt::print("{:<20} {:<10} {} {:<12} {:>4} {:<10} {}\n", h.host, s.group.empty() ? "-" : s.group, shown,
+               s.running.empty() ? "-" : s.running, s.generation, age_str(h.age_ms), reason);
   }
   return 0;
 }
@@ -194,6 +235,13 @@ int main(int argc, char** argv) {
   push_c->add_option("source", o.source, "a file or directory tree to release")->required();
   push_c->add_option("--version", o.version, "version name of the release")->required();
   push_c->add_option("--reconfig", o.reconfig, "script that rewrites a host's config for this release");
+  push_c->add_option("--strategy", o.strategy, "all-at-once (default; for incompatible releases) or rolling");
+  push_c->add_option("--batch", o.batch, "rolling: hosts per batch, N or N% (default 1)");
+  push_c->add_option("--max-failures", o.max_failures, "rolling: failed hosts tolerated before the rollout is undone (default 0)");
+  push_c->add_option("--max-unavailable", o.max_unavailable, "rolling: hosts of one group down at once (default 1)");
+  push_c->add_flag("--hold-acting", o.hold_acting, "rolling: keep the acting version back until 'finalize'");
+  push_c->add_option("--min-compatible", o.min_compatible, "lowest version this release can run beside");
+  push_c->add_option("--migrate", o.migrate, "data-migration hook run once when the acting version advances");
   push_c->add_option("--expires", o.expires, "hosts refuse to start this release after this long (e.g. 90d, 720h)");
   add_wait_opts(push_c);
   auto* status_c = app.add_subcommand("status", "show the release pointer, marker and every host");
@@ -209,6 +257,9 @@ int main(int argc, char** argv) {
   ab->add_flag("--force", o.force, "abort even if the push still looks alive");
   ab->add_flag("--dry-run", o.dry_run, "print what would be done");
   ab->add_option("--sign-key", o.sign_key, "Ed25519 secret key to sign the restored pointer");
+  auto* fin = app.add_subcommand("finalize", "release an acting version held back by --hold-acting");
+  fin->add_option("share", o.share, "the shared directory")->required();
+  fin->add_option("--sign-key", o.sign_key, "Ed25519 secret key to sign the pointer");
   auto* kg = app.add_subcommand("keygen", "make an Ed25519 key pair for signing releases");
   kg->add_option("--out", o.out_dir, "directory for NAME.key (mode 0600) and NAME.pub")->required();
   kg->add_option("--name", o.key_name, "key file name (default fleet)");
@@ -252,6 +303,8 @@ int main(int argc, char** argv) {
     req.stage.source = o.source;
     req.stage.version = o.version;
     req.stage.reconfig = o.reconfig;
+    req.stage.min_compatible = o.min_compatible;
+    req.stage.migrate = o.migrate;
     if (!o.expires.empty()) {
       std::string e = o.expires;
       int64_t mult = 1000;
@@ -278,16 +331,26 @@ int main(int argc, char** argv) {
   }
   if (*rb) {
     if (o.dry_run) {
+      if (auto s = share.check(); !s) return fail(s.error());
       auto ptr = share.read_pointer();
       if (!ptr) return fail(ptr.error());
-      say(fmt::format("would roll back from {} to {}", *ptr ? (*ptr)->release : "-",
-                      o.to.empty() ? (*ptr ? (*ptr)->previous : "-") : o.to));
+      auto kept = share.list_releases();
+      if (!kept) return fail(kept.error());
+      std::string to = o.to;
+      if (to.empty() && *ptr)
+        for (const auto& v : *kept)
+          if (compare_versions(v, (*ptr)->release) < 0) to = v;
+      if (to.empty() || std::find(kept->begin(), kept->end(), to) == kept->end())
+        return fail(err(Exit::Usage, fmt::format("--to {}: no such release on the share (kept: {})",
+                                                 to.empty() ? "-" : to, join(*kept, ", "))));
+      say(fmt::format("would roll back every live host from {} to {}", *ptr ? (*ptr)->release : "-", to));
       return 0;
     }
     return report_switch(rollback(share, o.to, *mo), "rollback");
   }
   if (*ab) {
     if (o.dry_run) {
+      if (auto s = share.check(); !s) return fail(s.error());
       auto m = share.read_marker();
       if (!m) return fail(m.error());
       say(*m ? fmt::format("would remove the marker of the {} of {} by {} pid {}", (*m)->action, (*m)->release,
@@ -302,6 +365,12 @@ int main(int argc, char** argv) {
     if (!r->resumed.empty()) say(fmt::format("hosts resume {}", r->resumed));
     if (r->removed_staging) say(fmt::format("removed {} unfinished staging director{}", r->removed_staging,
                                             r->removed_staging == 1 ? "y" : "ies"));
+    return 0;
+  }
+  if (*fin) {
+    auto r = finalize(share, *mo);
+    if (!r) return fail(r.error());
+    say(*r);
     return 0;
   }
   if (*status_c) {

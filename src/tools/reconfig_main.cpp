@@ -16,7 +16,9 @@ int main(int argc, char** argv) {
   app.add_option("--to", to, "version the host moves to")->required();
   app.add_flag("--dry-run", dry_run, "print the unified diff; change nothing");
   app.add_option("--share-timeout", share_timeout, "exit 3 if the share hangs this long (default 60s)");
+  bool verbose = false;
   app.add_flag("-q,--quiet", quiet, "only errors");
+  app.add_flag("-v,--verbose", verbose, "also print the diff of what was applied");
   bool done = false;
   int pc = parse_or_exit(app, argc, argv, &done);
   if (done) return pc;
@@ -35,7 +37,7 @@ int main(int argc, char** argv) {
   if (!plan) return fail(plan.error());
   auto out = apply_reconfig(*cfg, *plan, dry_run);
   if (!out) return fail(out.error());
-  if (dry_run && !out->diff.empty()) fmt::print("{}", out->diff);
+  if ((dry_run || verbose) && !out->diff.empty()) fmt::print("{}", out->diff);
   say(out->message);
   return 0;
 }

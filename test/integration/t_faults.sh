@@ -160,7 +160,7 @@ test_tampered_release_is_refused_and_named_by_verify() {
   stop_watchdog a1; pkill -KILL -f "releases/1.0/bin/agent.*hosts/a1/" || true
   start_watchdog a1
   wait_until 10 bash -c "grep -q 'fails verification' $T/hosts/a1/watchdog.log" || fail "a1 did not refuse the tampered release"
-  assert_eq "$(host_field a1 state)" failed
+  wait_until 5 bash -c "grep -qx 'state failed' $SHARE/hosts/a1/status" || fail "a1 status: $(host_field a1 state)"
 }
 
 run_tests

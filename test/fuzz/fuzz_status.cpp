@@ -1,0 +1,8 @@
+// libFuzzer target: unpack_status() (share.h): SHARE/hosts/<host>/status, read by the master and 'status'.
+// Properties: fuzz_checks.h. Build and run: scripts/fuzz.sh [seconds-per-target].
+#include "fuzz_checks.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  (void)nfsup_fuzz::check_status(nfsup_fuzz::as_text(data, size));
+  return 0;
+}

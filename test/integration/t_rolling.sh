@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Rolling upgrades: batches, redundancy groups never fully down, the acting version, the
+# migration hook, hold/finalize, health-gate rollback, drain, spooled writes.
+source "$(dirname "$0")/lib.sh"
+
+six_hosts_three_groups() {  # r1..r6 in groups g1 g2 g3, running 1.0, with acting signal and drain
+  local i
+  for i in 1 2 3 4 5 6; do
+    add_host r$i
+    sed -i "s/^host: r$i$/host: r$i\ngroup: g$(( (i + 1) / 2 ))/" "$T/hosts/r$i/watchdog.yaml"
+    cat >> "$T/hosts/r$i/watchdog.yaml" <<EOC
+  acting_signal: HUP
+  drain: {signal: USR1, timeout: 3s}
+EOC
+  done
+  start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 15 all_run 1.0 || fail "fleet not on 1.0"
+}
+
+sample_fleet() {  # one line per sample: acting, then each host's state:running
+  while :; do
+    line="acting=$(awk '$1=="acting" {print $2}' "$SHARE/current" 2>/dev/null)"
+    for h in "${HOSTS[@]}"; do line+=" $h=$(host_field $h state):$(host_field $h running)"; done
+    echo "$line"
+    sleep 0.05
+  done
+}
+
+test_rolling_keeps_groups_up_and_advances_acting_once() {
+  begin; six_hosts_three_groups
+  printf '#!/bin/sh\necho "migrated $NFSUP_FROM_VERSION -> $NFSUP_TO_VERSION" >> "%s/migrations.log"\n' "$T" > "$T/mig.sh"
+  chmod +x "$T/mig.sh"
+  sample_fleet > "$T/samples" & sampler=$!
+  out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --strategy rolling --batch 3 --migrate "$T/mig.sh" "${MASTER_OPTS[@]}" 2>&1) || { kill $sampler; fail "rolling push failed: $out"; }
+  sleep 0.3; kill $sampler; wait $sampler 2>/dev/null || true
+  assert_contains "$out" "6 host(s) ok, 0 failed"
+  # No group ever had both members down (not running) in any sample.
+  bad=$(awk '{ for (g = 1; g <= 3; g++) { a = $(2*g); b = $(2*g+1);
+               if (a !~ /=running:/ && b !~ /=running:/) { print NR": "$0; exit } } }' "$T/samples")
+  [ -z "$bad" ] || fail "a redundancy group was fully down: $bad"
+  [ "$(wc -l < "$T/samples")" -gt 20 ] || fail "too few samples"
+  # The acting version moved to 2.0 only once every host ran 2.0.
+  early=$(grep 'acting=2.0' "$T/samples" | grep -v -E '^acting=2.0( r[0-9]=running:2.0){6}$' | grep ':1.0' | head -1)
+  [ -z "$early" ] || fail "acting advanced while a host still ran 1.0: $early"
+  grep -q 'acting=1.0.*=running:2.0' "$T/samples" || fail "never saw a mixed fleet with acting 1.0"
+  assert_eq "$(awk '$1=="acting" {print $2}' "$SHARE/current")" 2.0 "final acting version"
+  assert_eq "$(cat "$T/migrations.log")" "migrated 1.0 -> 2.0" "migration hook ran exactly once"
+  # Each batch held at most one host per group: never two 'stopped' in one group at once.
+  for h in r1 r2 r3 r4 r5 r6; do
+    wait_until 5 grep -qx 2.0 "$T/hosts/$h/state/acting_version" || fail "$h acting file: $(cat "$T/hosts/$h/state/acting_version")"
+    wait_until 5 grep -q "agent 2.0 on $h acting now 2.0" "$T/hosts/$h/state/agent.log" || fail "$h agent was not told (HUP)"
+    grep -q "agent 1.0 on $h drained" "$T/hosts/$h/state/agent.log" || fail "$h was not drained before stop"
+  done
+  st=$("$INSTALL" status "$SHARE")
+  assert_contains "$st" "acting:   2.0"
+  assert_contains "$st" "rollout:  done to 2.0"
+}
+
+test_hold_acting_then_finalize() {
+  begin; six_hosts_three_groups
+  printf '#!/bin/sh\necho "migrated $NFSUP_TO_VERSION" >> "%s/migrations.log"\n' "$T" > "$T/mig.sh"; chmod +x "$T/mig.sh"
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --strategy rolling --batch 50% --hold-acting --migrate "$T/mig.sh" "${MASTER_OPTS[@]}" -q
+  all_run 2.0 || fail "not all on 2.0"
+  assert_eq "$(awk '$1=="acting" {print $2}' "$SHARE/current")" 1.0 "acting held"
+  [ ! -e "$T/migrations.log" ] || fail "migration ran while held"
+  assert_contains "$("$INSTALL" status "$SHARE")" "held below 2.0"
+  out=$("$INSTALL" finalize "$SHARE" 2>&1)
+  assert_contains "$out" "acting version 1.0 -> 2.0"
+  assert_eq "$(cat "$T/migrations.log")" "migrated 2.0"
+  wait_until 10 bash -c "grep -q 'acting now 2.0' $T/hosts/r6/state/agent.log" || fail "r6 not told about finalize"
+  assert_contains "$("$INSTALL" finalize "$SHARE" 2>&1)" "already"
+}
+
+test_health_failure_rolls_back_the_rollout() {
+  begin; six_hosts_three_groups
+  for i in 1 2 3 4 5 6; do
+    cat >> "$T/hosts/r$i/watchdog.yaml" <<EOC
+  health: {command: [bin/health], timeout: 1s}
+EOC
+    stop_watchdog r$i; start_watchdog r$i
+  done
+  r2=$(make_release 2.0)
+  printf '#!/bin/sh\n[ "$NFSUP_HOST" != r3 ] || { echo "r3: port closed"; exit 1; }\n' > "$r2/bin/health"; chmod +x "$r2/bin/health"
+  printf '#!/bin/sh\necho "level: two" > "$NFSUP_CONFIG"\n' > "$T/m.sh"; chmod +x "$T/m.sh"
+  mkdir -p "$(make_release 1.0)/bin"
+  set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 --reconfig "$T/m.sh" --strategy rolling --batch 2 --max-failures 0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 1 "push exit code"
+  assert_contains "$out" "r3: failed: health check of 2.0 failed"
+  assert_contains "$out" "r3: port closed"
+  assert_contains "$out" "rolled back to 1.0"
+  for h in r1 r2 r4 r5 r6; do wait_until 10 host_runs $h 1.0 || fail "$h did not return to 1.0"; done
+  assert_eq "$(host_field r3 state)" failed "r3 keeps reporting its failure"
+  for h in r1 r2 r3 r4 r5 r6; do
+    assert_eq "$(agent_alive_version $h)" 1.0 "$h agent"
+    assert_file_eq "$T/hosts/$h/agent.yaml" "level: one"
+  done
+  assert_contains "$("$INSTALL" status "$SHARE")" "rollout:  failed to 2.0"
+}
+
+test_incompatible_rolling_push_refused() {
+  begin; six_hosts_three_groups
+  snap=$(share_snapshot)
+  set +e; out=$("$INSTALL" push "$SHARE" "$(make_release 3.0)" --version 3.0 --strategy rolling --min-compatible 2.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2
+  assert_contains "$out" "would run it beside releases it cannot run beside (--min-compatible 2.0; r1 runs 1.0"
+  assert_contains "$out" "--strategy all-at-once"
+  assert_eq "$(share_snapshot)" "$snap" "share changed"
+  # All-at-once is the way to ship it; afterwards 3.0 is the lowest supported version.
+  "$INSTALL" push "$SHARE" "$(make_release 3.0)" --version 3.0 --min-compatible 2.0 "${MASTER_OPTS[@]}" -q
+  all_run 3.0 || fail "not on 3.0"
+}
+
+test_spooled_writes_wait_for_the_fence() {
+  begin
+  add_host sp1; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  set +e; NFSUP_CRASH_AT=switch-after-stopped "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --lease 60s --stale-after 4s -q; set -e
+  # An upgrade is fenced: what the agent writes now must wait.
+  mkdir -p "$T/hosts/sp1/state/spool"
+  echo "order 42 (old format)" > "$T/hosts/sp1/state/spool/order-42"
+  sleep 2
+  [ ! -e "$SHARE/inbox/sp1/order-42" ] || fail "delivered while the upgrade fenced the share"
+  "$INSTALL" abort "$SHARE" --force -q
+  wait_until 10 test -e "$SHARE/inbox/sp1/order-42" || fail "spooled file never delivered"
+  assert_file_eq "$SHARE/inbox/sp1/order-42" "order 42 (old format)"
+  [ ! -e "$T/hosts/sp1/state/spool/order-42" ] || fail "spooled file not removed after delivery"
+}
+
+run_tests
