@@ -109,7 +109,7 @@ for t in "${TARGETS[@]}"; do
   rate=$(sed -nE 's/^stat::average_exec_per_sec: *([0-9]+).*/\1/p' "$log" | tail -1)
   last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
   [ -z "$execs" ] && execs=$(sed -nE 's/^#([0-9]+).*/\1/p' <<<"$last")
-  [ -z "$rate" ] && rate=$(sed -nE 's/.*exec\/s: ([0-9]+).*/\1/p' <<<"$last")
+  [ -z "$rate" ] && rate=$(sed -nE 's/.*exec\/s:? ([0-9]+).*/\1/p' <<<"$last")
   cov=$(sed -nE 's/.*cov: ([0-9]+).*/\1/p' <<<"$last")
   corp=$(find "$WORK/$t" -type f | wc -l)
   artifacts=$(find "$ART/$t" -type f 2>/dev/null | wc -l)

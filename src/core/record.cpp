@@ -77,7 +77,7 @@ std::string pack_record(const Record& r) {
 }
 
 std::optional<int64_t> parse_i64(std::string_view s) {
-  if (s.empty() || s.size() > 19) return std::nullopt;
+  if (s.empty() || s.size() > 20) return std::nullopt;
   int64_t v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;

@@ -282,6 +282,8 @@ Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
       e.target = l.args[1];
       if (e.target.empty() || e.target[0] == '/' || e.target.size() > 4096)
         return rd.bad(l, "symlink target must be relative");
+      if (std::any_of(e.target.begin(), e.target.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+        return rd.bad(l, "symlink target contains a control character");
     } else if (l.key == "version" || l.key == "created" || l.key == "created_by" || l.key == "reconfig" ||
                l.key == "expires" || l.key == "min_compatible" || l.key == "migrate") {
       continue;

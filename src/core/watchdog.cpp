@@ -571,7 +571,17 @@ class Watchdog {
     Observation obs;
     Result<std::optional<Marker>> mk = std::optional<Marker>();
     std::string why;
-    if (!on_share([&] { mk = share_.probe_marker(); }, cfg_.share_timeout_ms, &why)) {
+    // A file replaced by rename can read back cut short through a client whose attribute
+    // cache still has the old size; the record format notices (no final newline), so read
+    // once more before calling it malformed.
+    auto probe = [&] {
+      mk = share_.probe_marker();
+      if (!mk && mk.error().code == Exit::Integrity) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        mk = share_.probe_marker();
+      }
+    };
+    if (!on_share(probe, cfg_.share_timeout_ms, &why)) {
       obs.share_ok = false;
       obs.share_error = why;
       return obs;
@@ -580,6 +590,7 @@ class Watchdog {
       if (mk.error().code == Exit::Integrity) {
         // A garbled marker: never act on it; keep the agent as it is and say why.
         obs.share_ok = false;
+        obs.garbled = true;
         obs.share_error = mk.error().msg;
         return obs;
       }
@@ -611,13 +622,21 @@ class Watchdog {
   void read_pointer(Observation& obs) {
     Result<std::optional<Pointer>> p = std::optional<Pointer>();
     std::string why;
-    if (!on_share([&] { p = share_.read_pointer(); }, cfg_.share_timeout_ms, &why)) {
+    auto rd = [&] {
+      p = share_.read_pointer();
+      if (!p && p.error().code == Exit::Integrity) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        p = share_.read_pointer();
+      }
+    };
+    if (!on_share(rd, cfg_.share_timeout_ms, &why)) {
       obs.share_ok = false;
       obs.share_error = why;
       return;
     }
     if (!p) {
       obs.share_ok = false;
+      obs.garbled = p.error().code == Exit::Integrity;
       obs.share_error = p.error().msg;
       return;
     }
@@ -846,6 +865,18 @@ class Watchdog {
     bool heartbeat_due = boot_ms() - st_.last_pointer_ms >= cfg_.heartbeat_interval_ms;
     bool want_pointer = first || force_pointer_ || st_.held_gen > 0 || !agent_up || heartbeat_due;
     Observation obs = observe(want_pointer);
+    if (!obs.share_ok && obs.garbled) {
+      // The share answers; one file is malformed (or caught mid-replace). Keep the agent as
+      // it is, keep the heartbeat going, try again next poll.
+      if (obs.share_error != garbled_logged_) {
+        log(LogLevel::Warn, fmt::format("{}: {} (not acting on it; retrying every poll)", cfg_.host, obs.share_error));
+        garbled_logged_ = obs.share_error;
+      }
+      save_state();
+      publish_status(false);
+      return decide(obs, view());
+    }
+    garbled_logged_.clear();
     if (!obs.share_ok) {
       note_share_error(obs.share_error);
       save_state();
@@ -1050,6 +1081,7 @@ class Watchdog {
   int64_t restart_at_ = 0;
   int64_t settle_until_ = 0;
   Pointer last_pointer_;
+  std::string garbled_logged_;
 };
 
 }  // namespace

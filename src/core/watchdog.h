@@ -33,6 +33,7 @@ namespace nfsup {
 
 struct Observation {
   bool share_ok = true;
+  bool garbled = false;         ///< the share answered, but a file read back malformed (retry next poll)
   std::string share_error;
   std::optional<Marker> marker;
   bool marker_lapsed = false;

@@ -100,14 +100,17 @@ int main(int argc, char** argv) {
       WatchdogConfig first = *cfg;
       opt.on_ready = [first]() {
         sd.notify(fmt::format("READY=1\nSTATUS=watching {} as host {}", first.share, first.host));
-        fit_systemd_watchdog(sd, first);
       };
       // The first tick comes before READY=1 and may already be a switch (the pointer moved
-      // while this host was down). Make sure TimeoutStartSec= does not end it halfway through.
+      // while this host was down). Neither TimeoutStartSec= nor WatchdogSec= may end it halfway
+      // through, so both are widened before it starts, if the configuration needs that.
       int64_t every = sd.ping_interval_ms(), first_tick_us = longest_tick_ms(first) * 1000;
-      opt.on_alive = [every, first_tick_us]() {
+      opt.on_alive = [every, first_tick_us, first]() {
         static bool extended = false;
-        if (!extended) extended = sd.notify(fmt::format("EXTEND_TIMEOUT_USEC={}", first_tick_us));
+        if (!extended) {
+          extended = sd.notify(fmt::format("EXTEND_TIMEOUT_USEC={}", first_tick_us));
+          fit_systemd_watchdog(sd, first);
+        }
         sd.ping(every);
       };
       opt.reload = [config]() {

@@ -479,6 +479,10 @@ EOF
     local opts="reconnect,ServerAliveInterval=$FLEET_ALIVE_INTERVAL,ServerAliveCountMax=$FLEET_ALIVE_COUNT"
     opts+=",dir_cache=yes,dcache_dir_timeout=$FLEET_CACHE_S,dcache_link_timeout=$FLEET_CACHE_S,dcache_stat_timeout=0"
     opts+=",entry_timeout=$FLEET_CACHE_S,attr_timeout=$FLEET_CACHE_S,negative_timeout=$FLEET_CACHE_S"
+    # NFS close-to-open: an open() fetches fresh attributes, so a file replaced by rename is
+    # read whole. FUSE would otherwise cut reads at the old cached size for attr_timeout;
+    # direct_io makes reads go to the server like NFS after open (names and stat stay cached).
+    opts+=",direct_io"
     [ -n "$FLEET_SSHFS_EXTRA_OPTS" ] && opts+=",$FLEET_SSHFS_EXTRA_OPTS"
     printf '%s\n' "$opts" >"$d/sshfs_opts"
     for ((i = 1; i <= n; i++)); do

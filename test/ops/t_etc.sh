@@ -111,8 +111,9 @@ check_cron_overlapping_tick_exits_4() {
   example_copy "$TMP/lock.yaml" "$share" "$state"
   mkdir -p "$state"
   cmd=$(cron_command "$TMP/lock.yaml")
-  # Another tick holds the lock for a while (flock(1) takes the same kind of lock).
-  flock "$state/lock" sleep 20 &
+  # Another tick holds the lock for a while: a process that takes the same flock(2) and then
+  # becomes `sleep`, so killing $holder releases the lock (and no child keeps our stdout).
+  ( exec 9>"$state/lock"; flock 9; exec sleep 20 ) >/dev/null 2>&1 &
   local holder=$!
   on_exit "kill $holder"
   wait_until 5 sh -c "! flock -n '$state/lock' true" || fail "could not hold the lock"

@@ -124,11 +124,14 @@ check_timeouts_widened_for_a_long_switch() {
   # share 10 x 2s + stop 2s + 5s + reconfig 40s + 2 x 2s + 10s = 81s
   assert_eq "$usec" 81000000 "WATCHDOG_USEC"
   assert_eq "$ext" 81000000 "EXTEND_TIMEOUT_USEC"
-  # EXTEND_TIMEOUT_USEC comes first (before the first tick), then READY=1.
-  local first_ext first_ready
+  # Both come before the first tick, so before READY=1.
+  local first_ext first_usec first_ready
   first_ext=$(grep -n '^EXTEND_TIMEOUT_USEC=' "$out" | head -1 | cut -d: -f1)
+  first_usec=$(grep -n '^WATCHDOG_USEC=' "$out" | head -1 | cut -d: -f1)
   first_ready=$(grep -n '^READY=1$' "$out" | head -1 | cut -d: -f1)
   (( first_ext < first_ready )) || fail "EXTEND_TIMEOUT_USEC= came after READY=1"
+  (( first_usec < first_ready )) || fail "WATCHDOG_USEC= came after READY=1"
+  assert_eq "$(grep -c '^WATCHDOG_USEC=' "$out")" 1 "WATCHDOG_USEC= messages (sent once)"
   grep -q 'systemd watchdog: a switch may take up to 81s with this configuration; asked for 81s instead of WatchdogSec=600ms' \
     "$TMP/h1/watchdog.log" || fail "the widening was not logged: $(grep systemd "$TMP/h1/watchdog.log")"
 }
