@@ -9,6 +9,7 @@ for what in "$@"; do
     test) want+=(util-linux diffutils procps strace) ;;
     harness) want+=(openssh-server openssh-client sshfs fuse3 iproute2 util-linux procps psmisc) ;;
     demo) want+=(diffutils procps) ;;
+    browser) want+=(chromium) ;;
     *) echo "deps.sh: unknown group '$what'" >&2; exit 2 ;;
   esac
 done

@@ -71,6 +71,17 @@ struct Fleet {
 
 // Reads every host status once and splits the fleet by server-stamped age.
 Status write_rollout(Share& share, const RolloutState& s);
+thread_local Timeline* g_timeline = nullptr;  // the switch being recorded (one per process)
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+void save_timeline(Share& share, Timeline& t) {
+  t.end_ms = unix_ms();
+  (void)share.fs().mkdir(path_join(share.root(), "rollouts"), 0755);
+  (void)share.fs().write_atomic(path_join(path_join(share.root(), "rollouts"), fmt::format("{:012d}", t.generation)),
+                                pack_timeline(t), 0644);
+}
 Status run_migration(Share& share, const std::string& from, const std::string& target, RolloutState& st,
                      const MasterOptions& opt);
 
@@ -135,6 +146,7 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
       auto s = share.read_status(h);
       if (!s || !*s) continue;
       auto& w = watch[h];
+      if (g_timeline) g_timeline->see(h, (*s)->state, (*s)->running);
       if ((*s)->heartbeat != w.heartbeat) {
         w.heartbeat = (*s)->heartbeat;
         w.changed_at = now;
@@ -170,7 +182,7 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
   return out;
 }
 
-Result<SwitchReport> run_switch(Share& share, const std::string& target, const std::string& action,
+Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, const std::string& action,
                                 const MasterOptions& opt, SwitchReport rep) {
   auto ptr = share.read_pointer();
   if (!ptr) return ptr.error();
@@ -338,6 +350,69 @@ Result<SwitchReport> run_switch(Share& share, const std::string& target, const s
 
 }  // namespace
 
+void Timeline::see(const std::string& host, const std::string& state, const std::string& running) {
+  std::string key = state + " " + running;
+  auto it = last.find(host);
+  if (it != last.end() && it->second == key) return;
+  last[host] = key;
+  events.push_back({host, state, running, unix_ms()});
+}
+
+std::string pack_timeline(const Timeline& t) {
+  Record r{"timeline", kFormatVersion, {}};
+  r.add("generation", {std::to_string(t.generation)});
+  r.add("action", {t.action});
+  r.add("from", {t.from.empty() ? "-" : t.from});
+  r.add("to", {t.to});
+  r.add("strategy", {t.strategy});
+  r.add("span", {std::to_string(t.start_ms), std::to_string(t.end_ms)});
+  for (const auto& e : t.events)
+    r.add("event", {e.host, std::to_string(e.unix_ms), e.state, e.running.empty() ? "-" : e.running});
+  return pack_record(r);
+}
+
+Result<Timeline> unpack_timeline(std::string_view text, std::string_view what) {
+  auto rec = unpack_record(text, "timeline", kFormatVersion, what);
+  if (!rec) return rec.error();
+  RecordReader rd(*rec, std::string(what));
+  Timeline t;
+  t.generation = rd.num_or("generation", 0);
+  t.action = rd.str_or("action", "push");
+  t.from = rd.str_or("from", "-");
+  if (t.from == "-") t.from.clear();
+  t.to = rd.str_or("to", "-");
+  t.strategy = rd.str_or("strategy", "all-at-once");
+  for (const auto& l : rec->lines) {
+    if (l.key == "span" && l.args.size() == 2) {
+      t.start_ms = parse_i64(l.args[0]).value_or(0);
+      t.end_ms = parse_i64(l.args[1]).value_or(0);
+    } else if (l.key == "event") {
+      if (l.args.size() != 4 || check_host_name(l.args[0])) return rd.bad(l, "event needs: host unix_ms state running");
+      t.events.push_back({l.args[0], l.args[2], l.args[3] == "-" ? "" : l.args[3], parse_i64(l.args[1]).value_or(0)});
+    }
+  }
+  return t;
+}
+
+Result<std::optional<Timeline>> read_last_timeline(Share& share) {
+  std::string dir = path_join(share.root(), "rollouts");
+  auto st = share.fs().stat(dir);
+  if (!st) return st.error();
+  if (!*st) return std::optional<Timeline>();
+  auto l = share.fs().list_dir(dir);
+  if (!l) return l.error();
+  std::string best;
+  for (const auto& e : *l)
+    if (e.type == FileInfo::File && !e.name.empty() && e.name[0] != '.' && e.name > best) best = e.name;
+  if (best.empty()) return std::optional<Timeline>();
+  auto t = share.fs().read_file(path_join(dir, best), kManifestMax);
+  if (!t) return t.error();
+  if (!*t) return std::optional<Timeline>();
+  auto tl = unpack_timeline(**t, path_join(dir, best));
+  if (!tl) return tl.error();
+  return std::optional<Timeline>(*tl);
+}
+
 std::string pack_rollout(const RolloutState& s) {
   Record r{"rollout", kFormatVersion, {}};
   auto d = [](const std::string& v) { return v.empty() ? std::string("-") : v; };
@@ -451,7 +526,8 @@ int batch_size(const std::string& spec, size_t n) {
   return v && *v > 0 ? static_cast<int>(*v) : -1;
 }
 
-Result<SwitchReport> run_rolling(Share& share, const std::string& target, const MasterOptions& opt, SwitchReport rep) {
+Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, const MasterOptions& opt,
+                                      SwitchReport rep) {
   auto ptr = share.read_pointer();
   if (!ptr) return ptr.error();
   if (!*ptr) return err(Exit::Usage, "the first release must be pushed all-at-once (no release runs yet)");
@@ -672,6 +748,35 @@ Result<SwitchReport> run_rolling(Share& share, const std::string& target, const 
   (void)share.audit("push", fmt::format("rolling {} -> {} acting {}", base.release, target, cur.acting),
                     rep.all_ok() ? "ok" : "failed");
   return rep;
+}
+
+// Records what the master saw while switching, into SHARE/rollouts/<generation>.
+template <typename F>
+Result<SwitchReport> recorded(Share& share, const std::string& target, const std::string& action,
+                              const std::string& strategy, F&& run) {
+  Timeline t;
+  t.action = action;
+  t.to = target;
+  t.strategy = strategy;
+  t.start_ms = unix_ms();
+  if (auto p = share.read_pointer(); p && *p) t.from = (*p)->release;
+  g_timeline = &t;
+  auto r = run();
+  g_timeline = nullptr;
+  if (r && !r->nothing_to_do && r->generation > 0) {
+    t.generation = r->generation;
+    save_timeline(share, t);
+  }
+  return r;
+}
+
+Result<SwitchReport> run_switch(Share& share, const std::string& target, const std::string& action,
+                                const MasterOptions& opt, SwitchReport rep) {
+  return recorded(share, target, action, "all-at-once", [&] { return run_switch_impl(share, target, action, opt, rep); });
+}
+
+Result<SwitchReport> run_rolling(Share& share, const std::string& target, const MasterOptions& opt, SwitchReport rep) {
+  return recorded(share, target, "push", "rolling", [&] { return run_rolling_impl(share, target, opt, rep); });
 }
 
 }  // namespace

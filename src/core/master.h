@@ -44,6 +44,24 @@ struct MasterOptions {
   int64_t migrate_timeout_ms = 600000;
 };
 
+/// What the master saw each host do during one switch, for `report --html`.
+struct TimelineEvent {
+  std::string host, state, running;
+  int64_t unix_ms = 0;
+};
+struct Timeline {
+  int64_t generation = 0;
+  std::string action, from, to, strategy;
+  int64_t start_ms = 0, end_ms = 0;
+  std::vector<TimelineEvent> events;
+  std::map<std::string, std::string> last;  ///< host -> "state running", to log only changes
+  void see(const std::string& host, const std::string& state, const std::string& running);
+};
+std::string pack_timeline(const Timeline& t);
+Result<Timeline> unpack_timeline(std::string_view text, std::string_view what);
+/// The newest timeline in SHARE/rollouts/, if any.
+Result<std::optional<Timeline>> read_last_timeline(Share& share);
+
 struct HostOutcome {
   std::string host;
   std::string outcome;   ///< ok | failed | stale | timeout

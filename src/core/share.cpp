@@ -2,6 +2,7 @@
 #include "share.h"
 
 #include <fmt/format.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -492,7 +493,9 @@ Status Share::audit(const std::string& action, const std::string& detail, const 
   r.add("time", {utc_now_iso()});
   r.add("host", {short_hostname()});
   r.add("pid", {std::to_string(getpid())});
-  r.add("user", {getenv("USER") ? getenv("USER") : std::to_string(getuid())});
+  std::string user = std::to_string(getuid());
+  if (const passwd* pw = getpwuid(getuid())) user = pw->pw_name;
+  r.add("user", {user});
   r.add("action", {action});
   r.add("detail", {detail});
   r.add("result", {result});

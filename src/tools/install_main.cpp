@@ -6,7 +6,9 @@
 
 #include "common.h"
 #include "crypto.h"
+#include "reconfig.h"
 #include "master.h"
+#include "report.h"
 #include "trust.h"
 
 using namespace nfsup;
@@ -22,6 +24,8 @@ struct Opts {
   std::string strategy = "all-at-once", batch = "1", min_compatible, migrate;
   int max_failures = 0, max_unavailable = 1;
   bool hold_acting = false;
+  bool watch = false;
+  std::string interval = "1s", html;
 };
 
 Result<MasterOptions> master_opts(const Opts& o) {
@@ -248,6 +252,14 @@ int main(int argc, char** argv) {
   status_c->add_option("share", o.share, "the shared directory")->required();
   status_c->add_flag("--json", o.json, "machine-readable output (schema nfsup-status/1)");
   status_c->add_option("--stale-after", o.stale_after, "hosts silent this long are shown stale (default 45s)");
+  status_c->add_flag("--watch", o.watch, "refresh until interrupted (a push in progress, a rollout)");
+  status_c->add_option("--interval", o.interval, "refresh interval for --watch (default 1s)");
+  auto* rep_c = app.add_subcommand("report", "write a self-contained HTML page: last rollout per host, downtime, audit trail");
+  rep_c->add_option("share", o.share, "the shared directory")->required();
+  rep_c->add_option("--html", o.html, "output file")->required();
+  auto* hist = app.add_subcommand("history", "show the audit trail (who pushed, rolled back, aborted what, when)");
+  hist->add_option("share", o.share, "the shared directory")->required();
+  hist->add_flag("--json", o.json, "machine-readable output");
   auto* rb = app.add_subcommand("rollback", "switch every host back to a kept release");
   rb->add_option("share", o.share, "the shared directory")->required();
   rb->add_option("--to", o.to, "release to return to (default: the previous one)");
@@ -374,9 +386,59 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*status_c) {
+    if (!o.watch) {
+      auto r = share_status(share, mo->stale_after_ms);
+      if (!r) return fail(r.error());
+      return print_status(*r, o.json, o.share);
+    }
+    auto iv = duration_flag("--interval", o.interval);
+    if (!iv) return fail(iv.error());
+    bool tty = isatty(1);
+    while (true) {
+      auto r = share_status(share, mo->stale_after_ms);
+      if (tty) fmt::print("\033[H\033[2J");
+      fmt::print("{}  (every {}; Ctrl-C to stop)\n", utc_now_iso(), format_duration_ms(*iv));
+      if (!r) fmt::print("{}: error: {}\n", program(), r.error().msg);
+      else print_status(*r, o.json, o.share);
+      if (!tty) fmt::print("\n");
+      std::fflush(stdout);
+      usleep(static_cast<useconds_t>(*iv * 1000));
+    }
+  }
+  if (*rep_c) {
     auto r = share_status(share, mo->stale_after_ms);
     if (!r) return fail(r.error());
-    return print_status(*r, o.json, o.share);
+    auto tl = read_last_timeline(share);
+    if (!tl) return fail(tl.error());
+    std::vector<std::string> warn;
+    auto au = read_audit(share, &warn);
+    if (!au) return fail(au.error());
+    for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), w);
+    std::string html = render_html_report(o.share, *tl, *r, *au);
+    if (auto s = write_local_atomic(o.html, html, 0644); !s) return fail(s.error());
+    say(fmt::format("wrote {} ({} bytes)", o.html, html.size()));
+    return 0;
+  }
+  if (*hist) {
+    if (auto s = share.check(); !s) return fail(s.error());
+    std::vector<std::string> warn;
+    auto au = read_audit(share, &warn);
+    if (!au) return fail(au.error());
+    for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), w);
+    if (o.json) {
+      std::string js = "[";
+      for (size_t i = 0; i < au->size(); ++i) {
+        const auto& e = (*au)[i];
+        js += fmt::format("{}{{\"time\":{},\"host\":{},\"user\":{},\"pid\":{},\"action\":{},\"detail\":{},\"result\":{}}}",
+                          i ? "," : "", json_str(e.time), json_str(e.host), json_str(e.user), json_str(e.pid),
+                          json_str(e.action), json_str(e.detail), json_str(e.result));
+      }
+      fmt::print("{}]\n", js);
+      return 0;
+    }
+    for (const auto& e : *au)
+      fmt::print("{}  {:<12} {:<10} {:<9} {}  [{}]\n", e.time, e.host, e.user, e.action, e.detail, e.result);
+    return 0;
   }
   if (*ver) {
     auto r = verify_share(share);

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Seeing what happens: status --watch, history, and the HTML report checked in headless Chromium.
+source "$(dirname "$0")/lib.sh"
+
+chromium_bin() { command -v chromium || command -v chromium-browser || true; }
+CHROME_FLAGS=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking
+  --disable-component-update --disable-sync --window-size=1000,900)
+
+test_html_report_renders_every_host_in_chromium() {
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
+  add_host web01; add_host web02; add_host web03
+  for h in web01 web02; do sed -i "s/^host: $h$/host: $h\ngroup: pair1/" "$T/hosts/$h/watchdog.yaml"; done
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  "$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" -q
+  out=$("$INSTALL" report "$SHARE" --html "$T/report.html")
+  assert_contains "$out" "wrote $T/report.html"
+  html=$(cat "$T/report.html")
+  for h in web01 web02 web03; do assert_contains "$html" "data-host=\"$h\""; done
+  assert_contains "$html" 'push 1.0 &rarr; 2.0 (all-at-once, generation 2)'
+  grep -q 'src=\|href=\|<script' "$T/report.html" && fail "report is not self-contained"
+  chrome=$(chromium_bin)
+  if [ -z "$chrome" ]; then
+    [ -z "${CI:-}" ] || fail "CI must have chromium (scripts/test.sh installs it)"
+    echo "    skipped the browser part: chromium not installed"; return 0
+  fi
+  timeout -s KILL 90 "$chrome" "${CHROME_FLAGS[@]}" --user-data-dir="$T/ud1" --screenshot="$T/shot.png" "file://$T/report.html" >/dev/null 2>&1 || true
+  [ -s "$T/shot.png" ] || fail "no screenshot"
+  size=$(stat -c %s "$T/shot.png")
+  # A blank 1000x900 page compresses to a few KB; a page with tables and a timeline is far larger.
+  [ "$size" -gt 20000 ] || fail "screenshot looks empty ($size bytes)"
+  dom=$(timeout -s KILL 90 "$chrome" "${CHROME_FLAGS[@]}" --user-data-dir="$T/ud2" --dump-dom "file://$T/report.html" 2>/dev/null)
+  for h in web01 web02 web03; do
+    assert_contains "$dom" "data-host=\"$h\""
+    grep -q "<rect[^>]*><title>$h running 2.0</title>" <<<"$dom" || fail "timeline has no running 2.0 bar for $h"
+  done
+  assert_contains "$dom" '<b id="current">2.0</b>'
+  assert_contains "$dom" '<td>pair1</td>'
+  echo "    screenshot $size bytes"
+}
+
+test_status_watch_and_history() {
+  begin
+  add_host w1; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  set +e; out=$(timeout -s INT 2.5 "$INSTALL" status "$SHARE" --watch --interval 500ms); set -e
+  n=$(grep -c '^current:  1.0' <<<"$out")
+  [ "$n" -ge 3 ] || fail "status --watch refreshed $n times in 2.5 s"
+  out=$("$INSTALL" history "$SHARE")
+  assert_contains "$out" "push"
+  assert_contains "$out" "[ok]"
+  assert_contains "$("$INSTALL" history "$SHARE" --json)" '"action":"push"'
+}
+
+run_tests
