@@ -112,7 +112,8 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
   try {
     if (auto s = check_keys(c, root,
                             {"share", "host", "poll_interval", "heartbeat_interval", "share_timeout", "state_dir",
-                             "verify_before_start", "agent", "trusted_keys", "revoked_keys", "allow_unsigned", "group"},
+                             "verify_before_start", "agent", "trusted_keys", "revoked_keys", "allow_unsigned", "group",
+                             "class", "traits", "checks_dir"},
                             ""); !s)
       return s.error();
     if (!root["share"]) return err(Exit::Usage, fmt::format("{}: missing required key 'share'", path));
@@ -125,6 +126,22 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
     if (root["group"]) {
       TAKE(cfg.group, get_str(c, root["group"], "group"));
       if (auto e = check_host_name(cfg.group)) return c.at(root["group"], "'group': " + *e);
+    }
+    if (root["class"]) {
+      TAKE(cfg.cls, get_str(c, root["class"], "class"));
+      if (auto e = check_host_name(cfg.cls)) return c.at(root["class"], "'class': " + *e);
+    }
+    if (root["traits"]) {
+      const auto& t = root["traits"];
+      if (!t.IsMap()) return c.at(t, "'traits' must be a mapping like {arch: aarch64, role: edge}");
+      for (const auto& kv : t) {
+        if (!kv.first.IsScalar() || !kv.second.IsScalar()) return c.at(kv.first, "'traits' values must be strings");
+        cfg.traits[kv.first.Scalar()] = kv.second.Scalar();
+      }
+    }
+    if (root["checks_dir"]) {
+      TAKE(cfg.checks_dir, get_str(c, root["checks_dir"], "checks_dir"));
+      if (cfg.checks_dir.empty() || cfg.checks_dir[0] != '/') return c.at(root["checks_dir"], "'checks_dir' must be an absolute path");
     }
     if (root["poll_interval"]) TAKE(cfg.poll_interval_ms, get_dur(c, root["poll_interval"], "poll_interval"));
     if (root["heartbeat_interval"])

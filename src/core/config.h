@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,9 @@ struct WatchdogConfig {
   std::string share;
   std::string host;
   std::string group;             ///< redundancy group
+  std::string cls;               ///< host class (selects a release's module subset)
+  std::map<std::string, std::string> traits;  ///< characteristics matched by release classes
+  std::string checks_dir;        ///< executables run before an upgrade: non-zero exit = veto
   int64_t poll_interval_ms = 2000;
   int64_t heartbeat_interval_ms = 10000;
   int64_t share_timeout_ms = 10000;

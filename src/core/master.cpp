@@ -21,8 +21,9 @@
 namespace nfsup {
 
 bool SwitchReport::all_ok() const {
+  if (!dependency_problems.empty()) return false;
   for (const auto& h : hosts)
-    if (h.outcome != "ok" && h.outcome != "stale") return false;
+    if (h.outcome != "ok" && h.outcome != "stale" && h.outcome != "vetoed") return false;
   return true;
 }
 
@@ -50,6 +51,66 @@ int64_t server_now_ms(Share& share) {
 }
 
 Status init_share(Share& share) { return share.init(); }
+
+Result<std::vector<std::string>> check_dependencies(Share& share, int64_t stale_after_ms) {
+  std::vector<std::string> out;
+  auto hosts = share.list_hosts();
+  if (!hosts) return hosts.error();
+  int64_t now = server_now_ms(share);
+  std::map<std::string, std::optional<Manifest>> cache;
+  struct Running {
+    std::string host;
+    std::vector<ModuleInfo> mods;
+  };
+  std::vector<Running> fleet;
+  for (const auto& h : *hosts) {
+    auto s = share.read_status(h);
+    if (!s || !*s || (*s)->running.empty() || now - (*s)->mtime_ms > stale_after_ms) continue;
+    const std::string& v = (*s)->running;
+    if (!cache.count(v)) {
+      auto m = share.read_manifest(v);
+      cache[v] = m ? *m : std::nullopt;
+    }
+    if (!cache[v] || cache[v]->modules.empty()) continue;
+    const Manifest& man = *cache[v];
+    const ClassInfo* c = nullptr;
+    for (const auto& ci : man.classes)
+      if (ci.name == (*s)->cls) c = &ci;
+    Running r{h, {}};
+    for (const auto* mod : man.modules_for(c)) r.mods.push_back(*mod);
+    fleet.push_back(std::move(r));
+  }
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> providers;  // api -> (version, host)
+  for (const auto& r : fleet)
+    for (const auto& m : r.mods)
+      for (const auto& [api, v] : m.provides) providers[api].push_back({v, r.host});
+  for (const auto& r : fleet) {
+    for (const auto& m : r.mods) {
+      for (const auto& [dep, minv] : m.depends) {
+        auto it = std::find_if(r.mods.begin(), r.mods.end(), [&](auto& x) { return x.name == dep; });
+        if (it == r.mods.end())
+          out.push_back(fmt::format("{}: module {} needs module {} >= {}, which this host does not run", r.host, m.name,
+                                    dep, minv));
+        else if (compare_versions(it->version, minv) < 0)
+          out.push_back(fmt::format("{}: module {} needs module {} >= {}, this host runs {}", r.host, m.name, dep, minv,
+                                    it->version));
+      }
+      for (const auto& [api, minv] : m.consumes) {
+        bool ok = false;
+        std::string best;
+        for (const auto& [v, h] : providers[api]) {
+          if (compare_versions(v, minv) >= 0) ok = true;
+          if (best.empty() || compare_versions(v, best) > 0) best = v;
+        }
+        if (!ok)
+          out.push_back(fmt::format("{}: module {} consumes API {} >= {}, but {}", r.host, m.name, api, minv,
+                                    best.empty() ? "no live host provides it"
+                                                 : fmt::format("live hosts provide only {}", best)));
+      }
+    }
+  }
+  return out;
+}
 
 // Signs the pointer when the master has a key (hosts need a signed pointer to go back).
 static Status write_pointer(Share& share, Pointer p, const MasterOptions& opt) {
@@ -230,6 +291,9 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   m.nonce = random_nonce();
   m.lease_ms = opt.lease_ms;
   m.started = utc_now_iso();
+  const bool partial = !opt.hosts.empty() || !opt.cls.empty();
+  if (!opt.hosts.empty()) m.targets = opt.hosts;
+  m.phase = "vote";
   auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
   if (!created) return created.error();
   if (!*created) return err(Exit::Busy, fmt::format("{}: another master created the marker first", share.marker_path()));
@@ -248,11 +312,84 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   }
   auto fleet = survey(share, now, opt.stale_after_ms);
   if (!fleet) return fleet.error();
+  auto drop_marker = [&]() { (void)share.fs().unlink(share.marker_path()); };
+  if (partial) {
+    // Only the named hosts, or the hosts of one class, take part.
+    std::vector<std::string> keep;
+    for (const auto& h : fleet->live) {
+      bool in = opt.hosts.empty() || std::find(opt.hosts.begin(), opt.hosts.end(), h) != opt.hosts.end();
+      if (in && !opt.cls.empty()) {
+        auto s = share.read_status(h);
+        in = s && *s && (*s)->cls == opt.cls;
+      }
+      if (in) keep.push_back(h);
+    }
+    std::vector<HostOutcome> skipped;
+    for (auto& s : fleet->skipped)
+      if (opt.hosts.empty() || std::find(opt.hosts.begin(), opt.hosts.end(), s.host) != opt.hosts.end())
+        skipped.push_back(s);
+    fleet->skipped = skipped;
+    fleet->live = keep;
+    if (keep.empty()) {
+      drop_marker();
+      return err(Exit::Usage, opt.cls.empty() ? "none of the --hosts is live"
+                                              : fmt::format("no live host of class '{}'", opt.cls));
+    }
+    m.targets = keep;
+  }
   for (auto& s : fleet->skipped) {
     note(opt, fmt::format("skipping {}: {}", s.host, s.detail));
     rep.hosts.push_back(s);
   }
   const int64_t gen = m.generation;
+
+  // Votes: every targeted live host runs its checks and answers before anybody stops.
+  {
+    std::map<std::string, Vote> got;
+    int64_t until = boot_ms() + opt.vote_timeout_ms, last_renew = boot_ms();
+    while (got.size() < fleet->live.size() && boot_ms() < until) {
+      for (const auto& h : fleet->live) {
+        if (got.count(h)) continue;
+        auto v = share.read_vote(h);
+        if (v && *v && (*v)->generation == gen) got[h] = **v;
+      }
+      if (got.size() == fleet->live.size()) break;
+      if (auto s = renew_lease(share, m, last_renew); !s) return s.error();
+      std::this_thread::sleep_for(std::chrono::milliseconds(opt.poll_ms));
+    }
+    std::vector<std::string> accepted, vetoes;
+    for (const auto& h : fleet->live) {
+      auto it = got.find(h);
+      if (it == got.end()) {
+        if (opt.assume_accept) accepted.push_back(h);
+        else vetoes.push_back(fmt::format("{}: did not vote within {}", h, format_duration_ms(opt.vote_timeout_ms)));
+      } else if (it->second.accept) {
+        accepted.push_back(h);
+      } else {
+        vetoes.push_back(fmt::format("{}: {}", h, it->second.reason));
+      }
+    }
+    if (!vetoes.empty() && !opt.force) {
+      if (!opt.skip_vetoed || accepted.empty()) {
+        drop_marker();
+        (void)share.audit(action, fmt::format("{} -> {} vetoed: {}", rep.previous.empty() ? "-" : rep.previous, target,
+                                              join(vetoes, "; ")),
+                          "vetoed");
+        return err(Exit::Vetoed, fmt::format("{} of {} vetoed before any host stopped:\n  {}", action, target,
+                                             join(vetoes, "\n  ")));
+      }
+      note(opt, fmt::format("skipping vetoed hosts: {}", join(vetoes, "; ")));
+      for (const auto& v : vetoes) rep.hosts.push_back({v.substr(0, v.find(':')), "vetoed", v.substr(v.find(':') + 2)});
+      fleet->live = accepted;
+      m.targets = accepted;
+    } else if (!vetoes.empty()) {
+      note(opt, fmt::format("--force: overriding vetoes: {}", join(vetoes, "; ")));
+      (void)share.audit(action, fmt::format("forced over vetoes: {}", join(vetoes, "; ")), "forced");
+    }
+    m.phase = "stop";
+    if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) return s.error();
+  }
+  const bool subset = m.targets.has_value();
   auto stopped = wait_hosts(share, fleet->live, &m, opt,
                             [&](const HostStatus& s) -> std::optional<HostOutcome> {
                               if (s.generation >= gen && s.state == "stopped") return HostOutcome{s.host, "ok", ""};
@@ -309,6 +446,21 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   np.updated = utc_now_iso();
   np.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
   np.acting = target;  // all-at-once: every host runs the target, so it is the acting version
+  if (subset && *ptr) {
+    // Part of the fleet: the others keep the release they have; the named hosts get overrides.
+    np = **ptr;
+    np.generation = gen;
+    np.action = action;
+    np.updated = utc_now_iso();
+    np.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
+    for (const auto& h : go) np.overrides[h] = target;
+    for (auto it = np.overrides.begin(); it != np.overrides.end();)
+      it = it->second == np.release ? np.overrides.erase(it) : std::next(it);
+    std::string lowest = np.release;
+    for (const auto& [h, v] : np.overrides)
+      if (compare_versions(v, lowest) < 0) lowest = v;
+    np.acting = lowest;
+  }
   if (auto s = write_pointer(share, np, opt); !s) return s.error();
   {
     RolloutState rs;
@@ -343,6 +495,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   if (!started) return started.error();
   for (auto& o : *started) rep.hosts.push_back(o);
   std::sort(rep.hosts.begin(), rep.hosts.end(), [](auto& a, auto& b) { return a.host < b.host; });
+  if (auto deps = check_dependencies(share, opt.stale_after_ms); deps) rep.dependency_problems = *deps;
   (void)share.audit(action, fmt::format("{} -> {}", rep.previous.empty() ? "-" : rep.previous, target),
                     rep.all_ok() ? "ok" : "failed");
   return rep;
@@ -985,6 +1138,7 @@ Result<StatusReport> share_status(Share& share, int64_t stale_after_ms) {
   auto hosts = share.list_hosts();
   if (!hosts) return hosts.error();
   int64_t now = server_now_ms(share);
+  if (auto deps = check_dependencies(share, stale_after_ms); deps) rep.dependency_problems = *deps;
   for (const auto& h : *hosts) {
     HostView v;
     v.host = h;
@@ -1000,6 +1154,73 @@ Result<StatusReport> share_status(Share& share, int64_t stale_after_ms) {
       continue;
     }
     rep.hosts.push_back(std::move(v));
+  }
+  return rep;
+}
+
+Result<PruneReport> prune(Share& share, int keep, bool dry_run, const MasterOptions& opt) {
+  if (auto s = share.check(); !s) return s.error();
+  if (keep < 1) return err(Exit::Usage, "--keep must be at least 1");
+  PruneReport rep;
+  auto m = share.read_marker();
+  if (!m) return m.error();
+  if (*m) return err(Exit::Busy, "a push is in progress; prune later");
+  auto rels = share.list_releases();
+  if (!rels) return rels.error();
+  auto ptr = share.read_pointer();
+  if (!ptr) return ptr.error();
+  std::map<std::string, std::string> why;
+  for (size_t i = 0; i < rels->size(); ++i)
+    if (static_cast<int>(rels->size() - i) <= keep) why[(*rels)[i]] = "newest";
+  if (*ptr) {
+    why[(*ptr)->release] = "current";
+    if (!(*ptr)->previous.empty()) why[(*ptr)->previous] = "previous";
+    for (const auto& [h, v] : (*ptr)->overrides) why[v] = "assigned to " + h;
+    std::string below;
+    for (const auto& v : *rels)
+      if (compare_versions(v, (*ptr)->release) < 0) below = v;
+    if (!below.empty()) why[below] = "rollback target";
+  }
+  // Any host that reports a release, live or not: a silent host may still be running it.
+  auto hosts = share.list_hosts();
+  if (!hosts) return hosts.error();
+  for (const auto& h : *hosts) {
+    auto s = share.read_status(h);
+    if (!s) return err(Exit::Integrity, s.error().msg + " (prune needs every host's status)");
+    if (*s && !(*s)->running.empty()) why[(*s)->running] = "runs on " + h;
+  }
+  for (const auto& v : *rels) {
+    if (why.count(v)) {
+      rep.kept.push_back(fmt::format("{} ({})", v, why[v]));
+      continue;
+    }
+    rep.deleted.push_back(v);
+    if (dry_run) continue;
+    // Out of sight first (one rename), then the tree.
+    std::string gone = path_join(share.releases_dir(), fmt::format(".deleting-{}.{}.{}", v, short_hostname(), getpid()));
+    if (auto s = share.fs().rename(share.release_dir(v), gone); !s) return s.error();
+    (void)share.audit("prune", v, "ok");
+    if (auto s = remove_tree(gone); !s) note(opt, s.error().msg);
+  }
+  if (dry_run) return rep;
+  // Objects whose only link is the store itself.
+  auto dirs = share.fs().list_dir(share.objects_dir());
+  if (!dirs) return dirs.error();
+  for (const auto& d : *dirs) {
+    if (d.type != FileInfo::Dir) continue;
+    std::string sub = path_join(share.objects_dir(), d.name);
+    auto files = share.fs().list_dir(sub);
+    if (!files) continue;
+    for (const auto& f : *files) {
+      if (f.type != FileInfo::File || f.name[0] == '.') continue;
+      auto st = share.fs().stat(path_join(sub, f.name));
+      if (st && *st && (*st)->nlink == 1) {
+        if (auto u = share.fs().unlink(path_join(sub, f.name)); u && *u) {
+          ++rep.objects_removed;
+          rep.bytes_freed += (*st)->size;
+        }
+      }
+    }
   }
   return rep;
 }

@@ -42,7 +42,16 @@ struct MasterOptions {
   int max_unavailable = 1;               ///< per redundancy group, at once
   bool hold_acting = false;              ///< keep the acting version back until `finalize`
   int64_t migrate_timeout_ms = 600000;
+  // Targets and votes.
+  std::vector<std::string> hosts;        ///< only these hosts (push/rollback --hosts)
+  std::string cls;                       ///< only hosts of this class (push --class)
+  int64_t vote_timeout_ms = 60000;
+  bool assume_accept = false;            ///< a host that does not vote counts as accepting
+  bool skip_vetoed = false;              ///< upgrade only the hosts that accepted
 };
+
+/// Module dependencies inside each live host and APIs across live hosts; one line per problem.
+Result<std::vector<std::string>> check_dependencies(Share& share, int64_t stale_after_ms);
 
 /// What the master saw each host do during one switch, for `report --html`.
 struct TimelineEvent {
@@ -75,6 +84,7 @@ struct SwitchReport {
   bool nothing_to_do = false;
   StageResult stage;
   std::vector<HostOutcome> hosts;
+  std::vector<std::string> dependency_problems;
   bool all_ok() const;
 };
 
@@ -85,6 +95,17 @@ struct PushRequest {
 };
 Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOptions& opt);
 Result<SwitchReport> rollback(Share& share, const std::string& to, const MasterOptions& opt);
+struct PruneReport {
+  std::vector<std::string> deleted;
+  std::vector<std::string> kept;   ///< with the reason, e.g. "1.0 (runs on web01)"
+  int objects_removed = 0;
+  uint64_t bytes_freed = 0;
+};
+/// Deletes old releases: keeps the newest `keep`, the current release and its overrides, the
+/// rollback target (newest release below current, and `previous`), and every release any
+/// host's status says it runs. Then removes objects no release links any more.
+Result<PruneReport> prune(Share& share, int keep, bool dry_run, const MasterOptions& opt);
+
 /// Releases an acting version held back by --hold-acting (runs the migration hook once).
 Result<std::string> finalize(Share& share, const MasterOptions& opt);
 
@@ -123,6 +144,7 @@ struct StatusReport {
   std::vector<std::string> releases;
   std::vector<HostView> hosts;
   std::vector<std::string> warnings;
+  std::vector<std::string> dependency_problems;
 };
 Result<StatusReport> share_status(Share& share, int64_t stale_after_ms);
 

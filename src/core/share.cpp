@@ -24,6 +24,40 @@ const std::string& Pointer::release_for(const std::string& h) const {
   return it == overrides.end() ? release : it->second;
 }
 
+const ModuleInfo* Manifest::module(const std::string& name) const {
+  for (const auto& m : modules)
+    if (m.name == name) return &m;
+  return nullptr;
+}
+
+bool Manifest::in_module(const ModuleInfo& m, const std::string& p) {
+  for (const auto& pre : m.paths)
+    if (p == pre || starts_with(p, pre + "/")) return true;
+  return false;
+}
+
+const ClassInfo* Manifest::pick_class(const std::string& cls, const std::map<std::string, std::string>& traits) const {
+  for (const auto& c : classes)
+    if (!cls.empty() && c.name == cls) return &c;
+  for (const auto& c : classes) {
+    if (c.match.empty()) continue;
+    bool all = true;
+    for (const auto& [k, v] : c.match) {
+      auto it = traits.find(k);
+      if (it == traits.end() || it->second != v) all = false;
+    }
+    if (all) return &c;
+  }
+  return nullptr;
+}
+
+std::vector<const ModuleInfo*> Manifest::modules_for(const ClassInfo* c) const {
+  std::vector<const ModuleInfo*> out;
+  for (const auto& m : modules)
+    if (!c || std::find(c->modules.begin(), c->modules.end(), m.name) != c->modules.end()) out.push_back(&m);
+  return out;
+}
+
 uint64_t Manifest::total_bytes() const {
   uint64_t t = 0;
   for (const auto& e : entries) t += e.size;
@@ -49,6 +83,7 @@ std::string pack_marker(const Marker& m) {
   r.add("started", {dash(m.started)});
   r.add("strategy", {m.strategy});
   if (m.targets) r.add("targets", *m.targets);
+  if (m.phase != "stop") r.add("phase", {m.phase});
   return pack_record(r);
 }
 
@@ -90,6 +125,8 @@ Result<Marker> unpack_marker(std::string_view text, std::string_view what) {
     m.targets = l.args;
   }
   if (m.strategy != "all-at-once" && m.strategy != "rolling") return bad_value(what, "strategy", "unknown strategy");
+  m.phase = rd.str_or("phase", "stop");
+  if (m.phase != "stop" && m.phase != "vote") return bad_value(what, "phase", "must be vote or stop");
   if (m.action != "push" && m.action != "rollback") return bad_value(what, "action", "must be push or rollback");
   if (auto e = check_version_name(m.release)) return bad_value(what, "release", *e);
   if (!m.previous.empty())
@@ -167,12 +204,14 @@ std::string pack_status(const HostStatus& s) {
   r.add("reason", {dash(s.reason)});
   r.add("updated", {dash(s.updated)});
   r.add("trust", {dash(s.trust)});
+  r.add("class", {dash(s.cls)});
+  for (const auto& [m, v] : s.modules) r.add("module", {m, v});
   r.add("group", {dash(s.group)});
   r.add("acting", {dash(s.acting)});
   return pack_record(r);
 }
 
-static const char* kStates[] = {"idle", "starting", "running", "stopping", "stopped", "failed", "draining"};
+static const char* kStates[] = {"idle", "starting", "running", "stopping", "stopped", "failed", "draining", "voting"};
 
 Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
   auto rec = unpack_record(text, "status", kFormatVersion, what);
@@ -193,6 +232,15 @@ Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
   s.updated = undash(rd.str_or("updated", "-"));
   s.trust = undash(rd.str_or("trust", "-"));
   s.group = undash(rd.str_or("group", "-"));
+  s.cls = undash(rd.str_or("class", "-"));
+  for (const auto& l : rec->lines) {
+    if (l.key != "module") continue;
+    if (l.args.size() != 2 || check_host_name(l.args[0]) || check_version_name(l.args[1]))
+      return rd.bad(l, "module needs: name version");
+    s.modules[l.args[0]] = l.args[1];
+  }
+  if (!s.cls.empty())
+    if (auto e = check_host_name(s.cls)) return bad_value(what, "class", *e);
   s.acting = undash(rd.str_or("acting", "-"));
   if (!s.group.empty())
     if (auto e = check_host_name(s.group)) return bad_value(what, "group", *e);
@@ -216,6 +264,20 @@ std::string pack_manifest(const Manifest& m) {
   if (m.expires) r.add("expires", {std::to_string(m.expires)});
   if (!m.min_compatible.empty()) r.add("min_compatible", {m.min_compatible});
   if (!m.migrate.empty()) r.add("migrate", {m.migrate});
+  for (const auto& mod : m.modules) {
+    std::vector<std::string> a{mod.name, mod.version, mod.sha256, std::to_string(mod.size)};
+    a.insert(a.end(), mod.paths.begin(), mod.paths.end());
+    r.add("module", a);
+    for (const auto& [d, v] : mod.depends) r.add("depends", {mod.name, d, v});
+    for (const auto& [api, v] : mod.provides) r.add("provides", {mod.name, api, v});
+    for (const auto& [api, v] : mod.consumes) r.add("consumes", {mod.name, api, v});
+  }
+  for (const auto& c : m.classes) {
+    std::vector<std::string> a{c.name};
+    a.insert(a.end(), c.modules.begin(), c.modules.end());
+    r.add("class", a);
+    for (const auto& [k, v] : c.match) r.add("match", {c.name, k, v});
+  }
   for (const auto& e : m.entries) {
     switch (e.kind) {
       case ManifestEntry::Dir: r.add("dir", {e.path, fmt::format("{:o}", e.mode)}); break;
@@ -285,6 +347,52 @@ Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
         return rd.bad(l, "symlink target must be relative");
       if (std::any_of(e.target.begin(), e.target.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
         return rd.bad(l, "symlink target contains a control character");
+    } else if (l.key == "module") {
+      if (l.args.size() < 5) return rd.bad(l, "module needs: name version sha256 size path...");
+      ModuleInfo mod;
+      mod.name = l.args[0];
+      mod.version = l.args[1];
+      mod.sha256 = l.args[2];
+      auto sz = parse_i64(l.args[3]);
+      if (check_host_name(mod.name)) return rd.bad(l, "bad module name");
+      if (auto e2 = check_version_name(mod.version)) return rd.bad(l, "module version: " + *e2);
+      if (!is_sha256_hex(mod.sha256)) return rd.bad(l, "bad module sha256");
+      if (!sz || *sz < 0) return rd.bad(l, "bad module size");
+      mod.size = static_cast<uint64_t>(*sz);
+      for (size_t i = 4; i < l.args.size(); ++i) {
+        if (auto e2 = check_rel_path(l.args[i])) return rd.bad(l, "module path: " + *e2);
+        mod.paths.push_back(l.args[i]);
+      }
+      if (m.module(mod.name)) return rd.bad(l, "module listed twice");
+      m.modules.push_back(std::move(mod));
+      continue;
+    } else if (l.key == "depends" || l.key == "provides" || l.key == "consumes") {
+      if (l.args.size() != 3) return rd.bad(l, l.key + " needs: module name version");
+      ModuleInfo* mod = nullptr;
+      for (auto& x : m.modules)
+        if (x.name == l.args[0]) mod = &x;
+      if (!mod) return rd.bad(l, fmt::format("{} names unknown module '{}'", l.key, l.args[0]));
+      if (check_host_name(l.args[1]) || check_version_name(l.args[2])) return rd.bad(l, "bad name or version");
+      (l.key == "depends" ? mod->depends : l.key == "provides" ? mod->provides : mod->consumes)[l.args[1]] = l.args[2];
+      continue;
+    } else if (l.key == "class") {
+      if (l.args.empty() || check_host_name(l.args[0])) return rd.bad(l, "class needs: name module...");
+      ClassInfo c;
+      c.name = l.args[0];
+      for (size_t i = 1; i < l.args.size(); ++i) {
+        if (!m.module(l.args[i])) return rd.bad(l, fmt::format("class {} names unknown module '{}'", c.name, l.args[i]));
+        c.modules.push_back(l.args[i]);
+      }
+      m.classes.push_back(std::move(c));
+      continue;
+    } else if (l.key == "match") {
+      if (l.args.size() != 3) return rd.bad(l, "match needs: class key value");
+      ClassInfo* c = nullptr;
+      for (auto& x : m.classes)
+        if (x.name == l.args[0]) c = &x;
+      if (!c) return rd.bad(l, fmt::format("match names unknown class '{}'", l.args[0]));
+      c->match[l.args[1]] = l.args[2];
+      continue;
     } else if (l.key == "version" || l.key == "created" || l.key == "created_by" || l.key == "reconfig" ||
                l.key == "expires" || l.key == "min_compatible" || l.key == "migrate") {
       continue;
@@ -317,6 +425,32 @@ Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
       return bad_value(what, "migrate", "hook is not listed as a file");
   }
   return m;
+}
+
+std::string pack_vote(const Vote& v) {
+  Record r{"vote", kFormatVersion, {}};
+  r.add("host", {v.host});
+  r.add("generation", {std::to_string(v.generation)});
+  r.add("vote", {v.accept ? "accept" : "veto"});
+  r.add("reason", {dash(v.reason)});
+  return pack_record(r);
+}
+
+Result<Vote> unpack_vote(std::string_view text, std::string_view what) {
+  auto rec = unpack_record(text, "vote", kFormatVersion, what);
+  if (!rec) return rec.error();
+  RecordReader rd(*rec, std::string(what));
+  Vote v;
+  TRY_ASSIGN(v.host, rd.str("host"));
+  TRY_ASSIGN(v.generation, rd.num("generation"));
+  std::string vote;
+  TRY_ASSIGN(vote, rd.str("vote"));
+  if (vote != "accept" && vote != "veto") return bad_value(what, "vote", "must be accept or veto");
+  v.accept = vote == "accept";
+  v.reason = undash(rd.str_or("reason", "-"));
+  if (v.reason.size() > 1024) v.reason.resize(1024);
+  if (auto e = check_host_name(v.host)) return bad_value(what, "host", *e);
+  return v;
 }
 
 // ---- Share I/O
@@ -390,6 +524,22 @@ Result<std::optional<HostStatus>> Share::read_status(const std::string& host) {
   return std::optional<HostStatus>(*s);
 }
 
+Status Share::write_vote(const Vote& v) {
+  if (auto st = fs_.mkdir(host_dir(v.host), 0755); !st) return st;
+  return fs_.write_atomic(path_join(host_dir(v.host), "vote"), pack_vote(v), 0644);
+}
+
+Result<std::optional<Vote>> Share::read_vote(const std::string& host) {
+  std::string path = path_join(host_dir(host), "vote");
+  auto t = fs_.read_file(path, kSmallFileMax);
+  if (!t) return t.error();
+  if (!*t) return std::optional<Vote>();
+  auto v = unpack_vote(**t, path);
+  if (!v) return v.error();
+  if (v->host != host) return err(Exit::Integrity, fmt::format("{}: names host '{}'", path, v->host));
+  return std::optional<Vote>(*v);
+}
+
 Status Share::write_status(const HostStatus& s) {
   if (auto st = fs_.mkdir(host_dir(s.host), 0755); !st) return st;
   return fs_.write_atomic(status_path(s.host), pack_status(s), 0644);
@@ -441,7 +591,7 @@ Result<std::optional<std::string>> Share::read_manifest_text(const std::string& 
   return fs_.read_file(manifest_path(version), kManifestMax);
 }
 
-Result<std::vector<std::string>> Share::verify_release(const std::string& version) {
+Result<std::vector<std::string>> Share::verify_release(const std::string& version, const std::string& cls) {
   auto m = read_manifest(version);
   if (!m) return m.error();
   std::vector<std::string> problems;
@@ -449,8 +599,24 @@ Result<std::vector<std::string>> Share::verify_release(const std::string& versio
     problems.push_back(fmt::format("{}: manifest missing", manifest_path(version)));
     return problems;
   }
-  std::string dir = release_dir(version);
+  std::string dir = run_dir(version, cls);
+  const ClassInfo* ci = nullptr;
+  if (!cls.empty()) {
+    for (const auto& c : (*m)->classes)
+      if (c.name == cls) ci = &c;
+    if (!ci) {
+      problems.push_back(fmt::format("release {} has no class '{}'", version, cls));
+      return problems;
+    }
+  }
+  auto mods = (*m)->modules_for(ci);
   for (const auto& e : (*m)->entries) {
+    if (ci) {
+      // A class tree holds its modules' entries only.
+      bool mine = false;
+      for (const auto* mod : mods) mine = mine || Manifest::in_module(*mod, e.path);
+      if (!mine) continue;
+    }
     std::string p = path_join(dir, e.path);
     auto st = fs_.stat(p);
     if (!st) return st.error();

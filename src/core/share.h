@@ -45,7 +45,18 @@ struct Marker {
   /// Hosts that must stop for this marker; nullopt = every host (all-at-once).
   std::optional<std::vector<std::string>> targets;
   bool targets_host(const std::string& h) const;
+  std::string phase = "stop";   ///< vote: targeted hosts vote, nobody stops yet | stop
 };
+
+/// A host's answer to a vote (hosts/<host>/vote).
+struct Vote {
+  std::string host;
+  int64_t generation = 0;
+  bool accept = true;
+  std::string reason;
+};
+std::string pack_vote(const Vote& v);
+Result<Vote> unpack_vote(std::string_view text, std::string_view what);
 
 struct Pointer {
   int64_t generation = 0;
@@ -76,6 +87,8 @@ struct HostStatus {
   std::string updated;
   std::string trust;            ///< signed | unsigned (what this host requires)
   std::string group;            ///< redundancy group ("" none)
+  std::string cls;              ///< host class ("" none)
+  std::map<std::string, std::string> modules;  ///< module -> version this host runs
   std::string acting;           ///< acting version handed to the agent
   int64_t mtime_ms = 0;         ///< filled from stat by readers; not stored
 };
@@ -89,6 +102,24 @@ struct ManifestEntry {
   std::string target;  ///< for symlinks
 };
 
+/// A module: a named set of files or subtrees of the release, versioned, with dependencies.
+struct ModuleInfo {
+  std::string name, version;
+  std::string sha256;                          ///< over its entries' kind, path, mode, size, hash
+  uint64_t size = 0;
+  std::vector<std::string> paths;              ///< path prefixes inside the release
+  std::map<std::string, std::string> depends;  ///< module -> lowest version
+  std::map<std::string, std::string> provides; ///< api -> version
+  std::map<std::string, std::string> consumes; ///< api -> lowest version
+};
+
+/// A host class: which modules a host of this class gets, and the traits that select it.
+struct ClassInfo {
+  std::string name;
+  std::vector<std::string> modules;
+  std::map<std::string, std::string> match;
+};
+
 struct Manifest {
   std::string version;
   std::string created;
@@ -98,7 +129,16 @@ struct Manifest {
   std::string min_compatible;  ///< lowest version this release can run beside ("" = any)
   std::string migrate;   ///< path of the data-migration hook inside the release, "" if none
   std::vector<ManifestEntry> entries;
+  std::vector<ModuleInfo> modules;   ///< empty = one implicit module covering everything
+  std::vector<ClassInfo> classes;
   uint64_t total_bytes() const;
+  const ModuleInfo* module(const std::string& name) const;
+  /// The class a host gets: by name, else the first whose match traits the host has; null = whole release.
+  const ClassInfo* pick_class(const std::string& cls, const std::map<std::string, std::string>& traits) const;
+  /// Modules a host of class `c` runs (all modules when c is null).
+  std::vector<const ModuleInfo*> modules_for(const ClassInfo* c) const;
+  /// Whether entry path `p` belongs to module `m`.
+  static bool in_module(const ModuleInfo& m, const std::string& p);
 };
 
 std::string pack_marker(const Marker& m);
@@ -125,6 +165,10 @@ class Share {
   std::string releases_dir() const { return path_join(root_, "releases"); }
   std::string release_dir(const std::string& v) const { return path_join(releases_dir(), v); }
   std::string manifest_path(const std::string& v) const { return path_join(release_dir(v), ".nfsup/manifest"); }
+  /// Where a host of class `cls` runs release `v` from ("" = the whole release).
+  std::string run_dir(const std::string& v, const std::string& cls) const {
+    return cls.empty() ? release_dir(v) : path_join(release_dir(v), ".nfsup/class/" + cls);
+  }
   std::string manifest_sig_path(const std::string& v) const { return path_join(release_dir(v), ".nfsup/manifest.sig"); }
   std::string objects_dir() const { return path_join(root_, "objects"); }
   std::string object_path(const std::string& sha, uint32_t mode) const;
@@ -144,6 +188,8 @@ class Share {
   Result<std::optional<Pointer>> read_pointer();
   Result<std::optional<HostStatus>> read_status(const std::string& host);
   Status write_status(const HostStatus& s);
+  Status write_vote(const Vote& v);
+  Result<std::optional<Vote>> read_vote(const std::string& host);
   Result<std::vector<std::string>> list_hosts();
   Result<std::vector<std::string>> list_releases();  ///< published releases, sorted by version
   Result<std::optional<Manifest>> read_manifest(const std::string& version);
@@ -151,7 +197,7 @@ class Share {
   Result<std::optional<std::string>> read_manifest_text(const std::string& version);
 
   /// Checks every entry of a release against its manifest. Returns the list of problems (empty = ok).
-  Result<std::vector<std::string>> verify_release(const std::string& version);
+  Result<std::vector<std::string>> verify_release(const std::string& version, const std::string& cls = "");
 
   /// Writes one audit event (one file per event, never appended).
   Status audit(const std::string& action, const std::string& detail, const std::string& result);

@@ -17,6 +17,8 @@
 #include <set>
 #include <tuple>
 
+#include <yaml-cpp/yaml.h>
+
 #include "hash.h"
 #include "trust.h"
 
@@ -119,6 +121,106 @@ Status remove_tree(const std::string& path) {
   return ok_status();
 }
 
+Result<std::pair<std::vector<ModuleInfo>, std::vector<ClassInfo>>> parse_module_spec(std::string_view yaml,
+                                                                                      const std::string& path,
+                                                                                      const std::string& version) {
+  auto at = [&](const YAML::Node& n, const std::string& msg) -> Error {
+    auto mk = n.Mark();
+    if (mk.is_null()) return err(Exit::Usage, fmt::format("{}: {}", path, msg));
+    return err(Exit::Usage, fmt::format("{}:{}:{}: {}", path, mk.line + 1, mk.column + 1, msg));
+  };
+  std::vector<ModuleInfo> mods;
+  std::vector<ClassInfo> classes;
+  try {
+    YAML::Node root = YAML::Load(std::string(yaml));
+    if (!root.IsMap() || !root["modules"] || !root["modules"].IsMap())
+      return err(Exit::Usage, fmt::format("{}: needs a 'modules' mapping", path));
+    auto name_map = [&](const YAML::Node& n, const std::string& what,
+                        std::map<std::string, std::string>* out) -> std::optional<Error> {
+      if (!n) return std::nullopt;
+      if (!n.IsMap()) return at(n, what + " must be a mapping of name: version");
+      for (const auto& kv : n) {
+        std::string k = kv.first.as<std::string>(), v = kv.second.as<std::string>();
+        if (check_host_name(k) || check_version_name(v)) return at(kv.first, fmt::format("{}: bad name or version '{}: {}'", what, k, v));
+        (*out)[k] = v;
+      }
+      return std::nullopt;
+    };
+    for (const auto& kv : root["modules"]) {
+      ModuleInfo m;
+      m.name = kv.first.as<std::string>();
+      if (auto e = check_host_name(m.name)) return at(kv.first, "module name: " + *e);
+      const YAML::Node& b = kv.second;
+      if (!b.IsMap() || !b["paths"] || !b["paths"].IsSequence())
+        return at(kv.second, fmt::format("module {} needs 'paths: [...]'", m.name));
+      for (const auto& p : b["paths"]) {
+        std::string s = p.as<std::string>();
+        while (s.size() > 1 && s.back() == '/') s.pop_back();
+        if (auto e = check_rel_path(s)) return at(p, "module path: " + *e);
+        m.paths.push_back(s);
+      }
+      m.version = b["version"] ? b["version"].as<std::string>() : version;
+      if (auto e = check_version_name(m.version)) return at(b["version"], "module version: " + *e);
+      if (auto e = name_map(b["depends"], "depends", &m.depends)) return *e;
+      if (auto e = name_map(b["provides"], "provides", &m.provides)) return *e;
+      if (auto e = name_map(b["consumes"], "consumes", &m.consumes)) return *e;
+      mods.push_back(std::move(m));
+    }
+    if (root["classes"]) {
+      if (!root["classes"].IsMap()) return at(root["classes"], "'classes' must be a mapping");
+      for (const auto& kv : root["classes"]) {
+        ClassInfo c;
+        c.name = kv.first.as<std::string>();
+        if (auto e = check_host_name(c.name)) return at(kv.first, "class name: " + *e);
+        YAML::Node list = kv.second.IsMap() ? kv.second["modules"] : kv.second;
+        if (!list || !list.IsSequence()) return at(kv.second, fmt::format("class {} needs a list of modules", c.name));
+        for (const auto& m : list) {
+          std::string n = m.as<std::string>();
+          if (std::none_of(mods.begin(), mods.end(), [&](auto& x) { return x.name == n; }))
+            return at(m, fmt::format("class {} names unknown module '{}'", c.name, n));
+          c.modules.push_back(n);
+        }
+        if (kv.second.IsMap())
+          if (auto e = name_map(kv.second["match"], "match", &c.match)) return *e;
+        classes.push_back(std::move(c));
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    return err(Exit::Usage, fmt::format("{}:{}:{}: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg));
+  }
+  for (const auto& m : mods)
+    for (const auto& [d, v] : m.depends)
+      if (std::none_of(mods.begin(), mods.end(), [&](auto& x) { return x.name == d; }))
+        return err(Exit::Usage, fmt::format("{}: module {} depends on unknown module '{}'", path, m.name, d));
+  return std::make_pair(mods, classes);
+}
+
+// Fills in each module's hash and size and checks every file belongs to a module.
+static Status seal_modules(Manifest& m, const std::string& spec_path) {
+  if (m.modules.empty()) return ok_status();
+  for (const auto& e : m.entries) {
+    if (e.kind == ManifestEntry::Dir || starts_with(e.path, ".nfsup")) continue;
+    if (std::none_of(m.modules.begin(), m.modules.end(), [&](auto& x) { return Manifest::in_module(x, e.path); }))
+      return err(Exit::Usage, fmt::format("{}: '{}' belongs to no module", spec_path, e.path));
+  }
+  for (auto& mod : m.modules) {
+    Sha256 h;
+    mod.size = 0;
+    bool any = false;
+    for (const auto& e : m.entries) {
+      if (!Manifest::in_module(mod, e.path)) continue;
+      any = true;
+      std::string line = fmt::format("{} {} {:o} {} {}{}\n", static_cast<int>(e.kind), e.path, e.mode, e.size, e.sha256,
+                                     e.target);
+      h.update(line.data(), line.size());
+      mod.size += e.size;
+    }
+    if (!any) return err(Exit::Usage, fmt::format("{}: module {} matches no file", spec_path, mod.name));
+    mod.sha256 = h.hex();
+  }
+  return ok_status();
+}
+
 Result<Manifest> scan_source(const StageRequest& req) {
   if (auto e = check_version_name(req.version)) return err(Exit::Usage, fmt::format("--version: {}", *e));
   struct stat st{};
@@ -186,6 +288,17 @@ Result<Manifest> scan_source(const StageRequest& req) {
     }
     m.entries.push_back(e);
   }
+  if (!req.modules.empty()) {
+    RealFs lfs("local");
+    auto text = lfs.read_file(req.modules, 1 << 20);
+    if (!text) return err(Exit::Usage, text.error().msg);
+    if (!*text) return err(Exit::Usage, fmt::format("--modules {}: no such file", req.modules));
+    auto spec = parse_module_spec(**text, req.modules, req.version);
+    if (!spec) return spec.error();
+    m.modules = spec->first;
+    m.classes = spec->second;
+    if (auto s = seal_modules(m, req.modules); !s) return s.error();
+  }
   auto check = unpack_manifest(pack_manifest(m), req.source);
   if (!check) return err(Exit::Usage, check.error().msg);
   return m;
@@ -193,7 +306,8 @@ Result<Manifest> scan_source(const StageRequest& req) {
 
 static bool same_content(const Manifest& a, const Manifest& b) {
   if (a.entries.size() != b.entries.size() || a.reconfig != b.reconfig || a.migrate != b.migrate ||
-      a.min_compatible != b.min_compatible)
+      a.min_compatible != b.min_compatible || pack_manifest(Manifest{"", "", "", "", 0, "", "", {}, a.modules, a.classes}) !=
+                                                  pack_manifest(Manifest{"", "", "", "", 0, "", "", {}, b.modules, b.classes}))
     return false;
   for (size_t i = 0; i < a.entries.size(); ++i) {
     const auto &x = a.entries[i], &y = b.entries[i];
@@ -311,6 +425,35 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
     }
     done += e.size;
     if (req.progress) req.progress(done, res.bytes_total);
+  }
+  // Per-class trees: hard links to the same objects, so each host class runs exactly its modules.
+  for (const auto& c : res.manifest.classes) {
+    std::string cdir = path_join(staging, ".nfsup/class/" + c.name);
+    if (auto s = fs.mkdir(path_join(staging, ".nfsup/class"), 0755); !s) return cleanup(s.error());
+    if (auto s = fs.mkdir(cdir, 0755); !s) return cleanup(s.error());
+    auto mods = res.manifest.modules_for(&c);
+    for (const auto& e : res.manifest.entries) {
+      bool mine = false;
+      for (const auto* mod : mods) mine = mine || Manifest::in_module(*mod, e.path);
+      if (!mine) continue;
+      std::string dst = path_join(cdir, e.path);
+      // Parents of a module path are created as plain directories.
+      std::string parent = dirname_of(dst);
+      std::vector<std::string> chain;
+      while (parent.size() > cdir.size()) {
+        chain.push_back(parent);
+        parent = dirname_of(parent);
+      }
+      for (auto it = chain.rbegin(); it != chain.rend(); ++it) (void)fs.mkdir(*it, 0755);
+      if (e.kind == ManifestEntry::Dir) {
+        if (auto s = fs.mkdir(dst, 0755); !s) return cleanup(s.error());
+      } else if (e.kind == ManifestEntry::Symlink) {
+        if (::symlink(e.target.c_str(), dst.c_str()) != 0)
+          return cleanup(err(Exit::Share, fmt::format("symlink({}): {}", dst, errno_str(errno))));
+      } else if (::link(path_join(staging, e.path).c_str(), dst.c_str()) != 0) {
+        return cleanup(err(Exit::Share, fmt::format("link({}): {}", dst, errno_str(errno))));
+      }
+    }
   }
   crash_point("stage-before-manifest");
   std::string mtext = pack_manifest(res.manifest);

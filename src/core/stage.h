@@ -18,7 +18,14 @@ struct StageRequest {
   int64_t expires = 0;                          ///< unix seconds; 0 = never
   std::string min_compatible;                   ///< lowest version this release can run beside
   std::string migrate;                          ///< local path of the data-migration hook
+  std::string modules;                          ///< local path of the module/class spec (YAML), "" = one module
 };
+
+/// Parses a module spec (YAML) into modules and classes (paths and names only; hashes are
+/// filled in by scan_source). `path` names the file in errors.
+Result<std::pair<std::vector<ModuleInfo>, std::vector<ClassInfo>>> parse_module_spec(std::string_view yaml,
+                                                                                      const std::string& path,
+                                                                                      const std::string& version);
 
 struct StageResult {
   Manifest manifest;

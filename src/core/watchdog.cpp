@@ -32,6 +32,7 @@ const char* decision_name(Decision::Kind k) {
     case Decision::Switch: return "switch";
     case Decision::Start: return "start";
     case Decision::Idle: return "idle";
+    case Decision::Vote: return "vote";
   }
   return "?";
 }
@@ -41,6 +42,15 @@ Decision decide(const Observation& obs, const LocalView& local) {
   if (!obs.share_ok) {
     d.kind = Decision::Keep;
     d.why = "share unreachable: " + obs.share_error;
+    return d;
+  }
+  if (obs.marker && !obs.marker_lapsed && obs.marker->phase == "vote" && obs.marker->targets_host(local.host)) {
+    d.kind = Decision::Vote;
+    d.generation = obs.marker->generation;
+    d.from = local.running;
+    d.to = obs.marker->release;
+    d.why = fmt::format("vote on {} -> {} (generation {})", local.running.empty() ? "-" : local.running,
+                        obs.marker->release, obs.marker->generation);
     return d;
   }
   if (obs.marker && !obs.marker_lapsed && obs.marker->targets_host(local.host)) {
@@ -187,6 +197,8 @@ struct LocalState {
   std::vector<int64_t> crashes;
   bool gave_up = false;
   std::string boot_id;
+  std::string cls;             // release class the agent runs ("" = the whole release)
+  int64_t voted_gen = 0;       // marker generation this host has voted on
   std::string acting;          // acting version last handed to the agent
   std::string previous;        // release before the last switch (health-gate rollback)
   std::string newest;          // newest release this host ever accepted (rollback protection)
@@ -218,6 +230,7 @@ std::string pack_local(const LocalState& s) {
   r.add("gave_up", {s.gave_up ? "1" : "0"});
   r.add("newest", {s.newest.empty() ? "-" : s.newest, std::to_string(s.seen_gen)});
   r.add("acting", {s.acting.empty() ? "-" : s.acting, s.previous.empty() ? "-" : s.previous});
+  r.add("class", {s.cls.empty() ? "-" : s.cls, std::to_string(s.voted_gen)});
   return pack_record(r);
 }
 
@@ -255,7 +268,10 @@ LocalState unpack_local(const std::string& text, const std::string& path, Logger
       for (const auto& t : a)
         if (t != "-") s.crashes.push_back(num(t));
     } else if (l.key == "gave_up") s.gave_up = at(0) == "1";
-    else if (l.key == "acting") {
+    else if (l.key == "class") {
+      s.cls = at(0) == "-" || check_host_name(at(0)) ? "" : at(0);
+      s.voted_gen = num(at(1));
+    } else if (l.key == "acting") {
       s.acting = at(0) == "-" ? "" : at(0);
       s.previous = at(1) == "-" ? "" : at(1);
     } else if (l.key == "newest") {
@@ -434,7 +450,7 @@ class Watchdog {
 
   SpawnSpec agent_spec(const std::string& version) {
     SpawnSpec s;
-    std::string rdir = share_.release_dir(version);
+    std::string rdir = share_.run_dir(version, version == pending_ ? pending_cls_ : st_.cls);
     for (size_t i = 0; i < cfg_.agent.command.size(); ++i) {
       std::string a = cfg_.agent.command[i];
       auto sub = [&](const std::string& key, const std::string& val) {
@@ -509,6 +525,93 @@ class Watchdog {
     }
   }
 
+  // Which class of release `version` this host runs, and its modules (name -> version).
+  bool resolve(const std::string& version, std::string* cls, std::map<std::string, std::string>* mods,
+               std::map<std::string, std::string>* hashes, std::string* why) {
+    Result<std::optional<Manifest>> m = std::optional<Manifest>();
+    std::string t;
+    if (!on_share([&] { m = share_.read_manifest(version); }, cfg_.share_timeout_ms, &t)) {
+      note_share_error(t);
+      *why = t;
+      return false;
+    }
+    if (!m) {
+      *why = m.error().msg;
+      return false;
+    }
+    if (!*m) {
+      *why = fmt::format("release {} is not on the share", version);
+      return false;
+    }
+    const ClassInfo* c = (*m)->pick_class(cfg_.cls, cfg_.traits);
+    *cls = c ? c->name : "";
+    for (const auto* mod : (*m)->modules_for(c)) {
+      if (mods) (*mods)[mod->name] = mod->version;
+      if (hashes) (*hashes)[mod->name] = mod->sha256;
+    }
+    return true;
+  }
+
+  // Runs the checks in checks_dir and writes this host's vote for the marker's generation.
+  void vote(const Decision& d) {
+    if (st_.voted_gen == d.generation) return;
+    std::string cls, why;
+    std::map<std::string, std::string> now_h, next_h;
+    std::vector<std::string> changing;
+    if (resolve(d.to, &cls, nullptr, &next_h, &why)) {
+      if (!d.from.empty()) resolve(d.from, &cls, nullptr, &now_h, &why);
+      for (const auto& [m, h] : next_h)
+        if (!now_h.count(m) || now_h[m] != h) changing.push_back(m);
+      for (const auto& [m, h] : now_h)
+        if (!next_h.count(m)) changing.push_back(m);
+    }
+    Vote v;
+    v.host = cfg_.host;
+    v.generation = d.generation;
+    std::vector<std::string> checks;
+    if (!cfg_.checks_dir.empty())
+      if (DIR* dir = ::opendir(cfg_.checks_dir.c_str())) {
+        while (dirent* de = ::readdir(dir)) {
+          std::string n = de->d_name;
+          if (n.empty() || n[0] == '.') continue;
+          std::string p = path_join(cfg_.checks_dir, n);
+          struct stat cs{};
+          if (::stat(p.c_str(), &cs) == 0 && S_ISREG(cs.st_mode) && (cs.st_mode & 0111)) checks.push_back(p);
+        }
+        ::closedir(dir);
+      }
+    std::sort(checks.begin(), checks.end());
+    for (const auto& c : checks) {
+      SpawnSpec s;
+      s.argv = {c};
+      s.env = {{"NFSUP_HOST", cfg_.host},
+               {"NFSUP_FROM_VERSION", d.from},
+               {"NFSUP_TO_VERSION", d.to},
+               {"NFSUP_MODULES_CHANGING", join(changing, " ")},
+               {"NFSUP_SHARE", cfg_.share}};
+      auto r = run_with_timeout(s, 30000);
+      if (r && !r->timed_out && r->exit_code == 0) continue;
+      std::string out;
+      if (r)
+        for (const auto& l : split(r->output, '\n'))
+          if (!l.empty() && out.empty()) out = l;
+      v.accept = false;
+      v.reason = fmt::format("{}: {}", basename_of(c),
+                             !out.empty() ? out
+                             : !r         ? r.error().msg
+                             : r->timed_out ? std::string("timed out")
+                                            : fmt::format("exit code {}", r->exit_code));
+      break;
+    }
+    Status res = ok_status();
+    std::string t;
+    if (!on_share([&] { res = share_.write_vote(v); }, cfg_.share_timeout_ms, &t)) return note_share_error(t);
+    if (!res) return log(LogLevel::Error, res.error().msg);
+    st_.voted_gen = d.generation;
+    log(LogLevel::Info, fmt::format("{}: voted {} on {} -> {}{}{}", cfg_.host, v.accept ? "accept" : "veto",
+                                    d.from.empty() ? "-" : d.from, d.to, v.reason.empty() ? "" : ": ", v.reason));
+  }
+
   // ---- status reporting
   void set_state(const std::string& state, int64_t gen, const std::string& reason) {
     if (state != st_.state || gen != st_.status_gen || reason != st_.reason) {
@@ -536,6 +639,8 @@ class Watchdog {
     s.trust = cfg_.trust.signed_mode() ? "signed" : "unsigned";
     s.group = cfg_.group;
     s.acting = st_.acting;
+    s.cls = st_.cls.empty() ? cfg_.cls : st_.cls;
+    s.modules = modules_;
     Status res = ok_status();
     std::string why;
     bool done = on_share([&, s] { res = share_.write_status(s); }, cfg_.share_timeout_ms, &why);
@@ -745,10 +850,12 @@ class Watchdog {
 
   // Verifies the release on the share under a deadline that grows with its size.
   bool verify(const std::string& version, std::string* why) {
-    if (!cfg_.verify_before_start) return true;
     Result<std::vector<std::string>> r = std::vector<std::string>();
     std::string t;
-    if (!on_share([&] { r = share_.verify_release(version); }, cfg_.share_timeout_ms * 6, &t)) {
+    std::string cls = version == pending_ ? pending_cls_ : st_.cls;
+    // verify_before_start: false skips hashing every file, never the signature and expiry checks.
+    if (cfg_.verify_before_start &&
+        !on_share([&] { r = share_.verify_release(version, cls); }, cfg_.share_timeout_ms * 6, &t)) {
       *why = "verifying " + version + ": " + t;
       note_share_error(t);
       return false;
@@ -804,6 +911,14 @@ class Watchdog {
       return fail(fmt::format("refusing to go back from {} (newest accepted here) to {}: {} is not a rollback "
                               "signed by a trusted key",
                               st_.newest, to, share_.pointer_path()));
+    {
+      std::string cls;
+      std::map<std::string, std::string> mods;
+      if (!resolve(to, &cls, &mods, nullptr, &why)) return fail(why);
+      pending_ = to;
+      pending_cls_ = cls;
+      pending_mods_ = mods;
+    }
     if (!verify(to, &why)) return fail(why);
     ReconfigPlan plan;
     {
@@ -824,7 +939,15 @@ class Watchdog {
     st_.crashes.clear();
     st_.gave_up = false;
     st_.previous = from;
-    if (!start_agent(to, &why)) {
+    std::string old_cls = st_.cls;
+    auto old_mods = modules_;
+    st_.cls = pending_cls_;
+    modules_ = pending_mods_;
+    bool started = start_agent(to, &why);
+    pending_.clear();
+    if (!started) {
+      st_.cls = old_cls;
+      modules_ = old_mods;
       // Put the old configuration back before restarting the old release.
       if (!from.empty() && plan.kind != ReconfigPlan::Nothing) {
         ReconfigPlan back;
@@ -906,6 +1029,9 @@ class Watchdog {
         break;
       case Decision::Idle:
         set_state("idle", 0, d.why);
+        break;
+      case Decision::Vote:
+        vote(d);
         break;
       case Decision::Switch:
         do_switch(d);
@@ -1082,6 +1208,9 @@ class Watchdog {
   int64_t settle_until_ = 0;
   Pointer last_pointer_;
   std::string garbled_logged_;
+  std::string pending_, pending_cls_;   // release being switched to, and its class
+  std::map<std::string, std::string> pending_mods_;
+  std::map<std::string, std::string> modules_;  // modules the agent runs (for the status)
 };
 
 }  // namespace

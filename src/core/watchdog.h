@@ -61,6 +61,7 @@ struct Decision {
     Switch,      ///< move from `from` to `to`
     Start,       ///< (re)start `to` (same release)
     Idle,        ///< no release published yet
+    Vote,        ///< marker in its vote phase names this host: run the checks, write the vote
   } kind = Keep;
   std::string from, to;
   int64_t generation = 0;

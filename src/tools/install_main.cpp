@@ -25,6 +25,9 @@ struct Opts {
   int max_failures = 0, max_unavailable = 1;
   bool hold_acting = false;
   bool watch = false;
+  std::string hosts, cls, vote_timeout = "60s", modules;
+  bool assume_accept = false, skip_vetoed = false;
+  int keep = 5;
   std::string interval = "1s", html;
 };
 
@@ -52,6 +55,20 @@ Result<MasterOptions> master_opts(const Opts& o) {
   m.max_failures = o.max_failures;
   m.max_unavailable = o.max_unavailable;
   m.hold_acting = o.hold_acting;
+  if (!o.hosts.empty()) {
+    for (const auto& h : split(o.hosts, ',')) {
+      if (auto e = check_host_name(h)) return err(Exit::Usage, fmt::format("--hosts: {}", *e));
+      m.hosts.push_back(h);
+    }
+  }
+  if (!o.cls.empty())
+    if (auto e = check_host_name(o.cls)) return err(Exit::Usage, fmt::format("--class: {}", *e));
+  m.cls = o.cls;
+  auto vt = duration_flag("--vote-timeout", o.vote_timeout);
+  if (!vt) return vt.error();
+  m.vote_timeout_ms = *vt;
+  m.assume_accept = o.assume_accept;
+  m.skip_vetoed = o.skip_vetoed;
   m.force = o.force;
   bool tty = isatty(2);
   if (verbosity > 0 || (tty && verbosity == 0)) m.note = [](const std::string& s2) { fmt::print(stderr, "{}\n", s2); };
@@ -80,12 +97,17 @@ int report_switch(Result<SwitchReport> r, const char* what) {
       if (verbosity > 0) say(fmt::format("  {:<20} ok", h.host));
       continue;
     }
-    if (h.outcome == "stale") {
-      fmt::print(stderr, "{}: warning: {}: skipped: {}\n", program(), h.host, h.detail);
+    if (h.outcome == "stale" || h.outcome == "vetoed") {
+      fmt::print(stderr, "{}: warning: {}: skipped{}: {}\n", program(), h.host, h.outcome == "vetoed" ? " (vetoed)" : "",
+                 h.detail);
       continue;
     }
     ++bad;
     fmt::print(stderr, "{}: error: {}: {}: {}\n", program(), h.host, h.outcome, h.detail);
+  }
+  for (const auto& d : rep.dependency_problems) {
+    ++bad;
+    fmt::print(stderr, "{}: error: dependency: {}\n", program(), d);
   }
   size_t ok = std::count_if(rep.hosts.begin(), rep.hosts.end(), [](auto& h) { return h.outcome == "ok"; });
   say(fmt::format("{} {} -> {} (generation {}): {} host(s) ok, {} failed", what,
@@ -112,13 +134,15 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
                        json_str(r.pointer->action),
                        json_str(r.pointer->acting.empty() ? r.pointer->release : r.pointer->acting),
                        json_str(r.pointer->min_supported), ov);
+    } else {
+      o += ",\"current\":null";
     }
     if (r.rollout)
       o += fmt::format(",\"rollout\":{{\"phase\":{},\"target\":{},\"acting\":{},\"note\":{}}}",
                        json_str(r.rollout->phase), json_str(r.rollout->target), json_str(r.rollout->acting),
                        json_str(r.rollout->note));
     else
-      o += ",\"current\":null";
+      o += ",\"rollout\":null";
     if (r.marker)
       o += fmt::format(",\"marker\":{{\"action\":{},\"release\":{},\"previous\":{},\"generation\":{},\"master_host\":{},"
                        "\"master_pid\":{},\"started\":{}}}",
@@ -139,11 +163,15 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
       }
       const auto& s = *h.status;
       o += fmt::format("{{\"host\":{},\"state\":{},\"running\":{},\"generation\":{},\"heartbeat\":{},\"mode\":{},"
-                       "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{},\"trust\":{},\"group\":{},\"acting\":{}}}",
+                       "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{},\"trust\":{},\"group\":{},\"acting\":{},\"class\":{},\"modules\":{{{}}}}}",
                        json_str(h.host), json_str(s.state), s.running.empty() ? "null" : json_str(s.running),
                        s.generation, s.heartbeat, json_str(s.mode), json_str(s.reason), h.age_ms,
                        h.stale ? "true" : "false", json_str(s.updated), json_str(s.trust.empty() ? "unsigned" : s.trust),
-                       json_str(s.group), json_str(s.acting));
+                       json_str(s.group), json_str(s.acting), json_str(s.cls), [&] {
+                         std::string mj;
+                         for (const auto& [mn, mv] : s.modules) mj += (mj.empty() ? "" : ",") + json_str(mn) + ":" + json_str(mv);
+                         return mj;
+                       }());
     }
     o += "],\"warnings\":[";
     for (size_t i = 0; i < r.warnings.size(); ++i) o += (i ? "," : "") + json_str(r.warnings[i]);
@@ -186,6 +214,7 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
                  isatty(1) ? "\033[0m" : "");
   }
   for (const auto& w : r.warnings) fmt::print("warning:  {}\n", w);
+  for (const auto& d : r.dependency_problems) fmt::print("DEPENDENCY: {}\n", d);
   fmt::print("\n{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {}\n", "HOST", "GROUP", "STATE", "RUNNING", "GEN", "SEEN",
              "REASON");
   bool color = isatty(1);
@@ -231,6 +260,11 @@ int main(int argc, char** argv) {
     c->add_option("--share-timeout", o.share_timeout, "exit 3 if one share operation hangs this long (default 60s)");
     c->add_flag("--dry-run", o.dry_run, "print the plan; change nothing");
     c->add_option("--sign-key", o.sign_key, "Ed25519 secret key (from keygen) to sign the release and the pointer");
+    c->add_option("--hosts", o.hosts, "only these hosts (comma-separated); the others keep their release");
+    c->add_option("--vote-timeout", o.vote_timeout, "how long to wait for every targeted host's vote (default 60s)");
+    c->add_flag("--assume-accept", o.assume_accept, "a host that does not vote counts as accepting, not vetoing");
+    c->add_flag("--force", o.force, "go ahead over vetoes (recorded in the audit trail)");
+    c->add_flag("--skip-vetoed", o.skip_vetoed, "switch only the hosts that accepted");
   };
   auto* init = app.add_subcommand("init", "create the share layout");
   init->add_option("share", o.share, "the shared directory")->required();
@@ -239,6 +273,8 @@ int main(int argc, char** argv) {
   push_c->add_option("source", o.source, "a file or directory tree to release")->required();
   push_c->add_option("--version", o.version, "version name of the release")->required();
   push_c->add_option("--reconfig", o.reconfig, "script that rewrites a host's config for this release");
+  push_c->add_option("--class", o.cls, "only hosts of this class");
+  push_c->add_option("--modules", o.modules, "YAML spec of the release's modules and host classes");
   push_c->add_option("--strategy", o.strategy, "all-at-once (default; for incompatible releases) or rolling");
   push_c->add_option("--batch", o.batch, "rolling: hosts per batch, N or N% (default 1)");
   push_c->add_option("--max-failures", o.max_failures, "rolling: failed hosts tolerated before the rollout is undone (default 0)");
@@ -272,6 +308,10 @@ int main(int argc, char** argv) {
   auto* fin = app.add_subcommand("finalize", "release an acting version held back by --hold-acting");
   fin->add_option("share", o.share, "the shared directory")->required();
   fin->add_option("--sign-key", o.sign_key, "Ed25519 secret key to sign the pointer");
+  auto* pr = app.add_subcommand("prune", "delete old releases; never one a host runs, the current, or the rollback target");
+  pr->add_option("share", o.share, "the shared directory")->required();
+  pr->add_option("--keep", o.keep, "newest releases to keep besides those in use (default 5)");
+  pr->add_flag("--dry-run", o.dry_run, "print what would be deleted");
   auto* kg = app.add_subcommand("keygen", "make an Ed25519 key pair for signing releases");
   kg->add_option("--out", o.out_dir, "directory for NAME.key (mode 0600) and NAME.pub")->required();
   kg->add_option("--name", o.key_name, "key file name (default fleet)");
@@ -317,6 +357,7 @@ int main(int argc, char** argv) {
     req.stage.reconfig = o.reconfig;
     req.stage.min_compatible = o.min_compatible;
     req.stage.migrate = o.migrate;
+    req.stage.modules = o.modules;
     if (!o.expires.empty()) {
       std::string e = o.expires;
       int64_t mult = 1000;
@@ -377,6 +418,14 @@ int main(int argc, char** argv) {
     if (!r->resumed.empty()) say(fmt::format("hosts resume {}", r->resumed));
     if (r->removed_staging) say(fmt::format("removed {} unfinished staging director{}", r->removed_staging,
                                             r->removed_staging == 1 ? "y" : "ies"));
+    return 0;
+  }
+  if (*pr) {
+    auto r = prune(share, o.keep, o.dry_run, *mo);
+    if (!r) return fail(r.error());
+    for (const auto& v : r->deleted) say(fmt::format("{} {}", o.dry_run ? "would delete" : "deleted", v));
+    for (const auto& v : r->kept) say(fmt::format("kept {}", v));
+    if (r->objects_removed) say(fmt::format("removed {} unreferenced objects ({} bytes)", r->objects_removed, r->bytes_freed));
     return 0;
   }
   if (*fin) {

@@ -111,10 +111,11 @@ check_install_values() {
   local f all_help
   all_help=$(for s in $("$INSTALL" --help | sed -n '/^Subcommands:/,/^$/p' | awk 'NR > 1 && NF {print $1}'); do
     "$INSTALL" "$s" --help; done)
-  for f in --to --min-compatible --strategy --out --sign-key --reconfig --migrate; do
+  for f in --to --min-compatible --strategy --out --sign-key --reconfig --migrate --html; do
     grep -qE -- "^ +(-[a-z],)?$f " <<<"$all_help" || fail "the completion completes $f, which no subcommand has now"
   done
   expect "all-at-once rolling" "$INSTALL" push --strategy ""
+  expect "$TMP/pick/dir-a $TMP/pick/dir-b $TMP/pick/file-a" "$INSTALL" report "$SHARE" --html "$TMP/pick/"
 }
 
 check_watchdog() {
@@ -144,8 +145,11 @@ EOF
 
 check_fallback_without_binary() {
   # If the program cannot run (not installed on this machine), the static lists are used.
+  # They must match what the built programs offer today.
   source "$COMPLETION"
-  expect "abort init keygen push releases rollback status verify" /nonexistent/nfsup-install ""
+  local subs
+  subs=$("$INSTALL" --help | sed -n '/^Subcommands:/,/^$/p' | awk 'NR > 1 && NF {print $1}' | sort | tr '\n' ' ' | sed 's/ $//')
+  expect "$subs" /nonexistent/nfsup-install ""
   expect "check run validate" /nonexistent/nfsup-watchdog ""
 }
 

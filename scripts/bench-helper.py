@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Measurement helpers for scripts/bench.sh (standard library only).
+
+  ticks      run commands interleaved, N rounds: median wall, median CPU (user+sys), peak RSS
+  procstat   CPU (ns, all threads), clock ticks, VmRSS/VmHWM of running processes
+  genstatus  write host status files in the format of src/core/share.cpp pack_status
+  react      launch a push and time it against the fleet: marker seen, every agent gone
+             (pidfd), marker removed, every host reporting `running` the target
+"""
+import argparse
+import json
+import os
+import random
+import select
+import statistics
+import subprocess
+import sys
+import time
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+# ---------------------------------------------------------------- ticks
+
+def spawn_wait(argv):
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        t0 = time.perf_counter_ns()
+        pid = os.posix_spawnp(argv[0], argv, os.environ,
+                              file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0),
+                                            (os.POSIX_SPAWN_DUP2, devnull, 1),
+                                            (os.POSIX_SPAWN_DUP2, devnull, 2)])
+        _, status, ru = os.wait4(pid, 0)
+        t1 = time.perf_counter_ns()
+    finally:
+        os.close(devnull)
+    return ((t1 - t0) / 1e6, (ru.ru_utime + ru.ru_stime) * 1e3, ru.ru_maxrss, os.waitstatus_to_exitcode(status))
+
+
+def cmd_ticks(a):
+    cmds = [json.loads(c) for c in a.cmd]  # each: {"name":..., "argv":[...]}
+    res = {c["name"]: {"wall": [], "cpu": [], "rss": [], "rc": {}} for c in cmds}
+    order = list(cmds)
+    rnd = random.Random(1)
+    for r in range(a.warmup + a.runs):
+        rnd.shuffle(order)  # interleaved, so a load change on the machine hits every command alike
+        for c in order:
+            w, cpu, rss, rc = spawn_wait(c["argv"])
+            if r < a.warmup:
+                continue
+            d = res[c["name"]]
+            d["wall"].append(w)
+            d["cpu"].append(cpu)
+            d["rss"].append(rss)
+            d["rc"][str(rc)] = d["rc"].get(str(rc), 0) + 1
+    out = {}
+    for name, d in res.items():
+        out[name] = {
+            "runs": len(d["wall"]),
+            "wall_ms_median": statistics.median(d["wall"]),
+            "wall_ms_p10": pct(d["wall"], 10),
+            "wall_ms_p90": pct(d["wall"], 90),
+            "cpu_ms_median": statistics.median(d["cpu"]),
+            "cpu_ms_mean": statistics.fmean(d["cpu"]),
+            "rss_kb_max": max(d["rss"]),
+            "rss_kb_median": statistics.median(d["rss"]),
+            "exit_codes": d["rc"],
+        }
+    json.dump(out, sys.stdout, indent=1)
+    print()
+
+
+# ---------------------------------------------------------------- procstat
+
+def proc_sample(pid):
+    cpu_ns = 0
+    threads = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                ns = int(f.read().split()[0])
+            vol = 0
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        vol = int(line.split()[1])
+            cpu_ns += ns
+            threads.append({"tid": int(tid), "cpu_ns": ns, "voluntary": vol})
+        except FileNotFoundError:
+            pass
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+    st = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                st[k] = int(v.split()[0])
+    return {"pid": pid, "time": time.monotonic(), "cpu_ns": cpu_ns, "ticks": ticks,
+            "clk_tck": os.sysconf("SC_CLK_TCK"), "threads": threads, **st}
+
+
+def cmd_procstat(a):
+    json.dump([proc_sample(p) for p in a.pid], sys.stdout)
+    print()
+
+
+# ---------------------------------------------------------------- genstatus
+
+STATUS = ("nfsup-status 1\nhost {h}\nstate running\nrunning {v}\ngeneration {g}\nheartbeat 7\n"
+          "pid {pid}\nagent_pid {apid}\nmode daemon\nreason -\nupdated 2026-01-01T00:00:00Z\n"
+          "trust unsigned\ngroup -\nacting {v}\n")
+
+
+def cmd_genstatus(a):
+    for i in range(a.start, a.end):
+        h = f"{a.prefix}{i:05d}"
+        d = os.path.join(a.hosts_dir, h)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "status"), "w") as f:
+            f.write(STATUS.format(h=h, v=a.version, g=a.generation, pid=10000 + i, apid=20000 + i))
+
+
+# ---------------------------------------------------------------- react
+
+def read_status(path):
+    d = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                p = line.split()
+                if len(p) >= 2:
+                    d[p[0]] = p[1]
+    except OSError:
+        pass
+    return d
+
+
+def agent_pid(state_file):
+    try:
+        with open(state_file) as f:
+            for line in f:
+                p = line.split()
+                if p and p[0] == "agent":
+                    return int(p[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cmd_react(a):
+    hosts = a.hosts.split(",")
+    gen = 1
+    cur = read_status(os.path.join(a.share_view, "current"))
+    if "generation" in cur:
+        gen = int(cur["generation"]) + 1
+    poller = select.poll()
+    fds = {}
+    for h in hosts:
+        pid = agent_pid(a.state_fmt.format(h=h))
+        if pid <= 0:
+            sys.exit(f"react: {h}: no agent pid in {a.state_fmt.format(h=h)}")
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            sys.exit(f"react: {h}: agent pid {pid} is not running")
+        fds[fd] = h
+        poller.register(fd, select.POLLIN)
+    marker = os.path.join(a.share_view, "MARKER")
+    ns = time.monotonic_ns
+    err = open(a.push_log, "w")
+    t_push = ns()
+    proc = subprocess.Popen(a.push, stdout=err, stderr=subprocess.STDOUT)
+    t_marker = t_unmark = t_end = None
+    gone, stopped, running = {}, {}, {}
+    last_scan = 0
+    deadline = t_push + int(a.timeout * 1e9)
+    while True:
+        for fd, _ in poller.poll(1):
+            gone[fds[fd]] = ns()
+            poller.unregister(fd)
+            os.close(fd)
+        now = ns()
+        present = os.path.exists(marker)
+        if present and t_marker is None:
+            t_marker = now
+        if not present and t_marker is not None and t_unmark is None:
+            t_unmark = now
+        if now - last_scan >= a.scan_ms * 1e6:
+            last_scan = now
+            for h in hosts:
+                if h in running:
+                    continue
+                s = read_status(a.status_fmt.format(h=h))
+                try:
+                    g = int(s.get("generation", "0"))
+                except ValueError:
+                    g = 0
+                if g < gen:
+                    continue
+                if s.get("state") == "stopped" and h not in stopped:
+                    stopped[h] = now
+                if s.get("state") == "running" and s.get("running") == a.target:
+                    running[h] = now
+        if t_end is None and proc.poll() is not None:
+            t_end = ns()
+        if t_end is not None and len(running) == len(hosts):
+            break
+        if now > deadline:
+            break
+    if proc.poll() is None:
+        proc.kill()
+    rc = proc.wait()
+
+    def rel(t, base):
+        return None if t is None or base is None else (t - base) / 1e6
+
+    out = {
+        "hosts": len(hosts), "generation": gen, "push_rc": rc,
+        "marker_after_push_ms": rel(t_marker, t_push),
+        "agents_gone": len(gone), "hosts_running": len(running),
+        "all_gone_after_marker_ms": rel(max(gone.values()) if len(gone) == len(hosts) else None, t_marker),
+        "median_gone_after_marker_ms": (statistics.median([(v - t_marker) / 1e6 for v in gone.values()])
+                                        if gone and t_marker else None),
+        "all_stopped_status_after_marker_ms": rel(max(stopped.values()) if len(stopped) == len(hosts) else None,
+                                                  t_marker),
+        "unmark_after_marker_ms": rel(t_unmark, t_marker),
+        "all_running_after_unmark_ms": rel(max(running.values()) if len(running) == len(hosts) else None, t_unmark),
+        "all_running_after_push_ms": rel(max(running.values()) if len(running) == len(hosts) else None, t_push),
+        "push_wall_ms": rel(t_end, t_push),
+    }
+    json.dump(out, sys.stdout)
+    print()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("ticks")
+    t.add_argument("--runs", type=int, default=200)
+    t.add_argument("--warmup", type=int, default=10)
+    t.add_argument("cmd", nargs="+", help='JSON: {"name": ..., "argv": [...]}')
+    p = sub.add_parser("procstat")
+    p.add_argument("pid", type=int, nargs="+")
+    g = sub.add_parser("genstatus")
+    g.add_argument("hosts_dir")
+    g.add_argument("start", type=int)
+    g.add_argument("end", type=int)
+    g.add_argument("--prefix", default="h")
+    g.add_argument("--version", default="1.0")
+    g.add_argument("--generation", type=int, default=1)
+    r = sub.add_parser("react")
+    r.add_argument("--share-view", required=True, help="the share as the server sees it (no client cache)")
+    r.add_argument("--status-fmt", required=True, help="status file path with {h}")
+    r.add_argument("--state-fmt", required=True, help="watchdog local state file path with {h}")
+    r.add_argument("--hosts", required=True)
+    r.add_argument("--target", required=True)
+    r.add_argument("--timeout", type=float, default=120)
+    r.add_argument("--scan-ms", type=float, default=10)
+    r.add_argument("--push-log", required=True)
+    r.add_argument("push", nargs="+")
+    a = ap.parse_args()
+    {"ticks": cmd_ticks, "procstat": cmd_procstat, "genstatus": cmd_genstatus, "react": cmd_react}[a.what](a)
+
+
+if __name__ == "__main__":
+    main()
