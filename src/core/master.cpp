@@ -392,7 +392,8 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   const bool subset = m.targets.has_value();
   auto stopped = wait_hosts(share, fleet->live, &m, opt,
                             [&](const HostStatus& s) -> std::optional<HostOutcome> {
-                              if (s.generation >= gen && s.state == "stopped") return HostOutcome{s.host, "ok", ""};
+                              if (s.generation >= gen && (s.state == "stopped" || s.state == "unchanged"))
+                                  return HostOutcome{s.host, "ok", ""};
                               return std::nullopt;
                             },
                             "stopping");
@@ -824,7 +825,8 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
     note(opt, fmt::format("batch {}: stopping {}", bi, join(batch, " ")));
     auto stopped = wait_hosts(share, batch, &m, opt,
                               [&](const HostStatus& s) -> std::optional<HostOutcome> {
-                                if (s.generation >= gen && s.state == "stopped") return HostOutcome{s.host, "ok", ""};
+                                if (s.generation >= gen && (s.state == "stopped" || s.state == "unchanged"))
+                                  return HostOutcome{s.host, "ok", ""};
                                 return std::nullopt;
                               },
                               "stopping");
@@ -1188,6 +1190,7 @@ Result<PruneReport> prune(Share& share, int keep, bool dry_run, const MasterOpti
     auto s = share.read_status(h);
     if (!s) return err(Exit::Integrity, s.error().msg + " (prune needs every host's status)");
     if (*s && !(*s)->running.empty()) why[(*s)->running] = "runs on " + h;
+    if (*s && !(*s)->runs_from.empty()) why[(*s)->runs_from] = "agent on " + h + " runs from it";
   }
   for (const auto& v : *rels) {
     if (why.count(v)) {

@@ -206,12 +206,14 @@ std::string pack_status(const HostStatus& s) {
   r.add("trust", {dash(s.trust)});
   r.add("class", {dash(s.cls)});
   for (const auto& [m, v] : s.modules) r.add("module", {m, v});
+  if (!s.runs_from.empty()) r.add("runs_from", {s.runs_from});
   r.add("group", {dash(s.group)});
   r.add("acting", {dash(s.acting)});
   return pack_record(r);
 }
 
-static const char* kStates[] = {"idle", "starting", "running", "stopping", "stopped", "failed", "draining", "voting"};
+static const char* kStates[] = {"idle", "starting", "running", "stopping", "stopped", "failed", "draining", "voting",
+                                "unchanged"};
 
 Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
   auto rec = unpack_record(text, "status", kFormatVersion, what);
@@ -233,6 +235,9 @@ Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
   s.trust = undash(rd.str_or("trust", "-"));
   s.group = undash(rd.str_or("group", "-"));
   s.cls = undash(rd.str_or("class", "-"));
+  s.runs_from = rd.str_or("runs_from", "");
+  if (!s.runs_from.empty())
+    if (auto e = check_version_name(s.runs_from)) return bad_value(what, "runs_from", *e);
   for (const auto& l : rec->lines) {
     if (l.key != "module") continue;
     if (l.args.size() != 2 || check_host_name(l.args[0]) || check_version_name(l.args[1]))

@@ -89,6 +89,7 @@ struct HostStatus {
   std::string group;            ///< redundancy group ("" none)
   std::string cls;              ///< host class ("" none)
   std::map<std::string, std::string> modules;  ///< module -> version this host runs
+  std::string runs_from;        ///< release directory the agent runs from, if not `running`'s
   std::string acting;           ///< acting version handed to the agent
   int64_t mtime_ms = 0;         ///< filled from stat by readers; not stored
 };

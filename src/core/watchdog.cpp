@@ -17,6 +17,7 @@
 
 #include "process.h"
 #include "reconfig.h"
+#include "stage.h"
 #include "trust.h"
 
 namespace nfsup {
@@ -198,6 +199,8 @@ struct LocalState {
   bool gave_up = false;
   std::string boot_id;
   std::string cls;             // release class the agent runs ("" = the whole release)
+  std::string cached;          // release with a verified local copy in state_dir/cache
+  std::string runs_from;       // release whose directory the agent runs from, if not `running`
   int64_t voted_gen = 0;       // marker generation this host has voted on
   std::string acting;          // acting version last handed to the agent
   std::string previous;        // release before the last switch (health-gate rollback)
@@ -231,6 +234,7 @@ std::string pack_local(const LocalState& s) {
   r.add("newest", {s.newest.empty() ? "-" : s.newest, std::to_string(s.seen_gen)});
   r.add("acting", {s.acting.empty() ? "-" : s.acting, s.previous.empty() ? "-" : s.previous});
   r.add("class", {s.cls.empty() ? "-" : s.cls, std::to_string(s.voted_gen)});
+  r.add("cached", {s.cached.empty() ? "-" : s.cached, s.runs_from.empty() ? "-" : s.runs_from});
   return pack_record(r);
 }
 
@@ -268,6 +272,10 @@ LocalState unpack_local(const std::string& text, const std::string& path, Logger
       for (const auto& t : a)
         if (t != "-") s.crashes.push_back(num(t));
     } else if (l.key == "gave_up") s.gave_up = at(0) == "1";
+    else if (l.key == "cached") {
+      s.cached = at(0) == "-" || check_version_name(at(0)) ? "" : at(0);
+      s.runs_from = at(1) == "-" || at(1).empty() || check_version_name(at(1)) ? "" : at(1);
+    }
     else if (l.key == "class") {
       s.cls = at(0) == "-" || check_host_name(at(0)) ? "" : at(0);
       s.voted_gen = num(at(1));
@@ -552,6 +560,25 @@ class Watchdog {
     return true;
   }
 
+  // The restart is skipped when nothing this host runs changes: both releases are made of
+  // modules, this host's class gets exactly the same module hashes from both, and the new
+  // release has no reconfig script or migration hook. The agent keeps running from the old
+  // release's directory (kept by prune, reported as runs_from).
+  bool unchanged_for(const std::string& to) {
+    if (unchanged_cache_.first == to + "|" + st_.running) return unchanged_cache_.second;
+    bool same = false;
+    if (!st_.running.empty() && to != st_.running && ctl_->up(st_)) {
+      Result<std::optional<Manifest>> m = std::optional<Manifest>();
+      std::string why, c1, c2;
+      std::map<std::string, std::string> h1, h2;
+      if (resolve(st_.running, &c1, nullptr, &h1, &why) && resolve(to, &c2, nullptr, &h2, &why) &&
+          on_share([&] { m = share_.read_manifest(to); }, cfg_.share_timeout_ms, &why) && m && *m)
+        same = !h1.empty() && h1 == h2 && c1 == c2 && (*m)->reconfig.empty() && (*m)->migrate.empty();
+    }
+    unchanged_cache_ = {to + "|" + st_.running, same};
+    return same;
+  }
+
   // Runs the checks in checks_dir and writes this host's vote for the marker's generation.
   void vote(const Decision& d) {
     if (st_.voted_gen == d.generation) return;
@@ -640,6 +667,7 @@ class Watchdog {
     s.group = cfg_.group;
     s.acting = st_.acting;
     s.cls = st_.cls.empty() ? cfg_.cls : st_.cls;
+    s.runs_from = st_.runs_from;
     s.modules = modules_;
     Status res = ok_status();
     std::string why;
@@ -817,9 +845,68 @@ class Watchdog {
       return false;
     }
     st_.running = version;
+    st_.runs_from.clear();
     settle_until_ = boot_ms() + cfg_.agent.start_grace_ms;
     save_state();
     return true;
+  }
+
+  std::string cache_dir(const std::string& v) const { return path_join(path_join(cfg_.state_dir, "cache"), v); }
+
+  // Keeps a local copy of the run tree of a release this host verified, so that it can
+  // restart its agent while the share is unreachable. Copied under the share deadline;
+  // published locally by rename. Older copies are dropped.
+  void cache_release(const std::string& version) {
+    std::string dst = cache_dir(version);
+    struct stat cs{};
+    if (::stat(dst.c_str(), &cs) == 0) return;
+    std::string src = share_.run_dir(version, st_.cls), tmp = dst + ".tmp";
+    ::mkdir(path_join(cfg_.state_dir, "cache").c_str(), 0755);
+    (void)remove_tree(tmp);
+    bool ok = false;
+    std::string why;
+    if (!on_share(
+            [&] {
+              SpawnSpec s;
+              s.argv = {"cp", "-a", src, tmp};
+              auto r = run_with_timeout(s, cfg_.share_timeout_ms * 6);
+              ok = r && !r->timed_out && r->exit_code == 0;
+            },
+            cfg_.share_timeout_ms * 7, &why) || !ok || ::rename(tmp.c_str(), dst.c_str()) != 0) {
+      (void)remove_tree(tmp);
+      return;
+    }
+    if (DIR* d = ::opendir(path_join(cfg_.state_dir, "cache").c_str())) {
+      std::vector<std::string> old;
+      while (dirent* de = ::readdir(d)) {
+        std::string n = de->d_name;
+        if (n != "." && n != ".." && n != version && n != st_.previous) old.push_back(n);
+      }
+      ::closedir(d);
+      for (const auto& n : old) (void)remove_tree(path_join(path_join(cfg_.state_dir, "cache"), n));
+    }
+    st_.cached = version;
+  }
+
+  // Share unreachable and the agent down: start the last verified release from local disk.
+  void start_from_local_copy() {
+    if (ctl_->up(st_) || st_.gave_up || st_.running.empty() || st_.cached != st_.running) return;
+    if (restart_at_ && boot_ms() < restart_at_) return;
+    SpawnSpec s = agent_spec(st_.running);
+    std::string local = cache_dir(st_.running), shared = s.cwd;
+    for (auto& a : s.argv)
+      if (starts_with(a, shared + "/")) a = local + a.substr(shared.size());
+    s.cwd = local;
+    s.env["NFSUP_RELEASE_DIR"] = local;
+    auto r = ctl_->start(st_, s);
+    if (!r) {
+      log(LogLevel::Error, fmt::format("{}: starting the local copy of {}: {}", cfg_.host, st_.running, r.error().msg));
+      return;
+    }
+    settle_until_ = 0;
+    set_state("running", st_.status_gen,
+              fmt::format("started {} from its local copy in {} while the share was unreachable", st_.running, local));
+    log(LogLevel::Warn, fmt::format("{}: {}", cfg_.host, st_.reason));
   }
 
   // A started agent counts as running once it has stayed up for start_grace.
@@ -846,6 +933,8 @@ class Watchdog {
     log(LogLevel::Info, fmt::format("{}: running {}", cfg_.host, st_.running));
     save_state();
     publish_status(true);
+    cache_release(st_.running);
+    save_state();
   }
 
   // Verifies the release on the share under a deadline that grows with its size.
@@ -920,6 +1009,24 @@ class Watchdog {
       pending_mods_ = mods;
     }
     if (!verify(to, &why)) return fail(why);
+    if (unchanged_for(to)) {
+      // Same module hashes for this host: keep the agent, move the bookkeeping.
+      if (st_.runs_from.empty()) st_.runs_from = from;
+      st_.previous = from;
+      st_.running = to;
+      st_.cls = pending_cls_;
+      modules_ = pending_mods_;
+      pending_.clear();
+      st_.failed_gen = 0;
+      st_.held_gen = 0;
+      st_.held_since_ms = 0;
+      if (st_.newest.empty() || compare_versions(to, st_.newest) > 0) st_.newest = to;
+      set_state("running", d.generation, fmt::format("modules unchanged; agent not restarted (runs from {})", st_.runs_from));
+      log(LogLevel::Info, fmt::format("{}: {} -> {}: {}", cfg_.host, from, to, st_.reason));
+      save_state();
+      publish_status(true);
+      return;
+    }
     ReconfigPlan plan;
     {
       Result<ReconfigPlan> p = ReconfigPlan{};
@@ -1002,6 +1109,7 @@ class Watchdog {
     garbled_logged_.clear();
     if (!obs.share_ok) {
       note_share_error(obs.share_error);
+      start_from_local_copy();
       save_state();
       return decide(obs, view());
     }
@@ -1019,6 +1127,10 @@ class Watchdog {
           log(LogLevel::Info, fmt::format("{}: marker seen: {}", cfg_.host, d.why));
           st_.held_gen = d.generation;
           st_.held_since_ms = 0;
+        }
+        if (unchanged_for(d.to)) {
+          set_state("unchanged", d.generation, fmt::format("modules of {} unchanged for this host; not restarted", d.to));
+          break;
         }
         stop_agent(d.why, d.generation);
         set_state("stopped", d.generation, d.why);
@@ -1061,7 +1173,9 @@ class Watchdog {
           st_.held_gen = 0;
           st_.held_since_ms = 0;
         }
-        if (agent_up && st_.state == "running" && obs.pointer) set_state("running", obs.pointer->generation, "");
+        // (A note that the agent runs from its local copy stays until the next switch.)
+        if (agent_up && st_.state == "running" && obs.pointer)
+          set_state("running", obs.pointer->generation, starts_with(st_.reason, "started ") ? st_.reason : "");
         break;
     }
     promote_if_settled();
@@ -1210,6 +1324,7 @@ class Watchdog {
   std::string garbled_logged_;
   std::string pending_, pending_cls_;   // release being switched to, and its class
   std::map<std::string, std::string> pending_mods_;
+  std::pair<std::string, bool> unchanged_cache_;
   std::map<std::string, std::string> modules_;  // modules the agent runs (for the status)
 };
 

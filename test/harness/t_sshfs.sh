@@ -174,6 +174,27 @@ test_sshfs_file_server_stopped_mid_push() {
   "$INSTALL" verify "$MSHARE" -q || fail "verify failed"
 }
 
+test_sshfs_local_copy_when_share_unreachable() {
+  sshfs_env; start_all
+  # An agent that holds no file open on the share (a shell script would: FUSE blocks its exit
+  # in close() while the mount hangs, where NFS would not for a file opened read-only).
+  r=$(make_release 1.0); printf '#!/bin/sh\necho "agent $NFSUP_VERSION started in $(pwd)"\nexec sleep 100000\n' > "$r/bin/agent"
+  mpush "$r" --version 1.0 -q
+  wait_until 20 all_run 1.0 || fail "not on 1.0"
+  wait_until 10 test -d "$T/hosts/h4/state/cache/1.0" || fail "no local copy of 1.0 on h4"
+  fleet_mount_hang 4
+  old=$(awk '$1=="agent" {print $2}' "$T/hosts/h4/state/state")
+  kill -KILL "$old"
+  t0=$(now_ms)
+  wait_until 45 bash -c "p=\$(awk '\$1==\"agent\" {print \$2}' $T/hosts/h4/state/state); [ \"\$p\" != $old ] && [ \"\$p\" != 0 ] && kill -0 \$p" \
+    || { fleet_mount_resume 4; fail "h4 did not restart its agent while its share hung"; }
+  fig local_copy_restart_ms $(( $(now_ms) - t0 ))
+  new=$(awk '$1=="agent" {print $2}' "$T/hosts/h4/state/state")
+  assert_eq "$(readlink /proc/$new/cwd)" "$T/hosts/h4/state/cache/1.0" "restarted from the local copy"
+  fleet_mount_resume 4
+  wait_until 20 bash -c "grep -q local%20copy $SHARE/hosts/h4/status" || fail "status does not say it runs the local copy: $(cat $SHARE/hosts/h4/status)"
+}
+
 if [ -n "${NFSUP_TEST_MOUNTS:-}" ]; then
   ONLY=${ONLY:-push_rollback_abort|idle_poll}
 fi

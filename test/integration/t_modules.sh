@@ -138,6 +138,25 @@ test_broken_cross_host_dependency_fails_the_push() {
   assert_contains "$("$INSTALL" status "$SHARE")" "DEPENDENCY: e2: module edge consumes API store-api >= 2"
 }
 
+test_unchanged_modules_skip_the_restart() {
+  begin; classes_fleet
+  # 2.0 changes only the gpu module: edge hosts keep their agent, g1 restarts.
+  cp -a "$T/rel/1.0" "$T/rel/2.0"; cp "$T/modules-1.0.yaml" "$T/modules-2.0.yaml"
+  echo "gpu kernels 2.0" > "$T/rel/2.0/gpu/kernels.bin"
+  declare -A before=(); for h in e1 e2 g1; do before[$h]=$(agent_pid $h); done
+  out=$(mpush 2.0 2>&1) || fail "push failed: $out"
+  assert_contains "$out" "3 host(s) ok, 0 failed"
+  for h in e1 e2; do
+    assert_eq "$(agent_pid $h)" "${before[$h]}" "$h agent not restarted"
+    assert_eq "$(host_field $h running)" 2.0 "$h reports 2.0"
+    grep -qx "runs_from 1.0" "$SHARE/hosts/$h/status" || fail "$h does not report where its agent runs from"
+  done
+  [ "$(agent_pid g1)" != "${before[g1]}" ] || fail "g1 was not restarted although its gpu module changed"
+  # prune keeps 1.0: the edge agents still run from it.
+  out=$("$INSTALL" prune "$SHARE" --keep 1 2>&1)
+  [ -d "$SHARE/releases/1.0" ] || fail "pruned 1.0 while agents run from it"
+}
+
 test_prune_keeps_what_is_in_use() {
   begin; classes_fleet
   for v in 2.0 3.0 4.0 5.0; do module_release $v >/dev/null; done
