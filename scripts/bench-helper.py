@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Measurement helpers for scripts/bench.sh (standard library only).
 
-  ticks      run commands interleaved, N rounds: median wall, median CPU (user+sys), peak RSS
+  ticks      run commands interleaved, N rounds: median wall and CPU (user+sys) per run
   procstat   CPU (ns, all threads), clock ticks, VmRSS/VmHWM of running processes
   genstatus  write host status files in the format of src/core/share.cpp pack_status
-  react      launch a push and time it against the fleet: marker seen, every agent gone
-             (pidfd), marker removed, every host reporting `running` the target
+  react      launch a push and time it against the fleet: marker seen, marker in its stop
+             phase, every agent gone (pidfd), marker removed, every host reporting `running`
 """
 import argparse
 import json
@@ -41,24 +41,24 @@ def spawn_wait(argv):
         t1 = time.perf_counter_ns()
     finally:
         os.close(devnull)
-    return ((t1 - t0) / 1e6, (ru.ru_utime + ru.ru_stime) * 1e3, ru.ru_maxrss, os.waitstatus_to_exitcode(status))
+    # (ru_maxrss is not reported: a posix_spawn child starts out in this Python's address space)
+    return ((t1 - t0) / 1e6, (ru.ru_utime + ru.ru_stime) * 1e3, os.waitstatus_to_exitcode(status))
 
 
 def cmd_ticks(a):
     cmds = [json.loads(c) for c in a.cmd]  # each: {"name":..., "argv":[...]}
-    res = {c["name"]: {"wall": [], "cpu": [], "rss": [], "rc": {}} for c in cmds}
+    res = {c["name"]: {"wall": [], "cpu": [], "rc": {}} for c in cmds}
     order = list(cmds)
     rnd = random.Random(1)
     for r in range(a.warmup + a.runs):
         rnd.shuffle(order)  # interleaved, so a load change on the machine hits every command alike
         for c in order:
-            w, cpu, rss, rc = spawn_wait(c["argv"])
+            w, cpu, rc = spawn_wait(c["argv"])
             if r < a.warmup:
                 continue
             d = res[c["name"]]
             d["wall"].append(w)
             d["cpu"].append(cpu)
-            d["rss"].append(rss)
             d["rc"][str(rc)] = d["rc"].get(str(rc), 0) + 1
     out = {}
     for name, d in res.items():
@@ -69,8 +69,6 @@ def cmd_ticks(a):
             "wall_ms_p90": pct(d["wall"], 90),
             "cpu_ms_median": statistics.median(d["cpu"]),
             "cpu_ms_mean": statistics.fmean(d["cpu"]),
-            "rss_kb_max": max(d["rss"]),
-            "rss_kb_median": statistics.median(d["rss"]),
             "exit_codes": d["rc"],
         }
     json.dump(out, sys.stdout, indent=1)
@@ -179,7 +177,7 @@ def cmd_react(a):
     err = open(a.push_log, "w")
     t_push = ns()
     proc = subprocess.Popen(a.push, stdout=err, stderr=subprocess.STDOUT)
-    t_marker = t_unmark = t_end = None
+    t_marker = t_stop_phase = t_unmark = t_end = None
     gone, stopped, running = {}, {}, {}
     last_scan = 0
     deadline = t_push + int(a.timeout * 1e9)
@@ -189,9 +187,18 @@ def cmd_react(a):
             poller.unregister(fd)
             os.close(fd)
         now = ns()
-        present = os.path.exists(marker)
+        try:
+            with open(marker) as f:
+                text = f.read()
+            present = True
+        except FileNotFoundError:
+            present = False
         if present and t_marker is None:
             t_marker = now
+        # Since the vote phase, a marker first asks hosts to vote ("phase vote"); the rewrite
+        # without that line tells them to stop.
+        if present and t_stop_phase is None and text.endswith("\n") and "\nphase vote\n" not in text:
+            t_stop_phase = now
         if not present and t_marker is not None and t_unmark is None:
             t_unmark = now
         if now - last_scan >= a.scan_ms * 1e6:
@@ -232,6 +239,8 @@ def cmd_react(a):
                                         if gone and t_marker else None),
         "all_stopped_status_after_marker_ms": rel(max(stopped.values()) if len(stopped) == len(hosts) else None,
                                                   t_marker),
+        "stop_phase_after_marker_ms": rel(t_stop_phase, t_marker),
+        "all_gone_after_stop_phase_ms": rel(max(gone.values()) if len(gone) == len(hosts) else None, t_stop_phase),
         "unmark_after_marker_ms": rel(t_unmark, t_marker),
         "all_running_after_unmark_ms": rel(max(running.values()) if len(running) == len(hosts) else None, t_unmark),
         "all_running_after_push_ms": rel(max(running.values()) if len(running) == len(hosts) else None, t_push),

@@ -6,7 +6,7 @@ declare -a want=()
 for what in "$@"; do
   case "$what" in
     build) want+=(g++ meson ninja-build pkg-config libyaml-cpp-dev libcli11-dev libfmt-dev doctest-dev libssl-dev) ;;
-    test) want+=(util-linux diffutils procps strace) ;;
+    test) want+=(util-linux diffutils procps strace python3 python3-jsonschema) ;;
     harness) want+=(openssh-server openssh-client sshfs fuse3 iproute2 util-linux procps psmisc) ;;
     demo) want+=(diffutils procps) ;;
     browser) want+=(chromium) ;;

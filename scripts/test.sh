@@ -16,6 +16,15 @@ scripts/build.sh
 set +e
 meson test -C build --print-errorlogs --num-processes 2 "$@"
 rc=$?
+# Every parser of untrusted input under libFuzzer + ASan + UBSan for a short fixed budget
+# (NFSUP_FUZZ_SECONDS, default 5 per target; scripts/fuzz.sh 600 for a long run).
+fuzz_line=""
+if [ "${NFSUP_FUZZ_SECONDS:-5}" != 0 ] && [ $# -eq 0 ]; then
+  scripts/fuzz.sh "${NFSUP_FUZZ_SECONDS:-5}" 2>&1 | tee build/fuzz.log | tail -n 12
+  frc=${PIPESTATUS[0]}
+  fuzz_line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' build/fuzz.log | tail -n 1)
+  [ "$frc" -eq 0 ] || rc=1
+fi
 set -e
 # Sum the per-test counts each runner printed into meson's log.
 log=build/meson-logs/testlog.txt
@@ -23,6 +32,9 @@ passed=0; failed=0
 while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(
   { grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | awk '{print $1, $3}'
     grep -E '^\[doctest\] test cases:' "$log" | sed -E 's/.*\| *([0-9]+) passed *\| *([0-9]+) failed.*/\1 \2/'; } )
+if [ -n "$fuzz_line" ]; then
+  passed=$((passed + $(awk '{print $1}' <<<"$fuzz_line"))); failed=$((failed + $(awk '{print $3}' <<<"$fuzz_line")))
+fi
 if [ $rc -ne 0 ] && [ $failed -eq 0 ]; then failed=1; fi
 echo "$passed passed, $failed failed"
 exit $rc

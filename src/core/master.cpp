@@ -36,6 +36,22 @@ static std::string random_nonce() {
   return fmt::format("{:08x}{:08x}", rd(), rd());
 }
 
+// A marker held by this process: the master's identity, a fresh nonce, the lease.
+static Marker make_marker(int64_t generation, const std::string& action, const std::string& release,
+                          const std::string& previous, const MasterOptions& opt) {
+  Marker m;
+  m.generation = generation;
+  m.action = action;
+  m.release = release;
+  m.previous = previous;
+  m.master_host = short_hostname();
+  m.master_pid = getpid();
+  m.nonce = random_nonce();
+  m.lease_ms = opt.lease_ms;
+  m.started = utc_now_iso();
+  return m;
+}
+
 int64_t server_now_ms(Share& share) {
   std::string probe = path_join(share.root(), fmt::format(".clock.{}.{}", short_hostname(), getpid()));
   auto w = share.fs().write_atomic(probe, "clock\n", 0644);
@@ -281,16 +297,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   if (!problems->empty())
     return err(Exit::Integrity, fmt::format("release {} fails verification: {}", target, (*problems)[0]));
 
-  Marker m;
-  m.generation = rep.generation;
-  m.action = action;
-  m.release = target;
-  m.previous = rep.previous;
-  m.master_host = short_hostname();
-  m.master_pid = getpid();
-  m.nonce = random_nonce();
-  m.lease_ms = opt.lease_ms;
-  m.started = utc_now_iso();
+  Marker m = make_marker(rep.generation, action, target, rep.previous, opt);
   const bool partial = !opt.hosts.empty() || !opt.cls.empty();
   if (!opt.hosts.empty()) m.targets = opt.hosts;
   m.phase = "vote";
@@ -336,6 +343,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
                                               : fmt::format("no live host of class '{}'", opt.cls));
     }
     m.targets = keep;
+    if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) return s.error();
   }
   for (auto& s : fleet->skipped) {
     note(opt, fmt::format("skipping {}: {}", s.host, s.detail));
@@ -423,8 +431,9 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
     return rep;
   }
   crash_point("switch-after-stopped");
-  if (action == "push" && *ptr) {
+  if (action == "push" && *ptr && !subset) {
     // Every live host is stopped: the moment to bring shared data to the new format.
+    // (A switch of part of the fleet leaves the acting version and the data alone.)
     RolloutState rs;
     if (auto old = read_rollout(share); old && *old) rs = **old;
     std::string from = (*ptr)->acting.empty() ? (*ptr)->release : (*ptr)->acting;
@@ -746,16 +755,7 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
   rs.lease_ms = opt.lease_ms;
   for (const auto& [h, s] : st) rs.installed[h] = s.running;
 
-  Marker m;
-  m.generation = base.generation + 1;
-  m.action = "push";
-  m.release = target;
-  m.previous = base.release;
-  m.master_host = short_hostname();
-  m.master_pid = getpid();
-  m.nonce = random_nonce();
-  m.lease_ms = opt.lease_ms;
-  m.started = utc_now_iso();
+  Marker m = make_marker(base.generation + 1, "push", target, base.release, opt);
   m.strategy = "rolling";
   m.targets = std::vector<std::string>{};
   auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
@@ -947,15 +947,7 @@ Result<std::string> finalize(Share& share, const MasterOptions& opt) {
   if (!cur.overrides.empty())
     return err(Exit::Usage, fmt::format("hosts {} do not run {} yet; cannot finalize", cur.overrides.begin()->first,
                                         cur.release));
-  Marker m;
-  m.generation = cur.generation + 1;
-  m.release = cur.release;
-  m.previous = acting;
-  m.master_host = short_hostname();
-  m.master_pid = getpid();
-  m.nonce = random_nonce();
-  m.lease_ms = opt.lease_ms;
-  m.started = utc_now_iso();
+  Marker m = make_marker(cur.generation + 1, "push", cur.release, acting, opt);
   m.strategy = "rolling";
   m.targets = std::vector<std::string>{};  // holds the lock, stops nobody
   auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
@@ -989,6 +981,13 @@ Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOpti
                                        share.marker_path(), (*existing)->action, (*existing)->release,
                                        (*existing)->master_host, (*existing)->master_pid, share.root()));
   SwitchReport rep;
+  if (opt.strategy == "rolling" && (!opt.hosts.empty() || !opt.cls.empty()))
+    return err(Exit::Usage, "--hosts and --class do not combine with --strategy rolling (a rollout covers the fleet)");
+  if (!opt.hosts.empty() || !opt.cls.empty()) {
+    auto p = share.read_pointer();
+    if (!p) return p.error();
+    if (!*p) return err(Exit::Usage, "the first release goes to every host; --hosts and --class need a current release");
+  }
   if (opt.strategy == "rolling" && !req.stage.min_compatible.empty()) {
     // Refuse an incompatible rolling push before anything is written.
     auto fleet = survey(share, server_now_ms(share), opt.stale_after_ms);

@@ -189,9 +189,11 @@ Result<std::pair<std::vector<ModuleInfo>, std::vector<ClassInfo>>> parse_module_
     return err(Exit::Usage, fmt::format("{}:{}:{}: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg));
   }
   for (const auto& m : mods)
-    for (const auto& [d, v] : m.depends)
+    for (const auto& dep : m.depends) {
+      const std::string& d = dep.first;
       if (std::none_of(mods.begin(), mods.end(), [&](auto& x) { return x.name == d; }))
         return err(Exit::Usage, fmt::format("{}: module {} depends on unknown module '{}'", path, m.name, d));
+    }
   return std::make_pair(mods, classes);
 }
 

@@ -451,10 +451,16 @@ class Watchdog {
     else saved_ = p;
   }
 
-  // Runs fn on the share under the deadline; on timeout marks the share unreachable.
-  bool on_share(const std::function<void()>& fn, int64_t timeout_ms, std::string* why) {
-    return worker_.run(fn, timeout_ms, why);
+  // Runs f() on the share worker under the deadline and returns its value, or nullopt on a
+  // timeout. f must capture by value: a call that hangs past the deadline may return much later,
+  // after this frame is gone, and may then only touch the heap box it shares with us.
+  template <typename T, typename F>
+  std::optional<T> share_call(F f, int64_t timeout_ms, std::string* why) {
+    auto box = std::make_shared<std::optional<T>>();
+    if (!worker_.run([box, f]() mutable { box->emplace(f()); }, timeout_ms, why)) return std::nullopt;
+    return std::move(*box);
   }
+
 
   SpawnSpec agent_spec(const std::string& version) {
     SpawnSpec s;
@@ -512,18 +518,19 @@ class Watchdog {
       std::string local = path_join(spool_dir(), n);
       auto data = read_local(local, 64 << 20);
       if (!data || !*data) continue;
-      Status res = ok_status();
-      std::string why, inbox = path_join(path_join(cfg_.share, "inbox"), cfg_.host);
-      if (!on_share(
-              [&] {
-                if (auto s = fs_.mkdir(path_join(cfg_.share, "inbox"), 0755); !s) res = s;
-                else if (auto s2 = fs_.mkdir(inbox, 0755); !s2) res = s2;
-                else res = fs_.write_atomic(path_join(inbox, n), **data, 0644);
-              },
-              cfg_.share_timeout_ms, &why)) {
+      std::string why, inbox = path_join(path_join(cfg_.share, "inbox"), cfg_.host), root = cfg_.share;
+      auto got = share_call<Status>(
+          [this, root, inbox, n, body = **data]() -> Status {
+            if (auto s = fs_.mkdir(path_join(root, "inbox"), 0755); !s) return s;
+            if (auto s2 = fs_.mkdir(inbox, 0755); !s2) return s2;
+            return fs_.write_atomic(path_join(inbox, n), body, 0644);
+          },
+          cfg_.share_timeout_ms, &why);
+      if (!got) {
         note_share_error(why);
         return;
       }
+      Status res = *got;
       if (!res) {
         log(LogLevel::Error, fmt::format("{}: delivering {}: {}", cfg_.host, local, res.error().msg));
         return;
@@ -536,13 +543,15 @@ class Watchdog {
   // Which class of release `version` this host runs, and its modules (name -> version).
   bool resolve(const std::string& version, std::string* cls, std::map<std::string, std::string>* mods,
                std::map<std::string, std::string>* hashes, std::string* why) {
-    Result<std::optional<Manifest>> m = std::optional<Manifest>();
     std::string t;
-    if (!on_share([&] { m = share_.read_manifest(version); }, cfg_.share_timeout_ms, &t)) {
+    auto got = share_call<Result<std::optional<Manifest>>>([this, version] { return share_.read_manifest(version); },
+                                                           cfg_.share_timeout_ms, &t);
+    if (!got) {
       note_share_error(t);
       *why = t;
       return false;
     }
+    Result<std::optional<Manifest>> m = std::move(*got);
     if (!m) {
       *why = m.error().msg;
       return false;
@@ -568,12 +577,14 @@ class Watchdog {
     if (unchanged_cache_.first == to + "|" + st_.running) return unchanged_cache_.second;
     bool same = false;
     if (!st_.running.empty() && to != st_.running && ctl_->up(st_)) {
-      Result<std::optional<Manifest>> m = std::optional<Manifest>();
       std::string why, c1, c2;
       std::map<std::string, std::string> h1, h2;
-      if (resolve(st_.running, &c1, nullptr, &h1, &why) && resolve(to, &c2, nullptr, &h2, &why) &&
-          on_share([&] { m = share_.read_manifest(to); }, cfg_.share_timeout_ms, &why) && m && *m)
-        same = !h1.empty() && h1 == h2 && c1 == c2 && (*m)->reconfig.empty() && (*m)->migrate.empty();
+      if (resolve(st_.running, &c1, nullptr, &h1, &why) && resolve(to, &c2, nullptr, &h2, &why)) {
+        auto m = share_call<Result<std::optional<Manifest>>>([this, to] { return share_.read_manifest(to); },
+                                                             cfg_.share_timeout_ms, &why);
+        if (m && *m && **m)
+          same = !h1.empty() && h1 == h2 && c1 == c2 && (***m).reconfig.empty() && (***m).migrate.empty();
+      }
     }
     unchanged_cache_ = {to + "|" + st_.running, same};
     return same;
@@ -630,10 +641,10 @@ class Watchdog {
                                             : fmt::format("exit code {}", r->exit_code));
       break;
     }
-    Status res = ok_status();
     std::string t;
-    if (!on_share([&] { res = share_.write_vote(v); }, cfg_.share_timeout_ms, &t)) return note_share_error(t);
-    if (!res) return log(LogLevel::Error, res.error().msg);
+    auto res = share_call<Status>([this, v] { return share_.write_vote(v); }, cfg_.share_timeout_ms, &t);
+    if (!res) return note_share_error(t);
+    if (!*res) return log(LogLevel::Error, res->error().msg);
     st_.voted_gen = d.generation;
     log(LogLevel::Info, fmt::format("{}: voted {} on {} -> {}{}{}", cfg_.host, v.accept ? "accept" : "veto",
                                     d.from.empty() ? "-" : d.from, d.to, v.reason.empty() ? "" : ": ", v.reason));
@@ -669,13 +680,13 @@ class Watchdog {
     s.cls = st_.cls.empty() ? cfg_.cls : st_.cls;
     s.runs_from = st_.runs_from;
     s.modules = modules_;
-    Status res = ok_status();
     std::string why;
-    bool done = on_share([&, s] { res = share_.write_status(s); }, cfg_.share_timeout_ms, &why);
-    if (!done) {
+    auto got = share_call<Status>([this, s] { return share_.write_status(s); }, cfg_.share_timeout_ms, &why);
+    if (!got) {
       note_share_error(why);
       return;
     }
+    Status res = *got;
     if (!res) {
       note_share_error(res.error().msg);
       return;
@@ -702,23 +713,26 @@ class Watchdog {
   // ---- observation
   Observation observe(bool want_pointer) {
     Observation obs;
-    Result<std::optional<Marker>> mk = std::optional<Marker>();
     std::string why;
     // A file replaced by rename can read back cut short through a client whose attribute
     // cache still has the old size; the record format notices (no final newline), so read
     // once more before calling it malformed.
-    auto probe = [&] {
-      mk = share_.probe_marker();
-      if (!mk && mk.error().code == Exit::Integrity) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        mk = share_.probe_marker();
-      }
-    };
-    if (!on_share(probe, cfg_.share_timeout_ms, &why)) {
+    auto got = share_call<Result<std::optional<Marker>>>(
+        [this] {
+          auto r = share_.probe_marker();
+          if (!r && r.error().code == Exit::Integrity) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            r = share_.probe_marker();
+          }
+          return r;
+        },
+        cfg_.share_timeout_ms, &why);
+    if (!got) {
       obs.share_ok = false;
       obs.share_error = why;
       return obs;
     }
+    Result<std::optional<Marker>> mk = std::move(*got);
     if (!mk) {
       if (mk.error().code == Exit::Integrity) {
         // A garbled marker: never act on it; keep the agent as it is and say why.
@@ -753,20 +767,23 @@ class Watchdog {
   }
 
   void read_pointer(Observation& obs) {
-    Result<std::optional<Pointer>> p = std::optional<Pointer>();
     std::string why;
-    auto rd = [&] {
-      p = share_.read_pointer();
-      if (!p && p.error().code == Exit::Integrity) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        p = share_.read_pointer();
-      }
-    };
-    if (!on_share(rd, cfg_.share_timeout_ms, &why)) {
+    auto got = share_call<Result<std::optional<Pointer>>>(
+        [this] {
+          auto r = share_.read_pointer();
+          if (!r && r.error().code == Exit::Integrity) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            r = share_.read_pointer();
+          }
+          return r;
+        },
+        cfg_.share_timeout_ms, &why);
+    if (!got) {
       obs.share_ok = false;
       obs.share_error = why;
       return;
     }
+    Result<std::optional<Pointer>> p = std::move(*got);
     if (!p) {
       obs.share_ok = false;
       obs.garbled = p.error().code == Exit::Integrity;
@@ -863,16 +880,19 @@ class Watchdog {
     std::string src = share_.run_dir(version, st_.cls), tmp = dst + ".tmp";
     ::mkdir(path_join(cfg_.state_dir, "cache").c_str(), 0755);
     (void)remove_tree(tmp);
-    bool ok = false;
     std::string why;
-    if (!on_share(
-            [&] {
-              SpawnSpec s;
-              s.argv = {"cp", "-a", src, tmp};
-              auto r = run_with_timeout(s, cfg_.share_timeout_ms * 6);
-              ok = r && !r->timed_out && r->exit_code == 0;
-            },
-            cfg_.share_timeout_ms * 7, &why) || !ok || ::rename(tmp.c_str(), dst.c_str()) != 0) {
+    int64_t limit = cfg_.share_timeout_ms * 6;
+    auto ok = share_call<bool>(
+        [src, tmp, limit] {
+          SpawnSpec s;
+          s.argv = {"cp", "-a", src, tmp};
+          auto r = run_with_timeout(s, limit);
+          return r && !r->timed_out && r->exit_code == 0;
+        },
+        limit + cfg_.share_timeout_ms, &why);
+    if (!ok || !*ok || ::rename(tmp.c_str(), dst.c_str()) != 0) {
+      if (!ok || !*ok) log(LogLevel::Warn, fmt::format("{}: no local copy of {}: {}", cfg_.host, version,
+                                                        !ok ? why : std::string("cp failed")));
       (void)remove_tree(tmp);
       return;
     }
@@ -916,13 +936,17 @@ class Watchdog {
     settle_until_ = 0;
     if (!cfg_.agent.health_command.empty()) {
       struct stat hs{};
-      std::string hpath = path_join(share_.release_dir(st_.running), cfg_.agent.health_command[0]);
-      bool ships = false;
+      std::string hpath = path_join(share_.run_dir(st_.running, st_.cls), cfg_.agent.health_command[0]);
       std::string why;
       // The share may hang: look for the health command under the deadline.
-      if (!on_share([&] { ships = ::stat(hpath.c_str(), &hs) == 0; }, cfg_.share_timeout_ms, &why)) {
+      auto ships = share_call<bool>([hpath] {
+        struct stat x{};
+        return ::stat(hpath.c_str(), &x) == 0;
+      }, cfg_.share_timeout_ms, &why);
+      (void)hs;
+      if (!ships) {
         note_share_error(why);
-      } else if (!ships) {
+      } else if (!*ships) {
         log(LogLevel::Warn, fmt::format("{}: release {} does not ship {}; no health gate for it", cfg_.host,
                                         st_.running, cfg_.agent.health_command[0]));
       } else if (!health_ok(&why)) {
@@ -943,11 +967,15 @@ class Watchdog {
     std::string t;
     std::string cls = version == pending_ ? pending_cls_ : st_.cls;
     // verify_before_start: false skips hashing every file, never the signature and expiry checks.
-    if (cfg_.verify_before_start &&
-        !on_share([&] { r = share_.verify_release(version, cls); }, cfg_.share_timeout_ms * 6, &t)) {
-      *why = "verifying " + version + ": " + t;
-      note_share_error(t);
-      return false;
+    if (cfg_.verify_before_start) {
+      auto got = share_call<Result<std::vector<std::string>>>(
+          [this, version, cls] { return share_.verify_release(version, cls); }, cfg_.share_timeout_ms * 6, &t);
+      if (!got) {
+        *why = "verifying " + version + ": " + t;
+        note_share_error(t);
+        return false;
+      }
+      r = std::move(*got);
     }
     if (!r) {
       *why = r.error().msg;
@@ -957,13 +985,15 @@ class Watchdog {
       *why = fmt::format("release {} fails verification: {}", version, (*r)[0]);
       return false;
     }
-    Result<std::string> trust = std::string();
-    if (!on_share([&] { trust = check_release_trust(share_, version, cfg_.trust, time(nullptr)); },
-                  cfg_.share_timeout_ms, &t)) {
+    auto tgot = share_call<Result<std::string>>(
+        [this, version, policy = cfg_.trust] { return check_release_trust(share_, version, policy, time(nullptr)); },
+        cfg_.share_timeout_ms, &t);
+    if (!tgot) {
       *why = "checking the signature of " + version + ": " + t;
       note_share_error(t);
       return false;
     }
+    Result<std::string> trust = std::move(*tgot);
     if (!trust) {
       *why = trust.error().msg;
       return false;
@@ -995,7 +1025,7 @@ class Watchdog {
       publish_status(true);
     };
     if (cfg_.trust.signed_mode() && !st_.newest.empty() && compare_versions(to, st_.newest) < 0 &&
-        !(last_pointer_.action == "rollback" && last_pointer_.release == to &&
+        !(last_pointer_.action == "rollback" && last_pointer_.release_for(cfg_.host) == to &&
           pointer_signed_by_trusted(last_pointer_, cfg_.trust)))
       return fail(fmt::format("refusing to go back from {} (newest accepted here) to {}: {} is not a rollback "
                               "signed by a trusted key",
@@ -1029,12 +1059,14 @@ class Watchdog {
     }
     ReconfigPlan plan;
     {
-      Result<ReconfigPlan> p = ReconfigPlan{};
       std::string t;
-      if (!on_share([&] { p = plan_reconfig(share_, cfg_, from, to); }, cfg_.share_timeout_ms, &t)) {
+      auto got = share_call<Result<ReconfigPlan>>(
+          [this, cfg = cfg_, from, to] { return plan_reconfig(share_, cfg, from, to); }, cfg_.share_timeout_ms, &t);
+      if (!got) {
         note_share_error(t);
         return fail("reading the reconfig script: " + t);
       }
+      Result<ReconfigPlan> p = std::move(*got);
       if (!p) return fail(p.error().msg);
       plan = *p;
     }
@@ -1202,7 +1234,7 @@ class Watchdog {
     int64_t until = boot_ms() + a.health_timeout_ms;
     SpawnSpec s = agent_spec(st_.running);
     s.argv = a.health_command;
-    s.argv[0] = path_join(share_.release_dir(st_.running), a.health_command[0]);
+    s.argv[0] = path_join(share_.run_dir(st_.running, st_.cls), a.health_command[0]);
     s.stdout_path.clear();
     std::string last = "no attempt";
     while (true) {
@@ -1368,6 +1400,7 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
       if (sig == SIGTERM || sig == SIGINT) {
         wd->shutdown();
         wd->log(LogLevel::Info, fmt::format("{}: watchdog exiting ({})", cfg.host, signal_name(sig)));
+        (void)wd.release();  // a share call stuck in the kernel may still hold it; the process ends now
         return 0;
       }
       if (sig == SIGHUP) {

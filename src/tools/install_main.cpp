@@ -122,6 +122,12 @@ std::string age_str(int64_t ms) {
   return fmt::format("{}h ago", ms / 3600000);
 }
 
+// Colour only on a terminal, and never with NO_COLOR set or TERM=dumb (no-color.org).
+bool color_out() {
+  const char* term = getenv("TERM");
+  return isatty(1) && !getenv("NO_COLOR") && !(term && std::string(term) == "dumb");
+}
+
 int print_status(const StatusReport& r, bool json, const std::string& share) {
   if (json) {
     std::string o = "{\"schema\":\"nfsup-status/1\",\"share\":" + json_str(share);
@@ -163,16 +169,18 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
       }
       const auto& s = *h.status;
       o += fmt::format("{{\"host\":{},\"state\":{},\"running\":{},\"generation\":{},\"heartbeat\":{},\"mode\":{},"
-                       "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{},\"trust\":{},\"group\":{},\"acting\":{},\"class\":{},\"modules\":{{{}}}}}",
+                       "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{},\"trust\":{},\"group\":{},\"acting\":{},\"class\":{},\"runs_from\":{},\"modules\":{{{}}}}}",
                        json_str(h.host), json_str(s.state), s.running.empty() ? "null" : json_str(s.running),
                        s.generation, s.heartbeat, json_str(s.mode), json_str(s.reason), h.age_ms,
                        h.stale ? "true" : "false", json_str(s.updated), json_str(s.trust.empty() ? "unsigned" : s.trust),
-                       json_str(s.group), json_str(s.acting), json_str(s.cls), [&] {
+                       json_str(s.group), json_str(s.acting), json_str(s.cls), json_str(s.runs_from), [&] {
                          std::string mj;
                          for (const auto& [mn, mv] : s.modules) mj += (mj.empty() ? "" : ",") + json_str(mn) + ":" + json_str(mv);
                          return mj;
                        }());
     }
+    o += "],\"dependency_problems\":[";
+    for (size_t i = 0; i < r.dependency_problems.size(); ++i) o += (i ? "," : "") + json_str(r.dependency_problems[i]);
     o += "],\"warnings\":[";
     for (size_t i = 0; i < r.warnings.size(); ++i) o += (i ? "," : "") + json_str(r.warnings[i]);
     o += "]}";
@@ -210,14 +218,14 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
     if (!unsigned_hosts.empty())
       fmt::print("{}WARNING: UNSIGNED MODE on {} host(s) ({}): anyone who can write to the share can run code on "
                  "them; set trusted_keys{}\n",
-                 isatty(1) ? "\033[1;31m" : "", unsigned_hosts.size(), join(unsigned_hosts, " "),
-                 isatty(1) ? "\033[0m" : "");
+                 color_out() ? "\033[1;31m" : "", unsigned_hosts.size(), join(unsigned_hosts, " "),
+                 color_out() ? "\033[0m" : "");
   }
   for (const auto& w : r.warnings) fmt::print("warning:  {}\n", w);
   for (const auto& d : r.dependency_problems) fmt::print("DEPENDENCY: {}\n", d);
   fmt::print("\n{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {}\n", "HOST", "GROUP", "STATE", "RUNNING", "GEN", "SEEN",
              "REASON");
-  bool color = isatty(1);
+  bool color = color_out();
   for (const auto& h : r.hosts) {
     if (!h.status) {
       fmt::print("{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {}\n", h.host, "-", "?", "-", "-", "-", h.error);
@@ -268,6 +276,7 @@ int main(int argc, char** argv) {
   };
   auto* init = app.add_subcommand("init", "create the share layout");
   init->add_option("share", o.share, "the shared directory")->required();
+  init->add_flag("--dry-run", o.dry_run, "print what would be created");
   auto* push_c = app.add_subcommand("push", "stage a release and switch every host to it");
   push_c->add_option("share", o.share, "the shared directory")->required();
   push_c->add_option("source", o.source, "a file or directory tree to release")->required();
@@ -308,6 +317,7 @@ int main(int argc, char** argv) {
   auto* fin = app.add_subcommand("finalize", "release an acting version held back by --hold-acting");
   fin->add_option("share", o.share, "the shared directory")->required();
   fin->add_option("--sign-key", o.sign_key, "Ed25519 secret key to sign the pointer");
+  fin->add_flag("--dry-run", o.dry_run, "print the acting version change; change nothing");
   auto* pr = app.add_subcommand("prune", "delete old releases; never one a host runs, the current, or the rollback target");
   pr->add_option("share", o.share, "the shared directory")->required();
   pr->add_option("--keep", o.keep, "newest releases to keep besides those in use (default 5)");
@@ -315,6 +325,7 @@ int main(int argc, char** argv) {
   auto* kg = app.add_subcommand("keygen", "make an Ed25519 key pair for signing releases");
   kg->add_option("--out", o.out_dir, "directory for NAME.key (mode 0600) and NAME.pub")->required();
   kg->add_option("--name", o.key_name, "key file name (default fleet)");
+  kg->add_flag("--dry-run", o.dry_run, "print where the keys would go");
   auto* ver = app.add_subcommand("verify", "check every kept release against its manifest");
   ver->add_option("share", o.share, "the shared directory")->required();
   auto* rel = app.add_subcommand("releases", "list kept releases");
@@ -326,6 +337,10 @@ int main(int argc, char** argv) {
   verbosity = quiet ? -1 : verbose ? 1 : 0;
   while (o.share.size() > 1 && o.share.back() == '/') o.share.pop_back();
 
+  if (*kg && o.dry_run) {
+    say(fmt::format("would write {}/{}.key (0600) and {}/{}.pub", o.out_dir, o.key_name, o.out_dir, o.key_name));
+    return 0;
+  }
   if (*kg) {
     auto k = generate_keypair(o.out_dir, o.key_name);
     if (!k) return fail(k.error());
@@ -345,6 +360,10 @@ int main(int argc, char** argv) {
     mo->sign_key = &*skey;
   }
 
+  if (*init && o.dry_run) {
+    say(fmt::format("would create {}/{{nfsup-share,releases,objects,hosts,audit}} (existing files are kept)", o.share));
+    return 0;
+  }
   if (*init) {
     if (auto s = init_share(share); !s) return fail(s.error());
     say(fmt::format("{}: nfsup share ready", o.share));
@@ -426,6 +445,17 @@ int main(int argc, char** argv) {
     for (const auto& v : r->deleted) say(fmt::format("{} {}", o.dry_run ? "would delete" : "deleted", v));
     for (const auto& v : r->kept) say(fmt::format("kept {}", v));
     if (r->objects_removed) say(fmt::format("removed {} unreferenced objects ({} bytes)", r->objects_removed, r->bytes_freed));
+    return 0;
+  }
+  if (*fin && o.dry_run) {
+    if (auto s = share.check(); !s) return fail(s.error());
+    auto p = share.read_pointer();
+    if (!p) return fail(p.error());
+    if (!*p) return fail(err(Exit::Usage, "nothing has been pushed yet"));
+    std::string acting = (*p)->acting.empty() ? (*p)->release : (*p)->acting;
+    say(acting == (*p)->release ? "acting version is already " + acting
+                                : fmt::format("would move the acting version {} -> {} (running {}'s migration hook once)",
+                                              acting, (*p)->release, (*p)->release));
     return 0;
   }
   if (*fin) {

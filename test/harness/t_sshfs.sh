@@ -22,7 +22,7 @@ MASTER=5
 N_HOSTS=4
 FIGFILE=$(mktemp /tmp/nfsup-figures.XXXXXX)
 fig() { echo "$1 = $2" >> "$FIGFILE"; }
-MASTER_OPTS=(--stale-after 8s --lease 3s --timeout 90s --share-timeout 10s)
+MASTER_OPTS=(--stale-after 8s --lease 3s --timeout 90s --share-timeout 10s --vote-timeout 20s)
 POLL=200ms
 SHARE_TIMEOUT=2s
 
@@ -69,7 +69,7 @@ test_sshfs_push_rollback_abort_four_hosts() {
   assert_contains "$out" "rollback 2.0 -> 1.0 (generation 3): 4 host(s) ok, 0 failed"
   for h in h1 h2 h3 h4; do assert_file_eq "$T/hosts/$h/agent.yaml" "level: one"; done
   # A master killed right after writing the marker; abort from the master's mount; re-run.
-  set +e; NFSUP_CRASH_AT=switch-after-marker mpush "$r2" --version 2.0 --reconfig "$T/m.sh" -q 2>"$T/crash.err"; rc=$?; set -e
+  set +e; NFSUP_CRASH_AT=switch-after-stopped mpush "$r2" --version 2.0 --reconfig "$T/m.sh" -q 2>"$T/crash.err"; rc=$?; set -e
   [ "$rc" == 137 ] || cat "$T/crash.err" >&2
   assert_eq "$rc" 137
   wait_until 30 all_state stopped 4 || fail "hosts did not stop for the dead master's marker"
@@ -116,7 +116,7 @@ test_sshfs_hung_mount_never_blocks_the_host() {
   [ "$took" -lt 6000 ] || fail "check took $took ms"
   kill -0 "$agent2" || fail "h2's agent died while its mount hung"
   # The push goes on without h2 (named), and h2 converges when its mount comes back.
-  set +e; out=$(mpush "$(make_release 2.0)" --version 2.0 2>&1); rc=$?; set -e
+  set +e; out=$(mpush "$(make_release 2.0)" --version 2.0 --assume-accept 2>&1); rc=$?; set -e
   kill -0 "$agent2" || fail "h2's agent was stopped although h2 never saw the marker"
   fleet_mount_resume 2
   assert_contains "$out" "h2"
@@ -131,7 +131,7 @@ test_sshfs_link_down_during_push() {
   sshfs_env; start_all
   mpush "$(make_release 1.0)" --version 1.0 -q
   wait_until 20 all_run 1.0 || fail "not on 1.0"
-  mpush "$(make_release 2.0)" --version 2.0 -q > "$T/push.out" 2>&1 &
+  mpush "$(make_release 2.0)" --version 2.0 --assume-accept -q > "$T/push.out" 2>&1 &
   p=$!
   fleet_link_down 3
   set +e; wait $p; rc=$?; set -e

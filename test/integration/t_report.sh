@@ -53,4 +53,23 @@ test_status_watch_and_history() {
   assert_contains "$("$INSTALL" history "$SHARE" --json)" '"action":"push"'
 }
 
+test_status_json_validates_against_its_schema() {
+  begin
+  add_host j1; add_host j2; start_all
+  schema="$(dirname "$FIXTURES")/../doc/status-schema.json"
+  validate() { python3 -c 'import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])))' "$schema" "$1"; }
+  python3 -c 'import jsonschema' 2>/dev/null || { [ -z "${CI:-}" ] || fail "CI must have python3-jsonschema"; echo "    skipped: python3-jsonschema missing"; return 0; }
+  "$INSTALL" status "$SHARE" --json > "$T/s0.json"; validate "$T/s0.json" || fail "empty share status invalid"
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  "$INSTALL" status "$SHARE" --json > "$T/s1.json"; validate "$T/s1.json" || fail "status invalid: $(cat "$T/s1.json")"
+  # Hostile content must stay valid JSON (escapes) and still match the schema.
+  printf 'nfsup-status 1\nhost j2\nstate failed\nrunning 1.0\ngeneration 1\nheartbeat 9\nreason quote%%22back%%5Cslash%%0Anewline%%01\n' > "$SHARE/hosts/j2/status"
+  stop_watchdog j2
+  "$INSTALL" status "$SHARE" --json > "$T/s2.json"; validate "$T/s2.json" || fail "status with hostile reason invalid: $(cat "$T/s2.json")"
+  # A document missing a required field must fail validation (the check can fail).
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); del d["hosts"][0]["state"]; json.dump(d, open(sys.argv[2],"w"))' "$T/s1.json" "$T/bad.json"
+  validate "$T/bad.json" 2>/dev/null && fail "schema accepted a host without state"
+  true
+}
+
 run_tests
