@@ -102,7 +102,8 @@ Result<std::vector<std::string>> check_dependencies(Share& share, int64_t stale_
       for (const auto& [api, v] : m.provides) providers[api].push_back({v, r.host});
   for (const auto& r : fleet) {
     for (const auto& m : r.mods) {
-      for (const auto& [dep, minv] : m.depends) {
+      for (const auto& dm : m.depends) {
+        const std::string &dep = dm.first, &minv = dm.second;
         auto it = std::find_if(r.mods.begin(), r.mods.end(), [&](auto& x) { return x.name == dep; });
         if (it == r.mods.end())
           out.push_back(fmt::format("{}: module {} needs module {} >= {}, which this host does not run", r.host, m.name,
