@@ -529,8 +529,19 @@ Result<std::optional<HostStatus>> Share::read_status(const std::string& host) {
   return std::optional<HostStatus>(*s);
 }
 
+// A host's own directory must be a real directory on the share: a symlink planted there would
+// make the watchdog write outside the share.
+static Status own_host_dir(FileSystem& fs, const std::string& dir) {
+  if (auto st = fs.mkdir(dir, 0755); !st) return st;
+  auto info = fs.stat(dir);
+  if (!info) return info.error();
+  if (!*info || (*info)->type != FileInfo::Dir)
+    return err(Exit::Integrity, fmt::format("{}: not a directory (a symlink?); refusing to write through it", dir));
+  return ok_status();
+}
+
 Status Share::write_vote(const Vote& v) {
-  if (auto st = fs_.mkdir(host_dir(v.host), 0755); !st) return st;
+  if (auto st = own_host_dir(fs_, host_dir(v.host)); !st) return st;
   return fs_.write_atomic(path_join(host_dir(v.host), "vote"), pack_vote(v), 0644);
 }
 
@@ -546,7 +557,7 @@ Result<std::optional<Vote>> Share::read_vote(const std::string& host) {
 }
 
 Status Share::write_status(const HostStatus& s) {
-  if (auto st = fs_.mkdir(host_dir(s.host), 0755); !st) return st;
+  if (auto st = own_host_dir(fs_, host_dir(s.host)); !st) return st;
   return fs_.write_atomic(status_path(s.host), pack_status(s), 0644);
 }
 

@@ -164,4 +164,17 @@ test_tampered_release_is_refused_and_named_by_verify() {
   wait_until 5 bash -c "grep -qx 'state failed' $SHARE/hosts/a1/status" || fail "a1 status: $(host_field a1 state)"
 }
 
+test_symlinked_host_dir_is_not_written_through() {
+  begin
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 --no-wait -q
+  mkdir -p "$T/outside"
+  ln -s "$T/outside" "$SHARE/hosts/evil"
+  add_host evil
+  set +e; out=$("$WATCHDOG" check -c "$T/hosts/evil/watchdog.yaml" 2>&1); set -e
+  assert_eq "$(ls -A "$T/outside")" "" "files written through a planted symlink"
+  grep -q "not a directory (a symlink?)" <<<"$out" || grep -q "not a directory (a symlink?)" "$T/hosts/evil/watchdog.log" 2>/dev/null \
+    || fail "no clear error: $out"
+  pid=$(awk '$1=="agent" {print $2}' "$T/hosts/evil/state/state" 2>/dev/null); [ -z "$pid" ] || kill -KILL -- "-$pid" 2>/dev/null || true
+}
+
 run_tests
