@@ -84,13 +84,15 @@ def proc_sample(pid):
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                 ns = int(f.read().split()[0])
-            vol = 0
+            vol = invol = 0
             with open(f"/proc/{pid}/task/{tid}/status") as f:
                 for line in f:
                     if line.startswith("voluntary_ctxt_switches:"):
                         vol = int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        invol = int(line.split()[1])
             cpu_ns += ns
-            threads.append({"tid": int(tid), "cpu_ns": ns, "voluntary": vol})
+            threads.append({"tid": int(tid), "cpu_ns": ns, "voluntary": vol, "nonvoluntary": invol})
         except FileNotFoundError:
             pass
     with open(f"/proc/{pid}/stat") as f:

@@ -163,7 +163,7 @@ stop_pids() {  # stop_pids PID...: TERM, wait, and forget them
 
 # Fleet settings shared by the reaction parts (4 local, 4 rolling, 4 sshfs).
 POLL_MS=200; GRACE_MS=300
-MOPTS=(--stale-after 10s --lease 3s --timeout 90s -q)
+MOPTS=(--stale-after 10s --lease 3s --timeout 90s)
 react() {  # react TAG SHARE_VIEW HOSTDIR VERSION HOSTS_CSV PUSH-ARGS...
   local tag=$1 view=$2 hdir=$3 ver=$4 hosts=$5; shift 5
   python3 "$HELPER" react --share-view "$view" --status-fmt "$view/hosts/{h}/status" \
@@ -306,7 +306,9 @@ else:
     out["poll_count"] = "estimated: elapsed / (50 ms + 0.5 ms)"
 for name, x, y, n in (("nfsup", a[0], b[0], polls), ("monit", a[1], b[1], el / 1.0), ("floor", a[2], b[2], el / 0.050)):
     d = y["cpu_ns"] - x["cpu_ns"]
-    out[name] = {"polls": n, "us_per_poll": d / n / 1e3, "ms_per_1000": d / n,
+    sw = lambda z: sum(t["voluntary"] + t["nonvoluntary"] for t in z["threads"])
+    out[name] = {"polls": n, "us_per_poll": d / n / 1e3, "ms_per_1000": d / n / 1e3,
+                 "switches_per_poll": (sw(y) - sw(x)) / n,
                  "ticks_us_per_poll": (y["ticks"] - x["ticks"]) * 1e6 / y["clk_tck"] / n,
                  "rss_kb": y.get("VmRSS"), "hwm_kb": y.get("VmHWM"), "anon_kb": y.get("RssAnon"),
                  "threads": len(y["threads"])}
@@ -320,6 +322,9 @@ RSS_M=$(jget "$W/idle.json" monit.rss_kb); RSS_F=$(jget "$W/idle.json" floor.rss
 row "2 idle daemon" "CPU per idle poll (us; per 1000 polls: $(fmt .1f "$(calc "$U_NF")") ms)" "$(fmt .1f "$U_NF")" \
   "monit $(fmt .0f "$U_MON") per check; C floor $(fmt .1f "$U_FL")" \
   "$(fmt .3f "$(calc "$U_NF / $U_MON")")x monit; $(fmt .1f "$(calc "$U_NF / $U_FL")")x floor" "<= 20 us" "$(verdict "$U_NF" '<=' 20)"
+row "2 idle daemon" "context switches per idle poll (all threads)" "$(fmt .1f "$(jget "$W/idle.json" nfsup.switches_per_poll)")" \
+  "C floor $(fmt .1f "$(jget "$W/idle.json" floor.switches_per_poll)")" \
+  "$(fmt .1f "$(calc "$(jget "$W/idle.json" nfsup.switches_per_poll) / max($(jget "$W/idle.json" floor.switches_per_poll), 0.01)")")x" "-" "info"
 row "2 idle daemon" "CPU per poll below monit's per check" "$(fmt .1f "$U_NF")" "monit $(fmt .0f "$U_MON")" \
   "$(fmt .3f "$(calc "$U_NF / $U_MON")")x" "< 1.0x monit" "$(verdict "$U_NF" '<' "$U_MON")"
 row "2 idle daemon" "VmRSS / VmHWM (KiB)" "$RSS_D / $HWM_D (anon $ANON_D)" "monit $RSS_M; C floor $RSS_F" \
@@ -404,7 +409,7 @@ row "4 reaction local" "$BENCH_HOSTS hosts: marker's stop phase -> every agent s
 row "4 reaction local" "phases (ms): push->marker / vote round / stop phase->all stopped / marker->unmark / unmark->all running / push wall" \
   "$(fmt .0f "$(jget "$L" marker_after_push_ms)") / $(fmt .0f "$(jget "$L" stop_phase_after_marker_ms)") / $(fmt .0f "$STOPP_MS") / $(fmt .0f "$(jget "$L" unmark_after_marker_ms)") / $(fmt .0f "$(jget "$L" all_running_after_unmark_ms)") / $(fmt .0f "$(jget "$L" push_wall_ms)")" \
   "median host stopped $(fmt .0f "$(jget "$L" median_gone_after_marker_ms)") ms after the marker" "-" "-" "info"
-note "- **4. reaction (local)**: $BENCH_HOSTS \`nfsup-watchdog run\` daemons (poll ${POLL_MS}ms, heartbeat 2s, start_grace ${GRACE_MS}ms, fake agent from test/fixtures), two all-at-once pushes (1.0 -> 2.0 -> 3.0), push exit codes $(jget "$L" push_rc). Times come from an observer on the server's view of the share: the marker is timed when it first exists (1 ms polling) and again when it first reads without \`phase vote\` (the master rewrites it to its stop phase once every host has voted), each agent's exit through a pidfd, 'running' when the host's status file says so (10 ms scans). The master itself re-reads host statuses only every 250 ms (MasterOptions.poll_ms, no flag)."
+note "- **4. reaction (local)**: $BENCH_HOSTS \`nfsup-watchdog run\` daemons (poll ${POLL_MS}ms, heartbeat 2s, start_grace ${GRACE_MS}ms, fake agent from test/fixtures), two all-at-once pushes (1.0 -> 2.0 -> 3.0), push exit codes $(jget "$L" push_rc), the last said: \`$(tail -1 "$W/local-3.0.push.log")\`. Times come from an observer on the server's view of the share: the marker is timed when it first exists (1 ms polling) and again when it first reads without \`phase vote\` (the master rewrites it to its stop phase once every host has voted), each agent's exit through a pidfd, 'running' when the host's status file says so (10 ms scans). The master itself re-reads host statuses only every 250 ms (MasterOptions.poll_ms, no flag)."
 
 say "4. rolling: $BENCH_ROLL_HOSTS hosts, batches: $BENCH_ROLL_BATCHES"
 P4R=$W/p4r
@@ -450,7 +455,7 @@ pts_txt=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("; 
 row "4 rolling" "$BENCH_ROLL_HOSTS hosts, push start -> all on target ($pts_txt)" \
   "$(fmt .0f "$SLOPE") ms per batch + $(fmt .0f "$(jget "$W/roll.json" intercept_ms)") ms" "linear fit in N/b" \
   "$(fmt .1f "$(calc "$SLOPE / $POLL_MS")") polls per batch" "~linear in N/b (R^2 >= 0.95)" "$(verdict "$R2" '>=' 0.95) (R^2 $(fmt .3f "$R2"))"
-note "- **4. rolling**: \`push --strategy rolling --batch b\` on $BENCH_ROLL_HOSTS daemons (same host settings); time from push start until every host reports running the target; exit codes: $(python3 -c 'import json,sys; print(", ".join(f"b={p[0]}: {p[3]}" for p in json.load(open(sys.argv[1]))["points"]))' "$W/roll.json")."
+note "- **4. rolling**: \`push --strategy rolling --batch b\` on $BENCH_ROLL_HOSTS daemons (same host settings); time from push start until every host reports running the target; the pushes said: $(for b in $BENCH_ROLL_BATCHES; do printf '`%s` ' "$(tail -1 "$W/roll-$b.push.log")"; done); exit codes: $(python3 -c 'import json,sys; print(", ".join(f"b={p[0]}: {p[3]}" for p in json.load(open(sys.argv[1]))["points"]))' "$W/roll.json")."
 S4=$(( ($(date +%s%N) - T4) / 1000000 ))
 fi
 
@@ -485,9 +490,10 @@ if [ $run_sshfs = 1 ]; then
       start_wd "$P4S/hosts/s$i"; pspids+=("${PIDS[-1]}")
     done
     wait_running "$SV/hosts" 1.0 "$BENCH_SSHFS_HOSTS" 90
-    sleep 1
+    # Longer than the mounts' cache time: the master's listing of hosts/ must include them all.
+    sleep $((BENCH_CACHE_S + 1))
     react "sshfs-2.0" "$SV" "$P4S/hosts" 2.0 "$(IFS=,; echo "${HS[*]}")" \
-      "$INSTALL" push "$MS" "$P4S/rel/2.0" --version 2.0 --stale-after 10s --lease 3s --timeout 90s --share-timeout 20s -q
+      "$INSTALL" push "$MS" "$P4S/rel/2.0" --version 2.0 --stale-after 10s --lease 3s --timeout 90s --share-timeout 20s
     stop_pids "${pspids[@]}"
     J=$W/sshfs-2.0.json
     C_MS=$((BENCH_CACHE_S * 1000))
@@ -506,7 +512,7 @@ if [ $run_sshfs = 1 ]; then
     row "4 reaction sshfs" "phases (ms): push->marker / vote round / stop phase->all stopped / marker->unmark / unmark->all running / push wall" \
       "$(fmt .0f "$(jget "$J" marker_after_push_ms)") / $(fmt .0f "$(jget "$J" stop_phase_after_marker_ms)") / $(fmt .0f "$SSTOPP") / $(fmt .0f "$(jget "$J" unmark_after_marker_ms)") / $(fmt .0f "$(jget "$J" all_running_after_unmark_ms)") / $(fmt .0f "$(jget "$J" push_wall_ms)")" \
       "median host stopped $(fmt .0f "$(jget "$J" median_gone_after_marker_ms)") ms after the marker" "-" "-" "info"
-    note "- **4. sshfs**: test/harness/fleet.sh, $BENCH_SSHFS_HOSTS hosts each with its own sshfs mount in its own network namespace plus one mount for the master (FLEET_CACHE_S=$BENCH_CACHE_S: kernel and sshfs metadata caches); push exit code $(jget "$J" push_rc). Marker and status times are taken on the server's directory (no cache); the cache time is counted once per direction in the limit for the whole upgrade."
+    note "- **4. sshfs**: test/harness/fleet.sh, $BENCH_SSHFS_HOSTS hosts each with its own sshfs mount in its own network namespace plus one mount for the master (FLEET_CACHE_S=$BENCH_CACHE_S: kernel and sshfs metadata caches); push exit code $(jget "$J" push_rc), it said: \`$(tail -1 "$W/sshfs-2.0.push.log")\`. Marker and status times are taken on the server's directory (no cache); the cache time is counted once per direction in the limit for the whole upgrade."
   else
     row "4 reaction sshfs" "fleet_up failed: $(tail -1 "$W/fleet.log")" "-" "-" "-" "-" "error"
   fi
@@ -592,29 +598,55 @@ for n in $BENCH_STATUS_HOSTS; do
   st_pts+="$n:$(jget "$W/status-$n.json" status.wall_ms_median) "
 done
 python3 "$HELPER" genstatus "$P6/share/hosts" 0 "$have"   # fresh mtimes: every host is live
-strace --seccomp-bpf -f -qq -ttt -e trace=clock_nanosleep -o "$W/round.trace" \
-  "$INSTALL" push "$P6/share" "$P6/rel2" --version 2.0 --no-wait --timeout 3s --stale-after 60s --lease 3s -q \
-  >/dev/null 2>"$W/round.err" || true
-python3 - "$W/round.trace" >"$W/round.json" <<'EOF'
+# A push with every host live and none ever stopping: its wait loop reads every status each
+# round, then sleeps 250 ms; it gives up after --timeout and backs out. Votes (if this build has
+# them) are skipped quickly; a long lease keeps renewals out of the way, so the first rename onto
+# MARKER is the marker's stop phase and the 250 ms sleeps after it are the wait loop's.
+vote_flags=()
+if "$INSTALL" push --help 2>&1 | grep -q -- --vote-timeout; then vote_flags=(--vote-timeout 1s --assume-accept); fi
+strace --seccomp-bpf -f -qq -ttt -e trace=clock_nanosleep,rename -o "$W/round.trace" \
+  "$INSTALL" push "$P6/share" "$P6/rel2" --version 2.0 --no-wait --timeout 3s --stale-after 60s --lease 60s \
+  "${vote_flags[@]}" -q >/dev/null 2>"$W/round.err" || true
+python3 - "$W/round.trace" "${#vote_flags[@]}" >"$W/round.json" <<'PY'
 import json, statistics, sys
-ts = [float(l.split()[1]) for l in open(sys.argv[1]) if "tv_nsec=250000000" in l]
+lines = open(sys.argv[1]).read().splitlines()
+start = 0
+if sys.argv[2] != "0":  # skip the vote loop: start at the stop-phase rewrite of MARKER
+    for i, l in enumerate(lines):
+        if " rename(" in l and '/MARKER"' in l:
+            start = i
+            break
+ts = [float(l.split()[1]) for l in lines[start:] if "clock_nanosleep" in l and "tv_nsec=250000000" in l]
 gaps = [(b - a) * 1000 - 250 for a, b in zip(ts, ts[1:])]
 json.dump({"rounds": len(ts), "round_ms": statistics.median(gaps) if gaps else None}, sys.stdout)
-EOF
+PY
 read -r -a sp <<<"$st_pts"
 last=${sp[-1]}; first=${sp[0]}
 N_LAST=${last%%:*}; T_LAST=${last#*:}; N_FIRST=${first%%:*}; T_FIRST=${first#*:}
 row "6 fleet scale" "status with $N_LAST host status files (ms, median of 5)" "$(fmt .0f "$T_LAST")" "-" \
   "$(fmt .1f "$(calc "$T_LAST * 1000 / $N_LAST")") us per host" "<= 1000 ms" "$(verdict "$T_LAST" '<=' 1000)"
+python3 - $st_pts >"$W/status-fit.json" <<'PY'
+import json, sys
+pts = [tuple(map(float, p.split(":"))) for p in sys.argv[1:]]
+xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+sxx = sum((x - mx) ** 2 for x in xs)
+k = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0
+a = my - k * mx
+tot = sum((y - my) ** 2 for y in ys)
+r2 = 1 - sum((y - a - k * x) ** 2 for x, y in zip(xs, ys)) / tot if tot else 1.0
+json.dump({"us_per_host": k * 1000, "fixed_ms": a, "r2": r2}, sys.stdout)
+PY
+SR2=$(jget "$W/status-fit.json" r2)
 row "6 fleet scale" "status cost by fleet size (ms)" "$(for p in $st_pts; do printf '%s: %s; ' "${p%%:*}" "$(fmt .0f "${p#*:}")"; done)" "-" \
-  "$(fmt .1f "$(calc "$T_LAST / $T_FIRST")")x for $(calc "$N_LAST // $N_FIRST")x hosts" "linear" \
-  "$(verdict "$(calc "abs(($T_LAST / $T_FIRST) / ($N_LAST / $N_FIRST) - 1)")" '<=' 0.35)"
+  "fit: $(fmt .1f "$(jget "$W/status-fit.json" us_per_host)") us/host + $(fmt .0f "$(jget "$W/status-fit.json" fixed_ms)") ms" \
+  "linear (R^2 >= 0.98)" "$(verdict "$SR2" '>=' 0.98) (R^2 $(fmt .4f "$SR2"))"
 RND=$(jget "$W/round.json" round_ms)
 if [ "$RND" != None ]; then
   row "6 fleet scale" "master wait loop, one round over $N_LAST live hosts (ms, strace timestamps of its 250 ms sleeps)" \
     "$(fmt .0f "$RND")" "status $(fmt .0f "$T_LAST")" "$(fmt .2f "$(calc "$RND / $T_LAST")")x status" "-" "info"
 fi
-note "- **6. fleet scale**: host status files written in the format of pack_status (src/core/share.cpp). \`status\` lists hosts/, reads and stats every status file. The master's wait loop was timed in a real push with $N_LAST live hosts that never stop (\`--timeout 3s\`; it then backs out): $(jget "$W/round.json" rounds) rounds; a round = lease renewal + one read_status (open, read, close, lstat) per host, then a fixed 250 ms sleep. Note: with unsigned hosts, \`status\` prints one warning line naming every host ($("$INSTALL" status "$P6/share" 2>/dev/null | awk '/WARNING/ {print length($0); exit}') characters at $N_LAST hosts)."
+note "- **6. fleet scale**: host status files written in the format of pack_status (src/core/share.cpp). \`status\` lists hosts/, reads and stats every status file. The master's wait loop was timed in a real push with $N_LAST live hosts that never stop (\`--timeout 3s --lease 60s ${vote_flags[*]}\`; it then backs out): $(jget "$W/round.json" rounds) rounds after the stop phase; a round = lease renewal + one read_status (open, read, close, lstat) per host, then a fixed 250 ms sleep. Note: with unsigned hosts, \`status\` prints one warning line naming every host ($("$INSTALL" status "$P6/share" 2>/dev/null | awk '/WARNING/ {print length($0); exit}') characters at $N_LAST hosts)."
 S6=$(( ($(date +%s%N) - T6) / 1000000 ))
 fi
 

@@ -218,7 +218,10 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
     if (!unsigned_hosts.empty())
       fmt::print("{}WARNING: UNSIGNED MODE on {} host(s) ({}): anyone who can write to the share can run code on "
                  "them; set trusted_keys{}\n",
-                 color_out() ? "\033[1;31m" : "", unsigned_hosts.size(), join(unsigned_hosts, " "),
+                 color_out() ? "\033[1;31m" : "", unsigned_hosts.size(), unsigned_hosts.size() <= 10
+                     ? join(unsigned_hosts, " ")
+                     : join(std::vector<std::string>(unsigned_hosts.begin(), unsigned_hosts.begin() + 10), " ") +
+                           fmt::format(" and {} more", unsigned_hosts.size() - 10),
                  color_out() ? "\033[0m" : "");
   }
   for (const auto& w : r.warnings) fmt::print("warning:  {}\n", w);
