@@ -485,6 +485,12 @@ Status Share::check() {
                                         root_, root_));
   auto rec = unpack_record(**f, "share", kFormatVersion, format_file());
   if (!rec) return rec.error();
+  for (const auto& d : {releases_dir(), objects_dir(), hosts_dir(), audit_dir()}) {
+    auto info = fs_.stat(d);
+    if (!info) return info.error();
+    if (*info && (*info)->type != FileInfo::Dir)
+      return err(Exit::Integrity, fmt::format("{}: not a directory (a symlink?); the share layout was tampered with", d));
+  }
   return ok_status();
 }
 
@@ -589,8 +595,18 @@ Result<std::vector<std::string>> Share::list_releases() {
   return out;
 }
 
+// A release directory must be a real directory on the share, never a symlink to elsewhere.
+static Status real_release_dir(FileSystem& fs, const std::string& dir) {
+  auto info = fs.stat(dir);
+  if (!info) return info.error();
+  if (*info && (*info)->type != FileInfo::Dir)
+    return err(Exit::Integrity, fmt::format("{}: not a directory (a symlink?); refusing to read through it", dir));
+  return ok_status();
+}
+
 Result<std::optional<Manifest>> Share::read_manifest(const std::string& version) {
   if (auto e = check_version_name(version)) return err(Exit::Usage, *e);
+  if (auto s = real_release_dir(fs_, release_dir(version)); !s) return s.error();
   auto path = manifest_path(version);
   auto t = fs_.read_file(path, kManifestMax);
   if (!t) return t.error();
@@ -604,6 +620,7 @@ Result<std::optional<Manifest>> Share::read_manifest(const std::string& version)
 
 Result<std::optional<std::string>> Share::read_manifest_text(const std::string& version) {
   if (auto e = check_version_name(version)) return err(Exit::Usage, *e);
+  if (auto s = real_release_dir(fs_, release_dir(version)); !s) return s.error();
   return fs_.read_file(manifest_path(version), kManifestMax);
 }
 

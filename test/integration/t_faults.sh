@@ -177,4 +177,17 @@ test_symlinked_host_dir_is_not_written_through() {
   pid=$(awk '$1=="agent" {print $2}' "$T/hosts/evil/state/state" 2>/dev/null); [ -z "$pid" ] || kill -KILL -- "-$pid" 2>/dev/null || true
 }
 
+test_symlinked_release_dir_is_refused() {
+  begin
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 --no-wait -q
+  cp -a "$SHARE/releases/1.0" "$T/elsewhere"
+  ln -s "$T/elsewhere" "$SHARE/releases/6.6"
+  set +e; out=$("$INSTALL" rollback "$SHARE" --to 6.6 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2 "a symlinked release is not a kept release"
+  add_host s1
+  set +e; out=$("$RECONFIG" -c "$T/hosts/s1/watchdog.yaml" --from 1.0 --to 6.6 --dry-run 2>&1); rc=$?; set -e
+  assert_eq "$rc" 6 "reading a manifest through a symlinked release dir"
+  assert_contains "$out" "releases/6.6: not a directory (a symlink?)"
+}
+
 run_tests
