@@ -73,7 +73,7 @@ Result<std::optional<Timeline>> read_last_timeline(Share& share);
 
 struct HostOutcome {
   std::string host;
-  std::string outcome;   ///< ok | failed | stale | timeout
+  std::string outcome;   ///< ok | failed | stale (skipped at start) | lost (went silent) | timeout | vetoed | rolled-back
   std::string detail;
 };
 

@@ -848,9 +848,7 @@ class Watchdog {
       set_state("stopping", gen, why);
     }
     log(LogLevel::Info, fmt::format("{}: stopping agent {} ({})", cfg_.host, st_.running, why));
-    stopping_ = true;
     ctl_->stop(st_, cfg_.agent);
-    stopping_ = false;
     save_state();
   }
 
@@ -1347,7 +1345,6 @@ class Watchdog {
   bool share_down_ = false;
   std::string share_error_;
   bool force_pointer_ = true;
-  bool stopping_ = false;
   bool lapse_logged_ = false;
   int64_t lease_ms_ = 30000;
   int64_t restart_at_ = 0;

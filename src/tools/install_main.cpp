@@ -310,7 +310,7 @@ int main(int argc, char** argv) {
   hist->add_flag("--json", o.json, "machine-readable output");
   auto* rb = app.add_subcommand("rollback", "switch every host back to a kept release");
   rb->add_option("share", o.share, "the shared directory")->required();
-  rb->add_option("--to", o.to, "release to return to (default: the previous one)");
+  rb->add_option("--to", o.to, "release to return to (default: the newest kept release below the current one)");
   add_wait_opts(rb);
   auto* ab = app.add_subcommand("abort", "remove the marker of a push that died; hosts resume the current release");
   ab->add_option("share", o.share, "the shared directory")->required();
