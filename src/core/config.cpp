@@ -2,10 +2,13 @@
 #include "config.h"
 
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -66,6 +69,25 @@ Status check_keys(const Ctx& c, const YAML::Node& map, const std::set<std::strin
   return ok_status();
 }
 
+// A mapping's keys, indexed once. yaml-cpp looks a key up by converting every key of the map
+// to the key's type and comparing, once per lookup; a config asks for some 70 keys, and that
+// was most of a cron tick's parse time. The first of duplicated keys wins, as in yaml-cpp.
+class Map {
+ public:
+  explicit Map(const YAML::Node& n) {
+    if (n.IsMap())
+      for (const auto& kv : n)
+        if (kv.first.IsScalar()) keys_.emplace(kv.first.Scalar(), kv.second);
+  }
+  YAML::Node operator[](std::string_view k) const {
+    auto it = keys_.find(k);
+    return it == keys_.end() ? YAML::Node(YAML::NodeType::Undefined) : it->second;
+  }
+
+ private:
+  std::map<std::string, YAML::Node, std::less<>> keys_;
+};
+
 #define TAKE(dst, expr)          \
   do {                           \
     auto _r = (expr);            \
@@ -109,6 +131,7 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
   if (!root.IsMap()) return err(Exit::Usage, fmt::format("{}: the top level must be a mapping of keys", path));
   WatchdogConfig cfg;
   cfg.path = path;
+  const Map R(root);
   try {
     if (auto s = check_keys(c, root,
                             {"share", "host", "poll_interval", "heartbeat_interval", "share_timeout", "state_dir",
@@ -116,41 +139,41 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
                              "class", "traits", "checks_dir"},
                             ""); !s)
       return s.error();
-    if (!root["share"]) return err(Exit::Usage, fmt::format("{}: missing required key 'share'", path));
-    TAKE(cfg.share, get_str(c, root["share"], "share"));
-    if (cfg.share.empty() || cfg.share[0] != '/') return c.at(root["share"], "'share' must be an absolute path");
+    if (!R["share"]) return err(Exit::Usage, fmt::format("{}: missing required key 'share'", path));
+    TAKE(cfg.share, get_str(c, R["share"], "share"));
+    if (cfg.share.empty() || cfg.share[0] != '/') return c.at(R["share"], "'share' must be an absolute path");
     while (cfg.share.size() > 1 && cfg.share.back() == '/') cfg.share.pop_back();
     cfg.host = short_hostname();
-    if (root["host"]) TAKE(cfg.host, get_str(c, root["host"], "host"));
-    if (auto e = check_host_name(cfg.host)) return c.at(root["host"] ? root["host"] : root, "'host': " + *e);
-    if (root["group"]) {
-      TAKE(cfg.group, get_str(c, root["group"], "group"));
-      if (auto e = check_host_name(cfg.group)) return c.at(root["group"], "'group': " + *e);
+    if (R["host"]) TAKE(cfg.host, get_str(c, R["host"], "host"));
+    if (auto e = check_host_name(cfg.host)) return c.at(R["host"] ? R["host"] : root, "'host': " + *e);
+    if (R["group"]) {
+      TAKE(cfg.group, get_str(c, R["group"], "group"));
+      if (auto e = check_host_name(cfg.group)) return c.at(R["group"], "'group': " + *e);
     }
-    if (root["class"]) {
-      TAKE(cfg.cls, get_str(c, root["class"], "class"));
-      if (auto e = check_host_name(cfg.cls)) return c.at(root["class"], "'class': " + *e);
+    if (R["class"]) {
+      TAKE(cfg.cls, get_str(c, R["class"], "class"));
+      if (auto e = check_host_name(cfg.cls)) return c.at(R["class"], "'class': " + *e);
     }
-    if (root["traits"]) {
-      const auto& t = root["traits"];
+    if (R["traits"]) {
+      const auto& t = R["traits"];
       if (!t.IsMap()) return c.at(t, "'traits' must be a mapping like {arch: aarch64, role: edge}");
       for (const auto& kv : t) {
         if (!kv.first.IsScalar() || !kv.second.IsScalar()) return c.at(kv.first, "'traits' values must be strings");
         cfg.traits[kv.first.Scalar()] = kv.second.Scalar();
       }
     }
-    if (root["checks_dir"]) {
-      TAKE(cfg.checks_dir, get_str(c, root["checks_dir"], "checks_dir"));
-      if (cfg.checks_dir.empty() || cfg.checks_dir[0] != '/') return c.at(root["checks_dir"], "'checks_dir' must be an absolute path");
+    if (R["checks_dir"]) {
+      TAKE(cfg.checks_dir, get_str(c, R["checks_dir"], "checks_dir"));
+      if (cfg.checks_dir.empty() || cfg.checks_dir[0] != '/') return c.at(R["checks_dir"], "'checks_dir' must be an absolute path");
     }
-    if (root["poll_interval"]) TAKE(cfg.poll_interval_ms, get_dur(c, root["poll_interval"], "poll_interval"));
-    if (root["heartbeat_interval"])
-      TAKE(cfg.heartbeat_interval_ms, get_dur(c, root["heartbeat_interval"], "heartbeat_interval"));
-    if (root["share_timeout"]) TAKE(cfg.share_timeout_ms, get_dur(c, root["share_timeout"], "share_timeout"));
-    if (root["state_dir"]) TAKE(cfg.state_dir, get_str(c, root["state_dir"], "state_dir"));
-    if (root["verify_before_start"])
-      TAKE(cfg.verify_before_start, get_bool(c, root["verify_before_start"], "verify_before_start"));
-    auto node = [&](const char* k) { return root[k] ? root[k] : root; };
+    if (R["poll_interval"]) TAKE(cfg.poll_interval_ms, get_dur(c, R["poll_interval"], "poll_interval"));
+    if (R["heartbeat_interval"])
+      TAKE(cfg.heartbeat_interval_ms, get_dur(c, R["heartbeat_interval"], "heartbeat_interval"));
+    if (R["share_timeout"]) TAKE(cfg.share_timeout_ms, get_dur(c, R["share_timeout"], "share_timeout"));
+    if (R["state_dir"]) TAKE(cfg.state_dir, get_str(c, R["state_dir"], "state_dir"));
+    if (R["verify_before_start"])
+      TAKE(cfg.verify_before_start, get_bool(c, R["verify_before_start"], "verify_before_start"));
+    auto node = [&](const char* k) { return R[k] ? R[k] : root; };
     if (cfg.state_dir.empty() || cfg.state_dir[0] != '/')
       return c.at(node("state_dir"), "'state_dir' must be an absolute path on local disk");
     if (starts_with(cfg.state_dir + "/", cfg.share + "/"))
@@ -160,8 +183,8 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
     if (cfg.heartbeat_interval_ms < cfg.poll_interval_ms) cfg.heartbeat_interval_ms = cfg.poll_interval_ms;
 
     // Signatures: trusted keys are loaded now so a bad key file is a config error.
-    if (root["trusted_keys"]) {
-      const auto& tk = root["trusted_keys"];
+    if (R["trusted_keys"]) {
+      const auto& tk = R["trusted_keys"];
       if (!tk.IsSequence()) return c.at(tk, "'trusted_keys' must be a list of public key files");
       for (const auto& k : tk) {
         if (!k.IsScalar()) return c.at(k, "'trusted_keys' entries must be file paths");
@@ -171,8 +194,8 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
         cfg.trusted_key_paths.push_back(k.Scalar());
       }
     }
-    if (root["revoked_keys"]) {
-      const auto& rk = root["revoked_keys"];
+    if (R["revoked_keys"]) {
+      const auto& rk = R["revoked_keys"];
       if (!rk.IsSequence()) return c.at(rk, "'revoked_keys' must be a list of key ids or public key files");
       for (const auto& k : rk) {
         if (!k.IsScalar()) return c.at(k, "'revoked_keys' entries must be key ids or file paths");
@@ -187,13 +210,14 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
       }
     }
     cfg.trust.allow_unsigned = cfg.trust.trusted.empty();
-    if (root["allow_unsigned"]) TAKE(cfg.trust.allow_unsigned, get_bool(c, root["allow_unsigned"], "allow_unsigned"));
+    if (R["allow_unsigned"]) TAKE(cfg.trust.allow_unsigned, get_bool(c, R["allow_unsigned"], "allow_unsigned"));
     if (!cfg.trust.allow_unsigned && cfg.trust.trusted.empty())
-      return c.at(root["allow_unsigned"], "allow_unsigned: false needs at least one key in 'trusted_keys'");
+      return c.at(R["allow_unsigned"], "allow_unsigned: false needs at least one key in 'trusted_keys'");
 
-    const YAML::Node a = root["agent"];
+    const YAML::Node a = R["agent"];
     if (!a) return err(Exit::Usage, fmt::format("{}: missing required key 'agent'", path));
     if (!a.IsMap()) return c.at(a, "'agent' must be a mapping");
+    const Map A(a);
     if (auto s = check_keys(c, a,
                             {"command", "config", "stop_signal", "stop_timeout", "start_command", "stop_command",
                              "status_command", "restart_limit", "restart_window", "reconfig_timeout", "start_grace",
@@ -201,23 +225,23 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
                             " in 'agent'"); !s)
       return s.error();
     AgentConfig& ag = cfg.agent;
-    if (!a["command"]) return c.at(a, "'agent' needs a 'command' list");
-    TAKE(ag.command, get_argv(c, a["command"], "agent.command"));
+    if (!A["command"]) return c.at(a, "'agent' needs a 'command' list");
+    TAKE(ag.command, get_argv(c, A["command"], "agent.command"));
     if (auto e = check_rel_path(ag.command[0]))
-      return c.at(a["command"], "agent.command[0] must be a path relative to the release directory: " + *e);
-    if (a["config"]) {
-      TAKE(ag.config, get_str(c, a["config"], "agent.config"));
-      if (ag.config.empty() || ag.config[0] != '/') return c.at(a["config"], "'agent.config' must be an absolute path");
+      return c.at(A["command"], "agent.command[0] must be a path relative to the release directory: " + *e);
+    if (A["config"]) {
+      TAKE(ag.config, get_str(c, A["config"], "agent.config"));
+      if (ag.config.empty() || ag.config[0] != '/') return c.at(A["config"], "'agent.config' must be an absolute path");
     }
-    if (a["stop_signal"]) {
+    if (A["stop_signal"]) {
       std::string s;
-      TAKE(s, get_str(c, a["stop_signal"], "agent.stop_signal"));
+      TAKE(s, get_str(c, A["stop_signal"], "agent.stop_signal"));
       ag.stop_signal = parse_signal(s);
-      if (ag.stop_signal == 0) return c.at(a["stop_signal"], fmt::format("unknown signal '{}'", s));
+      if (ag.stop_signal == 0) return c.at(A["stop_signal"], fmt::format("unknown signal '{}'", s));
     }
-    if (a["stop_timeout"]) TAKE(ag.stop_timeout_ms, get_dur(c, a["stop_timeout"], "agent.stop_timeout"));
-    if (a["reconfig_timeout"])
-      TAKE(ag.reconfig_timeout_ms, get_dur(c, a["reconfig_timeout"], "agent.reconfig_timeout"));
+    if (A["stop_timeout"]) TAKE(ag.stop_timeout_ms, get_dur(c, A["stop_timeout"], "agent.stop_timeout"));
+    if (A["reconfig_timeout"])
+      TAKE(ag.reconfig_timeout_ms, get_dur(c, A["reconfig_timeout"], "agent.reconfig_timeout"));
     auto sig_of = [&](const YAML::Node& n, const std::string& key) -> Result<int> {
       std::string s;
       TAKE(s, get_str(c, n, key));
@@ -225,40 +249,42 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
       if (v == 0) return c.at(n, fmt::format("'{}': unknown signal '{}'", key, s));
       return v;
     };
-    if (a["acting_signal"]) TAKE(ag.acting_signal, sig_of(a["acting_signal"], "agent.acting_signal"));
-    if (a["drain"]) {
-      const auto& d = a["drain"];
+    if (A["acting_signal"]) TAKE(ag.acting_signal, sig_of(A["acting_signal"], "agent.acting_signal"));
+    if (A["drain"]) {
+      const auto& d = A["drain"];
       if (!d.IsMap()) return c.at(d, "'agent.drain' must be a mapping: {signal: USR1, timeout: 60s} or {command: [...]}");
+      const Map D(d);
       if (auto s = check_keys(c, d, {"signal", "command", "timeout"}, " in 'agent.drain'"); !s) return s.error();
-      if (d["signal"]) TAKE(ag.drain_signal, sig_of(d["signal"], "agent.drain.signal"));
-      if (d["command"]) TAKE(ag.drain_command, get_argv(c, d["command"], "agent.drain.command"));
+      if (D["signal"]) TAKE(ag.drain_signal, sig_of(D["signal"], "agent.drain.signal"));
+      if (D["command"]) TAKE(ag.drain_command, get_argv(c, D["command"], "agent.drain.command"));
       if ((ag.drain_signal != 0) == !ag.drain_command.empty())
         return c.at(d, "'agent.drain' needs exactly one of 'signal' or 'command'");
-      if (d["timeout"]) TAKE(ag.drain_timeout_ms, get_dur(c, d["timeout"], "agent.drain.timeout"));
+      if (D["timeout"]) TAKE(ag.drain_timeout_ms, get_dur(c, D["timeout"], "agent.drain.timeout"));
     }
-    if (a["health"]) {
-      const auto& h = a["health"];
+    if (A["health"]) {
+      const auto& h = A["health"];
       if (!h.IsMap()) return c.at(h, "'agent.health' must be a mapping: {command: [bin/healthcheck], timeout: 20s}");
+      const Map H(h);
       if (auto s = check_keys(c, h, {"command", "timeout"}, " in 'agent.health'"); !s) return s.error();
-      if (!h["command"]) return c.at(h, "'agent.health' needs a 'command'");
-      TAKE(ag.health_command, get_argv(c, h["command"], "agent.health.command"));
+      if (!H["command"]) return c.at(h, "'agent.health' needs a 'command'");
+      TAKE(ag.health_command, get_argv(c, H["command"], "agent.health.command"));
       if (auto e = check_rel_path(ag.health_command[0]))
-        return c.at(h["command"], "agent.health.command[0] must be relative to the release directory: " + *e);
-      if (h["timeout"]) TAKE(ag.health_timeout_ms, get_dur(c, h["timeout"], "agent.health.timeout"));
+        return c.at(H["command"], "agent.health.command[0] must be relative to the release directory: " + *e);
+      if (H["timeout"]) TAKE(ag.health_timeout_ms, get_dur(c, H["timeout"], "agent.health.timeout"));
     }
-    if (a["start_grace"]) TAKE(ag.start_grace_ms, get_dur(c, a["start_grace"], "agent.start_grace"));
-    if (a["restart_window"]) TAKE(ag.restart_window_ms, get_dur(c, a["restart_window"], "agent.restart_window"));
-    if (a["restart_limit"]) {
+    if (A["start_grace"]) TAKE(ag.start_grace_ms, get_dur(c, A["start_grace"], "agent.start_grace"));
+    if (A["restart_window"]) TAKE(ag.restart_window_ms, get_dur(c, A["restart_window"], "agent.restart_window"));
+    if (A["restart_limit"]) {
       std::string s;
-      TAKE(s, get_str(c, a["restart_limit"], "agent.restart_limit"));
+      TAKE(s, get_str(c, A["restart_limit"], "agent.restart_limit"));
       auto v = parse_duration_ms(s);
       if (s.find_first_not_of("0123456789") != std::string::npos || s.empty() || !v)
-        return c.at(a["restart_limit"], "'agent.restart_limit' must be a whole number");
+        return c.at(A["restart_limit"], "'agent.restart_limit' must be a whole number");
       ag.restart_limit = std::stoi(s);
     }
-    if (a["start_command"]) TAKE(ag.start_command, get_argv(c, a["start_command"], "agent.start_command"));
-    if (a["stop_command"]) TAKE(ag.stop_command, get_argv(c, a["stop_command"], "agent.stop_command"));
-    if (a["status_command"]) TAKE(ag.status_command, get_argv(c, a["status_command"], "agent.status_command"));
+    if (A["start_command"]) TAKE(ag.start_command, get_argv(c, A["start_command"], "agent.start_command"));
+    if (A["stop_command"]) TAKE(ag.stop_command, get_argv(c, A["stop_command"], "agent.stop_command"));
+    if (A["status_command"]) TAKE(ag.status_command, get_argv(c, A["status_command"], "agent.status_command"));
     if (ag.start_command.empty() != ag.stop_command.empty())
       return c.at(a, "'agent.start_command' and 'agent.stop_command' go together: give both or neither");
   } catch (const YAML::Exception& e) {
@@ -268,12 +294,26 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
 }
 
 Result<WatchdogConfig> load_watchdog_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return err(Exit::Usage, fmt::format("{}: cannot read config: {}", path, errno_str(errno)));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  if (text.size() > 1024 * 1024) return err(Exit::Usage, fmt::format("{}: config larger than 1 MiB", path));
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return err(Exit::Usage, fmt::format("{}: cannot read config: {}", path, errno_str(errno)));
+  std::string text;
+  char buf[4096];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      return err(Exit::Usage, fmt::format("{}: cannot read config: {}", path, errno_str(e)));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > 1024 * 1024) {
+      ::close(fd);
+      return err(Exit::Usage, fmt::format("{}: config larger than 1 MiB", path));
+    }
+  }
+  ::close(fd);
   return parse_watchdog_config(text, path);
 }
 

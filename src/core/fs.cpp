@@ -59,20 +59,25 @@ std::string RealFs::temp_for(const std::string& target) {
 }
 
 static Result<std::optional<std::string>> read_fd(int fd, const std::string& path, size_t max_bytes) {
+  // Reads straight into the string, growing it as needed: no large buffer on the stack (each
+  // page of one would be touched by stack-clash probes on every call).
   std::string out;
-  char buf[65536];
+  size_t len = 0;
+  out.resize(4096);
   while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (len == out.size()) out.resize(out.size() * 2);
+    ssize_t n = ::read(fd, out.data() + len, out.size() - len);
     if (n < 0) {
       if (errno == EINTR) continue;
       int e = errno;
       return sys_err("read", path, e);
     }
     if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > max_bytes)
+    len += static_cast<size_t>(n);
+    if (len > max_bytes)
       return err(Exit::Integrity, fmt::format("{}: file is larger than the {} byte limit", path, max_bytes));
   }
+  out.resize(len);
   return std::optional<std::string>(std::move(out));
 }
 

@@ -189,6 +189,39 @@ struct Watch {
   int64_t changed_at = 0;
 };
 
+// How long the master sleeps between two rounds of reading host files: a quarter of the
+// fastest host's poll_interval (hosts cannot answer faster than they poll), at least 20ms and
+// at most opt.poll_ms; and never less than the last round took, so that a large fleet does
+// not keep the file server busy with status reads.
+int64_t master_pace_ms(int64_t min_host_poll_ms, int64_t last_round_ms, const MasterOptions& opt) {
+  int64_t pace = min_host_poll_ms > 0 ? min_host_poll_ms / 4 : opt.poll_ms;
+  pace = std::clamp<int64_t>(pace, std::min<int64_t>(20, opt.poll_ms), opt.poll_ms);
+  return std::max(pace, last_round_ms);
+}
+
+// What the live hosts told about themselves in their status files before a switch.
+struct FleetHints {
+  bool votes = false;          ///< some live host votes with local checks (or does not say)
+  int64_t min_poll_ms = 0;     ///< fastest poll_interval among live hosts (0: none reported)
+};
+
+Result<FleetHints> fleet_hints(Share& share, int64_t now_ms, int64_t stale_after_ms) {
+  FleetHints f;
+  auto hosts = share.list_hosts();
+  if (!hosts) return hosts.error();
+  for (const auto& h : *hosts) {
+    auto s = share.read_status(h);
+    if (!s) {
+      f.votes = true;  // cannot tell: ask for votes
+      continue;
+    }
+    if (!*s || now_ms - (*s)->mtime_ms > stale_after_ms) continue;
+    if ((*s)->checks != "no") f.votes = true;
+    if ((*s)->poll_ms > 0) f.min_poll_ms = f.min_poll_ms ? std::min(f.min_poll_ms, (*s)->poll_ms) : (*s)->poll_ms;
+  }
+  return f;
+}
+
 // Rewrites the marker with renewal+1 when due. Fails if the marker is no longer ours.
 Status renew_lease(Share& share, Marker& m, int64_t& last_renew) {
   if (boot_ms() - last_renew < m.lease_ms / 3) return ok_status();
@@ -215,6 +248,7 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
   int64_t last_renew = boot_ms();
   for (const auto& h : hosts) watch[h] = Watch{-1, start};
   size_t last_count = static_cast<size_t>(-1);
+  int64_t min_poll = 0;
   while (true) {
     if (marker)
       if (auto s = renew_lease(share, *marker, last_renew); !s) return s.error();
@@ -223,6 +257,7 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
       if (result.count(h)) continue;
       auto s = share.read_status(h);
       if (!s || !*s) continue;
+      if ((*s)->poll_ms > 0) min_poll = min_poll ? std::min(min_poll, (*s)->poll_ms) : (*s)->poll_ms;
       auto& w = watch[h];
       if (g_timeline) g_timeline->see(h, (*s)->state, (*s)->running);
       if ((*s)->heartbeat != w.heartbeat) {
@@ -253,7 +288,7 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
                                                             format_duration_ms(opt.timeout_ms))};
       break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(opt.poll_ms));
+    std::this_thread::sleep_for(std::chrono::milliseconds(master_pace_ms(min_poll, boot_ms() - now, opt)));
   }
   std::vector<HostOutcome> out;
   for (const auto& h : hosts) out.push_back(result[h]);
@@ -298,10 +333,16 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   if (!problems->empty())
     return err(Exit::Integrity, fmt::format("release {} fails verification: {}", target, (*problems)[0]));
 
+  // Hosts say in their status whether they vote with local checks. When no live host does,
+  // a vote could only accept: the marker starts in its stop phase and saves hosts one poll
+  // (a cron-mode host: one tick). A host that does not say (older status) gets a vote phase.
+  auto hints = fleet_hints(share, server_now_ms(share), opt.stale_after_ms);
+  if (!hints) return hints.error();
   Marker m = make_marker(rep.generation, action, target, rep.previous, opt);
   const bool partial = !opt.hosts.empty() || !opt.cls.empty();
   if (!opt.hosts.empty()) m.targets = opt.hosts;
-  m.phase = "vote";
+  // (--class names its hosts only after the survey below: until then, a vote phase holds nobody.)
+  m.phase = hints->votes || !opt.cls.empty() ? "vote" : "stop";
   auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
   if (!created) return created.error();
   if (!*created) return err(Exit::Busy, fmt::format("{}: another master created the marker first", share.marker_path()));
@@ -353,7 +394,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   const int64_t gen = m.generation;
 
   // Votes: every targeted live host runs its checks and answers before anybody stops.
-  {
+  if (m.phase == "vote") {
     std::map<std::string, Vote> got;
     int64_t until = boot_ms() + opt.vote_timeout_ms, last_renew = boot_ms();
     while (got.size() < fleet->live.size() && boot_ms() < until) {
@@ -364,7 +405,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
       }
       if (got.size() == fleet->live.size()) break;
       if (auto s = renew_lease(share, m, last_renew); !s) return s.error();
-      std::this_thread::sleep_for(std::chrono::milliseconds(opt.poll_ms));
+      std::this_thread::sleep_for(std::chrono::milliseconds(master_pace_ms(hints->min_poll_ms, 0, opt)));
     }
     std::vector<std::string> accepted, vetoes;
     for (const auto& h : fleet->live) {

@@ -2,6 +2,7 @@
 #include "process.h"
 
 #include <fcntl.h>
+#include <cstdio>
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
@@ -193,17 +194,34 @@ bool stop_process(pid_t pid, int sig, int64_t timeout_ms, bool is_child) {
 }
 
 uint64_t process_start_time(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  if (!in) return 0;
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto rp = s.rfind(')');
-  if (rp == std::string::npos) return 0;
-  std::istringstream rest(s.substr(rp + 2));
-  std::string tok;
-  // fields after ")": state(3) ppid(4) ... starttime is field 22 → index 19 here
-  for (int i = 0; i < 20 && rest >> tok; ++i) {
+  char path[48], buf[1024];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  std::string_view s(buf, static_cast<size_t>(n));
+  auto rp = s.rfind(')');  // the command name may hold spaces and parentheses
+  if (rp == std::string_view::npos || rp + 2 > s.size()) return 0;
+  s.remove_prefix(rp + 2);
+  // fields after ")": state(3) ppid(4) ... starttime is field 22, index 19 here
+  for (int i = 0; i < 20; ++i) {
+    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+    size_t end = s.find(' ');
+    std::string_view tok = s.substr(0, end);
+    if (tok.empty()) return 0;
     if (i == 0 && (tok == "Z" || tok == "X")) return 0;
-    if (i == 19) return std::stoull(tok);
+    if (i == 19) {
+      uint64_t v = 0;
+      for (char c : tok) {
+        if (c < '0' || c > '9') return 0;
+        v = v * 10 + static_cast<uint64_t>(c - '0');
+      }
+      return v;
+    }
+    if (end == std::string_view::npos) return 0;
+    s.remove_prefix(end);
   }
   return 0;
 }

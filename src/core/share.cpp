@@ -209,6 +209,8 @@ std::string pack_status(const HostStatus& s) {
   if (!s.runs_from.empty()) r.add("runs_from", {s.runs_from});
   r.add("group", {dash(s.group)});
   r.add("acting", {dash(s.acting)});
+  if (s.poll_ms > 0) r.add("poll", {std::to_string(s.poll_ms)});
+  if (!s.checks.empty()) r.add("checks", {s.checks});
   return pack_record(r);
 }
 
@@ -247,6 +249,11 @@ Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
   if (!s.cls.empty())
     if (auto e = check_host_name(s.cls)) return bad_value(what, "class", *e);
   s.acting = undash(rd.str_or("acting", "-"));
+  s.poll_ms = rd.num_or("poll", 0);
+  if (s.poll_ms < 0) return bad_value(what, "poll", "must not be negative");
+  s.checks = rd.str_or("checks", "");
+  if (!s.checks.empty() && s.checks != "yes" && s.checks != "no")
+    return bad_value(what, "checks", fmt::format("'{}' is neither yes nor no", s.checks));
   if (!s.group.empty())
     if (auto e = check_host_name(s.group)) return bad_value(what, "group", *e);
   if (auto e = check_host_name(s.host)) return bad_value(what, "host", *e);

@@ -91,6 +91,8 @@ struct HostStatus {
   std::map<std::string, std::string> modules;  ///< module -> version this host runs
   std::string runs_from;        ///< release directory the agent runs from, if not `running`'s
   std::string acting;           ///< acting version handed to the agent
+  int64_t poll_ms = 0;          ///< the host's poll_interval (0: not reported)
+  std::string checks;           ///< "yes": votes with local checks; "no": accepts without any; "": not reported
   int64_t mtime_ms = 0;         ///< filled from stat by readers; not stored
 };
 

@@ -6,12 +6,18 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <malloc.h>
+#include <pthread.h>
+#include <time.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <fstream>
 
@@ -123,42 +129,101 @@ bool LeaseTracker::update(const Marker& m, int64_t now_ms) {
 
 // ================================================================ share worker
 
-ShareWorker::ShareWorker() : thread_([this] { loop(); }) {}
-
 ShareWorker::~ShareWorker() {
+  bool stuck;
   {
     std::lock_guard<std::mutex> l(mu_);
     quit_ = true;
+    probe_.reset();
+    stuck = finished_ < posted_ || probing_;
   }
   cv_.notify_all();
-  if (finished_ == posted_) thread_.join();
+  if (!thread_.joinable()) return;
+  if (!stuck) thread_.join();
   else thread_.detach();  // stuck in the kernel on a hung mount: abandon it
+}
+
+void ShareWorker::start_locked() {
+  if (started_) return;
+  started_ = true;
+  thread_ = std::thread([this] { loop(); });
 }
 
 void ShareWorker::loop() {
   std::unique_lock<std::mutex> l(mu_);
   while (true) {
-    cv_.wait(l, [&] { return quit_ || finished_ < posted_; });
-    if (quit_ && finished_ == posted_) return;
-    auto job = job_;
-    l.unlock();
-    (*job)();
-    l.lock();
-    ++finished_;
-    busy_since_ = 0;
-    cv_.notify_all();
+    if (finished_ < posted_) {
+      auto job = job_;
+      l.unlock();
+      (*job)();
+      l.lock();
+      ++finished_;
+      busy_since_ = 0;
+      l.unlock();
+      done_cv_.notify_all();
+      l.lock();
+      continue;
+    }
     if (quit_) return;
+    if (probe_) {
+      int64_t now = boot_ms();
+      if (now >= next_probe_ms_) {
+        auto probe = probe_;
+        probing_ = true;
+        busy_since_ = now;
+        l.unlock();
+        bool wake = (*probe)();
+        l.lock();
+        probing_ = false;
+        busy_since_ = finished_ < posted_ ? boot_ms() : 0;  // a job queued behind the probe starts now
+        if (probe_ == probe) {
+          next_probe_ms_ = std::max(next_probe_ms_ + probe_period_ms_, boot_ms() + probe_period_ms_ / 2);
+          if (wake) {
+            probe_.reset();
+            uint64_t one = 1;
+            if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof one);
+          }
+        }
+        continue;
+      }
+      cv_.wait_for(l, std::chrono::milliseconds(next_probe_ms_ - now));
+      continue;
+    }
+    cv_.wait(l);
   }
 }
 
 bool ShareWorker::busy() {
   std::lock_guard<std::mutex> l(mu_);
-  return finished_ < posted_;
+  return finished_ < posted_ || probing_;
+}
+
+int64_t ShareWorker::busy_for_ms() {
+  std::lock_guard<std::mutex> l(mu_);
+  return busy_since_ ? boot_ms() - busy_since_ : 0;
+}
+
+void ShareWorker::set_probe(std::function<bool()> probe, int64_t period_ms, int64_t first_at_ms, int wake_fd) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    start_locked();
+    probe_ = std::make_shared<std::function<bool()>>(std::move(probe));
+    probe_period_ms_ = std::max<int64_t>(1, period_ms);
+    next_probe_ms_ = first_at_ms;
+    wake_fd_ = wake_fd;
+  }
+  cv_.notify_all();
+}
+
+void ShareWorker::clear_probe() {
+  std::lock_guard<std::mutex> l(mu_);
+  probe_.reset();  // the worker notices at its next wake-up; no need to wake it for this
 }
 
 bool ShareWorker::run(const std::function<void()>& fn, int64_t timeout_ms, std::string* why) {
   std::unique_lock<std::mutex> l(mu_);
-  if (finished_ < posted_) {
+  start_locked();
+  if (finished_ < posted_ || (probing_ && boot_ms() - busy_since_ >= timeout_ms)) {
     if (why)
       *why = fmt::format("an earlier share operation has been stuck for {}",
                          format_duration_ms(boot_ms() - busy_since_));
@@ -166,13 +231,86 @@ bool ShareWorker::run(const std::function<void()>& fn, int64_t timeout_ms, std::
   }
   job_ = std::make_shared<std::function<void()>>(fn);
   ++posted_;
-  busy_since_ = boot_ms();
+  if (!probing_) busy_since_ = boot_ms();
   uint64_t mine = posted_;
+  l.unlock();
   cv_.notify_all();
-  bool done = cv_.wait_for(l, std::chrono::milliseconds(timeout_ms), [&] { return finished_ >= mine; });
+  l.lock();
+  bool done = done_cv_.wait_for(l, std::chrono::milliseconds(timeout_ms), [&] { return finished_ >= mine; });
   if (!done && why) *why = fmt::format("the share did not answer within {}", format_duration_ms(timeout_ms));
   return done;
 }
+
+// ================================================================ share guard (cron tick)
+
+namespace {
+
+// A cron tick runs its share operations on its own thread, each under a deadline kept by a
+// guard thread that sleeps until that deadline. No hand-off between threads per operation:
+// in the normal case the guard never wakes up. When an operation outlives its deadline, the
+// guard claims it (the stuck thread, should it ever come back, parks for good) and runs
+// on_hang, which finishes the tick without the share and ends the process.
+class ShareGuard {
+ public:
+  std::function<void(const std::string&)> on_hang;  ///< runs on the guard thread; must not return
+
+  bool run(const std::function<void()>& fn, int64_t timeout_ms) {
+    if (!start()) return false;
+    deadline_ms_.store(boot_ms() + timeout_ms);
+    timeout_ms_.store(timeout_ms);
+    seq_.fetch_add(1);
+    state_.store(kArmed);
+    fn();
+    int armed = kArmed;
+    if (!state_.compare_exchange_strong(armed, kIdle))
+      for (;;) ::pause();  // the guard gave up on this call and finishes the tick without us
+    return true;
+  }
+
+ private:
+  enum { kIdle = 0, kArmed = 1, kFired = 2 };
+
+  bool start() {
+    if (started_) return true;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    // One guard per process; its stack is in .bss, so only the pages it touches cost memory.
+    alignas(64) static char stack[256 * 1024];
+    pthread_attr_setstack(&a, stack, sizeof stack);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    started_ = pthread_create(&t, &a, &ShareGuard::main, this) == 0;
+    pthread_attr_destroy(&a);
+    return started_;
+  }
+
+  static void* main(void* self) {
+    auto* g = static_cast<ShareGuard*>(self);
+    for (;;) {
+      uint64_t seq = g->seq_.load();
+      int64_t deadline = g->deadline_ms_.load();
+      int64_t now = boot_ms();
+      if (g->state_.load() != kArmed || now < deadline) {
+        int64_t nap = g->state_.load() == kArmed ? deadline - now : 100;
+        timespec ts{static_cast<time_t>(nap / 1000), static_cast<long>(nap % 1000) * 1000000L};
+        ::nanosleep(&ts, nullptr);
+        continue;
+      }
+      if (g->seq_.load() != seq) continue;  // a newer call was armed meanwhile
+      int armed = kArmed;
+      if (!g->state_.compare_exchange_strong(armed, kFired)) continue;
+      g->on_hang(fmt::format("the share did not answer within {}", format_duration_ms(g->timeout_ms_.load())));
+      ::_exit(static_cast<int>(Exit::Share));
+    }
+  }
+
+  bool started_ = false;
+  std::atomic<int> state_{kIdle};
+  std::atomic<uint64_t> seq_{0};
+  std::atomic<int64_t> deadline_ms_{0}, timeout_ms_{0};
+};
+
+}  // namespace
 
 // ================================================================ local state
 
@@ -209,9 +347,13 @@ struct LocalState {
 };
 
 std::string read_boot_id() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string s;
-  std::getline(in, s);
+  char buf[64];
+  int fd = ::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  std::string s(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  if (auto nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
   return s;
 }
 
@@ -224,7 +366,8 @@ std::string pack_local(const LocalState& s) {
   r.add("failed_gen", {std::to_string(s.failed_gen)});
   r.add("state", {s.state});
   r.add("reason", {s.reason.empty() ? "-" : s.reason});
-  r.add("status", {std::to_string(s.status_gen), std::to_string(s.heartbeat)});
+  r.add("status", {std::to_string(s.status_gen), std::to_string(s.heartbeat), std::to_string(s.last_status_ms),
+                   std::to_string(s.last_pointer_ms)});
   r.add("lease", {s.lease_nonce.empty() ? "-" : s.lease_nonce, std::to_string(s.lease_renewal),
                   std::to_string(s.lease_changed_ms)});
   std::vector<std::string> c;
@@ -264,6 +407,8 @@ LocalState unpack_local(const std::string& text, const std::string& path, Logger
     else if (l.key == "status") {
       s.status_gen = num(at(0));
       s.heartbeat = num(at(1));
+      s.last_status_ms = num(at(2));
+      s.last_pointer_ms = num(at(3));
     } else if (l.key == "lease") {
       s.lease_nonce = at(0) == "-" ? "" : at(0);
       s.lease_renewal = num(at(1));
@@ -423,13 +568,16 @@ class Watchdog {
   std::string spool_dir() const { return path_join(cfg_.state_dir, "spool"); }
 
   Status load_state() {
-    ::mkdir(cfg_.state_dir.c_str(), 0755);
     struct stat sd{};
+    if (::stat(cfg_.state_dir.c_str(), &sd) != 0 && errno == ENOENT) ::mkdir(cfg_.state_dir.c_str(), 0755);
     if (::stat(cfg_.state_dir.c_str(), &sd) != 0 || !S_ISDIR(sd.st_mode))
       return err(Exit::Usage, fmt::format("{}: state_dir is not a directory", cfg_.state_dir));
     auto t = read_local(state_file(), 1 << 20);
     Logger lg = opt_.log;
-    if (t && *t) st_ = unpack_local(**t, state_file(), lg);
+    if (t && *t) {
+      st_ = unpack_local(**t, state_file(), lg);
+      saved_ = **t;  // save_state() compares against what is on disk
+    }
     std::string boot = read_boot_id();
     if (st_.boot_id != boot) {
       // A reboot: no process we knew is alive, and monotonic times restart.
@@ -438,9 +586,10 @@ class Watchdog {
       st_.crashes.clear();
       st_.lease_changed_ms = 0;
       st_.held_since_ms = 0;
+      st_.last_status_ms = 0;
+      st_.last_pointer_ms = 0;
       st_.boot_id = boot;
     }
-    saved_ = pack_local(st_);
     return ok_status();
   }
 
@@ -457,6 +606,15 @@ class Watchdog {
   template <typename T, typename F>
   std::optional<T> share_call(F f, int64_t timeout_ms, std::string* why) {
     auto box = std::make_shared<std::optional<T>>();
+    if (!opt_.daemon) {
+      // A cron tick: on this thread, under the guard's deadline (see ShareGuard).
+      if (!guard_) {
+        guard_ = std::make_unique<ShareGuard>();
+        guard_->on_hang = [this](const std::string& w) { give_up_on_share(w); };
+      }
+      if (guard_->run([box, &f] { box->emplace(f()); }, timeout_ms)) return std::move(*box);
+      // (no guard thread: fall back to the worker)
+    }
     if (!worker_.run([box, f]() mutable { box->emplace(f()); }, timeout_ms, why)) return std::nullopt;
     return std::move(*box);
   }
@@ -662,7 +820,8 @@ class Watchdog {
 
   void publish_status(bool force) {
     int64_t now = boot_ms();
-    if (!force && !status_dirty_ && now - last_status_ms_ < cfg_.heartbeat_interval_ms) return;
+    if (!force && !status_dirty_ && st_.last_status_ms && now - st_.last_status_ms < cfg_.heartbeat_interval_ms)
+      return;
     HostStatus s;
     s.host = cfg_.host;
     s.state = st_.state;
@@ -680,6 +839,8 @@ class Watchdog {
     s.cls = st_.cls.empty() ? cfg_.cls : st_.cls;
     s.runs_from = st_.runs_from;
     s.modules = modules_;
+    s.poll_ms = cfg_.poll_interval_ms;
+    s.checks = cfg_.checks_dir.empty() ? "no" : "yes";
     std::string why;
     auto got = share_call<Status>([this, s] { return share_.write_status(s); }, cfg_.share_timeout_ms, &why);
     if (!got) {
@@ -692,7 +853,29 @@ class Watchdog {
       return;
     }
     status_dirty_ = false;
-    last_status_ms_ = now;
+    st_.last_status_ms = now;
+  }
+
+  // Cron tick, on the guard thread: a share operation outlived its deadline while the tick's
+  // thread is stuck in it. Finish the tick without the share, as a failed share call would.
+  [[noreturn]] void give_up_on_share(const std::string& why) {
+    note_share_error(why);
+    start_from_local_copy();
+    save_state();
+    log(LogLevel::Error, fmt::format("{}: {}", cfg_.share, why));
+    std::fflush(nullptr);
+    ::_exit(static_cast<int>(Exit::Share));
+  }
+
+  // Poll interval while a marker is up: a quarter of poll_interval, at least 50ms. Only
+  // during an upgrade; it lets a stopped host notice the marker's removal sooner.
+  int64_t held_poll_ms() const {
+    return std::min(cfg_.poll_interval_ms, std::max<int64_t>(50, cfg_.poll_interval_ms / 4));
+  }
+
+  // When the next tick must read the pointer and rewrite the status even if nothing changed.
+  int64_t next_heartbeat_ms() const {
+    return std::min(st_.last_pointer_ms, st_.last_status_ms) + cfg_.heartbeat_interval_ms;
   }
 
   void note_share_error(const std::string& why) {
@@ -807,11 +990,11 @@ class Watchdog {
     st_.last_pointer_ms = boot_ms();
   }
 
-  LocalView view() {
+  LocalView view(std::optional<bool> agent_up = std::nullopt) {
     LocalView v;
     v.host = cfg_.host;
     v.running = st_.running;
-    v.agent_up = ctl_->up(st_);
+    v.agent_up = agent_up ? *agent_up : ctl_->up(st_);
     v.held_gen = st_.held_gen;
     v.held_wait_ms = st_.held_since_ms ? boot_ms() - st_.held_since_ms : 0;
     v.failed_gen = st_.failed_gen;
@@ -1108,6 +1291,7 @@ class Watchdog {
 
   // One pass of observe -> decide -> act. Returns the decision taken.
   Decision tick(bool first) {
+    idle_ = false;
     bool agent_up = ctl_->up(st_);
     if (!opt_.daemon && !agent_up && st_.agent_pid > 0 && !st_.gave_up) {
       // Cron mode: the agent we started has died since the last tick.
@@ -1134,7 +1318,7 @@ class Watchdog {
       }
       save_state();
       publish_status(false);
-      return decide(obs, view());
+      return decide(obs, view(agent_up));
     }
     garbled_logged_.clear();
     if (!obs.share_ok) {
@@ -1146,7 +1330,7 @@ class Watchdog {
     note_share_ok();
     force_pointer_ = false;
     if (obs.marker) lease_ms_ = obs.marker->lease_ms;
-    Decision d = decide(obs, view());
+    Decision d = decide(obs, view(agent_up));
     switch (d.kind) {
       case Decision::NeedPointer:
         // Fast idle path: the marker is absent and nothing says the pointer moved.
@@ -1212,6 +1396,12 @@ class Watchdog {
     if (!obs.marker && heartbeat_due && d.kind == Decision::Keep) deliver_spool();
     save_state();
     publish_status(false);
+    // A marker is up: poll faster until it is gone, so that this host resumes soon after the
+    // master has switched the pointer (see held_poll_ms()).
+    fast_poll_ = obs.marker && !obs.marker_lapsed;
+    // Nothing under way: until the next heartbeat, polls only need to look for the marker.
+    idle_ = d.kind == Decision::Keep && !obs.marker && !share_down_ && !st_.held_gen && !restart_at_ &&
+            !settle_until_ && (st_.state == "running" || st_.state == "idle" || st_.state == "failed");
     return d;
   }
 
@@ -1336,12 +1526,14 @@ class Watchdog {
   WatchdogRuntimeOptions opt_;
   RealFs fs_;
   Share share_;
-  ShareWorker worker_;
+  ShareWorker worker_;                 // daemon: share operations run here, under deadlines
+  std::unique_ptr<ShareGuard> guard_;  // cron tick: share operations run inline, under a guard
   std::unique_ptr<AgentCtl> ctl_;
   LocalState st_;
   std::string saved_;
   bool status_dirty_ = true;
-  int64_t last_status_ms_ = -1000000000;
+  bool idle_ = false;  // the last tick found nothing to do (see the end of tick())
+  bool fast_poll_ = false;  // the last tick saw a live marker
   bool share_down_ = false;
   std::string share_error_;
   bool force_pointer_ = true;
@@ -1362,6 +1554,8 @@ class Watchdog {
 // ================================================================ entry points
 
 int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
+  // Two threads, little allocation: one malloc arena (no second 64 MiB arena for the worker).
+  ::mallopt(M_ARENA_MAX, 1);
   int sigfd = install_signal_pipe();
   auto wd = std::make_unique<Watchdog>(cfg, opt);
   if (auto s = wd->load_state(); !s) {
@@ -1371,16 +1565,34 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
   wd->adopt_orphan();
   wd->log(LogLevel::Info, fmt::format("{}: watchdog started (share {}, poll {})", cfg.host, cfg.share,
                                       format_duration_ms(cfg.poll_interval_ms)));
-  bool first = true;
+  // While idle, the share worker probes for the marker on its own every poll and wakes this
+  // thread through wake_fd only when it finds one (or the share misbehaves); this thread then
+  // wakes for the heartbeat, the agent's signals, and at least once a second.
+  int wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  Watchdog* w = wd.get();
+  auto probe = [w] {
+    auto r = w->share_.probe_marker();
+    return !(r && !*r);
+  };
+  bool first = true, woken = false;
   int64_t next_tick = boot_ms();
   while (true) {
     if (opt.on_alive) opt.on_alive();
     int64_t now = boot_ms();
-    if (now >= next_tick) {
+    int64_t poll_ms = wd->cfg_.poll_interval_ms;
+    bool probe_stuck = wd->idle_ && wd->worker_.busy_for_ms() > wd->cfg_.share_timeout_ms;
+    if (now >= next_tick || woken || probe_stuck) {
+      woken = false;
+      wd->worker_.clear_probe();
       wd->tick(first);
       if (first && opt.on_ready) opt.on_ready();
       first = false;
-      next_tick = boot_ms() + wd->cfg_.poll_interval_ms;
+      now = boot_ms();
+      next_tick = now + (wd->fast_poll_ ? wd->held_poll_ms() : poll_ms);
+      if (wd->idle_ && wake_fd >= 0) {
+        next_tick = std::max(next_tick, wd->next_heartbeat_ms());
+        wd->worker_.set_probe(probe, poll_ms, now + poll_ms, wake_fd);
+      }
     }
     if (wd->restart_at_ && boot_ms() >= wd->restart_at_) {
       wd->restart_at_ = 0;
@@ -1389,10 +1601,16 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
     }
     int64_t wait = std::max<int64_t>(0, next_tick - boot_ms());
     if (wd->restart_at_) wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd->restart_at_ - boot_ms()));
-    pollfd pf{sigfd, POLLIN, 0};
-    int ready = ::poll(&pf, 1, static_cast<int>(std::min<int64_t>(wait, 1000)));
+    if (wd->settle_until_) wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd->settle_until_ - boot_ms()));
+    pollfd pf[2] = {{sigfd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    int ready = ::poll(pf, wake_fd >= 0 ? 2 : 1, static_cast<int>(std::min<int64_t>(wait, 1000)));
     std::vector<int> sigs;
-    if (ready > 0 && (pf.revents & POLLIN)) sigs = read_signals(sigfd);
+    if (ready > 0 && (pf[0].revents & POLLIN)) sigs = read_signals(sigfd);
+    if (ready > 0 && wake_fd >= 0 && (pf[1].revents & POLLIN)) {
+      uint64_t n;
+      (void)!::read(wake_fd, &n, sizeof n);
+      woken = true;
+    }
     for (int sig : sigs) {
       if (sig == SIGTERM || sig == SIGINT) {
         wd->shutdown();
@@ -1418,7 +1636,12 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
         next_tick = boot_ms();
       }
     }
-    if (auto st = wd->ctl_->reap(wd->st_)) wd->on_agent_exit(*st);
+    if (auto st = wd->ctl_->reap(wd->st_)) {
+      wd->on_agent_exit(*st);
+      wd->idle_ = false;
+      wd->worker_.clear_probe();
+      next_tick = std::min(next_tick, boot_ms() + wd->cfg_.poll_interval_ms);
+    }
     wd->promote_if_settled();
   }
 }
@@ -1443,9 +1666,12 @@ int run_watchdog_check(const WatchdogConfig& cfg, const WatchdogRuntimeOptions& 
     if (opt.log) opt.log(LogLevel::Error, s.error().msg);
     return static_cast<int>(s.error().code);
   }
-  wd->force_pointer_ = true;
-  wd->status_dirty_ = true;
-  wd->tick(true);
+  // An idle tick reads only the marker; the pointer is read again and the status rewritten
+  // when heartbeat_interval has passed since the last time (kept in the local state), or
+  // when something changed. So an idle tick writes nothing, locally or on the share.
+  wd->force_pointer_ = false;
+  wd->status_dirty_ = false;
+  wd->tick(false);
   if (wd->st_.state == "starting" && wd->settle_until_) {
     // One tick: wait out the start grace here so the report is final.
     while (boot_ms() < wd->settle_until_ && wd->ctl_->up(wd->st_))

@@ -84,23 +84,42 @@ struct LeaseTracker {
 
 /// Runs share operations on one worker thread so a hung mount never blocks the caller past its
 /// deadline. At most one operation is outstanding: while a timed-out one is still stuck, every
-/// new call fails at once.
+/// new call fails at once. The thread starts with the first call.
+///
+/// An idle daemon also hands the worker its marker probe (set_probe): the worker runs it every
+/// period on its own and wakes the caller (writes to wake_fd) only when the probe returns
+/// true. An idle poll is then one timed wake-up of one thread and the probe's system calls,
+/// with no hand-off between threads.
 class ShareWorker {
  public:
-  ShareWorker();
+  ShareWorker() = default;
   ~ShareWorker();
+  ShareWorker(const ShareWorker&) = delete;
+  ShareWorker& operator=(const ShareWorker&) = delete;
   /// Runs fn with a deadline. false = timed out or still busy with an earlier hung call.
   bool run(const std::function<void()>& fn, int64_t timeout_ms, std::string* why);
   bool busy();
+  /// How long the operation or probe in progress has been running (0 when none is).
+  int64_t busy_for_ms();
+  /// Runs probe every period_ms, the first time at first_at_ms (boot_ms clock); writes to
+  /// wake_fd when it returns true, and then stops probing until set_probe is called again.
+  void set_probe(std::function<bool()> probe, int64_t period_ms, int64_t first_at_ms, int wake_fd);
+  void clear_probe();
 
  private:
+  void start_locked();
   void loop();
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;       ///< the worker waits here for a job or its next probe
+  std::condition_variable done_cv_;  ///< callers wait here for their job to finish
   std::shared_ptr<std::function<void()>> job_;
+  std::shared_ptr<std::function<bool()>> probe_;
+  int64_t probe_period_ms_ = 0, next_probe_ms_ = 0;
+  int wake_fd_ = -1;
+  bool probing_ = false;
   uint64_t posted_ = 0, finished_ = 0;
   int64_t busy_since_ = 0;
-  bool quit_ = false;
+  bool quit_ = false, started_ = false;
   std::thread thread_;
 };
 
