@@ -52,6 +52,8 @@ def cmd_ticks(a):
     rnd = random.Random(1)
     for r in range(a.warmup + a.runs):
         rnd.shuffle(order)  # interleaved, so a load change on the machine hits every command alike
+        if a.gap_ms:
+            time.sleep(a.gap_ms / 1000.0)
         for c in order:
             w, cpu, rc = spawn_wait(c["argv"])
             if r < a.warmup:
@@ -258,6 +260,7 @@ def main():
     t = sub.add_parser("ticks")
     t.add_argument("--runs", type=int, default=200)
     t.add_argument("--warmup", type=int, default=10)
+    t.add_argument("--gap-ms", type=float, default=0, help="sleep between rounds")
     t.add_argument("cmd", nargs="+", help='JSON: {"name": ..., "argv": [...]}')
     p = sub.add_parser("procstat")
     p.add_argument("pid", type=int, nargs="+")

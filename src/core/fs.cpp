@@ -82,7 +82,7 @@ static Result<std::optional<std::string>> read_fd(int fd, const std::string& pat
 }
 
 Result<std::optional<std::string>> RealFs::read_file(const std::string& path, size_t max_bytes) {
-  StallGuard::Section g("read " + path);
+  StallGuard::Section g("read", path);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     if (errno == ENOENT) return std::optional<std::string>();
@@ -124,7 +124,7 @@ Status RealFs::write_temp(const std::string& tmp, std::string_view data, uint32_
 }
 
 Status RealFs::write_atomic(const std::string& path, std::string_view data, uint32_t mode) {
-  StallGuard::Section g("write " + path);
+  StallGuard::Section g("write", path);
   std::string tmp = temp_for(path);
   if (auto s = write_temp(tmp, data, mode); !s) return s;
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -136,7 +136,7 @@ Status RealFs::write_atomic(const std::string& path, std::string_view data, uint
 }
 
 Result<bool> RealFs::publish_new(const std::string& path, std::string_view data, uint32_t mode) {
-  StallGuard::Section g("create " + path);
+  StallGuard::Section g("create", path);
   std::string tmp = temp_for(path);
   if (auto s = write_temp(tmp, data, mode); !s) return s.error();
   int rc = ::link(tmp.c_str(), path.c_str());
@@ -152,7 +152,7 @@ Result<bool> RealFs::publish_new(const std::string& path, std::string_view data,
 }
 
 Result<std::optional<FileInfo>> RealFs::stat(const std::string& path) {
-  StallGuard::Section g("stat " + path);
+  StallGuard::Section g("stat", path);
   struct stat st{};
   if (::lstat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return std::optional<FileInfo>();
@@ -162,7 +162,7 @@ Result<std::optional<FileInfo>> RealFs::stat(const std::string& path) {
 }
 
 Result<std::vector<DirEntry>> RealFs::list_dir(const std::string& path) {
-  StallGuard::Section g("list " + path);
+  StallGuard::Section g("list", path);
   DIR* d = ::opendir(path.c_str());
   if (!d) return sys_err("opendir", path, errno);
   std::vector<DirEntry> out;
@@ -193,13 +193,13 @@ Result<std::vector<DirEntry>> RealFs::list_dir(const std::string& path) {
 }
 
 Status RealFs::mkdir(const std::string& path, uint32_t mode) {
-  StallGuard::Section g("mkdir " + path);
+  StallGuard::Section g("mkdir", path);
   if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return sys_err("mkdir", path, errno);
   return ok_status();
 }
 
 Status RealFs::rename(const std::string& from, const std::string& to) {
-  StallGuard::Section g("rename " + to);
+  StallGuard::Section g("rename", to);
   if (::rename(from.c_str(), to.c_str()) != 0) {
     int e = errno;
     // A lost reply after a successful rename leaves `from` gone and `to` present.
@@ -212,7 +212,7 @@ Status RealFs::rename(const std::string& from, const std::string& to) {
 }
 
 Result<bool> RealFs::unlink(const std::string& path) {
-  StallGuard::Section g("unlink " + path);
+  StallGuard::Section g("unlink", path);
   if (::unlink(path.c_str()) != 0) {
     if (errno == ENOENT) return false;
     return sys_err("unlink", path, errno);
@@ -221,14 +221,14 @@ Result<bool> RealFs::unlink(const std::string& path) {
 }
 
 Status RealFs::rmdir(const std::string& path) {
-  StallGuard::Section g("rmdir " + path);
+  StallGuard::Section g("rmdir", path);
   if (::rmdir(path.c_str()) != 0 && errno != ENOENT) return sys_err("rmdir", path, errno);
   return ok_status();
 }
 
 Result<std::optional<std::string>> RealFs::probe(const std::string& dir, const std::string& name,
                                                  size_t max_bytes) {
-  StallGuard::Section g("probe " + dir);
+  StallGuard::Section g("probe", dir);
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) return sys_err("open", dir, errno);
   int fd = ::openat(dfd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -259,6 +259,7 @@ int64_t g_limit_ms = 0;
 std::string g_program;
 std::atomic<int64_t> g_since{0};
 std::atomic<int> g_depth{0};
+std::atomic<bool> g_started{false};  // no monitor thread (the watchdog): sections cost nothing
 std::string g_what;
 }  // namespace
 
@@ -272,6 +273,7 @@ void StallGuard::start(int64_t limit_ms, std::string program) {
     g_limit_ms = limit_ms;
     g_program = std::move(program);
   }
+  g_started.store(true);
   std::thread([] {
     while (true) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -295,11 +297,11 @@ void StallGuard::start(int64_t limit_ms, std::string program) {
   }).detach();
 }
 
-StallGuard::Section::Section(std::string what) {
-  if (g_depth.fetch_add(1) == 0) {
+StallGuard::Section::Section(const char* verb, const std::string& path) {
+  if (g_depth.fetch_add(1) == 0 && g_started.load(std::memory_order_relaxed)) {
     {
       std::lock_guard<std::mutex> l(g_mu);
-      g_what = std::move(what);
+      g_what = fmt::format("{} {}", verb, path);
     }
     g_since.store(boot_ms());
   }

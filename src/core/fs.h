@@ -91,7 +91,8 @@ class StallGuard {
   static void start(int64_t limit_ms, std::string program);
   class Section {
    public:
-    explicit Section(std::string what);
+    /// what = verb + " " + path, built only when the guard runs (nfsup-install).
+    Section(const char* verb, const std::string& path);
     ~Section();
   };
 };

@@ -44,7 +44,7 @@ std::string sha256_hex(std::string_view data) {
 }
 
 Result<HashedFile> hash_file(const std::string& path, int dest_fd, const std::string& dest_name) {
-  StallGuard::Section g("read " + path);
+  StallGuard::Section g("read", path);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     int e = errno;

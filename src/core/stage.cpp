@@ -324,7 +324,7 @@ static bool same_content(const Manifest& a, const Manifest& b) {
 static Result<uint64_t> put_object(Share& share, RealFs& fs, const std::string& src, const ManifestEntry& e,
                                    const std::string& obj) {
   std::string tmp = fs.temp_for(obj);
-  StallGuard::Section g("write " + tmp);
+  StallGuard::Section g("write", tmp);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return err(Exit::Share, fmt::format("open({}): {}", tmp, errno_str(errno)));
   auto h = hash_file(src, fd, tmp);
@@ -397,7 +397,7 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
   for (size_t i = 0; i < res.manifest.entries.size(); ++i) {
     const auto& e = res.manifest.entries[i];
     std::string dst = path_join(staging, e.path);
-    StallGuard::Section g("stage " + dst);
+    StallGuard::Section g("stage", dst);
     if (e.kind == ManifestEntry::Dir) {
       if (auto s = fs.mkdir(dst, 0755); !s) return cleanup(s.error());
       continue;
@@ -467,7 +467,7 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
   }
   crash_point("stage-before-publish");
   {
-    StallGuard::Section g("publish " + share.release_dir(req.version));
+    StallGuard::Section g("publish", share.release_dir(req.version));
     if (::rename(staging.c_str(), share.release_dir(req.version).c_str()) != 0) {
       int e = errno;
       auto again = share.read_manifest(req.version);

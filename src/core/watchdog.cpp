@@ -8,10 +8,12 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <link.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <time.h>
@@ -1551,6 +1553,35 @@ class Watchdog {
 
 }  // namespace
 
+// ================================================================ memory
+
+namespace {
+
+// An idle daemon needs little of what start-up touched. Gives back the heap's free top and
+// unmaps the pages of every read-only segment of the program and its libraries (code and
+// constants; never a writable or RELRO segment, which MADV_DONTNEED would reset). They stay
+// in the page cache, and the kernel maps back in only what the idle loop touches.
+void shed_startup_memory() {
+  ::malloc_trim(0);
+  ::dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void*) -> int {
+        if (info->dlpi_name && info->dlpi_name[0] && info->dlpi_name[0] != '/') return 0;  // vdso
+        const uintptr_t pg = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const auto& ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_LOAD || (ph.p_flags & PF_W)) continue;
+          uintptr_t lo = info->dlpi_addr + ph.p_vaddr, hi = lo + ph.p_memsz;
+          lo = (lo + pg - 1) & ~(pg - 1);
+          hi &= ~(pg - 1);
+          if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+        }
+        return 0;
+      },
+      nullptr);
+}
+
+}  // namespace
+
 // ================================================================ entry points
 
 int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
@@ -1574,7 +1605,7 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
     auto r = w->share_.probe_marker();
     return !(r && !*r);
   };
-  bool first = true, woken = false;
+  bool first = true, woken = false, was_idle = false;
   int64_t next_tick = boot_ms();
   while (true) {
     if (opt.on_alive) opt.on_alive();
@@ -1593,6 +1624,8 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
         next_tick = std::max(next_tick, wd->next_heartbeat_ms());
         wd->worker_.set_probe(probe, poll_ms, now + poll_ms, wake_fd);
       }
+      if (wd->idle_ && !was_idle) shed_startup_memory();  // after start-up, and after each switch
+      was_idle = wd->idle_;
     }
     if (wd->restart_at_ && boot_ms() >= wd->restart_at_) {
       wd->restart_at_ = 0;
@@ -1603,7 +1636,11 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
     if (wd->restart_at_) wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd->restart_at_ - boot_ms()));
     if (wd->settle_until_) wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd->settle_until_ - boot_ms()));
     pollfd pf[2] = {{sigfd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
-    int ready = ::poll(pf, wake_fd >= 0 ? 2 : 1, static_cast<int>(std::min<int64_t>(wait, 1000)));
+    // Idle, this thread only has to notice a probe stuck on a hung mount (share_timeout) and
+    // keep systemd's watchdog fed; otherwise it wakes at least once a second.
+    int64_t cap = wd->idle_ ? std::clamp<int64_t>(wd->cfg_.share_timeout_ms / 2, 100, 5000) : 1000;
+    if (opt.alive_interval_ms > 0) cap = std::min(cap, opt.alive_interval_ms);
+    int ready = ::poll(pf, wake_fd >= 0 ? 2 : 1, static_cast<int>(std::min<int64_t>(wait, cap)));
     std::vector<int> sigs;
     if (ready > 0 && (pf[0].revents & POLLIN)) sigs = read_signals(sigfd);
     if (ready > 0 && wake_fd >= 0 && (pf[1].revents & POLLIN)) {

@@ -133,6 +133,7 @@ struct WatchdogRuntimeOptions {
   Logger log;
   std::function<void()> on_ready;     ///< called once the first tick is done (sd_notify READY)
   std::function<void()> on_alive;     ///< called every loop iteration (sd_notify WATCHDOG)
+  int64_t alive_interval_ms = 0;      ///< call on_alive at least this often (0: no need)
   std::function<Result<WatchdogConfig>()> reload;  ///< SIGHUP
 };
 

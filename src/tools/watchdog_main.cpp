@@ -1,7 +1,10 @@
 // nfsup-watchdog: one per host; `run` supervises the agent, `check` is one cron tick.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <string_view>
+#include <utility>
 
 #include "common.h"
 #include "config.h"
@@ -54,14 +57,55 @@ void fit_systemd_watchdog(SdNotifier& sd, const WatchdogConfig& c) {
   }
 }
 
+// The command line cron runs every minute, `check [-q|--quiet] [-v|--verbose] [--syslog]
+// [-c|--config PATH]`, read without building the CLI11 parser: that takes about as long as
+// the whole idle tick after it. Anything else (help, other commands, an unusual spelling, a
+// repeated option) returns false and goes through CLI11, which owns the interface.
+bool quick_check_args(int argc, char** argv, std::string* config, bool* quiet, bool* verbose, bool* syslog_flag) {
+  if (argc < 2 || std::string_view(argv[1]) != "check") return false;
+  bool seen_c = false, seen_q = false, seen_v = false, seen_s = false;
+  for (int i = 2; i < argc; ++i) {
+    std::string_view a = argv[i];
+    auto once = [](bool& seen) { return !std::exchange(seen, true); };
+    if (a == "-q" || a == "--quiet") {
+      if (!once(seen_q)) return false;
+      *quiet = true;
+    } else if (a == "-v" || a == "--verbose") {
+      if (!once(seen_v)) return false;
+      *verbose = true;
+    } else if (a == "--syslog") {
+      if (!once(seen_s)) return false;
+      *syslog_flag = true;
+    } else if ((a == "-c" || a == "--config") && i + 1 < argc && argv[i + 1][0] != '-' && argv[i + 1][0] != '\0') {
+      if (!once(seen_c)) return false;
+      *config = argv[++i];
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   program() = "nfsup-watchdog";
-  CLI::App app{"nfsup-watchdog: stop this host's agent while an upgrade runs, restart it on the new release"};
-  app.require_subcommand(1);
   std::string config = "/etc/nfsup/watchdog.yaml";
   bool quiet = false, verbose = false, syslog_flag = false;
+  if (quick_check_args(argc, argv, &config, &quiet, &verbose, &syslog_flag)) {
+    ::mallopt(M_TOP_PAD, 1 << 20);  // grow the heap once, not in a series of brk calls
+    verbosity = quiet ? -1 : verbose ? 1 : 0;
+    use_syslog = syslog_flag;
+    if (use_syslog) openlog("nfsup-watchdog", LOG_PID, LOG_DAEMON);
+    auto cfg = load_watchdog_config(config);
+    if (!cfg) return fail(cfg.error());
+    WatchdogRuntimeOptions opt;
+    opt.log = log_line;
+    opt.daemon = false;
+    return run_watchdog_check(*cfg, opt);
+  }
+  CLI::App app{"nfsup-watchdog: stop this host's agent while an upgrade runs, restart it on the new release"};
+  app.require_subcommand(1);
   auto add_common = [&](CLI::App* c) {
     c->add_option("-c,--config", config, "watchdog configuration (default /etc/nfsup/watchdog.yaml)");
     c->add_flag("-q,--quiet", quiet, "only warnings and errors");
@@ -105,6 +149,7 @@ int main(int argc, char** argv) {
       // while this host was down). Neither TimeoutStartSec= nor WatchdogSec= may end it halfway
       // through, so both are widened before it starts, if the configuration needs that.
       int64_t every = sd.ping_interval_ms(), first_tick_us = longest_tick_ms(first) * 1000;
+      opt.alive_interval_ms = every;
       opt.on_alive = [every, first_tick_us, first]() {
         static bool extended = false;
         if (!extended) {

@@ -148,10 +148,20 @@ test_sshfs_file_server_stopped_mid_push() {
   mpush "$(make_release 1.0)" --version 1.0 -q
   wait_until 20 all_run 1.0 || fail "not on 1.0"
   local r2; r2=$(make_release 2.0)
+  # h4's watchdog is paused: its status stays fresh, so the master keeps waiting for it and
+  # the push is still in progress when the server goes away.
+  local w4; w4=$(host_field h4 pid)
+  kill -STOP "$w4"
   "$INSTALL" push "$MSHARE" "$r2" --version 2.0 --stale-after 8s --lease 3s --timeout 90s --share-timeout 4s -q > "$T/push.out" 2>&1 &
   p=$!
-  wait_until 20 test -e "$SHARE/MARKER" || fail "no marker"
+  # Look every 10 ms for the marker.
+  local end=$(( $(date +%s) + 20 ))
+  until [ -e "$SHARE/MARKER" ]; do
+    (( $(date +%s) < end )) && kill -0 $p 2>/dev/null || fail "no marker seen while the push ran: $(cat "$T/push.out")"
+    sleep 0.01
+  done
   fleet_server_stop
+  kill -CONT "$w4"
   set +e; timeout -s KILL 30 tail --pid=$p -f /dev/null; wait $p; rc=$?; set -e
   assert_eq "$rc" 3 "master on a stopped server: $(cat "$T/push.out")"
   assert_contains "$(cat "$T/push.out")" "did not answer within 4s"

@@ -69,6 +69,21 @@ test_cron_mode_hosts_follow_pushes() {
   # An idle tick changes nothing and exits 0.
   "$WATCHDOG" check -q -c "$T/hosts/cron1/watchdog.yaml"
   assert_eq "$(agent_alive_version cron1)" 2.0 "cron1 agent after an idle tick"
+  # Ticks within heartbeat_interval (500ms here) of the last status write nothing, on the
+  # share or locally; once it has passed, one tick rewrites both (a new heartbeat).
+  local st="$SHARE/hosts/cron1/status" ls="$T/hosts/cron1/state/state"
+  sleep 0.6; "$WATCHDOG" check -q -c "$T/hosts/cron1/watchdog.yaml"
+  local s0 l0 hb0; s0=$(stat -c %i.%Y.%s "$st"); l0=$(stat -c %i.%s "$ls"); hb0=$(host_field cron1 heartbeat)
+  for _ in 1 2 3; do "$WATCHDOG" check -q -c "$T/hosts/cron1/watchdog.yaml"; done
+  assert_eq "$(stat -c %i.%Y.%s "$st")" "$s0" "status file after idle ticks within heartbeat_interval"
+  assert_eq "$(stat -c %i.%s "$ls")" "$l0" "local state after idle ticks within heartbeat_interval"
+  assert_eq "$(host_field cron1 heartbeat)" "$hb0" "heartbeat within heartbeat_interval"
+  sleep 0.6; "$WATCHDOG" check -q -c "$T/hosts/cron1/watchdog.yaml"
+  [ "$(host_field cron1 heartbeat)" -gt "$hb0" ] || fail "no new heartbeat after heartbeat_interval"
+  [ "$(stat -c %i "$st")" != "${s0%%.*}" ] || fail "status file not rewritten after heartbeat_interval"
+  # Hosts without checks_dir say so, and the push skipped the vote round: nobody voted.
+  assert_eq "$(host_field cron1 checks)" no
+  [ ! -e "$SHARE/hosts/cron1/vote" ] && [ ! -e "$SHARE/hosts/cron2/vote" ] || fail "a host voted although none has checks"
 }
 
 test_overlapping_cron_runs_are_refused() {

@@ -126,6 +126,22 @@ TEST_CASE("share format: HostStatus pack/unpack round trip") {
   CHECK(back->reason == s.reason);
   CHECK(back->updated == "2024-05-01T10:00:00Z");
   CHECK(back->mtime_ms == 0);  // not stored; readers fill it from stat
+  CHECK(back->poll_ms == 0);   // not reported: the master paces itself by its own default
+  CHECK(back->checks.empty()); // not reported: the master asks this host to vote
+  s.poll_ms = 200;
+  s.checks = "no";
+  auto b2 = unpack_status(pack_status(s), kStatus);
+  REQUIRE(b2.ok());
+  CHECK(b2->poll_ms == 200);
+  CHECK(b2->checks == "no");
+  s.checks = "yes";
+  CHECK(unpack_status(pack_status(s), kStatus)->checks == "yes");
+  s.checks = "maybe";
+  auto bad = unpack_status(pack_status(s), kStatus);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().msg.find("checks") != std::string::npos);
+  s.checks.clear();
+  s.poll_ms = 0;
 
   for (const char* st : {"idle", "starting", "running", "stopping", "stopped", "failed"}) {
     CAPTURE(st);

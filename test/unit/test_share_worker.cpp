@@ -1,5 +1,8 @@
 // watchdog.h: ShareWorker never lets a hung share call block the caller past its deadline.
 #include <doctest/doctest.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -86,4 +89,72 @@ TEST_CASE("ShareWorker: a hung job times out, later calls fail fast as stuck, an
   CHECK(value == 7);
   CHECK(why.empty());
   CHECK_FALSE(second_ran.load());  // the refused job was dropped, not queued
+}
+
+TEST_CASE("ShareWorker: an idle probe runs on its own every period and wakes the caller only when it finds something") {
+  ShareWorker w;
+  int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  REQUIRE(fd >= 0);
+  std::atomic<int> calls{0};
+  std::atomic<std::thread::id> ran_on{};
+  auto t0 = Clock::now();
+  // Finds nothing four times, then something.
+  w.set_probe([&] { ran_on = std::this_thread::get_id(); return ++calls >= 5; }, 20, boot_ms() + 20, fd);
+  pollfd pf{fd, POLLIN, 0};
+  REQUIRE(::poll(&pf, 1, 3000) == 1);
+  int64_t took = ms_since(t0);
+  uint64_t n = 0;
+  CHECK(::read(fd, &n, sizeof n) == static_cast<ssize_t>(sizeof n));
+  CHECK(n == 1);
+  CHECK(calls.load() == 5);
+  CHECK(took >= 90);    // five periods of 20 ms, the first one 20 ms after set_probe
+  CHECK(took < 2000);
+  CHECK(ran_on.load() != std::this_thread::get_id());
+  // After waking us the probe stops until it is set again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(calls.load() == 5);
+  CHECK(::read(fd, &n, sizeof n) == -1);
+
+  // Jobs still run while a probe is set; clear_probe stops it without waking anybody.
+  w.set_probe([&] { ++calls; return false; }, 10, boot_ms(), fd);
+  int value = 0;
+  CHECK(w.run([&] { value = 3; }, 1000, nullptr));
+  CHECK(value == 3);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  w.clear_probe();
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  int after = calls.load();
+  CHECK(after > 6);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  CHECK(calls.load() == after);
+  CHECK(::read(fd, &n, sizeof n) == -1);
+  ::close(fd);
+}
+
+TEST_CASE("ShareWorker: a probe stuck on a hung mount shows in busy_for_ms and makes jobs fail, then recovers") {
+  ShareWorker w;
+  int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  REQUIRE(fd >= 0);
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  std::atomic<bool> in_probe{false};
+  w.set_probe([gate, &in_probe] { in_probe = true; gate.wait(); return false; }, 10, boot_ms(), fd);
+  auto t0 = Clock::now();
+  while (!in_probe && ms_since(t0) < 2000) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  REQUIRE(in_probe.load());
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  CHECK(w.busy());
+  CHECK(w.busy_for_ms() >= 140);
+  // A job behind a probe stuck longer than the job's deadline fails at once.
+  std::string why;
+  t0 = Clock::now();
+  CHECK_FALSE(w.run([] {}, 100, &why));
+  CHECK(ms_since(t0) < 80);
+  CHECK(starts_with(why, "an earlier share operation has been stuck for "));
+  w.clear_probe();
+  release.set_value();
+  REQUIRE(wait_idle(w));
+  CHECK(w.busy_for_ms() == 0);
+  CHECK(w.run([] {}, 1000, nullptr));
+  ::close(fd);
 }
