@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -161,7 +162,25 @@ Result<RunResult> run_with_timeout(const SpawnSpec& spec_in, int64_t timeout_ms)
   return r;
 }
 
-bool stop_process(pid_t pid, int sig, int64_t timeout_ms, bool is_child) {
+void signal_process(pid_t pid, int sig) {
+  if (pid <= 0) return;
+  if (getpgid(pid) == pid) kill(-pid, sig);
+  else kill(pid, sig);
+}
+
+void wait_for_exit(pid_t pid, int64_t timeout_ms) {
+  if (timeout_ms <= 0) return;
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(timeout_ms, 5)));
+    return;
+  }
+  pollfd p{fd, POLLIN, 0};
+  (void)::poll(&p, 1, static_cast<int>(std::min<int64_t>(timeout_ms, 1 << 30)));
+  ::close(fd);
+}
+
+bool stop_process(pid_t pid, int sig, int64_t timeout_ms, bool is_child, bool already_sent) {
   if (pid <= 0) return true;
   pid_t pg = getpgid(pid);
   bool group = pg == pid;
@@ -178,18 +197,20 @@ bool stop_process(pid_t pid, int sig, int64_t timeout_ms, bool is_child) {
     return kill(pid, 0) != 0 && errno == ESRCH;
   };
   if (gone()) return true;
-  send(sig);
+  if (!already_sent) send(sig);
   if (sig == SIGSTOP) send(SIGCONT);
   int64_t deadline = boot_ms() + timeout_ms;
-  while (boot_ms() < deadline) {
+  while (true) {
     if (gone()) {
       if (group) kill(-pid, SIGKILL);  // leftovers in the group
       return true;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    int64_t left = deadline - boot_ms();
+    if (left <= 0) break;
+    wait_for_exit(pid, std::min<int64_t>(left, 100));
   }
   send(SIGKILL);
-  for (int i = 0; i < 250 && !gone(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 0; i < 250 && !gone(); ++i) wait_for_exit(pid, 20);
   return false;
 }
 

@@ -37,7 +37,14 @@ Result<RunResult> run_with_timeout(const SpawnSpec& spec, int64_t timeout_ms);
 /// Sends `sig` to the process group (or the pid if it is not a group leader), waits up to
 /// `timeout_ms` for it to go, then SIGKILLs the group. `is_child` selects waitpid vs polling.
 /// Returns true if it exited before the SIGKILL.
-bool stop_process(pid_t pid, int sig, int64_t timeout_ms, bool is_child);
+/// Sends sig (unless already_sent) to pid's process group (or pid), waits up to timeout_ms
+/// for it to exit (through a pidfd, so the exit is seen at once), then SIGKILLs it.
+bool stop_process(pid_t pid, int sig, int64_t timeout_ms, bool is_child, bool already_sent = false);
+/// Sends sig to pid's process group when pid leads one, else to pid.
+void signal_process(pid_t pid, int sig);
+/// Waits up to timeout_ms for pid to exit (pidfd; a short sleep where pidfd_open is missing).
+/// Returns when it exited or the time is up; the caller checks which.
+void wait_for_exit(pid_t pid, int64_t timeout_ms);
 
 /// Start time of a pid in clock ticks since boot (from /proc), 0 if it does not exist.
 uint64_t process_start_time(pid_t pid);

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <utility>
 #include <chrono>
 #include <fstream>
 
@@ -458,12 +459,24 @@ class AgentCtl {
   /// Waits up to timeout_ms for the agent to exit by itself; true if it did.
   virtual bool wait_exit(LocalState& st, int64_t timeout_ms) {
     int64_t until = boot_ms() + timeout_ms;
-    while (boot_ms() < until) {
+    while (true) {
       if (reap(st) || !up(st)) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      int64_t left = until - boot_ms();
+      if (left <= 0) return false;
+      if (st.agent_pid > 0) wait_for_exit(static_cast<pid_t>(st.agent_pid), std::min<int64_t>(left, 100));
+      else std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(left, 50)));
     }
-    return false;
   }
+  /// Sends the stop signal now, so that the agent winds down while the watchdog reports
+  /// `stopping`; stop() then only waits. Agents stopped by a command do nothing here.
+  virtual void begin_stop(LocalState& st, const AgentConfig& a) {
+    if (st.agent_pid <= 0 || !up(st)) return;
+    signal_process(static_cast<pid_t>(st.agent_pid), a.stop_signal);
+    stop_sent_ = true;
+  }
+
+ protected:
+  bool stop_sent_ = false;
 };
 
 class ChildAgent : public AgentCtl {
@@ -477,7 +490,9 @@ class ChildAgent : public AgentCtl {
     return ok_status();
   }
   void stop(LocalState& st, const AgentConfig& a) override {
-    if (st.agent_pid > 0) stop_process(static_cast<pid_t>(st.agent_pid), a.stop_signal, a.stop_timeout_ms, true);
+    if (st.agent_pid > 0)
+      stop_process(static_cast<pid_t>(st.agent_pid), a.stop_signal, a.stop_timeout_ms, true, std::exchange(stop_sent_, false));
+    stop_sent_ = false;
     st.agent_pid = 0;
     st.agent_start = 0;
   }
@@ -512,7 +527,9 @@ class DetachedAgent : public AgentCtl {
     return ok_status();
   }
   void stop(LocalState& st, const AgentConfig& a) override {
-    if (up(st)) stop_process(static_cast<pid_t>(st.agent_pid), a.stop_signal, a.stop_timeout_ms, false);
+    if (up(st))
+      stop_process(static_cast<pid_t>(st.agent_pid), a.stop_signal, a.stop_timeout_ms, false, std::exchange(stop_sent_, false));
+    stop_sent_ = false;
     st.agent_pid = 0;
     st.agent_start = 0;
   }
@@ -520,6 +537,7 @@ class DetachedAgent : public AgentCtl {
 
 class CommandAgent : public AgentCtl {
  public:
+  void begin_stop(LocalState&, const AgentConfig&) override {}  // its stop_command does the stopping
   explicit CommandAgent(const AgentConfig& a) : a_(a) {}
   bool up(LocalState& st) override {
     if (a_.status_command.empty()) return st.agent_wanted;
@@ -739,7 +757,9 @@ class Watchdog {
     if (!st_.running.empty() && to != st_.running && ctl_->up(st_)) {
       std::string why, c1, c2;
       std::map<std::string, std::string> h1, h2;
-      if (resolve(st_.running, &c1, nullptr, &h1, &why) && resolve(to, &c2, nullptr, &h2, &why)) {
+      // The target first: a release without modules is never "unchanged", and then the
+      // running release's manifest need not be read (this is on the path to stopping).
+      if (resolve(to, &c2, nullptr, &h2, &why) && !h2.empty() && resolve(st_.running, &c1, nullptr, &h1, &why)) {
         auto m = share_call<Result<std::optional<Manifest>>>([this, to] { return share_.read_manifest(to); },
                                                              cfg_.share_timeout_ms, &why);
         if (m && *m && **m)
@@ -1009,9 +1029,12 @@ class Watchdog {
   // ---- actions
   void stop_agent(const std::string& why, int64_t gen) {
     if (!ctl_->up(st_)) return;
+    const AgentConfig& a = cfg_.agent;
+    // Without a drain step the stop signal goes out before the status write, so the agent
+    // winds down while the share is being written to.
+    if (!a.drain_signal && a.drain_command.empty()) ctl_->begin_stop(st_, a);
     set_state("stopping", gen, why);
     publish_status(true);
-    const AgentConfig& a = cfg_.agent;
     if (a.drain_signal || !a.drain_command.empty()) {
       set_state("draining", gen, why);
       publish_status(true);
