@@ -247,6 +247,8 @@ def cmd_react(a):
         "all_gone_after_stop_phase_ms": rel(max(gone.values()) if len(gone) == len(hosts) else None, t_stop_phase),
         "unmark_after_marker_ms": rel(t_unmark, t_marker),
         "all_running_after_unmark_ms": rel(max(running.values()) if len(running) == len(hosts) else None, t_unmark),
+        "median_running_after_unmark_ms": rel(statistics.median(running.values()) if running else None, t_unmark),
+        "first_running_after_unmark_ms": rel(min(running.values()) if running else None, t_unmark),
         "all_running_after_push_ms": rel(max(running.values()) if len(running) == len(hosts) else None, t_push),
         "push_wall_ms": rel(t_end, t_push),
     }

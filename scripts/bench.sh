@@ -399,6 +399,7 @@ def worst(k):
     return None if None in v else max(v)
 out = {k: worst(k) for k in ("marker_after_push_ms", "all_gone_after_marker_ms", "median_gone_after_marker_ms",
                              "stop_phase_after_marker_ms", "all_gone_after_stop_phase_ms", "unmark_after_marker_ms", "all_running_after_unmark_ms", "all_running_after_push_ms",
+                             "first_running_after_unmark_ms", "median_running_after_unmark_ms",
                              "push_wall_ms")}
 out["push_rc"] = [r["push_rc"] for r in rs]
 out["hosts"] = rs[0]["hosts"]
@@ -419,7 +420,7 @@ row "4 reaction local" "$BENCH_HOSTS hosts: marker's stop phase -> every agent s
   "$(verdict "$STOPP_MS" '<=' "$lim_stop")"
 row "4 reaction local" "phases (ms): push->marker / vote round (0: skipped) / stop phase->all stopped / marker->unmark / unmark->all running / push wall" \
   "$(fmt .0f "$(jget "$L" marker_after_push_ms)") / $(fmt .0f "$(jget "$L" stop_phase_after_marker_ms)") / $(fmt .0f "$STOPP_MS") / $(fmt .0f "$(jget "$L" unmark_after_marker_ms)") / $(fmt .0f "$(jget "$L" all_running_after_unmark_ms)") / $(fmt .0f "$(jget "$L" push_wall_ms)")" \
-  "median host stopped $(fmt .0f "$(jget "$L" median_gone_after_marker_ms)") ms after the marker" "-" "-" "info"
+  "median host stopped $(fmt .0f "$(jget "$L" median_gone_after_marker_ms)") ms after the marker; first / median host running $(fmt .0f "$(jget "$L" first_running_after_unmark_ms)") / $(fmt .0f "$(jget "$L" median_running_after_unmark_ms)") ms after the unmark" "-" "-" "info"
 note "- **4. reaction (local)**: $BENCH_HOSTS \`nfsup-watchdog run\` daemons (poll ${POLL_MS}ms, heartbeat 2s, start_grace ${GRACE_MS}ms, fake agent from test/fixtures), two all-at-once pushes (1.0 -> 2.0 -> 3.0), push exit codes $(jget "$L" push_rc), the last said: \`$(tail -1 "$W/local-3.0.push.log")\`. Times come from an observer on the server's view of the share: the marker is timed when it first exists (1 ms polling) and again when it first reads without \`phase vote\` (with hosts that vote, the master rewrites it to its stop phase once every host has voted; these hosts report \`checks no\` in their status, so the marker starts in its stop phase and the vote round is 0), each agent's exit through a pidfd, 'running' when the host's status file says so (10 ms scans). The master re-reads host statuses every quarter of the fastest host's poll_interval (here 50 ms; 20 to 250 ms, never less than its last round took); a stopped host polls every quarter of its poll_interval (at least 50 ms) while the marker is up."
 
 say "4. rolling: $BENCH_ROLL_HOSTS hosts, batches: $BENCH_ROLL_BATCHES"

@@ -1174,8 +1174,9 @@ class Watchdog {
     log(LogLevel::Info, fmt::format("{}: running {}", cfg_.host, st_.running));
     save_state();
     publish_status(true);
-    cache_release(st_.running);
-    save_state();
+    // The local copy is made at the next heartbeat, after the upgrade's busy moment in which
+    // every host starts its agent and reports at once.
+    cache_due_ = true;
   }
 
   // Verifies the release on the share under a deadline that grows with its size.
@@ -1423,6 +1424,10 @@ class Watchdog {
           st_.held_gen = 0;
           st_.held_since_ms = 0;
         }
+        if (cache_due_ && heartbeat_due && !obs.marker && agent_up && st_.state == "running") {
+          cache_due_ = false;
+          cache_release(st_.running);
+        }
         // (A note that the agent runs from its local copy stays until the next switch.)
         if (agent_up && st_.state == "running" && obs.pointer)
           set_state("running", obs.pointer->generation, starts_with(st_.reason, "started ") ? st_.reason : "");
@@ -1570,6 +1575,7 @@ class Watchdog {
   bool status_dirty_ = true;
   bool idle_ = false;  // the last tick found nothing to do (see the end of tick())
   bool fast_poll_ = false;  // the last tick saw a live marker
+  bool cache_due_ = false;  // the running release has no local copy yet (made when idle)
   bool share_down_ = false;
   std::string share_error_;
   bool force_pointer_ = true;
