@@ -226,7 +226,7 @@ RSS_MON=$(rss monit -c "$P1/monitrc" validate)
 strace -f -qq -o "$W/tick.trace" "$WD" check -q -c "$P1/cron1/watchdog.yaml" || true
 TICK_SYS=$(grep -v -c -E 'resumed>|\+\+\+|---' "$W/tick.trace" || true)
 TICK_FSYNC=$(grep -c -E '^[0-9]+ +fsync\(' "$W/tick.trace" || true)
-TICK_RENAME=$(grep -E '^[0-9]+ +rename\(' "$W/tick.trace" | sed -E 's/.*, "([^"]*)"\).*/\1/' | tr '\n' ' ')
+TICK_RENAME=$( (grep -E '^[0-9]+ +rename\(' "$W/tick.trace" || true) | sed -E 's/.*, "([^"]*)"\).*/\1/' | tr '\n' ' ')
 TICK_SHARE=$(grep -v -E 'resumed>' "$W/tick.trace" | grep -c -F "$P1/share" || true)
 for n in nfsup sh monit validate; do
   eval "W_$n=\$(jget \"$W/ticks.json\" $n.wall_ms_median)"

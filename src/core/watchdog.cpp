@@ -1344,6 +1344,9 @@ class Watchdog {
       }
     }
     bool heartbeat_due = boot_ms() - st_.last_pointer_ms >= cfg_.heartbeat_interval_ms;
+    // One heartbeat = one pointer read and one status write, in the same tick (so that an idle
+    // cron tick writes either nothing or both, never one now and the other at the next tick).
+    if (heartbeat_due) status_dirty_ = true;
     bool want_pointer = first || force_pointer_ || st_.held_gen > 0 || !agent_up || heartbeat_due;
     Observation obs = observe(want_pointer);
     if (!obs.share_ok && obs.garbled) {
