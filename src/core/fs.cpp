@@ -244,6 +244,16 @@ Result<std::optional<std::string>> RealFs::probe(const std::string& dir, const s
   return r;
 }
 
+bool certainly_absent(const char* dir, const char* name) {
+  int dfd = ::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return false;
+  int fd = ::openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int e = errno;
+  if (fd >= 0) ::close(fd);
+  ::close(dfd);
+  return fd < 0 && e == ENOENT;
+}
+
 void crash_point(const char* point) {
   static const char* want = std::getenv("NFSUP_CRASH_AT");
   if (want && std::strcmp(want, point) == 0) {

@@ -97,6 +97,11 @@ class StallGuard {
   };
 };
 
+/// The idle poll, kept lean (no allocation, no error text): open dir, openat name, close.
+/// True only when dir opened and name is certainly absent (ENOENT); anything else (the file
+/// exists, an error) is false and the caller looks properly.
+bool certainly_absent(const char* dir, const char* name);
+
 std::string dirname_of(const std::string& p);
 std::string basename_of(const std::string& p);
 std::string path_join(const std::string& a, const std::string& b);

@@ -164,6 +164,7 @@ class Share {
 
   std::string format_file() const { return path_join(root_, "nfsup-share"); }
   std::string marker_path() const { return path_join(root_, "MARKER"); }
+  static constexpr const char* kMarkerName = "MARKER";
   std::string pointer_path() const { return path_join(root_, "current"); }
   std::string releases_dir() const { return path_join(root_, "releases"); }
   std::string release_dir(const std::string& v) const { return path_join(releases_dir(), v); }
