@@ -1,5 +1,7 @@
 // watchdog.h: ShareWorker never lets a hung share call block the caller past its deadline.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -9,6 +11,7 @@
 #include <future>
 #include <thread>
 
+#include "fs.h"
 #include "watchdog.h"
 
 using namespace nfsup;
@@ -157,4 +160,22 @@ TEST_CASE("ShareWorker: a probe stuck on a hung mount shows in busy_for_ms and m
   CHECK(w.busy_for_ms() == 0);
   CHECK(w.run([] {}, 1000, nullptr));
   ::close(fd);
+}
+
+TEST_CASE("certainly_absent: only a readable directory without the name counts as absent") {
+  char tmpl[] = "/tmp/nfsup-absent.XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  std::string d = tmpl;
+  CHECK(certainly_absent(d.c_str(), "MARKER"));
+  std::string m = d + "/MARKER";
+  int fd = ::open(m.c_str(), O_WRONLY | O_CREAT, 0644);
+  REQUIRE(fd >= 0);
+  ::close(fd);
+  CHECK_FALSE(certainly_absent(d.c_str(), "MARKER"));  // present
+  ::unlink(m.c_str());
+  REQUIRE(::symlink("/etc/hostname", m.c_str()) == 0);
+  CHECK_FALSE(certainly_absent(d.c_str(), "MARKER"));  // a symlink: not absent, look properly
+  ::unlink(m.c_str());
+  CHECK_FALSE(certainly_absent((d + "/missing").c_str(), "MARKER"));  // no directory: an error
+  ::rmdir(d.c_str());
 }
