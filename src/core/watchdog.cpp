@@ -140,8 +140,8 @@ ShareWorker::~ShareWorker() {
     probe_.reset();
     stuck = finished_ < posted_ || probing_;
   }
-  cv_.notify_all();
   if (!thread_.joinable()) return;
+  kick();
   if (!stuck) thread_.join();
   else thread_.detach();  // stuck in the kernel on a hung mount: abandon it
 }
@@ -149,6 +149,7 @@ ShareWorker::~ShareWorker() {
 void ShareWorker::start_locked() {
   if (started_) return;
   started_ = true;
+  kick_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -189,11 +190,31 @@ void ShareWorker::loop() {
         }
         continue;
       }
-      cv_.wait_for(l, std::chrono::milliseconds(next_probe_ms_ - now));
+      sleep_unlocked(l, next_probe_ms_ - now);
       continue;
     }
-    cv_.wait(l);
+    sleep_unlocked(l, -1);
   }
+}
+
+// The worker sleeps in poll() on an eventfd that run() and set_probe() write to. (A timed
+// condition-variable wait would cost an extra futex call at every idle poll: glibc marks the
+// mutex contended when it takes it back after a timeout.)
+void ShareWorker::sleep_unlocked(std::unique_lock<std::mutex>& l, int64_t ms) {
+  if (kick_fd_ < 0 && (ms < 0 || ms > 10)) ms = 10;  // no eventfd: look again every 10 ms
+  l.unlock();
+  pollfd p{kick_fd_, POLLIN, 0};
+  int r = ::poll(&p, 1, static_cast<int>(ms < 0 ? -1 : std::min<int64_t>(ms, 1 << 30)));
+  if (r > 0) {
+    uint64_t n;
+    (void)!::read(kick_fd_, &n, sizeof n);
+  }
+  l.lock();
+}
+
+void ShareWorker::kick() {
+  uint64_t one = 1;
+  (void)!::write(kick_fd_, &one, sizeof one);
 }
 
 bool ShareWorker::busy() {
@@ -215,7 +236,7 @@ void ShareWorker::set_probe(std::function<bool()> probe, int64_t period_ms, int6
     next_probe_ms_ = first_at_ms;
     wake_fd_ = wake_fd;
   }
-  cv_.notify_all();
+  kick();
 }
 
 void ShareWorker::clear_probe() {
@@ -237,7 +258,7 @@ bool ShareWorker::run(const std::function<void()>& fn, int64_t timeout_ms, std::
   if (!probing_) busy_since_ = boot_ms();
   uint64_t mine = posted_;
   l.unlock();
-  cv_.notify_all();
+  kick();
   l.lock();
   bool done = done_cv_.wait_for(l, std::chrono::milliseconds(timeout_ms), [&] { return finished_ >= mine; });
   if (!done && why) *why = fmt::format("the share did not answer within {}", format_duration_ms(timeout_ms));

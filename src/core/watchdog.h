@@ -109,8 +109,10 @@ class ShareWorker {
  private:
   void start_locked();
   void loop();
+  void sleep_unlocked(std::unique_lock<std::mutex>& l, int64_t ms);
+  void kick();
   std::mutex mu_;
-  std::condition_variable cv_;       ///< the worker waits here for a job or its next probe
+  int kick_fd_ = -1;                 ///< eventfd: the worker sleeps on it until a job or its next probe
   std::condition_variable done_cv_;  ///< callers wait here for their job to finish
   std::shared_ptr<std::function<void()>> job_;
   std::shared_ptr<std::function<bool()>> probe_;
