@@ -861,6 +861,8 @@ class Watchdog {
     }
   }
 
+  // Callers publish first and save the local state after: a write bumps the heartbeat and
+  // its time, kept in the local state, so one local write covers both.
   void publish_status(bool force) {
     int64_t now = boot_ms();
     if (!force && !status_dirty_ && st_.last_status_ms && now - st_.last_status_ms < cfg_.heartbeat_interval_ms)
@@ -1193,8 +1195,8 @@ class Watchdog {
     }
     set_state("running", st_.status_gen, "");
     log(LogLevel::Info, fmt::format("{}: running {}", cfg_.host, st_.running));
-    save_state();
     publish_status(true);
+    save_state();
     // The local copy is made at the next heartbeat, after the upgrade's busy moment in which
     // every host starts its agent and reports at once.
     cache_due_ = true;
@@ -1260,8 +1262,8 @@ class Watchdog {
           log(LogLevel::Info, fmt::format("{}: kept on {}", cfg_.host, from));
       }
       set_state("failed", d.generation, reason);
-      save_state();
       publish_status(true);
+      save_state();
     };
     if (cfg_.trust.signed_mode() && !st_.newest.empty() && compare_versions(to, st_.newest) < 0 &&
         !(last_pointer_.action == "rollback" && last_pointer_.release_for(cfg_.host) == to &&
@@ -1292,8 +1294,8 @@ class Watchdog {
       if (st_.newest.empty() || compare_versions(to, st_.newest) > 0) st_.newest = to;
       set_state("running", d.generation, fmt::format("modules unchanged; agent not restarted (runs from {})", st_.runs_from));
       log(LogLevel::Info, fmt::format("{}: {} -> {}: {}", cfg_.host, from, to, st_.reason));
-      save_state();
       publish_status(true);
+      save_state();
       return;
     }
     ReconfigPlan plan;
@@ -1343,8 +1345,8 @@ class Watchdog {
     if (st_.newest.empty() || compare_versions(to, st_.newest) > 0) st_.newest = to;
     set_state("starting", d.generation, "");
     log(LogLevel::Info, fmt::format("{}: started {}", cfg_.host, to));
-    save_state();
     publish_status(true);
+    save_state();
   }
 
   // One pass of observe -> decide -> act. Returns the decision taken.
@@ -1377,8 +1379,8 @@ class Watchdog {
         log(LogLevel::Warn, fmt::format("{}: {} (not acting on it; retrying every poll)", cfg_.host, obs.share_error));
         garbled_logged_ = obs.share_error;
       }
-      save_state();
       publish_status(false);
+      save_state();
       return decide(obs, view(agent_up));
     }
     garbled_logged_.clear();
@@ -1459,8 +1461,8 @@ class Watchdog {
     }
     promote_if_settled();
     if (!obs.marker && heartbeat_due && d.kind == Decision::Keep) deliver_spool();
-    save_state();
     publish_status(false);
+    save_state();
     // A marker is up: poll faster until it is gone, so that this host resumes soon after the
     // master has switched the pointer (see held_poll_ms()).
     fast_poll_ = obs.marker && !obs.marker_lapsed;
@@ -1540,8 +1542,8 @@ class Watchdog {
       }
     }
     set_state("failed", st_.status_gen, reason);
-    save_state();
     publish_status(true);
+    save_state();
   }
 
   // Daemon: the agent child exited by itself.
@@ -1561,8 +1563,8 @@ class Watchdog {
                                       format_duration_ms(backoff)));
       set_state("starting", st_.status_gen, fmt::format("agent died ({}); restarting", how));
     }
-    save_state();
     publish_status(true);
+    save_state();
   }
 
   void shutdown() {
@@ -1571,8 +1573,8 @@ class Watchdog {
       ctl_->stop(st_, cfg_.agent);
     }
     set_state("stopped", st_.status_gen, "watchdog stopped");
-    save_state();
     publish_status(true);
+    save_state();
   }
 
   // When a daemon starts and finds an agent from an earlier watchdog still alive, it cannot
