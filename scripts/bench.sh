@@ -427,7 +427,7 @@ say "4. rolling: $BENCH_ROLL_HOSTS hosts, batches: $BENCH_ROLL_BATCHES"
 P4R=$W/p4r
 mkdir -p "$P4R/hosts"
 "$INSTALL" init "$P4R/share" -q
-rvers=(1.0); k=1; for b in $BENCH_ROLL_BATCHES; do k=$((k + 1)); rvers+=("$k.0"); done
+rvers=(1.0 1.5); k=1; for b in $BENCH_ROLL_BATCHES; do k=$((k + 1)); rvers+=("$k.0"); done
 for v in "${rvers[@]}"; do make_release "$P4R/rel/$v" "$v"; done
 "$INSTALL" push "$P4R/share" "$P4R/rel/1.0" --version 1.0 --no-wait -q
 HR=()
@@ -437,6 +437,15 @@ for h in "${HR[@]}"; do start_wd "$P4R/hosts/$h"; prpids+=("${PIDS[-1]}"); done
 wait_running "$P4R/share/hosts" 1.0 "$BENCH_ROLL_HOSTS" 60
 sleep 1
 roll_csv=$(IFS=,; echo "${HR[*]}")
+# First an all-at-once push on these few hosts: the per-host path without 100 hosts' CPU
+# contention on this machine's cores.
+react "small-1.5" "$P4R/share" "$P4R/hosts" 1.5 "$roll_csv" "$INSTALL" push "$P4R/share" "$P4R/rel/1.5" --version 1.5 "${MOPTS[@]}"
+SMALL_ALL=$(jget "$W/small-1.5.json" all_running_after_push_ms); SMALL_STOP=$(jget "$W/small-1.5.json" all_gone_after_marker_ms)
+row "4 reaction local" "$BENCH_ROLL_HOSTS hosts (same settings, all-at-once): marker -> all stopped / push start -> all running (ms)" \
+  "$(fmt .0f "$SMALL_STOP") / $(fmt .0f "$SMALL_ALL")" "poll $POLL_MS, start_grace $GRACE_MS" \
+  "$(fmt .2f "$(calc "$SMALL_ALL / $POLL_MS")") polls" "<= $(fmt .0f "$lim_stop") / $(fmt .0f "$lim_all") ms" \
+  "$(verdict "$SMALL_ALL" '<=' "$lim_all")"
+sleep 0.5
 k=1; roll_pts=""
 for b in $BENCH_ROLL_BATCHES; do
   k=$((k + 1))
