@@ -1650,9 +1650,60 @@ void shed_startup_memory() {
 
 // ================================================================ entry points
 
+namespace {
+
+// The lock on <state_dir>/lock keeps a daemon and cron ticks (or two daemons) from working on
+// one state_dir at once. Its holder writes what it is into the file ("daemon PID" or
+// "check PID"), for the message of whoever finds it taken.
+std::string lock_holder(int fd) {
+  char buf[64] = {0};
+  ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  std::string s(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+void note_lock_holder(int fd, const char* what) {
+  std::string t = fmt::format("{} {}\n", what, ::getpid());
+  if (::ftruncate(fd, 0) == 0) (void)!::pwrite(fd, t.data(), t.size(), 0);
+}
+
+}  // namespace
+
 int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
   // Two threads, little allocation: one malloc arena (no second 64 MiB arena for the worker).
   ::mallopt(M_ARENA_MAX, 1);
+  {
+    // Held for the daemon's lifetime (close-on-exec: the agent does not inherit it). A cron
+    // tick holding it finishes within its own time limit: wait up to a minute for it. Another
+    // daemon does not finish: give up at once.
+    ::mkdir(cfg.state_dir.c_str(), 0755);
+    std::string lock = path_join(cfg.state_dir, "lock");
+    int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      if (opt.log) opt.log(LogLevel::Error, fmt::format("open({}): {}", lock, errno_str(errno)));
+      return static_cast<int>(Exit::Usage);
+    }
+    int64_t until = boot_ms() + 60000;
+    bool told = false;
+    while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      std::string who = lock_holder(fd);
+      if (starts_with(who, "daemon ") || boot_ms() >= until) {
+        if (opt.log)
+          opt.log(LogLevel::Error, fmt::format("{}: {} is held by {}; one watchdog per state_dir", cfg.host, lock,
+                                               who.empty() ? std::string("another process") : who));
+        ::close(fd);
+        return static_cast<int>(Exit::Busy);
+      }
+      if (!told && opt.log)
+        opt.log(LogLevel::Warn, fmt::format("{}: waiting for {} ({} holds it)", cfg.host, lock,
+                                            who.empty() ? std::string("a cron tick") : who));
+      told = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    note_lock_holder(fd, "daemon");
+    (void)fd;  // kept open (and locked) until the process ends
+  }
   int sigfd = install_signal_pipe();
   auto wd = std::make_unique<Watchdog>(cfg, opt);
   if (auto s = wd->load_state(); !s) {
@@ -1756,10 +1807,20 @@ int run_watchdog_check(const WatchdogConfig& cfg, const WatchdogRuntimeOptions& 
     return static_cast<int>(Exit::Usage);
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    if (opt.log)
-      opt.log(LogLevel::Warn, fmt::format("{}: a previous check is still running (lock {} held); skipping this tick",
-                                          cfg.host, lock));
+    std::string who = lock_holder(fd);
+    if (opt.log) {
+      if (starts_with(who, "daemon "))
+        opt.log(LogLevel::Warn, fmt::format("{}: a watchdog daemon ({}) uses this state_dir (lock {} held); "
+                                            "skipping this tick: run either the daemon or cron ticks",
+                                            cfg.host, who, lock));
+      else
+        opt.log(LogLevel::Warn, fmt::format("{}: a previous check is still running (lock {} held); skipping this tick",
+                                            cfg.host, lock));
+    }
     return static_cast<int>(Exit::Busy);
+  }
+  if (!lock_holder(fd).empty() && ::ftruncate(fd, 0) != 0) {
+    // (a daemon that held it is gone; its note would only mislead)
   }
   signal(SIGPIPE, SIG_IGN);
   auto* wd = new Watchdog(cfg, opt);  // leaked on purpose: a hung share thread may outlive us

@@ -96,6 +96,27 @@ test_overlapping_cron_runs_are_refused() {
   assert_contains "$out" "a previous check is still running"
 }
 
+test_daemon_and_cron_ticks_never_share_a_state_dir() {
+  begin
+  local r1; r1=$(make_release 1.0)
+  add_host d1
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  set +e; out=$("$WATCHDOG" check -c "$T/hosts/d1/watchdog.yaml" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 4 "a check beside a daemon"
+  assert_contains "$out" "a watchdog daemon (daemon "
+  local t0; t0=$(date +%s)
+  set +e; out=$(timeout 30 "$WATCHDOG" run -c "$T/hosts/d1/watchdog.yaml" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 4 "a second daemon on the same state_dir"
+  assert_contains "$out" "one watchdog per state_dir"
+  (( $(date +%s) - t0 < 10 )) || fail "the second daemon waited instead of giving up"
+  host_runs d1 1.0 || fail "d1 disturbed"
+  # Once the daemon is gone, cron ticks take over (the daemon's note in the lock file is cleared).
+  stop_watchdog d1
+  "$WATCHDOG" check -q -c "$T/hosts/d1/watchdog.yaml"
+  assert_eq "$(cat "$T/hosts/d1/state/lock")" "" "lock file note after a check"
+}
+
 test_stale_host_is_named_and_skipped() {
   begin
   local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
