@@ -142,8 +142,12 @@ ShareWorker::~ShareWorker() {
   }
   if (!thread_.joinable()) return;
   kick();
-  if (!stuck) thread_.join();
-  else thread_.detach();  // stuck in the kernel on a hung mount: abandon it
+  if (stuck) {
+    thread_.detach();  // stuck in the kernel on a hung mount: abandon it (and its eventfd)
+    return;
+  }
+  thread_.join();
+  if (kick_fd_ >= 0) ::close(kick_fd_);
 }
 
 void ShareWorker::start_locked() {
