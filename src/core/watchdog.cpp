@@ -372,6 +372,7 @@ struct LocalState {
   std::string previous;        // release before the last switch (health-gate rollback)
   std::string newest;          // newest release this host ever accepted (rollback protection)
   int64_t seen_gen = 0;        // highest pointer generation seen (replay protection)
+  std::map<std::string, std::string> modules;  // modules the agent runs, name -> version (status)
 };
 
 std::string read_boot_id() {
@@ -406,6 +407,12 @@ std::string pack_local(const LocalState& s) {
   r.add("acting", {s.acting.empty() ? "-" : s.acting, s.previous.empty() ? "-" : s.previous});
   r.add("class", {s.cls.empty() ? "-" : s.cls, std::to_string(s.voted_gen)});
   r.add("cached", {s.cached.empty() ? "-" : s.cached, s.runs_from.empty() ? "-" : s.runs_from});
+  std::vector<std::string> mods;
+  for (const auto& [m, v] : s.modules) {
+    mods.push_back(m);
+    mods.push_back(v);
+  }
+  if (!mods.empty()) r.add("modules", mods);
   return pack_record(r);
 }
 
@@ -458,6 +465,9 @@ LocalState unpack_local(const std::string& text, const std::string& path, Logger
     } else if (l.key == "newest") {
       s.newest = at(0) == "-" ? "" : at(0);
       s.seen_gen = num(at(1));
+    } else if (l.key == "modules") {
+      for (size_t i = 0; i + 1 < a.size(); i += 2)
+        if (!check_host_name(a[i]) && !check_version_name(a[i + 1])) s.modules[a[i]] = a[i + 1];
     }
   }
   if (!s.running.empty() && check_version_name(s.running)) s.running.clear();
@@ -887,7 +897,7 @@ class Watchdog {
     s.acting = st_.acting;
     s.cls = st_.cls.empty() ? cfg_.cls : st_.cls;
     s.runs_from = st_.runs_from;
-    s.modules = modules_;
+    s.modules = st_.modules;
     s.poll_ms = cfg_.poll_interval_ms;
     s.checks = cfg_.checks_dir.empty() ? "no" : "yes";
     std::string why;
@@ -1290,7 +1300,7 @@ class Watchdog {
       st_.previous = from;
       st_.running = to;
       st_.cls = pending_cls_;
-      modules_ = pending_mods_;
+      st_.modules = pending_mods_;
       pending_.clear();
       st_.failed_gen = 0;
       st_.held_gen = 0;
@@ -1324,14 +1334,14 @@ class Watchdog {
     st_.gave_up = false;
     st_.previous = from;
     std::string old_cls = st_.cls;
-    auto old_mods = modules_;
+    auto old_mods = st_.modules;
     st_.cls = pending_cls_;
-    modules_ = pending_mods_;
+    st_.modules = pending_mods_;
     bool started = start_agent(to, &why);
     pending_.clear();
     if (!started) {
       st_.cls = old_cls;
-      modules_ = old_mods;
+      st_.modules = old_mods;
       // Put the old configuration back before restarting the old release.
       if (!from.empty() && plan.kind != ReconfigPlan::Nothing) {
         ReconfigPlan back;
@@ -1618,7 +1628,6 @@ class Watchdog {
   std::string pending_, pending_cls_;   // release being switched to, and its class
   std::map<std::string, std::string> pending_mods_;
   std::pair<std::string, bool> unchanged_cache_;
-  std::map<std::string, std::string> modules_;  // modules the agent runs (for the status)
 };
 
 }  // namespace

@@ -44,6 +44,11 @@ test_classes_get_their_own_module_sets() {
   grep -qx "module edge 1.0" "$SHARE/hosts/e1/status" || fail "e1 does not report its modules"
   grep -qx "module gpu 1.0" "$SHARE/hosts/g1/status" || fail "g1 does not report its modules"
   grep -q "^module edge" "$SHARE/hosts/g1/status" && fail "g1 reports a module it does not run"
+  # The modules a host runs are kept in its local state: a restarted watchdog still reports them.
+  stop_watchdog e1; start_watchdog e1
+  wait_until 15 host_runs e1 1.0 || fail "e1 did not come back on 1.0"
+  assert_eq "$(host_field e1 pid)" "${WD_PID[e1]}" "status written by the restarted watchdog"
+  grep -qx "module edge 1.0" "$SHARE/hosts/e1/status" || fail "e1 does not report its modules after a restart"
   st=$("$INSTALL" status "$SHARE" --json)
   assert_contains "$st" '"class":"edge"'
   # A class tree is verified before start: tampering the gpu module stops g1, not e1.
