@@ -1728,7 +1728,7 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
                                       format_duration_ms(cfg.poll_interval_ms)));
   // While idle, the share worker probes for the marker on its own every poll and wakes this
   // thread through wake_fd only when it finds one (or the share misbehaves); this thread then
-  // wakes for the heartbeat, the agent's signals, and at least once a second.
+  // wakes for the heartbeat, the agent's signals, and to notice a probe stuck on a hung mount.
   int wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   // The same three calls as Share::probe_marker, without building a Result: an idle poll
   // should touch as little memory as possible (it runs with cold caches).
