@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -48,8 +49,64 @@ static void child_exec(const SpawnSpec& spec, int out_fd) {
   _exit(127);
 }
 
+// The child is started with posix_spawn (a vfork-style clone that shares the parent's memory
+// until exec): fork() copied the watchdog's page tables for each agent start, and the agent
+// starts of a whole fleet's upgrade share the same moment. Same child set-up as child_exec.
+static Result<pid_t> spawn_direct(const SpawnSpec& spec, int out_fd) {
+  posix_spawnattr_t at;
+  posix_spawnattr_init(&at);
+  sigset_t none, dfl;
+  sigemptyset(&none);
+  sigemptyset(&dfl);
+  for (int sig = 1; sig < 32; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP) sigaddset(&dfl, sig);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setsigdefault(&at, &dfl);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (spec.new_session) flags |= POSIX_SPAWN_SETSID;
+  posix_spawnattr_setflags(&at, flags);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (out_fd >= 0) {
+    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
+  }
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  if (!spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, spec.cwd.c_str());
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    std::string_view k = kv.substr(0, kv.find('='));
+    bool replaced = false;
+    for (const auto& [key, v] : spec.env) replaced = replaced || key == k;
+    if (!replaced) env.emplace_back(kv);
+  }
+  for (const auto& [k, v] : spec.env) env.push_back(k + "=" + v);
+  std::vector<char*> envp, argv;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = posix_spawnp(&pid, argv[0], &fa, &at, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  if (rc != 0) return err(Exit::Failed, fmt::format("exec({}): {}", spec.argv[0], errno_str(rc)));
+  return pid;
+}
+
 Result<pid_t> spawn(const SpawnSpec& spec) {
   if (spec.argv.empty()) return err(Exit::Usage, "empty command");
+  if (!spec.detach) {
+    int out_fd = -1;
+    if (!spec.stdout_path.empty()) {
+      out_fd = open(spec.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (out_fd < 0) return err(Exit::Failed, fmt::format("open({}): {}", spec.stdout_path, errno_str(errno)));
+    }
+    auto r = spawn_direct(spec, out_fd);
+    if (out_fd >= 0) close(out_fd);
+    return r;
+  }
   int out_fd = -1;
   if (!spec.stdout_path.empty()) {
     out_fd = open(spec.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -98,7 +98,14 @@ static std::string unified_diff(const std::string& a_path, const std::string& b_
   return r->output;
 }
 
-Result<ReconfigOutcome> apply_reconfig(const WatchdogConfig& cfg, const ReconfigPlan& plan, bool dry_run) {
+Status write_backup(const WatchdogConfig& cfg, const std::string& path, std::string_view content) {
+  ::mkdir(cfg.state_dir.c_str(), 0755);
+  ::mkdir(path_join(cfg.state_dir, "backups").c_str(), 0700);
+  return write_local_atomic(path, content, 0600);
+}
+
+Result<ReconfigOutcome> apply_reconfig(const WatchdogConfig& cfg, const ReconfigPlan& plan, bool dry_run,
+                                       bool defer_backup) {
   ReconfigOutcome out;
   const std::string& conf = cfg.agent.config;
   if (plan.kind == ReconfigPlan::Nothing) {
@@ -107,9 +114,12 @@ Result<ReconfigOutcome> apply_reconfig(const WatchdogConfig& cfg, const Reconfig
       // Still keep the configuration as it was under `from`, so a rollback can restore it.
       auto cur = read_local(conf);
       if (cur && *cur) {
-        ::mkdir(cfg.state_dir.c_str(), 0755);
-        ::mkdir(path_join(cfg.state_dir, "backups").c_str(), 0700);
-        if (auto s = write_local_atomic(backup_path(cfg, plan.from), **cur, 0600); !s) return s.error();
+        if (defer_backup) {
+          out.backup_path = backup_path(cfg, plan.from);
+          out.backup = std::move(**cur);
+        } else if (auto s = write_backup(cfg, backup_path(cfg, plan.from), **cur); !s) {
+          return s.error();
+        }
       }
     }
     return out;

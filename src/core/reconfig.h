@@ -33,10 +33,17 @@ struct ReconfigOutcome {
   bool changed = false;
   std::string diff;      ///< unified diff of the config (dry run, or what was applied)
   std::string message;
+  /// With defer_backup and nothing to change: the backup still to be written (path, content).
+  std::string backup_path, backup;
 };
 
 /// Local part: applies (or, with dry_run, only shows) the plan. Never touches the share.
-Result<ReconfigOutcome> apply_reconfig(const WatchdogConfig& cfg, const ReconfigPlan& plan, bool dry_run);
+/// A plan that changes nothing still backs up the configuration under `from` (for a later
+/// rollback); with defer_backup that write is left to the caller (outcome.backup_path), which
+/// must make it before anything rewrites the configuration (write_backup).
+Result<ReconfigOutcome> apply_reconfig(const WatchdogConfig& cfg, const ReconfigPlan& plan, bool dry_run,
+                                       bool defer_backup = false);
+Status write_backup(const WatchdogConfig& cfg, const std::string& path, std::string_view content);
 
 std::string backup_path(const WatchdogConfig& cfg, const std::string& version);
 

@@ -632,6 +632,7 @@ class Watchdog {
     if (t && *t) {
       st_ = unpack_local(**t, state_file(), lg);
       saved_ = **t;  // save_state() compares against what is on disk
+      saved_st_ = st_;
     }
     std::string boot = read_boot_id();
     if (st_.boot_id != boot) {
@@ -649,10 +650,26 @@ class Watchdog {
   }
 
   void save_state() {
+    if (opt_.daemon) {
+      // A daemon keeps its heartbeat bookkeeping in memory: rewriting the local state at every
+      // heartbeat only to record the counter and the times doubled the files it replaces while
+      // idle (each replacement is a new inode; on ext4 without a journal every new inode is
+      // checked against the ones deleted in the last minutes, so churn slows every create on
+      // the disk). A restarted daemon reads the pointer and writes its status at once anyway,
+      // and the master only looks for the counter to change.
+      LocalState cmp = st_;
+      cmp.heartbeat = saved_st_.heartbeat;
+      cmp.last_status_ms = saved_st_.last_status_ms;
+      cmp.last_pointer_ms = saved_st_.last_pointer_ms;
+      if (pack_local(cmp) == saved_) return;
+    }
     std::string p = pack_local(st_);
     if (p == saved_) return;
     if (auto s = write_local_atomic(state_file(), p, 0644); !s) log(LogLevel::Error, s.error().msg);
-    else saved_ = p;
+    else {
+      saved_ = p;
+      saved_st_ = st_;
+    }
   }
 
   // Runs f() on the share worker under the deadline and returns its value, or nullopt on a
@@ -1108,7 +1125,9 @@ class Watchdog {
     // its start time)
   }
 
-  bool start_agent(const std::string& version, std::string* why) {
+  // Starts the agent and saves its pid at once (before any share write that could hang);
+  // started() runs first, so the switch's own bookkeeping goes into the same local write.
+  bool start_agent(const std::string& version, std::string* why, const std::function<void()>& started = {}) {
     set_state("starting", st_.status_gen, "");
     auto s = ctl_->start(st_, agent_spec(version));
     if (!s) {
@@ -1118,6 +1137,7 @@ class Watchdog {
     st_.running = version;
     st_.runs_from.clear();
     settle_until_ = boot_ms() + cfg_.agent.start_grace_ms;
+    if (started) started();
     save_state();
     return true;
   }
@@ -1260,7 +1280,17 @@ class Watchdog {
     return true;
   }
 
+  // Writes the backup of the configuration left pending by the last switch. Called before
+  // anything may rewrite the configuration or look for a backup, when idle, and on exit.
+  void flush_backup() {
+    if (pending_backup_.first.empty()) return;
+    if (auto s = write_backup(cfg_, pending_backup_.first, pending_backup_.second); !s)
+      log(LogLevel::Error, s.error().msg);
+    pending_backup_ = {};
+  }
+
   void do_switch(const Decision& d) {
+    flush_backup();
     std::string from = d.from, to = d.to;
     log(LogLevel::Info, fmt::format("{}: switching {} -> {} (generation {})", cfg_.host, from.empty() ? "-" : from, to,
                                     d.generation));
@@ -1326,8 +1356,11 @@ class Watchdog {
       plan = *p;
     }
     stop_agent(fmt::format("switching to {}", to), d.generation);
-    auto applied = apply_reconfig(cfg_, plan, false);
+    // A daemon writes the backup of an unchanged configuration later (flush_backup), off the
+    // moment in which every host restarts at once; a cron tick writes it now.
+    auto applied = apply_reconfig(cfg_, plan, false, opt_.daemon);
     if (!applied) return fail(applied.error().msg);
+    if (!applied->backup_path.empty()) pending_backup_ = {applied->backup_path, applied->backup};
     if (plan.kind != ReconfigPlan::Nothing)
       log(LogLevel::Info, fmt::format("{}: config {}: {}", cfg_.host, cfg_.agent.config, applied->message));
     st_.crashes.clear();
@@ -1337,7 +1370,13 @@ class Watchdog {
     auto old_mods = st_.modules;
     st_.cls = pending_cls_;
     st_.modules = pending_mods_;
-    bool started = start_agent(to, &why);
+    bool started = start_agent(to, &why, [&] {
+      st_.failed_gen = 0;
+      st_.held_gen = 0;
+      st_.held_since_ms = 0;
+      if (st_.newest.empty() || compare_versions(to, st_.newest) > 0) st_.newest = to;
+      set_state("starting", d.generation, "");
+    });
     pending_.clear();
     if (!started) {
       st_.cls = old_cls;
@@ -1353,11 +1392,6 @@ class Watchdog {
       }
       return fail("starting " + to + ": " + why);
     }
-    st_.failed_gen = 0;
-    st_.held_gen = 0;
-    st_.held_since_ms = 0;
-    if (st_.newest.empty() || compare_versions(to, st_.newest) > 0) st_.newest = to;
-    set_state("starting", d.generation, "");
     log(LogLevel::Info, fmt::format("{}: started {}", cfg_.host, to));
     publish_status(true);
     save_state();
@@ -1464,6 +1498,7 @@ class Watchdog {
           st_.held_gen = 0;
           st_.held_since_ms = 0;
         }
+        if (heartbeat_due && !obs.marker) flush_backup();
         if (cache_due_ && heartbeat_due && !obs.marker && agent_up && st_.state == "running") {
           cache_due_ = false;
           cache_release(st_.running);
@@ -1531,6 +1566,7 @@ class Watchdog {
 
   // A release that failed its health gate: go back to the release this host ran before.
   void health_failed(const std::string& why) {
+    flush_backup();
     std::string bad = st_.running, prev = st_.previous;
     log(LogLevel::Error, fmt::format("{}: {}", cfg_.host, why));
     st_.failed_gen = st_.status_gen;
@@ -1582,6 +1618,7 @@ class Watchdog {
   }
 
   void shutdown() {
+    flush_backup();
     if (ctl_->up(st_)) {
       log(LogLevel::Info, fmt::format("{}: watchdog stopping; stopping agent {}", cfg_.host, st_.running));
       ctl_->stop(st_, cfg_.agent);
@@ -1612,9 +1649,11 @@ class Watchdog {
   std::unique_ptr<AgentCtl> ctl_;
   LocalState st_;
   std::string saved_;
+  LocalState saved_st_;  // the state saved_ holds (its heartbeat fields, for the daemon's comparison)
   bool status_dirty_ = true;
   bool idle_ = false;  // the last tick found nothing to do (see the end of tick())
   bool fast_poll_ = false;  // the last tick saw a live marker
+  std::pair<std::string, std::string> pending_backup_;  // (path, content) still to write
   bool cache_due_ = false;  // the running release has no local copy yet (made when idle)
   bool share_down_ = false;
   std::string share_error_;

@@ -103,6 +103,8 @@ agent_alive_version() {  # the version the host's live agent process reports
   tr '\0' '\n' < "/proc/$pid/environ" | sed -n 's/^NFSUP_VERSION=//p'
 }
 
+alive_is() { [ "$(agent_alive_version "$1")" == "$2" ]; }  # alive_is HOST VERSION
+
 share_snapshot() {  # a listing of everything on the share except host status files
   (cd "$SHARE" && find . -path ./hosts -prune -o -print | LC_ALL=C sort; cat current 2>/dev/null; cat MARKER 2>/dev/null; true)
 }

@@ -37,6 +37,31 @@ test_push_reconfig_rollback_three_daemons() {
   ls "$SHARE/audit" | grep -q rollback || fail "no audit event for rollback"
 }
 
+test_unchanged_config_is_backed_up_for_rollback() {
+  # A switch that leaves the agent's config alone still keeps a copy of it under the version
+  # it came from (a daemon writes it after the restart moment: at its next heartbeat, before
+  # any later switch, on exit); a later rollback restores it.
+  begin
+  local r1 r2 r3; r1=$(make_release 1.0); r2=$(make_release 2.0); r3=$(make_release 3.0)
+  printf '#!/bin/sh\nsed -i "s/^level: .*/level: three/" "$NFSUP_CONFIG"\n' > "$T/migrate.sh"
+  chmod +x "$T/migrate.sh"
+  add_host web01; add_host web02
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  "$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" -q
+  stop_watchdog web02   # at once: its exit writes what is pending
+  for h in web01 web02; do
+    wait_until 5 test -f "$T/hosts/$h/state/backups/agent.yaml@1.0" || fail "$h: no backup of its 1.0 config"
+    assert_file_eq "$T/hosts/$h/state/backups/agent.yaml@1.0" "level: one"
+  done
+  start_watchdog web02
+  "$INSTALL" push "$SHARE" "$r3" --version 3.0 --reconfig "$T/migrate.sh" "${MASTER_OPTS[@]}" -q
+  assert_file_eq "$T/hosts/web01/agent.yaml" "level: three"
+  out=$("$INSTALL" rollback "$SHARE" --to 1.0 "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "rollback 3.0 -> 1.0"
+  for h in web01 web02; do assert_file_eq "$T/hosts/$h/agent.yaml" "level: one"; done
+}
+
 test_repush_same_version_writes_nothing() {
   begin
   local r1; r1=$(make_release 1.0)

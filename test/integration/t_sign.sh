@@ -86,7 +86,12 @@ test_tampered_signed_release_refused() {
   printf 'nfsup-current 1\ngeneration 99\nrelease 2.0\nprevious 1.0\naction push\nupdated -\nupdated_by -\n' > "$SHARE/current"
   for h in s1 s2 s3; do start_watchdog $h; done
   wait_until 10 bash -c "grep -q 'no valid signature by a trusted key' $T/hosts/s1/watchdog.log" || fail "forged manifest accepted"
-  for h in s1 s2 s3; do assert_eq "$(agent_alive_version $h)" 1.0 "$h runs the last good release"; done
+  # (each host refuses on its own first tick after the restart: wait for each, not only s1)
+  for h in s1 s2 s3; do
+    wait_until 10 bash -c "grep -q 'no valid signature by a trusted key' $T/hosts/$h/watchdog.log" || fail "$h accepted the forged manifest"
+    wait_until 5 alive_is "$h" 1.0 || true
+    assert_eq "$(agent_alive_version $h)" 1.0 "$h runs the last good release"
+  done
 }
 
 test_unsigned_rollback_refused_signed_rollback_accepted() {
