@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 #include <pwd.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -692,6 +694,60 @@ Result<std::vector<std::string>> Share::verify_release(const std::string& versio
     }
   }
   return problems;
+}
+
+Status Share::copy_run_tree(const std::string& version, const std::string& cls, const std::string& dst) {
+  auto m = read_manifest(version);
+  if (!m) return m.error();
+  if (!*m) return err(Exit::Integrity, fmt::format("{}: manifest missing", manifest_path(version)));
+  const ClassInfo* ci = nullptr;
+  if (!cls.empty()) {
+    for (const auto& c : (*m)->classes)
+      if (c.name == cls) ci = &c;
+    if (!ci) return err(Exit::Integrity, fmt::format("release {} has no class '{}'", version, cls));
+  }
+  auto mods = (*m)->modules_for(ci);
+  std::string dir = run_dir(version, cls);
+  if (::mkdir(dst.c_str(), 0755) != 0) return err(Exit::Failed, fmt::format("mkdir({}): {}", dst, errno_str(errno)));
+  // Parents before children, whatever the manifest's order.
+  auto make_parents = [&](const std::string& rel) {
+    for (size_t p = rel.find('/'); p != std::string::npos; p = rel.find('/', p + 1))
+      ::mkdir(path_join(dst, rel.substr(0, p)).c_str(), 0755);
+  };
+  for (const auto& e : (*m)->entries) {
+    if (ci) {
+      bool mine = false;
+      for (const auto* mod : mods) mine = mine || Manifest::in_module(*mod, e.path);
+      if (!mine) continue;
+    }
+    if (auto bad = check_rel_path(e.path)) return err(Exit::Integrity, fmt::format("{}: {}", manifest_path(version), *bad));
+    std::string to = path_join(dst, e.path);
+    make_parents(e.path);
+    switch (e.kind) {
+      case ManifestEntry::Dir:
+        if (::mkdir(to.c_str(), e.mode & 0755) != 0 && errno != EEXIST)
+          return err(Exit::Failed, fmt::format("mkdir({}): {}", to, errno_str(errno)));
+        break;
+      case ManifestEntry::Symlink:
+        if (::symlink(e.target.c_str(), to.c_str()) != 0)
+          return err(Exit::Failed, fmt::format("symlink({}): {}", to, errno_str(errno)));
+        break;
+      case ManifestEntry::File: {
+        int fd = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) return err(Exit::Failed, fmt::format("open({}): {}", to, errno_str(errno)));
+        std::string from = path_join(dir, e.path);
+        auto h = hash_file(from, fd, to);
+        if (h && ::fchmod(fd, e.mode & 0755) != 0) h = err(Exit::Failed, fmt::format("chmod({}): {}", to, errno_str(errno)));
+        ::close(fd);
+        if (!h) return h.error();
+        if (h->sha256 != e.sha256)
+          return err(Exit::Integrity, fmt::format("{}: sha256 {} != manifest {}", from, h->sha256.substr(0, 16),
+                                                  e.sha256.substr(0, 16)));
+        break;
+      }
+    }
+  }
+  return ok_status();
 }
 
 Status Share::audit(const std::string& action, const std::string& detail, const std::string& result) {

@@ -202,6 +202,10 @@ class Share {
 
   /// Checks every entry of a release against its manifest. Returns the list of problems (empty = ok).
   Result<std::vector<std::string>> verify_release(const std::string& version, const std::string& cls = "");
+  /// Copies the run tree of `version` for class `cls` to the new local directory `dst`,
+  /// hashing each file as it is copied: a file whose hash is not the manifest's fails the copy
+  /// (Exit::Integrity). Files are not fsynced: the caller publishes the tree by rename.
+  Status copy_run_tree(const std::string& version, const std::string& cls, const std::string& dst);
 
   /// Writes one audit event (one file per event, never appended).
   Status audit(const std::string& action, const std::string& detail, const std::string& result);

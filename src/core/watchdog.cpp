@@ -1151,22 +1151,20 @@ class Watchdog {
     std::string dst = cache_dir(version);
     struct stat cs{};
     if (::stat(dst.c_str(), &cs) == 0) return;
-    std::string src = share_.run_dir(version, st_.cls), tmp = dst + ".tmp";
+    std::string tmp = dst + ".tmp";
     ::mkdir(path_join(cfg_.state_dir, "cache").c_str(), 0755);
     (void)remove_tree(tmp);
     std::string why;
     int64_t limit = cfg_.share_timeout_ms * 6;
-    auto ok = share_call<bool>(
-        [src, tmp, limit] {
-          SpawnSpec s;
-          s.argv = {"cp", "-a", src, tmp};
-          auto r = run_with_timeout(s, limit);
-          return r && !r->timed_out && r->exit_code == 0;
+    // Copied in-process from the manifest, each file hashed on the way (an external `cp -a`
+    // cost an exec per host, all at the same heartbeat after an upgrade, and checked nothing).
+    auto ok = share_call<Status>([share = share_, version, cls = st_.cls, tmp]() mutable {
+          return share.copy_run_tree(version, cls, tmp);
         },
-        limit + cfg_.share_timeout_ms, &why);
+        limit, &why);
     if (!ok || !*ok || ::rename(tmp.c_str(), dst.c_str()) != 0) {
       if (!ok || !*ok) log(LogLevel::Warn, fmt::format("{}: no local copy of {}: {}", cfg_.host, version,
-                                                        !ok ? why : std::string("cp failed")));
+                                                        !ok ? why : (*ok).error().msg));
       (void)remove_tree(tmp);
       return;
     }

@@ -62,6 +62,29 @@ test_unchanged_config_is_backed_up_for_rollback() {
   for h in web01 web02; do assert_file_eq "$T/hosts/$h/agent.yaml" "level: one"; done
 }
 
+test_local_copy_is_verified_against_the_manifest() {
+  # After an upgrade each host keeps a local copy of its release (to restart from while the
+  # share is unreachable), made at its next heartbeat and hashed against the manifest.
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
+  mkdir -p "$r1/lib/sub"; echo data > "$r1/lib/sub/file"; ln -s sub/file "$r1/lib/link"
+  add_host web01
+  sed -i 's/^heartbeat_interval: .*/heartbeat_interval: 3s/' "$T/hosts/web01/watchdog.yaml"
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  local c="$T/hosts/web01/state/cache"
+  wait_until 10 test -d "$c/1.0" || fail "no local copy of 1.0"
+  diff -r --exclude=.nfsup "$SHARE/releases/1.0" "$c/1.0" || fail "local copy differs from the release"
+  [ -x "$c/1.0/bin/agent" ] || fail "local copy lost the agent's mode"
+  assert_eq "$(readlink "$c/1.0/lib/link")" "sub/file" "symlink in the local copy"
+  # A file that no longer matches its manifest is not copied: the copy is refused, not kept.
+  "$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" -q
+  f="$SHARE/releases/2.0/bin/agent"; chmod u+w "$f"; printf 'Z' | dd of="$f" bs=1 seek=30 conv=notrunc status=none
+  wait_until 10 grep -q "no local copy of 2.0: .*sha256" "$T/hosts/web01/watchdog.log" || fail "tampered release copied"
+  [ ! -e "$c/2.0" ] && [ ! -e "$c/2.0.tmp" ] || fail "a local copy of the tampered 2.0 was left"
+  [ -d "$c/1.0" ] || fail "the verified local copy of 1.0 was dropped"
+}
+
 test_repush_same_version_writes_nothing() {
   begin
   local r1; r1=$(make_release 1.0)
