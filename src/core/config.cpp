@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <set>
@@ -21,26 +22,30 @@ namespace {
 
 struct Ctx {
   std::string path;
-  Error at(const YAML::Node& n, const std::string& msg) const {
+  template <typename N>
+  Error at(const N& n, const std::string& msg) const {
     auto m = n.Mark();
     if (m.is_null()) return err(Exit::Usage, fmt::format("{}: {}", path, msg));
     return err(Exit::Usage, fmt::format("{}:{}:{}: {}", path, m.line + 1, m.column + 1, msg));
   }
 };
 
-Result<std::string> get_str(const Ctx& c, const YAML::Node& n, const std::string& key) {
+template <typename N>
+Result<std::string> get_str(const Ctx& c, const N& n, const std::string& key) {
   if (!n.IsScalar()) return c.at(n, fmt::format("'{}' must be a string", key));
   return n.Scalar();
 }
 
-Result<int64_t> get_dur(const Ctx& c, const YAML::Node& n, const std::string& key) {
+template <typename N>
+Result<int64_t> get_dur(const Ctx& c, const N& n, const std::string& key) {
   if (!n.IsScalar()) return c.at(n, fmt::format("'{}' must be a duration like 250ms, 2s, 5m", key));
   auto v = parse_duration_ms(n.Scalar());
   if (!v) return c.at(n, fmt::format("'{}': '{}' is not a duration (use 250ms, 2s, 5m)", key, n.Scalar()));
   return *v;
 }
 
-Result<std::vector<std::string>> get_argv(const Ctx& c, const YAML::Node& n, const std::string& key) {
+template <typename N>
+Result<std::vector<std::string>> get_argv(const Ctx& c, const N& n, const std::string& key) {
   if (!n.IsSequence() || n.size() == 0)
     return c.at(n, fmt::format("'{}' must be a non-empty list like [bin/agent, --flag]", key));
   std::vector<std::string> out;
@@ -51,7 +56,8 @@ Result<std::vector<std::string>> get_argv(const Ctx& c, const YAML::Node& n, con
   return out;
 }
 
-Result<bool> get_bool(const Ctx& c, const YAML::Node& n, const std::string& key) {
+template <typename N>
+Result<bool> get_bool(const Ctx& c, const N& n, const std::string& key) {
   if (n.IsScalar()) {
     const auto& s = n.Scalar();
     if (s == "true" || s == "yes" || s == "on") return true;
@@ -60,11 +66,12 @@ Result<bool> get_bool(const Ctx& c, const YAML::Node& n, const std::string& key)
   return c.at(n, fmt::format("'{}' must be true or false", key));
 }
 
-Status check_keys(const Ctx& c, const YAML::Node& map, const std::set<std::string>& allowed,
+template <typename N>
+Status check_keys(const Ctx& c, const N& map, std::initializer_list<std::string_view> allowed,
                   const std::string& where) {
   for (const auto& kv : map) {
     if (!kv.first.IsScalar()) return c.at(kv.first, "keys must be strings");
-    if (!allowed.count(kv.first.Scalar()))
+    if (std::find(allowed.begin(), allowed.end(), std::string_view(kv.first.Scalar())) == allowed.end())
       return c.at(kv.first, fmt::format("unknown key '{}'{}", kv.first.Scalar(), where));
   }
   return ok_status();
@@ -73,20 +80,26 @@ Status check_keys(const Ctx& c, const YAML::Node& map, const std::set<std::strin
 // A mapping's keys, indexed once. yaml-cpp looks a key up by converting every key of the map
 // to the key's type and comparing, once per lookup; a config asks for some 70 keys, and that
 // was most of a cron tick's parse time. The first of duplicated keys wins, as in yaml-cpp.
+// "No such key": yaml-cpp's default Node is a null (defined) node, not an undefined one.
+inline YAML::Node undefined_node(const YAML::Node*) { return YAML::Node(YAML::NodeType::Undefined); }
+inline LiteNode undefined_node(const LiteNode*) { return LiteNode(); }
+
+template <typename N>
 class Map {
  public:
-  explicit Map(const YAML::Node& n) {
+  explicit Map(const N& n) {
     if (n.IsMap())
       for (const auto& kv : n)
-        if (kv.first.IsScalar()) keys_.emplace(kv.first.Scalar(), kv.second);
+        if (kv.first.IsScalar()) keys_.emplace_back(kv.first.Scalar(), kv.second);
   }
-  YAML::Node operator[](std::string_view k) const {
-    auto it = keys_.find(k);
-    return it == keys_.end() ? YAML::Node(YAML::NodeType::Undefined) : it->second;
+  N operator[](std::string_view k) const {
+    for (const auto& [key, v] : keys_)
+      if (key == k) return v;  // the first of duplicated keys
+    return undefined_node(static_cast<const N*>(nullptr));
   }
 
  private:
-  std::map<std::string, YAML::Node, std::less<>> keys_;
+  std::vector<std::pair<std::string, N>> keys_;  // a config's mappings are small: a scan beats a tree
 };
 
 #define TAKE(dst, expr)          \
@@ -122,16 +135,21 @@ std::string signal_name(int sig) {
 
 namespace {
 
-Result<WatchdogConfig> build_watchdog_config(const YAML::Node& root, const std::string& path);
+template <typename N>
+Result<WatchdogConfig> build_watchdog_config(const N& root, const std::string& path);
 
 }  // namespace
 
 Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::string& path) {
-  // The common plain file is read without yaml-cpp's scanner (yaml_subset.h: the same tree, a
-  // sixth of the time). Anything else, and every error, goes through yaml-cpp, whose nodes know
+  // The common plain file is read without yaml-cpp (yaml_subset.h: the same tree, built in a
+  // fraction of the time). Anything else, and every error, goes through yaml-cpp, whose nodes know
   // their line and column for the message.
   if (auto fast = load_yaml_subset(yaml))
     if (auto cfg = build_watchdog_config(*fast, path)) return cfg;
+  return parse_watchdog_config_with_yaml_cpp(yaml, path);
+}
+
+Result<WatchdogConfig> parse_watchdog_config_with_yaml_cpp(std::string_view yaml, const std::string& path) {
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));
@@ -144,12 +162,13 @@ Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::s
 
 namespace {
 
-Result<WatchdogConfig> build_watchdog_config(const YAML::Node& root, const std::string& path) {
+template <typename N>
+Result<WatchdogConfig> build_watchdog_config(const N& root, const std::string& path) {
   Ctx c{path};
   if (!root.IsMap()) return err(Exit::Usage, fmt::format("{}: the top level must be a mapping of keys", path));
   WatchdogConfig cfg;
   cfg.path = path;
-  const Map R(root);
+  const Map<N> R(root);
   try {
     if (auto s = check_keys(c, root,
                             {"share", "host", "poll_interval", "heartbeat_interval", "share_timeout", "state_dir",
@@ -232,10 +251,10 @@ Result<WatchdogConfig> build_watchdog_config(const YAML::Node& root, const std::
     if (!cfg.trust.allow_unsigned && cfg.trust.trusted.empty())
       return c.at(R["allow_unsigned"], "allow_unsigned: false needs at least one key in 'trusted_keys'");
 
-    const YAML::Node a = R["agent"];
+    const N a = R["agent"];
     if (!a) return err(Exit::Usage, fmt::format("{}: missing required key 'agent'", path));
     if (!a.IsMap()) return c.at(a, "'agent' must be a mapping");
-    const Map A(a);
+    const Map<N> A(a);
     if (auto s = check_keys(c, a,
                             {"command", "config", "stop_signal", "stop_timeout", "start_command", "stop_command",
                              "status_command", "restart_limit", "restart_window", "reconfig_timeout", "start_grace",
@@ -260,7 +279,7 @@ Result<WatchdogConfig> build_watchdog_config(const YAML::Node& root, const std::
     if (A["stop_timeout"]) TAKE(ag.stop_timeout_ms, get_dur(c, A["stop_timeout"], "agent.stop_timeout"));
     if (A["reconfig_timeout"])
       TAKE(ag.reconfig_timeout_ms, get_dur(c, A["reconfig_timeout"], "agent.reconfig_timeout"));
-    auto sig_of = [&](const YAML::Node& n, const std::string& key) -> Result<int> {
+    auto sig_of = [&](const N& n, const std::string& key) -> Result<int> {
       std::string s;
       TAKE(s, get_str(c, n, key));
       int v = parse_signal(s);
@@ -271,7 +290,7 @@ Result<WatchdogConfig> build_watchdog_config(const YAML::Node& root, const std::
     if (A["drain"]) {
       const auto& d = A["drain"];
       if (!d.IsMap()) return c.at(d, "'agent.drain' must be a mapping: {signal: USR1, timeout: 60s} or {command: [...]}");
-      const Map D(d);
+      const Map<N> D(d);
       if (auto s = check_keys(c, d, {"signal", "command", "timeout"}, " in 'agent.drain'"); !s) return s.error();
       if (D["signal"]) TAKE(ag.drain_signal, sig_of(D["signal"], "agent.drain.signal"));
       if (D["command"]) TAKE(ag.drain_command, get_argv(c, D["command"], "agent.drain.command"));
@@ -282,7 +301,7 @@ Result<WatchdogConfig> build_watchdog_config(const YAML::Node& root, const std::
     if (A["health"]) {
       const auto& h = A["health"];
       if (!h.IsMap()) return c.at(h, "'agent.health' must be a mapping: {command: [bin/healthcheck], timeout: 20s}");
-      const Map H(h);
+      const Map<N> H(h);
       if (auto s = check_keys(c, h, {"command", "timeout"}, " in 'agent.health'"); !s) return s.error();
       if (!H["command"]) return c.at(h, "'agent.health' needs a 'command'");
       TAKE(ag.health_command, get_argv(c, H["command"], "agent.health.command"));

@@ -51,6 +51,9 @@ struct WatchdogConfig {
 
 /// Parses a config document. `path` only names the file in errors ("path:line:col: ...").
 Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::string& path);
+/// The same, always through yaml-cpp (parse_watchdog_config reads the plain subset of YAML
+/// itself; tests compare the two).
+Result<WatchdogConfig> parse_watchdog_config_with_yaml_cpp(std::string_view yaml, const std::string& path);
 /// Reads and parses a config file (local disk).
 Result<WatchdogConfig> load_watchdog_config(const std::string& path);
 

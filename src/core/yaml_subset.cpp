@@ -55,9 +55,9 @@ bool plain_start(std::string_view s) {
 
 bool null_word(std::string_view s) { return s == "~" || s == "null" || s == "Null" || s == "NULL"; }
 
-YAML::Node scalar_or_null(std::string_view s) {
-  if (null_word(s)) return YAML::Node(YAML::NodeType::Null);
-  return YAML::Node(std::string(s));
+LiteNode scalar_or_null(std::string_view s) {
+  if (null_word(s)) return LiteNode(LiteNode::kNull);
+  return LiteNode(std::string(s));
 }
 
 std::string_view rtrim(std::string_view s) {
@@ -69,7 +69,7 @@ class Reader {
  public:
   explicit Reader(std::vector<Line> lines) : L_(std::move(lines)) {}
 
-  std::optional<YAML::Node> document() {
+  std::optional<LiteNode> document() {
     if (L_.empty() || L_[0].indent != 0) return std::nullopt;
     auto root = block(0);
     if (!root || i_ != L_.size()) return std::nullopt;
@@ -81,12 +81,12 @@ class Reader {
   bool deeper_than(int indent) const { return i_ < L_.size() && L_[i_].indent > indent; }
   static bool seq_item(std::string_view t) { return t == "-" || t.substr(0, 2) == "- "; }
 
-  std::optional<YAML::Node> block(int indent) {
+  std::optional<LiteNode> block(int indent) {
     return seq_item(L_[i_].text) ? sequence(indent) : mapping(indent);
   }
 
-  std::optional<YAML::Node> mapping(int indent) {
-    YAML::Node m(YAML::NodeType::Map);
+  std::optional<LiteNode> mapping(int indent) {
+    LiteNode m(LiteNode::kMap);
     std::vector<std::string_view> keys;
     while (more_at(indent)) {
       std::string_view t = L_[i_].text;
@@ -102,24 +102,24 @@ class Reader {
       std::string_view rest = t.substr(j + 1);
       while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
       ++i_;
-      std::optional<YAML::Node> v;
+      std::optional<LiteNode> v;
       if (rest.empty() || rest.front() == '#') {
         if (deeper_than(indent)) v = block(L_[i_].indent);
         else if (more_at(indent) && seq_item(L_[i_].text)) v = sequence(indent);  // "key:\n- a"
-        else v = YAML::Node(YAML::NodeType::Null);
+        else v = LiteNode(LiteNode::kNull);
       } else {
         v = inline_value(rest);
         if (deeper_than(indent)) return std::nullopt;  // a continuation line
       }
       if (!v) return std::nullopt;
-      m[std::string(key)] = *v;
+      m.add(std::string(key), std::move(*v));
     }
     if (deeper_than(indent)) return std::nullopt;
     return m;
   }
 
-  std::optional<YAML::Node> sequence(int indent) {
-    YAML::Node s(YAML::NodeType::Sequence);
+  std::optional<LiteNode> sequence(int indent) {
+    LiteNode s(LiteNode::kSequence);
     while (more_at(indent) && seq_item(L_[i_].text)) {
       std::string_view rest = L_[i_].text.substr(1);
       while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
@@ -127,20 +127,20 @@ class Reader {
       if (rest.empty() || rest.front() == '#') return std::nullopt;  // nested block or null item
       auto v = inline_value(rest);
       if (!v || deeper_than(indent)) return std::nullopt;
-      s.push_back(*v);
+      s.push_back(std::move(*v));
     }
     if (deeper_than(indent)) return std::nullopt;
     return s;
   }
 
   // A value on the same line as its key or dash: s starts with a non-space, ends trimmed.
-  static std::optional<YAML::Node> inline_value(std::string_view s) {
+  static std::optional<LiteNode> inline_value(std::string_view s) {
     size_t p = 0;
-    std::optional<YAML::Node> v;
+    std::optional<LiteNode> v;
     if (s[0] == '"' || s[0] == '\'') {
       auto q = quoted(s, &p);
       if (!q) return std::nullopt;
-      v = YAML::Node(std::string(*q));
+      v = LiteNode(std::string(*q));
     } else if (s[0] == '[') {
       v = flow_sequence(s, &p);
     } else if (s[0] == '{') {
@@ -171,7 +171,7 @@ class Reader {
     return body;
   }
 
-  static std::optional<YAML::Node> block_plain(std::string_view s) {
+  static std::optional<LiteNode> block_plain(std::string_view s) {
     if (!plain_start(s)) return std::nullopt;
     size_t c = s.find(" #");
     std::string_view v = rtrim(c == std::string_view::npos ? s : s.substr(0, c));
@@ -182,12 +182,12 @@ class Reader {
   }
 
   // One scalar inside [...] or {...}: quoted, or plain up to , ] } (no # or : inside).
-  static std::optional<YAML::Node> flow_scalar(std::string_view s, size_t* p) {
+  static std::optional<LiteNode> flow_scalar(std::string_view s, size_t* p) {
     if (*p >= s.size()) return std::nullopt;
     if (s[*p] == '"' || s[*p] == '\'') {
       auto q = quoted(s, p);
       if (!q) return std::nullopt;
-      return YAML::Node(std::string(*q));
+      return LiteNode(std::string(*q));
     }
     if (!plain_start(s.substr(*p))) return std::nullopt;
     size_t b = *p;
@@ -204,8 +204,8 @@ class Reader {
     while (*p < s.size() && s[*p] == ' ') ++*p;
   }
 
-  static std::optional<YAML::Node> flow_sequence(std::string_view s, size_t* p) {
-    YAML::Node seq(YAML::NodeType::Sequence);
+  static std::optional<LiteNode> flow_sequence(std::string_view s, size_t* p) {
+    LiteNode seq(LiteNode::kSequence);
     ++*p;
     skip_spaces(s, p);
     if (*p < s.size() && s[*p] == ']') {
@@ -216,7 +216,7 @@ class Reader {
       skip_spaces(s, p);
       auto v = flow_scalar(s, p);
       if (!v) return std::nullopt;
-      seq.push_back(*v);
+      seq.push_back(std::move(*v));
       skip_spaces(s, p);
       if (*p >= s.size()) return std::nullopt;
       if (s[*p] == ']') {
@@ -228,8 +228,8 @@ class Reader {
     }
   }
 
-  static std::optional<YAML::Node> flow_mapping(std::string_view s, size_t* p) {
-    YAML::Node m(YAML::NodeType::Map);
+  static std::optional<LiteNode> flow_mapping(std::string_view s, size_t* p) {
+    LiteNode m(LiteNode::kMap);
     std::vector<std::string_view> keys;
     ++*p;
     skip_spaces(s, p);
@@ -251,7 +251,7 @@ class Reader {
       skip_spaces(s, p);
       auto v = flow_scalar(s, p);
       if (!v) return std::nullopt;
-      m[std::string(key)] = *v;
+      m.add(std::string(key), std::move(*v));
       skip_spaces(s, p);
       if (*p >= s.size()) return std::nullopt;
       if (s[*p] == '}') {
@@ -269,7 +269,7 @@ class Reader {
 
 }  // namespace
 
-std::optional<YAML::Node> load_yaml_subset(std::string_view text) {
+std::optional<LiteNode> load_yaml_subset(std::string_view text) {
   std::vector<Line> lines;
   bool first = true;
   size_t pos = 0;
@@ -293,27 +293,32 @@ std::optional<YAML::Node> load_yaml_subset(std::string_view text) {
   return Reader(std::move(lines)).document();
 }
 
-bool yaml_trees_equal(const YAML::Node& a, const YAML::Node& b) {
-  if (a.Type() != b.Type()) return false;
-  switch (a.Type()) {
-    case YAML::NodeType::Scalar:
-      return a.Scalar() == b.Scalar();
-    case YAML::NodeType::Sequence: {
-      if (a.size() != b.size()) return false;
-      for (size_t i = 0; i < a.size(); ++i)
-        if (!yaml_trees_equal(a[i], b[i])) return false;
+bool same_tree(const LiteNode& a, const YAML::Node& b) {
+  switch (a.kind()) {
+    case LiteNode::kUndefined:
+      return !b.IsDefined();
+    case LiteNode::kNull:
+      return b.IsNull();
+    case LiteNode::kScalar:
+      return b.IsScalar() && a.Scalar() == b.Scalar();
+    case LiteNode::kSequence: {
+      if (!b.IsSequence() || a.size() != b.size()) return false;
+      size_t i = 0;
+      for (const auto& e : a)
+        if (!same_tree(e, b[i++])) return false;
       return true;
     }
-    case YAML::NodeType::Map: {
-      if (a.size() != b.size()) return false;
-      auto ia = a.begin(), ib = b.begin();
-      for (; ia != a.end() && ib != b.end(); ++ia, ++ib)
-        if (!yaml_trees_equal(ia->first, ib->first) || !yaml_trees_equal(ia->second, ib->second)) return false;
-      return ia == a.end() && ib == b.end();
+    case LiteNode::kMap: {
+      if (!b.IsMap() || a.size() != b.size()) return false;
+      auto ib = b.begin();
+      for (const auto& e : a) {
+        if (ib == b.end() || !same_tree(e.first, ib->first) || !same_tree(e.second, ib->second)) return false;
+        ++ib;
+      }
+      return ib == b.end();
     }
-    default:
-      return true;
   }
+  return false;
 }
 
 }  // namespace nfsup

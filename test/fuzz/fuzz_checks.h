@@ -439,7 +439,35 @@ inline void check_yaml_subset(std::string_view text) {
     parsed = false;
   }
   FUZZ_CHECK(parsed);
-  FUZZ_CHECK(nfsup::yaml_trees_equal(*fast, slow));
+  FUZZ_CHECK(nfsup::same_tree(*fast, slow));
+}
+
+// Every field of a parsed config, for comparing two parses.
+inline std::string dump_config(const nfsup::WatchdogConfig& c) {
+  std::string o;
+  auto add = [&](const std::string& k, const std::string& v) { o += k + "=" + v + "\n"; };
+  auto list = [](const std::vector<std::string>& v) {
+    std::string r;
+    for (const auto& x : v) r += "[" + x + "]";
+    return r;
+  };
+  add("share", c.share); add("host", c.host); add("group", c.group); add("class", c.cls);
+  for (const auto& [k, v] : c.traits) add("trait." + k, v);
+  add("checks_dir", c.checks_dir); add("poll", std::to_string(c.poll_interval_ms));
+  add("heartbeat", std::to_string(c.heartbeat_interval_ms)); add("timeout", std::to_string(c.share_timeout_ms));
+  add("state_dir", c.state_dir); add("verify", std::to_string(c.verify_before_start));
+  add("allow_unsigned", std::to_string(c.trust.allow_unsigned)); add("keys", list(c.trusted_key_paths));
+  for (const auto& r : c.trust.revoked) add("revoked", r);
+  const auto& a = c.agent;
+  add("command", list(a.command)); add("config", a.config); add("stop_signal", std::to_string(a.stop_signal));
+  add("stop_timeout", std::to_string(a.stop_timeout_ms)); add("start", list(a.start_command));
+  add("stop", list(a.stop_command)); add("status", list(a.status_command));
+  add("restart_limit", std::to_string(a.restart_limit)); add("restart_window", std::to_string(a.restart_window_ms));
+  add("reconfig_timeout", std::to_string(a.reconfig_timeout_ms)); add("grace", std::to_string(a.start_grace_ms));
+  add("acting_signal", std::to_string(a.acting_signal)); add("drain_signal", std::to_string(a.drain_signal));
+  add("drain", list(a.drain_command)); add("drain_timeout", std::to_string(a.drain_timeout_ms));
+  add("health", list(a.health_command)); add("health_timeout", std::to_string(a.health_timeout_ms));
+  return o;
 }
 
 inline bool check_config(std::string_view text) {
@@ -452,6 +480,13 @@ inline bool check_config(std::string_view text) {
       return false;
     }
   auto c = nfsup::parse_watchdog_config(text, "fuzz/watchdog.yaml");
+  {
+    // The subset reader changes nothing: yaml-cpp alone gives the same config or error.
+    auto slow = nfsup::parse_watchdog_config_with_yaml_cpp(text, "fuzz/watchdog.yaml");
+    FUZZ_CHECK(bool(c) == bool(slow));
+    if (c && slow) FUZZ_CHECK(dump_config(*c) == dump_config(*slow));
+    if (!c && !slow) FUZZ_CHECK(c.error().msg == slow.error().msg);
+  }
   if (!c) {
     last_error = c.error().msg;
     FUZZ_CHECK(c.error().code == nfsup::Exit::Usage);
