@@ -624,8 +624,9 @@ class Watchdog {
 
   Status load_state() {
     struct stat sd{};
-    if (::stat(cfg_.state_dir.c_str(), &sd) != 0 && errno == ENOENT) ::mkdir(cfg_.state_dir.c_str(), 0755);
-    if (::stat(cfg_.state_dir.c_str(), &sd) != 0 || !S_ISDIR(sd.st_mode))
+    int sr = ::stat(cfg_.state_dir.c_str(), &sd);
+    if (sr != 0 && errno == ENOENT && ::mkdir(cfg_.state_dir.c_str(), 0755) == 0) sr = ::stat(cfg_.state_dir.c_str(), &sd);
+    if (sr != 0 || !S_ISDIR(sd.st_mode))
       return err(Exit::Usage, fmt::format("{}: state_dir is not a directory", cfg_.state_dir));
     auto t = read_local(state_file(), 1 << 20);
     Logger lg = opt_.log;
@@ -1849,9 +1850,10 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
 }
 
 int run_watchdog_check(const WatchdogConfig& cfg, const WatchdogRuntimeOptions& opt) {
-  ::mkdir(cfg.state_dir.c_str(), 0755);
   std::string lock = path_join(cfg.state_dir, "lock");
   int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == ENOENT && ::mkdir(cfg.state_dir.c_str(), 0755) == 0)  // first tick
+    fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     if (opt.log) opt.log(LogLevel::Error, fmt::format("open({}): {}", lock, errno_str(errno)));
     return static_cast<int>(Exit::Usage);
