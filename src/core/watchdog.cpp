@@ -1151,7 +1151,10 @@ class Watchdog {
   void cache_release(const std::string& version) {
     std::string dst = cache_dir(version);
     struct stat cs{};
-    if (::stat(dst.c_str(), &cs) == 0) return;
+    if (::stat(dst.c_str(), &cs) == 0) {  // published earlier, by rename after a verified copy
+      st_.cached = version;
+      return;
+    }
     std::string tmp = dst + ".tmp";
     ::mkdir(path_join(cfg_.state_dir, "cache").c_str(), 0755);
     (void)remove_tree(tmp);
@@ -1164,9 +1167,14 @@ class Watchdog {
         },
         limit, &why);
     if (!ok || !*ok || ::rename(tmp.c_str(), dst.c_str()) != 0) {
-      if (!ok || !*ok) log(LogLevel::Warn, fmt::format("{}: no local copy of {}: {}", cfg_.host, version,
-                                                        !ok ? why : (*ok).error().msg));
+      log(LogLevel::Warn, fmt::format("{}: no local copy of {}: {}", cfg_.host, version,
+                                      !ok ? why : !*ok ? (*ok).error().msg : "rename: " + errno_str(errno)));
       (void)remove_tree(tmp);
+      if (!ok) {
+        cache_at_ms_ = boot_ms() + 2 * cfg_.heartbeat_interval_ms;  // the share hung: try again later
+      } else {
+        st_.cached = "!" + version;  // not again for this release (until it is started anew)
+      }
       return;
     }
     if (DIR* d = ::opendir(path_join(cfg_.state_dir, "cache").c_str())) {
@@ -1230,9 +1238,22 @@ class Watchdog {
     log(LogLevel::Info, fmt::format("{}: running {}", cfg_.host, st_.running));
     publish_status(true);
     save_state();
-    // The local copy is made at the next heartbeat, after the upgrade's busy moment in which
-    // every host starts its agent and reports at once.
-    cache_due_ = true;
+    // The local copy is made later, out of the upgrade's busy moment in which every host
+    // starts its agent and reports at once, and not by every host at the same moment either
+    // (a thundering herd on the share): at a random time 1 to 3 heartbeat intervals from now.
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t x = (static_cast<uint64_t>(::getpid()) << 32) ^ static_cast<uint64_t>(ts.tv_nsec) ^
+                 std::hash<std::string>{}(cfg_.host);
+    x ^= x >> 31, x *= 0x9E3779B97F4A7C15ULL, x ^= x >> 29;  // mixed: hosts started together differ
+    double u = static_cast<double>(x >> 11) / static_cast<double>(1ULL << 53);  // [0, 1)
+    cache_at_ms_ = boot_ms() + cfg_.heartbeat_interval_ms +
+                   static_cast<int64_t>(2 * u * static_cast<double>(cfg_.heartbeat_interval_ms));
+  }
+
+  // The release running here has no local copy yet, and copying it has not failed.
+  bool copy_due() const {
+    return !st_.running.empty() && st_.cached != st_.running && st_.cached != "!" + st_.running;
   }
 
   // Verifies the release on the share under a deadline that grows with its size.
@@ -1498,10 +1519,9 @@ class Watchdog {
           st_.held_since_ms = 0;
         }
         if (heartbeat_due && !obs.marker) flush_backup();
-        if (cache_due_ && heartbeat_due && !obs.marker && agent_up && st_.state == "running") {
-          cache_due_ = false;
+        // (a cron tick makes it at the tick after the one that started the agent)
+        if (copy_due() && boot_ms() >= cache_at_ms_ && !obs.marker && agent_up && st_.state == "running")
           cache_release(st_.running);
-        }
         // (A note that the agent runs from its local copy stays until the next switch.)
         if (agent_up && st_.state == "running" && obs.pointer)
           set_state("running", obs.pointer->generation, starts_with(st_.reason, "started ") ? st_.reason : "");
@@ -1653,7 +1673,7 @@ class Watchdog {
   bool idle_ = false;  // the last tick found nothing to do (see the end of tick())
   bool fast_poll_ = false;  // the last tick saw a live marker
   std::pair<std::string, std::string> pending_backup_;  // (path, content) still to write
-  bool cache_due_ = false;  // the running release has no local copy yet (made when idle)
+  int64_t cache_at_ms_ = 0;  // the local copy of the running release is not made before this
   bool share_down_ = false;
   std::string share_error_;
   bool force_pointer_ = true;

@@ -69,7 +69,7 @@ test_local_copy_is_verified_against_the_manifest() {
   local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
   mkdir -p "$r1/lib/sub"; echo data > "$r1/lib/sub/file"; ln -s sub/file "$r1/lib/link"
   add_host web01
-  sed -i 's/^heartbeat_interval: .*/heartbeat_interval: 3s/' "$T/hosts/web01/watchdog.yaml"
+  sed -i "s/^heartbeat_interval: .*/heartbeat_interval: 1s/" "$T/hosts/web01/watchdog.yaml"
   start_all
   "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
   local c="$T/hosts/web01/state/cache"
@@ -129,6 +129,8 @@ test_cron_mode_hosts_follow_pushes() {
   sleep 0.6; "$WATCHDOG" check -q -c "$T/hosts/cron1/watchdog.yaml"
   [ "$(host_field cron1 heartbeat)" -gt "$hb0" ] || fail "no new heartbeat after heartbeat_interval"
   [ "$(stat -c %i "$st")" != "${s0%%.*}" ] || fail "status file not rewritten after heartbeat_interval"
+  # A cron host keeps a local copy of its release too (made at a tick after the start).
+  [ -d "$T/hosts/cron1/state/cache/2.0" ] || fail "cron host made no local copy of 2.0"
   # Hosts without checks_dir say so, and the push skipped the vote round: nobody voted.
   assert_eq "$(host_field cron1 checks)" no
   [ ! -e "$SHARE/hosts/cron1/vote" ] && [ ! -e "$SHARE/hosts/cron2/vote" ] || fail "a host voted although none has checks"
