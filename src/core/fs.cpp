@@ -109,7 +109,7 @@ Status RealFs::write_temp(const std::string& tmp, std::string_view data, uint32_
     off += static_cast<size_t>(n);
   }
   if (::fchmod(fd, mode) != 0) { /* umask may have narrowed it; best effort */ }
-  if (::fsync(fd) != 0) {
+  if (durable_ && ::fsync(fd) != 0) {
     int e = errno;
     ::close(fd);
     ::unlink(tmp.c_str());

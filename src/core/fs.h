@@ -59,6 +59,9 @@ class FileSystem {
 class RealFs : public FileSystem {
  public:
   explicit RealFs(std::string tmp_tag);
+  /// Off: write_atomic skips the fsync (still atomic for readers, not durable across a crash);
+  /// for local files derived from the share and rewritten whenever they change.
+  void set_durable(bool on) { durable_ = on; }
   Result<std::optional<std::string>> read_file(const std::string& path, size_t max_bytes) override;
   Status write_atomic(const std::string& path, std::string_view data, uint32_t mode) override;
   Result<bool> publish_new(const std::string& path, std::string_view data, uint32_t mode) override;
@@ -77,6 +80,7 @@ class RealFs : public FileSystem {
  private:
   Status write_temp(const std::string& tmp, std::string_view data, uint32_t mode);
   std::string tag_;
+  bool durable_ = true;
   std::atomic<uint64_t> counter_{0};
 };
 

@@ -34,6 +34,12 @@ Status write_local_atomic(const std::string& path, std::string_view data, uint32
   return fs.write_atomic(path, data, mode);
 }
 
+Status write_local_derived(const std::string& path, std::string_view data, uint32_t mode) {
+  RealFs fs(fmt::format("{}", short_hostname()));
+  fs.set_durable(false);
+  return fs.write_atomic(path, data, mode);
+}
+
 Result<ReconfigPlan> plan_reconfig(Share& share, const WatchdogConfig& cfg, const std::string& from,
                                    const std::string& to) {
   ReconfigPlan plan;

@@ -49,6 +49,9 @@ std::string backup_path(const WatchdogConfig& cfg, const std::string& version);
 
 /// Local atomic write (temp in the same directory, fsync, rename), keeping `mode`.
 Status write_local_atomic(const std::string& path, std::string_view data, uint32_t mode);
+/// The same without the fsync, for a local file recomputed from the share whenever it is
+/// needed (a crash may lose the last version, never leave a torn one).
+Status write_local_derived(const std::string& path, std::string_view data, uint32_t mode);
 Result<std::optional<std::string>> read_local(const std::string& path, size_t max = 16 * 1024 * 1024);
 
 }  // namespace nfsup

@@ -637,7 +637,10 @@ class Watchdog {
     }
     std::string boot = read_boot_id();
     if (st_.boot_id != boot) {
-      // A reboot: no process we knew is alive, and monotonic times restart.
+      // A reboot: no process we knew is alive, and monotonic times restart. The acting
+      // version file is written without fsync (apply_acting): a power loss may have lost it.
+      if (!st_.acting.empty())
+        (void)write_local_derived(path_join(cfg_.state_dir, "acting_version"), st_.acting + "\n", 0644);
       st_.agent_pid = 0;
       st_.agent_start = 0;
       st_.crashes.clear();
@@ -726,7 +729,8 @@ class Watchdog {
     if (acting == st_.acting) return;
     std::string old = st_.acting;
     st_.acting = acting;
-    if (auto s = write_local_atomic(path_join(cfg_.state_dir, "acting_version"), acting + "\n", 0644); !s)
+    // (recomputed from the share at every pointer read: no fsync on the restart path)
+    if (auto s = write_local_derived(path_join(cfg_.state_dir, "acting_version"), acting + "\n", 0644); !s)
       log(LogLevel::Error, s.error().msg);
     status_dirty_ = true;
     if (!old.empty()) {
