@@ -320,9 +320,15 @@ static bool same_content(const Manifest& a, const Manifest& b) {
   return true;
 }
 
+static bool no_hard_links(int e) { return e == EPERM || e == EXDEV || e == ENOTSUP || e == EMLINK || e == ENOSYS; }
+
 // Copies `src` into the object store as `obj` (temp + fsync + rename), re-hashing while copying.
+// With `also`, the temp file is hard-linked there before it is renamed into the store, so the
+// object never exists with a link count of 1 (which is what `prune` deletes): a prune running
+// beside this push cannot take it away between the copy and the link into the release.
 static Result<uint64_t> put_object(Share& share, RealFs& fs, const std::string& src, const ManifestEntry& e,
-                                   const std::string& obj) {
+                                   const std::string& obj, const std::string& also = "",
+                                   bool* no_links = nullptr) {
   std::string tmp = fs.temp_for(obj);
   StallGuard::Section g("write", tmp);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -343,10 +349,16 @@ static Result<uint64_t> put_object(Share& share, RealFs& fs, const std::string& 
     ::unlink(tmp.c_str());
     return err(Exit::Share, fmt::format("close({}): {}", tmp, errno_str(e2)));
   }
+  if (!also.empty() && ::link(tmp.c_str(), also.c_str()) != 0) {
+    int le = errno;
+    ::unlink(tmp.c_str());
+    if (no_links) *no_links = no_hard_links(le);
+    return err(Exit::Share, fmt::format("link({} -> {}): {}", tmp, also, errno_str(le)));
+  }
   crash_point("stage-object-before-rename");
   if (auto s = share.fs().rename(tmp, obj); !s) {
     ::unlink(tmp.c_str());
-    return s.error();
+    if (also.empty()) return s.error();  // (with `also`, the release has its file; the store lacks a copy)
   }
   return h->size;
 }
@@ -410,18 +422,28 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
     std::string obj = share.object_path(e.sha256, e.mode);
     auto have = fs.stat(obj);
     if (!have) return cleanup(have.error());
-    if (!*have || (*have)->size != e.size) {
-      if (auto s = fs.mkdir(dirname_of(obj), 0755); !s) return cleanup(s.error());
-      auto w = put_object(share, fs, local[i], e, obj);
-      if (!w) return cleanup(w.error());
-      res.bytes_written += *w;
+    bool placed = false;
+    if (*have && (*have)->size == e.size) {
+      if (::link(obj.c_str(), dst.c_str()) == 0) {
+        placed = true;
+      } else {
+        int le = errno;
+        if (no_hard_links(le)) {
+          // The share does not do hard links: store a private copy instead.
+          auto w = put_object(share, fs, local[i], e, dst);
+          if (!w) return cleanup(w.error());
+          res.bytes_written += *w;
+          placed = true;
+        } else if (le != ENOENT) {  // ENOENT: a prune took the object meanwhile; store it again
+          return cleanup(err(Exit::Share, fmt::format("link({} -> {}): {}", obj, dst, errno_str(le))));
+        }
+      }
     }
-    if (::link(obj.c_str(), dst.c_str()) != 0) {
-      int le = errno;
-      if (le != EPERM && le != EXDEV && le != ENOTSUP && le != EMLINK && le != ENOSYS)
-        return cleanup(err(Exit::Share, fmt::format("link({} -> {}): {}", obj, dst, errno_str(le))));
-      // The share does not do hard links: store a private copy instead.
-      auto w = put_object(share, fs, local[i], e, dst);
+    if (!placed) {
+      if (auto s = fs.mkdir(dirname_of(obj), 0755); !s) return cleanup(s.error());
+      bool no_links = false;
+      auto w = put_object(share, fs, local[i], e, obj, dst, &no_links);
+      if (!w && no_links) w = put_object(share, fs, local[i], e, dst);  // no hard links: a private copy
       if (!w) return cleanup(w.error());
       res.bytes_written += *w;
     }

@@ -73,6 +73,33 @@ test_dead_master_lease_lapses_and_hosts_resume() {
   assert_contains "$out" "2 host(s) ok, 0 failed"
 }
 
+test_share_without_hard_links_is_refused_cleanly() {
+  # The marker is created with link() (the exclusive create that works on NFS), so a share
+  # that refuses hard links cannot carry a push: it fails with the file named, exit 3, and
+  # the hosts and the current release stay as they were.
+  begin
+  command -v cc >/dev/null || { echo "    (skipped: no C compiler for the link() shim)"; return 0; }
+  cat > "$T/nolink.c" <<'EOC'
+#define _GNU_SOURCE
+#include <errno.h>
+int link(const char* a, const char* b) { (void)a; (void)b; errno = EPERM; return -1; }
+int linkat(int fa, const char* a, int fb, const char* b, int fl) { (void)fa; (void)a; (void)fb; (void)b; (void)fl; errno = EPERM; return -1; }
+EOC
+  cc -shared -fPIC -o "$T/nolink.so" "$T/nolink.c"
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
+  add_host web01; start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "not on 1.0"
+  set +e; out=$(LD_PRELOAD="$T/nolink.so" "$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 3 "push on a share without hard links"
+  assert_contains "$out" "MARKER): Operation not permitted"
+  [ "$(wc -l <<<"$out")" -eq 1 ] || fail "expected one line, got: $out"
+  [ ! -e "$SHARE/MARKER" ] || fail "a marker was left"
+  assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" 1.0 "current release"
+  host_runs web01 1.0 || fail "web01 left 1.0"
+  "$INSTALL" verify "$SHARE" -q || fail "verify after the refused push"
+}
+
 test_abort_refuses_a_live_push() {
   begin
   local r1; r1=$(make_release 1.0)
