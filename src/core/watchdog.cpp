@@ -640,7 +640,8 @@ class Watchdog {
       // A reboot: no process we knew is alive, and monotonic times restart. The acting
       // version file is written without fsync (apply_acting): a power loss may have lost it.
       if (!st_.acting.empty())
-        (void)write_local_derived(path_join(cfg_.state_dir, "acting_version"), st_.acting + "\n", 0644);
+        if (auto w = write_local_derived(path_join(cfg_.state_dir, "acting_version"), st_.acting + "\n", 0644); !w)
+          log(LogLevel::Error, w.error().msg);
       st_.agent_pid = 0;
       st_.agent_start = 0;
       st_.crashes.clear();

@@ -204,39 +204,43 @@ class Reader {
     while (*p < s.size() && s[*p] == ' ') ++*p;
   }
 
-  static std::optional<LiteNode> flow_sequence(std::string_view s, size_t* p) {
-    LiteNode seq(LiteNode::kSequence);
+  // At '[' or '{': steps past it; true when the collection is empty (its end consumed too).
+  static bool open_flow(std::string_view s, size_t* p, char close) {
     ++*p;
     skip_spaces(s, p);
-    if (*p < s.size() && s[*p] == ']') {
+    if (*p < s.size() && s[*p] == close) {
       ++*p;
-      return seq;
+      return true;
     }
+    return false;
+  }
+
+  // After an item: 1 = the collection ended, 0 = a comma (another item follows), -1 = neither.
+  static int after_flow_item(std::string_view s, size_t* p, char close) {
+    skip_spaces(s, p);
+    if (*p >= s.size()) return -1;
+    char c = s[(*p)++];
+    return c == close ? 1 : c == ',' ? 0 : -1;
+  }
+
+  static std::optional<LiteNode> flow_sequence(std::string_view s, size_t* p) {
+    LiteNode seq(LiteNode::kSequence);
+    if (open_flow(s, p, ']')) return seq;
     for (;;) {
       skip_spaces(s, p);
       auto v = flow_scalar(s, p);
       if (!v) return std::nullopt;
       seq.push_back(std::move(*v));
-      skip_spaces(s, p);
-      if (*p >= s.size()) return std::nullopt;
-      if (s[*p] == ']') {
-        ++*p;
-        return seq;
-      }
-      if (s[*p] != ',') return std::nullopt;
-      ++*p;
+      int next = after_flow_item(s, p, ']');
+      if (next < 0) return std::nullopt;
+      if (next > 0) return seq;
     }
   }
 
   static std::optional<LiteNode> flow_mapping(std::string_view s, size_t* p) {
     LiteNode m(LiteNode::kMap);
     std::vector<std::string_view> keys;
-    ++*p;
-    skip_spaces(s, p);
-    if (*p < s.size() && s[*p] == '}') {
-      ++*p;
-      return m;
-    }
+    if (open_flow(s, p, '}')) return m;
     for (;;) {
       skip_spaces(s, p);
       if (*p >= s.size() || !key_start(s[*p])) return std::nullopt;
@@ -252,14 +256,9 @@ class Reader {
       auto v = flow_scalar(s, p);
       if (!v) return std::nullopt;
       m.add(std::string(key), std::move(*v));
-      skip_spaces(s, p);
-      if (*p >= s.size()) return std::nullopt;
-      if (s[*p] == '}') {
-        ++*p;
-        return m;
-      }
-      if (s[*p] != ',') return std::nullopt;
-      ++*p;
+      int next = after_flow_item(s, p, '}');
+      if (next < 0) return std::nullopt;
+      if (next > 0) return m;
     }
   }
 
