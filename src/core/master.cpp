@@ -145,6 +145,9 @@ namespace {
 struct Fleet {
   std::vector<std::string> live;
   std::vector<HostOutcome> skipped;
+  // What the hosts told about themselves in their status files:
+  bool votes = false;          ///< some live host votes with local checks (or cannot tell)
+  int64_t min_poll_ms = 0;     ///< fastest poll_interval among live hosts (0: none reported)
 };
 
 // Reads every host status once and splits the fleet by server-stamped age.
@@ -171,6 +174,7 @@ Result<Fleet> survey(Share& share, int64_t now_ms, int64_t stale_after_ms) {
     auto s = share.read_status(h);
     if (!s) {
       f.skipped.push_back({h, "stale", "unreadable status: " + s.error().msg});
+      f.votes = true;  // cannot tell: ask for votes
       continue;
     }
     if (!*s) continue;  // a host directory without a status yet
@@ -180,6 +184,8 @@ Result<Fleet> survey(Share& share, int64_t now_ms, int64_t stale_after_ms) {
       continue;
     }
     f.live.push_back(h);
+    if ((*s)->checks != "no") f.votes = true;
+    if ((*s)->poll_ms > 0) f.min_poll_ms = f.min_poll_ms ? std::min(f.min_poll_ms, (*s)->poll_ms) : (*s)->poll_ms;
   }
   return f;
 }
@@ -197,29 +203,6 @@ int64_t master_pace_ms(int64_t min_host_poll_ms, int64_t last_round_ms, const Ma
   int64_t pace = min_host_poll_ms > 0 ? min_host_poll_ms / 4 : opt.poll_ms;
   pace = std::clamp<int64_t>(pace, std::min<int64_t>(20, opt.poll_ms), opt.poll_ms);
   return std::max(pace, last_round_ms);
-}
-
-// What the live hosts told about themselves in their status files before a switch.
-struct FleetHints {
-  bool votes = false;          ///< some live host votes with local checks (or does not say)
-  int64_t min_poll_ms = 0;     ///< fastest poll_interval among live hosts (0: none reported)
-};
-
-Result<FleetHints> fleet_hints(Share& share, int64_t now_ms, int64_t stale_after_ms) {
-  FleetHints f;
-  auto hosts = share.list_hosts();
-  if (!hosts) return hosts.error();
-  for (const auto& h : *hosts) {
-    auto s = share.read_status(h);
-    if (!s) {
-      f.votes = true;  // cannot tell: ask for votes
-      continue;
-    }
-    if (!*s || now_ms - (*s)->mtime_ms > stale_after_ms) continue;
-    if ((*s)->checks != "no") f.votes = true;
-    if ((*s)->poll_ms > 0) f.min_poll_ms = f.min_poll_ms ? std::min(f.min_poll_ms, (*s)->poll_ms) : (*s)->poll_ms;
-  }
-  return f;
 }
 
 // Rewrites the marker with renewal+1 when due. Fails if the marker is no longer ours.
@@ -336,7 +319,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   // Hosts say in their status whether they vote with local checks. When no live host does,
   // a vote could only accept: the marker starts in its stop phase and saves hosts one poll
   // (a cron-mode host: one tick). A host that does not say (older status) gets a vote phase.
-  auto hints = fleet_hints(share, server_now_ms(share), opt.stale_after_ms);
+  auto hints = survey(share, server_now_ms(share), opt.stale_after_ms);
   if (!hints) return hints.error();
   Marker m = make_marker(rep.generation, action, target, rep.previous, opt);
   const bool partial = !opt.hosts.empty() || !opt.cls.empty();
