@@ -199,9 +199,18 @@ struct Watch {
 // fastest host's poll_interval (hosts cannot answer faster than they poll), at least 20ms and
 // at most opt.poll_ms; and never less than the last round took, so that a large fleet does
 // not keep the file server busy with status reads.
-int64_t master_pace_ms(int64_t min_host_poll_ms, int64_t last_round_ms, const MasterOptions& opt) {
+//
+// While waiting on a set of hosts, a round reads only the hosts still pending, so it shrinks
+// as they answer; the pause shrinks with it (pending/total of the pace, at least 10ms): the
+// master keeps reading at most as many status files per second as in its first round, and
+// the last hosts of a large fleet are seen sooner (at 100 hosts: the last one to stop within
+// ~10ms instead of up to a quarter poll).
+int64_t master_pace_ms(int64_t min_host_poll_ms, int64_t last_round_ms, const MasterOptions& opt, size_t pending,
+                       size_t total) {
   int64_t pace = min_host_poll_ms > 0 ? min_host_poll_ms / 4 : opt.poll_ms;
   pace = std::clamp<int64_t>(pace, std::min<int64_t>(20, opt.poll_ms), opt.poll_ms);
+  if (total > 0 && pending < total)
+    pace = std::max<int64_t>(std::min<int64_t>(10, pace), pace * static_cast<int64_t>(pending) / static_cast<int64_t>(total));
   return std::max(pace, last_round_ms);
 }
 
@@ -271,7 +280,7 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
                                                             format_duration_ms(opt.timeout_ms))};
       break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(master_pace_ms(min_poll, boot_ms() - now, opt)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(master_pace_ms(min_poll, boot_ms() - now, opt, hosts.size() - result.size(), hosts.size())));
   }
   std::vector<HostOutcome> out;
   for (const auto& h : hosts) out.push_back(result[h]);
@@ -388,7 +397,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
       }
       if (got.size() == fleet->live.size()) break;
       if (auto s = renew_lease(share, m, last_renew); !s) return s.error();
-      std::this_thread::sleep_for(std::chrono::milliseconds(master_pace_ms(hints->min_poll_ms, 0, opt)));
+      std::this_thread::sleep_for(std::chrono::milliseconds(master_pace_ms(hints->min_poll_ms, 0, opt, 0, 0)));
     }
     std::vector<std::string> accepted, vetoes;
     for (const auto& h : fleet->live) {

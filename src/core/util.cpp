@@ -137,6 +137,17 @@ std::string utc_now_iso() {
   return buf;
 }
 
+std::string utc_now_iso_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  tm tmv{};
+  gmtime_r(&ts.tv_sec, &tmv);
+  char buf[40];
+  size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tmv);
+  snprintf(buf + n, sizeof buf - n, ".%03ldZ", static_cast<long>(ts.tv_nsec / 1000000));
+  return buf;
+}
+
 std::string short_hostname() {
   char buf[256] = {0};
   if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";

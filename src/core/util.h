@@ -76,6 +76,8 @@ std::string format_duration_ms(int64_t ms);
 int64_t boot_ms();
 /// Wall-clock UTC time as ISO 8601, for humans only (never for decisions).
 std::string utc_now_iso();
+/// The same with milliseconds, for log lines (a push's timeline across hosts is sub-second).
+std::string utc_now_iso_ms();
 std::string short_hostname();
 
 std::vector<std::string> split(std::string_view s, char sep);

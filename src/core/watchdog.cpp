@@ -24,6 +24,7 @@
 #include <chrono>
 #include <fstream>
 
+#include "hash.h"
 #include "process.h"
 #include "reconfig.h"
 #include "stage.h"
@@ -670,7 +671,7 @@ class Watchdog {
     }
     std::string p = pack_local(st_);
     if (p == saved_) return;
-    if (auto s = write_local_atomic(state_file(), p, 0644); !s) log(LogLevel::Error, s.error().msg);
+    if (auto s = write_local_exchange(state_file(), p, 0644); !s) log(LogLevel::Error, s.error().msg);
     else {
       saved_ = p;
       saved_st_ = st_;
@@ -1262,12 +1263,13 @@ class Watchdog {
   }
 
   // Verifies the release on the share under a deadline that grows with its size.
-  bool verify(const std::string& version, std::string* why) {
+  // hashed: the files were hashed against this very manifest while the host waited (prepare_switch).
+  bool verify(const std::string& version, std::string* why, bool hashed = false) {
     Result<std::vector<std::string>> r = std::vector<std::string>();
     std::string t;
     std::string cls = version == pending_ ? pending_cls_ : st_.cls;
     // verify_before_start: false skips hashing every file, never the signature and expiry checks.
-    if (cfg_.verify_before_start) {
+    if (cfg_.verify_before_start && !hashed) {
       auto got = share_call<Result<std::vector<std::string>>>(
           [this, version, cls] { return share_.verify_release(version, cls); }, cfg_.share_timeout_ms * 6, &t);
       if (!got) {
@@ -1314,11 +1316,66 @@ class Watchdog {
     pending_backup_ = {};
   }
 
+  // The SHA-256 of the target's manifest as the share has it now, or "" (share trouble, no
+  // manifest: the caller then does the work in full).
+  std::string manifest_digest(const std::string& version) {
+    std::string t;
+    auto got = share_call<Result<std::optional<std::string>>>(
+        [this, version] { return share_.read_manifest_text(version); }, cfg_.share_timeout_ms, &t);
+    if (!got || !*got || !**got) return "";
+    return sha256_hex(***got);
+  }
+
+  // Work a switch needs that does not depend on the pointer having moved, done while this host
+  // waits stopped for the unmark (the marker names the target): resolving this host's class
+  // and modules, hashing the target's files against its manifest, planning the reconfig
+  // (fetching and checking the script), writing the pending config backup. At the unmark the
+  // switch only checks that the manifest is byte for byte the one prepared (one read) and
+  // checks the signature and expiry again. The hashing leaves each host's downtime (for a
+  // large release on NFS it is the longest part of the restart), and the moment in which
+  // every host restarts at once carries less work. Only successes are kept: anything that
+  // fails here is done again, in full, by the switch. Daemons only (a cron tick's memory ends
+  // with the tick).
+  void prepare_switch(const std::string& to) {
+    if (!opt_.daemon || to.empty() || to == st_.running || ctl_->up(st_)) return;
+    std::string key = to + "|" + st_.running;
+    if (prepared_.key == key || prepare_tried_ == key) return;
+    prepare_tried_ = key;
+    flush_backup();
+    Prepared p;
+    p.key = key;
+    p.digest = manifest_digest(to);
+    std::string why;
+    if (p.digest.empty() || !resolve(to, &p.cls, &p.mods, nullptr, &why)) return;
+    int64_t t0 = boot_ms();
+    if (cfg_.verify_before_start) {
+      auto got = share_call<Result<std::vector<std::string>>>(
+          [this, to, cls = p.cls] { return share_.verify_release(to, cls); }, cfg_.share_timeout_ms * 6, &why);
+      if (!got || !*got || !(*got)->empty()) return;
+    }
+    auto plan = share_call<Result<ReconfigPlan>>(
+        [this, cfg = cfg_, from = st_.running, to] { return plan_reconfig(share_, cfg, from, to); },
+        cfg_.share_timeout_ms, &why);
+    if (!plan || !*plan) return;
+    p.plan = **plan;
+    // Read again: what was hashed is this manifest, not one swapped in meanwhile.
+    if (manifest_digest(to) != p.digest) return;
+    prepared_ = std::move(p);
+    log(LogLevel::Info, fmt::format("{}: {} {} while stopped in {}; ready to switch", cfg_.host, to,
+                                    cfg_.verify_before_start ? "verified" : "resolved",
+                                    format_duration_ms(boot_ms() - t0)));
+  }
+
   void do_switch(const Decision& d) {
     flush_backup();
     std::string from = d.from, to = d.to;
-    log(LogLevel::Info, fmt::format("{}: switching {} -> {} (generation {})", cfg_.host, from.empty() ? "-" : from, to,
-                                    d.generation));
+    // Prepared while this host waited, for this very switch and manifest?
+    std::optional<Prepared> prep;
+    if (prepared_.key == to + "|" + from && manifest_digest(to) == prepared_.digest) prep = prepared_;
+    prepared_ = {};
+    prepare_tried_.clear();
+    log(LogLevel::Info, fmt::format("{}: switching {} -> {} (generation {}{})", cfg_.host, from.empty() ? "-" : from, to,
+                                    d.generation, prep ? "; prepared while stopped" : ""));
     std::string why;
     auto fail = [&](const std::string& reason) {
       log(LogLevel::Error, fmt::format("{}: switch {} -> {} failed: {}", cfg_.host, from.empty() ? "-" : from, to, reason));
@@ -1340,7 +1397,11 @@ class Watchdog {
       return fail(fmt::format("refusing to go back from {} (newest accepted here) to {}: {} is not a rollback "
                               "signed by a trusted key",
                               st_.newest, to, share_.pointer_path()));
-    {
+    if (prep) {
+      pending_ = to;
+      pending_cls_ = prep->cls;
+      pending_mods_ = prep->mods;
+    } else {
       std::string cls;
       std::map<std::string, std::string> mods;
       if (!resolve(to, &cls, &mods, nullptr, &why)) return fail(why);
@@ -1348,7 +1409,7 @@ class Watchdog {
       pending_cls_ = cls;
       pending_mods_ = mods;
     }
-    if (!verify(to, &why)) return fail(why);
+    if (!verify(to, &why, prep.has_value())) return fail(why);
     if (unchanged_for(to)) {
       // Same module hashes for this host: keep the agent, move the bookkeeping.
       if (st_.runs_from.empty()) st_.runs_from = from;
@@ -1368,7 +1429,9 @@ class Watchdog {
       return;
     }
     ReconfigPlan plan;
-    {
+    if (prep) {
+      plan = prep->plan;
+    } else {
       std::string t;
       auto got = share_call<Result<ReconfigPlan>>(
           [this, cfg = cfg_, from, to] { return plan_reconfig(share_, cfg, from, to); }, cfg_.share_timeout_ms, &t);
@@ -1475,6 +1538,8 @@ class Watchdog {
       case Decision::Hold:
         if (st_.held_gen != d.generation) {
           log(LogLevel::Info, fmt::format("{}: marker seen: {}", cfg_.host, d.why));
+          prepared_ = {};  // a new push: prepared anew, from the share as it is now
+          prepare_tried_.clear();
           st_.held_gen = d.generation;
           st_.held_since_ms = 0;
         }
@@ -1536,6 +1601,8 @@ class Watchdog {
     if (!obs.marker && heartbeat_due && d.kind == Decision::Keep) deliver_spool();
     publish_status(false);
     save_state();
+    // Stopped and reported: get the switch ready while the other hosts stop.
+    if (d.kind == Decision::Hold && st_.state == "stopped") prepare_switch(d.to);
     // A marker is up: poll faster until it is gone, so that this host resumes soon after the
     // master has switched the pointer (see held_poll_ms()).
     fast_poll_ = obs.marker && !obs.marker_lapsed;
@@ -1691,6 +1758,15 @@ class Watchdog {
   std::string pending_, pending_cls_;   // release being switched to, and its class
   std::map<std::string, std::string> pending_mods_;
   std::pair<std::string, bool> unchanged_cache_;
+  struct Prepared {
+    std::string key;     // "to|from"
+    std::string digest;  // SHA-256 of the target's manifest that was hashed against
+    std::string cls;
+    std::map<std::string, std::string> mods;
+    ReconfigPlan plan;
+  };
+  Prepared prepared_;          // (key empty: nothing prepared)
+  std::string prepare_tried_;  // key of the last attempt: one per switch
 };
 
 }  // namespace

@@ -41,7 +41,7 @@ inline void log_line(LogLevel l, const std::string& msg) {
     return;
   }
   const char* tag = l == LogLevel::Error ? "error: " : l == LogLevel::Warn ? "warning: " : "";
-  fmt::print(stderr, "{} {}: {}{}\n", utc_now_iso(), program(), tag, msg);
+  fmt::print(stderr, "{} {}: {}{}\n", utc_now_iso_ms(), program(), tag, msg);
   std::fflush(stderr);
 }
 

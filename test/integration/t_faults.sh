@@ -191,6 +191,33 @@ test_tampered_release_is_refused_and_named_by_verify() {
   wait_until 5 bash -c "grep -qx 'state failed' $SHARE/hosts/a1/status" || fail "a1 status: $(host_field a1 state)"
 }
 
+test_manifest_changed_after_prepare_is_verified_again() {
+  begin
+  two_hosts_on_1_0
+  local r2; r2=$(make_release 2.0)
+  # The master dies after the pointer swap with the marker up: the hosts stay stopped and
+  # prepare 2.0 (verified against its manifest) while they wait.
+  set +e; NFSUP_CRASH_AT=switch-after-pointer "$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" -q; rc=$?; set -e
+  assert_eq "$rc" 137 "the master was killed"
+  for h in a1 a2; do
+    wait_until 10 grep -q "$h: 2.0 verified while stopped" "$T/hosts/$h/watchdog.log" || fail "$h did not prepare 2.0"
+  done
+  # Now the manifest changes under them (it no longer matches the agent's bytes). When the
+  # lease lapses they switch on the pointer: the prepared check must not stand in for the
+  # manifest they now read.
+  m="$SHARE/releases/2.0/.nfsup/manifest"
+  chmod u+w "$SHARE/releases/2.0/.nfsup" "$m"
+  sed -i -E 's/^(file bin\/agent [0-7]+ [0-9]+ )[0-9a-f]{64}$/\10000000000000000000000000000000000000000000000000000000000000000/' "$m"
+  grep -q "^file bin/agent .* 0000000000000000000000000000000000000000000000000000000000000000$" "$m" \
+    || fail "test setup: manifest line not rewritten: $(grep agent "$m")"
+  for h in a1 a2; do
+    wait_until 15 grep -q "$h: switch 1.0 -> 2.0 failed: release 2.0 fails verification" "$T/hosts/$h/watchdog.log" \
+      || fail "$h: $(grep -E 'switch|verif' "$T/hosts/$h/watchdog.log" | tail -3)"
+    grep -q "$h: switching 1.0 -> 2.0 (generation 2)$" "$T/hosts/$h/watchdog.log" || fail "$h used the stale preparation"
+    wait_until 5 alive_is $h 1.0 || fail "$h is not back on 1.0: '$(agent_alive_version $h)'"
+  done
+}
+
 test_symlinked_host_dir_is_not_written_through() {
   begin
   "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 --no-wait -q

@@ -18,6 +18,10 @@ test_push_reconfig_rollback_three_daemons() {
     assert_eq "$(agent_alive_version $h)" 2.0 "$h agent process version"
     assert_file_eq "$T/hosts/$h/agent.yaml" "$(printf 'level: two\nhost: %s from 1.0' $h)"
     grep -q "agent 2.0 on $h started" "$T/hosts/$h/state/agent.log" || fail "$h agent log lacks the 2.0 start"
+    # Verified and the reconfig script fetched while stopped, before the unmark; the switch used it.
+    grep -q "$h: 2.0 verified while stopped in .*; ready to switch" "$T/hosts/$h/watchdog.log" || fail "$h did not prepare 2.0"
+    grep -q "$h: switching 1.0 -> 2.0 (generation 2; prepared while stopped)" "$T/hosts/$h/watchdog.log" \
+      || fail "$h switch did not use what it prepared: $(grep switching "$T/hosts/$h/watchdog.log")"
   done
   # The agent runs from the versioned release directory, never from a path a push overwrites.
   pid=$(awk '$1=="agent" {print $2}' "$T/hosts/web01/state/state")
@@ -27,6 +31,8 @@ test_push_reconfig_rollback_three_daemons() {
   for h in web01 web02 web03; do
     assert_file_eq "$T/hosts/$h/agent.yaml" "level: one"
     assert_eq "$(agent_alive_version $h)" 1.0 "$h after rollback"
+    grep -q "$h: switching 2.0 -> 1.0 (generation 3; prepared while stopped)" "$T/hosts/$h/watchdog.log" \
+      || fail "$h rollback did not use what it prepared"
   done
   out=$("$INSTALL" rollback "$SHARE" --to 2.0 "${MASTER_OPTS[@]}" 2>&1)
   assert_contains "$out" "rollback 1.0 -> 2.0 (generation 4): 3 host(s) ok"

@@ -262,3 +262,54 @@ TEST_CASE("reconfig: a missing config is an error, not an empty file") {
   CHECK(r.error().msg == f.conf + ": No such file or directory");
   CHECK_FALSE(file_exists(f.conf));
 }
+
+TEST_CASE("write_local_exchange: replaces by swapping with a spare, no new inode after the first write") {
+  TempDir dir;
+  std::string p = dir / "state", spare = dir / ".state.spare";
+  auto ino = [](const std::string& f) {
+    struct stat st{};
+    REQUIRE(::stat(f.c_str(), &st) == 0);
+    return st.st_ino;
+  };
+  // First write: no target to swap with; the spare is renamed into place.
+  REQUIRE(write_local_exchange(p, "one\n", 0644));
+  CHECK(slurp(p) == "one\n");
+  CHECK_FALSE(file_exists(spare));
+  auto i1 = ino(p);
+  // Second: the new content goes into a fresh spare, the names are swapped; the old file is
+  // now the spare.
+  REQUIRE(write_local_exchange(p, "two, longer\n", 0644));
+  CHECK(slurp(p) == "two, longer\n");
+  CHECK(slurp(spare) == "one\n");
+  CHECK(ino(spare) == i1);
+  auto i2 = ino(p);
+  // From then on the two inodes trade places; a shorter content leaves no tail behind.
+  REQUIRE(write_local_exchange(p, "3\n", 0600));
+  CHECK(slurp(p) == "3\n");
+  CHECK(ino(p) == i1);
+  CHECK(ino(spare) == i2);
+  struct stat st{};
+  REQUIRE(::stat(p.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
+  REQUIRE(write_local_exchange(p, "four\n", 0644));
+  CHECK(slurp(p) == "four\n");
+  CHECK(ino(p) == i2);
+}
+
+TEST_CASE("write_local_exchange: a spare that is a link or a symlink is never written through") {
+  TempDir dir;
+  std::string p = dir / "state", spare = dir / ".state.spare", other = dir / "other";
+  spit(other, "precious\n", 0644);
+  REQUIRE(write_local_exchange(p, "one\n", 0644));
+  // A hard link to another file as the spare: left alone, a plain temp + rename is used.
+  REQUIRE(::link(other.c_str(), spare.c_str()) == 0);
+  REQUIRE(write_local_exchange(p, "two\n", 0644));
+  CHECK(slurp(p) == "two\n");
+  CHECK(slurp(other) == "precious\n");
+  REQUIRE(::unlink(spare.c_str()) == 0);
+  // A symlink as the spare: O_NOFOLLOW refuses it; the same fallback.
+  REQUIRE(::symlink(other.c_str(), spare.c_str()) == 0);
+  REQUIRE(write_local_exchange(p, "three\n", 0644));
+  CHECK(slurp(p) == "three\n");
+  CHECK(slurp(other) == "precious\n");
+}
