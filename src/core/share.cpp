@@ -475,7 +475,22 @@ std::string Share::object_path(const std::string& sha, uint32_t mode) const {
 Status Share::init() {
   auto existing = fs_.read_file(format_file(), kSmallFileMax);
   if (!existing) return existing.error();
-  for (const auto& d : {root_, releases_dir(), objects_dir(), hosts_dir(), audit_dir()})
+  auto root_before = fs_.stat(root_);
+  if (!root_before) return root_before.error();
+  if (auto s = fs_.mkdir(root_, 0755); !s) return s;
+  // The marker is created with link() (the exclusive create that works on NFS) and staging
+  // links objects into releases: a share that refuses hard links could never carry a push.
+  // Found here, before anything else is created, rather than by the first push.
+  std::string probe = path_join(root_, fmt::format(".nfsup-link-probe.{}.{}", short_hostname(), getpid()));
+  auto linked = fs_.publish_new(probe, "", 0644);
+  (void)fs_.unlink(probe);
+  if (!linked) {
+    if (!*root_before) (void)fs_.rmdir(root_);
+    return err(Exit::Share, fmt::format("{}: this file system refuses hard links ({}); nfsup needs them (the marker's "
+                                        "exclusive create, release objects): use an export that supports link()",
+                                        root_, linked.error().msg));
+  }
+  for (const auto& d : {releases_dir(), objects_dir(), hosts_dir(), audit_dir()})
     if (auto s = fs_.mkdir(d, 0755); !s) return s;
   if (!*existing) {
     Record r{"share", kFormatVersion, {}};

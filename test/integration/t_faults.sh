@@ -98,6 +98,12 @@ EOC
   assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" 1.0 "current release"
   host_runs web01 1.0 || fail "web01 left 1.0"
   "$INSTALL" verify "$SHARE" -q || fail "verify after the refused push"
+  # init finds it up front: one line naming the share, exit 3, nothing created.
+  set +e; out=$(LD_PRELOAD="$T/nolink.so" "$INSTALL" init "$T/share2" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 3 "init on a file system without hard links"
+  assert_contains "$out" "$T/share2: this file system refuses hard links"
+  [ "$(wc -l <<<"$out")" -eq 1 ] || fail "expected one line, got: $out"
+  [ ! -e "$T/share2" ] || fail "init left $T/share2 behind: $(ls -A "$T/share2")"
 }
 
 test_abort_refuses_a_live_push() {
