@@ -205,7 +205,7 @@ test_sshfs_local_copy_when_share_unreachable() {
   kill -KILL "$old"
   t0=$(now_ms)
   wait_until 45 bash -c "p=\$(awk '\$1==\"agent\" {print \$2}' $T/hosts/h4/state/state); [ \"\$p\" != $old ] && [ \"\$p\" != 0 ] && kill -0 \$p" \
-    || { fleet_mount_resume 4; fail "h4 did not restart its agent while its share hung"; }
+    || { fleet_mount_resume 4; fail "h4 did not restart its agent while its share hung; its log: $(tail -6 "$T/hosts/h4/watchdog.log" | tr '\n' '|')"; }
   fig local_copy_restart_ms $(( $(now_ms) - t0 ))
   new=$(awk '$1=="agent" {print $2}' "$T/hosts/h4/state/state")
   assert_eq "$(readlink /proc/$new/cwd)" "$T/hosts/h4/state/cache/1.0" "restarted from the local copy"
