@@ -140,7 +140,7 @@ Result<WatchdogConfig> build_watchdog_config(const N& root, const std::string& p
 
 }  // namespace
 
-Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::string& path) {
+NFSUP_HOT Result<WatchdogConfig> parse_watchdog_config(std::string_view yaml, const std::string& path) {
   // The common plain file is read without yaml-cpp (yaml_subset.h: the same tree, built in a
   // fraction of the time). Anything else, and every error, goes through yaml-cpp, whose nodes know
   // their line and column for the message.
@@ -332,7 +332,7 @@ Result<WatchdogConfig> build_watchdog_config(const N& root, const std::string& p
 
 }  // namespace
 
-Result<WatchdogConfig> load_watchdog_config(const std::string& path) {
+NFSUP_HOT Result<WatchdogConfig> load_watchdog_config(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return err(Exit::Usage, fmt::format("{}: cannot read config: {}", path, errno_str(errno)));
   std::string text;

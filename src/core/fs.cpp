@@ -28,7 +28,7 @@ std::string basename_of(const std::string& p) {
   return s == std::string::npos ? p : p.substr(s + 1);
 }
 
-std::string path_join(const std::string& a, const std::string& b) {
+NFSUP_HOT std::string path_join(const std::string& a, const std::string& b) {
   if (a.empty()) return b;
   if (a.back() == '/') return a + b;
   return a + "/" + b;
@@ -51,7 +51,7 @@ static FileInfo to_info(const struct stat& st) {
   return fi;
 }
 
-RealFs::RealFs(std::string tmp_tag) : tag_(std::move(tmp_tag)) {}
+NFSUP_HOT RealFs::RealFs(std::string tmp_tag) : tag_(std::move(tmp_tag)) {}
 
 std::string RealFs::temp_for(const std::string& target) {
   return path_join(dirname_of(target),
@@ -244,7 +244,7 @@ Result<std::optional<std::string>> RealFs::probe(const std::string& dir, const s
   return r;
 }
 
-bool certainly_absent(const char* dir, const char* name) {
+NFSUP_HOT bool certainly_absent(const char* dir, const char* name) {
   int dfd = ::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) return false;
   int fd = ::openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

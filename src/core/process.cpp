@@ -271,7 +271,7 @@ bool stop_process(pid_t pid, int sig, int64_t timeout_ms, bool is_child, bool al
   return false;
 }
 
-uint64_t process_start_time(pid_t pid) {
+NFSUP_HOT uint64_t process_start_time(pid_t pid) {
   char path[48], buf[1024];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
@@ -304,7 +304,7 @@ uint64_t process_start_time(pid_t pid) {
   return 0;
 }
 
-bool process_alive(pid_t pid, uint64_t start_time) {
+NFSUP_HOT bool process_alive(pid_t pid, uint64_t start_time) {
   if (pid <= 0) return false;
   uint64_t st = process_start_time(pid);
   return st != 0 && st == start_time;

@@ -9,6 +9,10 @@
 #include <variant>
 #include <vector>
 
+// On the idle cron tick's path: placed together in .text.hot, so that the tick faults in fewer
+// 64 KiB windows of a 5.7 MB static binary (each fault costs several microseconds here).
+#define NFSUP_HOT __attribute__((hot))
+
 namespace nfsup {
 
 /// Exit codes shared by all three binaries (documented in README and man pages).

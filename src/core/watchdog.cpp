@@ -48,7 +48,7 @@ const char* decision_name(Decision::Kind k) {
   return "?";
 }
 
-Decision decide(const Observation& obs, const LocalView& local) {
+NFSUP_HOT Decision decide(const Observation& obs, const LocalView& local) {
   Decision d;
   if (!obs.share_ok) {
     d.kind = Decision::Keep;
@@ -609,7 +609,7 @@ class CommandAgent : public AgentCtl {
 
 class Watchdog {
  public:
-  Watchdog(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt)
+  NFSUP_HOT Watchdog(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt)
       : cfg_(std::move(cfg)), opt_(opt), fs_(cfg_.host), share_(fs_, cfg_.share) {
     if (!cfg_.agent.start_command.empty()) ctl_ = std::make_unique<CommandAgent>(cfg_.agent);
     else if (opt_.daemon) ctl_ = std::make_unique<ChildAgent>();
@@ -623,7 +623,7 @@ class Watchdog {
   std::string state_file() const { return path_join(cfg_.state_dir, "state"); }
   std::string spool_dir() const { return path_join(cfg_.state_dir, "spool"); }
 
-  Status load_state() {
+  NFSUP_HOT Status load_state() {
     struct stat sd{};
     int sr = ::stat(cfg_.state_dir.c_str(), &sd);
     if (sr != 0 && errno == ENOENT && ::mkdir(cfg_.state_dir.c_str(), 0755) == 0) sr = ::stat(cfg_.state_dir.c_str(), &sd);
@@ -655,7 +655,7 @@ class Watchdog {
     return ok_status();
   }
 
-  void save_state() {
+  NFSUP_HOT void save_state() {
     if (opt_.daemon) {
       // A daemon keeps its heartbeat bookkeeping in memory: rewriting the local state at every
       // heartbeat only to record the counter and the times doubled the files it replaces while
@@ -977,7 +977,7 @@ class Watchdog {
   }
 
   // ---- observation
-  Observation observe(bool want_pointer) {
+  NFSUP_HOT Observation observe(bool want_pointer) {
     Observation obs;
     std::string why;
     // A file replaced by rename can read back cut short through a client whose attribute
@@ -1217,7 +1217,7 @@ class Watchdog {
   }
 
   // A started agent counts as running once it has stayed up for start_grace.
-  void promote_if_settled() {
+  NFSUP_HOT void promote_if_settled() {
     if (st_.state != "starting" || !settle_until_ || boot_ms() < settle_until_) return;
     if (!ctl_->up(st_)) return;
     settle_until_ = 0;
@@ -1486,7 +1486,7 @@ class Watchdog {
   }
 
   // One pass of observe -> decide -> act. Returns the decision taken.
-  Decision tick(bool first) {
+  NFSUP_HOT Decision tick(bool first) {
     idle_ = false;
     bool agent_up = ctl_->up(st_);
     if (!opt_.daemon && !agent_up && st_.agent_pid > 0 && !st_.gave_up) {
@@ -1950,7 +1950,7 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
   }
 }
 
-int run_watchdog_check(const WatchdogConfig& cfg, const WatchdogRuntimeOptions& opt) {
+NFSUP_HOT int run_watchdog_check(const WatchdogConfig& cfg, const WatchdogRuntimeOptions& opt) {
   std::string lock = path_join(cfg.state_dir, "lock");
   int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0 && errno == ENOENT && ::mkdir(cfg.state_dir.c_str(), 0755) == 0)  // first tick

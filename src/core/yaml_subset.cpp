@@ -5,6 +5,7 @@
 // than YAML: no tabs, no CR, no bytes outside printable ASCII, no multi-line scalars, no escapes,
 // no anchors, tags, aliases, block scalars or complex keys, no duplicate keys.
 #include "yaml_subset.h"
+#include "util.h"
 
 #include <string>
 #include <vector>
@@ -268,7 +269,7 @@ class Reader {
 
 }  // namespace
 
-std::optional<LiteNode> load_yaml_subset(std::string_view text) {
+NFSUP_HOT std::optional<LiteNode> load_yaml_subset(std::string_view text) {
   std::vector<Line> lines;
   bool first = true;
   size_t pos = 0;

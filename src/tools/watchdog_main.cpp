@@ -61,7 +61,7 @@ void fit_systemd_watchdog(SdNotifier& sd, const WatchdogConfig& c) {
 // [-c|--config PATH]`, read without building the CLI11 parser: that takes about as long as
 // the whole idle tick after it. Anything else (help, other commands, an unusual spelling, a
 // repeated option) returns false and goes through CLI11, which owns the interface.
-bool quick_check_args(int argc, char** argv, std::string* config, bool* quiet, bool* verbose, bool* syslog_flag) {
+NFSUP_HOT bool quick_check_args(int argc, char** argv, std::string* config, bool* quiet, bool* verbose, bool* syslog_flag) {
   if (argc < 2 || std::string_view(argv[1]) != "check") return false;
   bool seen_c = false, seen_q = false, seen_v = false, seen_s = false;
   for (int i = 2; i < argc; ++i) {
@@ -88,7 +88,7 @@ bool quick_check_args(int argc, char** argv, std::string* config, bool* quiet, b
 
 }  // namespace
 
-int main(int argc, char** argv) {
+NFSUP_HOT int main(int argc, char** argv) {
   program() = "nfsup-watchdog";
   std::string config = "/etc/nfsup/watchdog.yaml";
   bool quiet = false, verbose = false, syslog_flag = false;
