@@ -145,3 +145,11 @@ run_tests() {
 
 # Each test runs in a subshell; make every failed assertion fail the test and always clean up.
 begin() { new_env "$@"; }
+
+# master_killed_at POINT ARGS...: runs nfsup-install ARGS with NFSUP_CRASH_AT=POINT (it kills
+# itself there) and checks that it died there.
+master_killed_at() {
+  local point=$1 rc; shift
+  set +e; NFSUP_CRASH_AT=$point "$INSTALL" "$@" -q; rc=$?; set -e
+  assert_eq "$rc" 137 "nfsup-install killed at $point"
+}
