@@ -824,9 +824,23 @@ class Watchdog {
         if (m && *m && **m)
           same = !h1.empty() && h1 == h2 && c1 == c2 && (***m).reconfig.empty() && (***m).migrate.empty();
       }
+      // Going back to a release whose configuration backup differs from the configuration in
+      // use (the newer release's script rewrote it): the backup is put back, and the agent has
+      // to restart to read it.
+      if (same && config_restore_due(to)) same = false;
     }
     unchanged_cache_ = {to + "|" + st_.running, same};
     return same;
+  }
+
+  // A downgrade to `to` would restore a configuration backup that differs from the file now.
+  bool config_restore_due(const std::string& to) {
+    if (cfg_.agent.config.empty() || compare_versions(to, st_.running) >= 0) return false;
+    flush_backup();
+    auto b = read_local(backup_path(cfg_, to));
+    if (!b || !*b) return false;  // no backup: a downgrade without one keeps the configuration
+    auto c = read_local(cfg_.agent.config);
+    return !c || !*c || **c != **b;
   }
 
   // Runs the checks in checks_dir and writes this host's vote for the marker's generation.

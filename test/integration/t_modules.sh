@@ -162,6 +162,25 @@ test_unchanged_modules_skip_the_restart() {
   [ -d "$SHARE/releases/1.0" ] || fail "pruned 1.0 while agents run from it"
 }
 
+test_rollback_with_unchanged_modules_restores_the_config() {
+  begin; classes_fleet
+  # 2.0 has the same modules and a reconfig script: every host restarts and its config is
+  # rewritten. Back to 1.0 (same modules, no script) the backup of 1.0's config must come
+  # back, and the agent restart to read it, although no module changes.
+  cp -a "$T/rel/1.0" "$T/rel/2.0"; cp "$T/modules-1.0.yaml" "$T/modules-2.0.yaml"
+  printf '#!/bin/sh\nsed -i "s/^level: .*/level: two/" "$NFSUP_CONFIG"\n' > "$T/migrate.sh"; chmod +x "$T/migrate.sh"
+  out=$(mpush 2.0 --reconfig "$T/migrate.sh" 2>&1) || fail "push 2.0 failed: $out"
+  for h in e1 e2 g1; do assert_file_eq "$T/hosts/$h/agent.yaml" "level: two"; done
+  declare -A before=(); for h in e1 e2 g1; do before[$h]=$(agent_pid $h); done
+  out=$("$INSTALL" rollback "$SHARE" --to 1.0 "${MASTER_OPTS[@]}" 2>&1) || fail "rollback failed: $out"
+  assert_contains "$out" "3 host(s) ok, 0 failed"
+  for h in e1 e2 g1; do
+    assert_file_eq "$T/hosts/$h/agent.yaml" "level: one"
+    [ "$(agent_pid $h)" != "${before[$h]}" ] || fail "$h kept the agent that read the 2.0 config"
+    grep -q "level: one" <(tail -1 "$T/hosts/$h/state/agent.log") || fail "$h agent did not start with 1.0's config: $(tail -1 "$T/hosts/$h/state/agent.log")"
+  done
+}
+
 test_prune_keeps_what_is_in_use() {
   begin; classes_fleet
   for v in 2.0 3.0 4.0 5.0; do module_release $v >/dev/null; done
