@@ -210,7 +210,8 @@ int64_t master_pace_ms(int64_t min_host_poll_ms, int64_t last_round_ms, const Ma
   int64_t pace = min_host_poll_ms > 0 ? min_host_poll_ms / 4 : opt.poll_ms;
   pace = std::clamp<int64_t>(pace, std::min<int64_t>(20, opt.poll_ms), opt.poll_ms);
   if (total > 0 && pending < total)
-    pace = std::max<int64_t>(std::min<int64_t>(10, pace), pace * static_cast<int64_t>(pending) / static_cast<int64_t>(total));
+    pace = std::max<int64_t>(std::min<int64_t>(10, pace),
+                             pace * static_cast<int64_t>(pending) / static_cast<int64_t>(total));
   return std::max(pace, last_round_ms);
 }
 
@@ -280,7 +281,8 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
                                                             format_duration_ms(opt.timeout_ms))};
       break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(master_pace_ms(min_poll, boot_ms() - now, opt, hosts.size() - result.size(), hosts.size())));
+    int64_t pause = master_pace_ms(min_poll, boot_ms() - now, opt, hosts.size() - result.size(), hosts.size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause));
   }
   std::vector<HostOutcome> out;
   for (const auto& h : hosts) out.push_back(result[h]);
