@@ -229,6 +229,55 @@ Status renew_lease(Share& share, Marker& m, int64_t& last_renew) {
   return ok_status();
 }
 
+// One vote round: the marker (phase vote, naming `hosts`) is up; every named host runs its
+// checks and answers for the marker's generation. Ends when all have answered or at
+// --vote-timeout; applies the operator's policy to vetoes and silence. Returns the hosts that
+// go on (vetoed ones are added to rep with outcome "vetoed" under --skip-vetoed); on a veto
+// that stands, removes the marker and fails with Exit::Vetoed: nobody has stopped yet.
+static Result<std::vector<std::string>> vote_round(Share& share, Marker& m, const std::vector<std::string>& hosts,
+                                                   int64_t min_poll_ms, const MasterOptions& opt, SwitchReport& rep,
+                                                   const std::string& what) {
+  std::map<std::string, Vote> got;
+  int64_t until = boot_ms() + opt.vote_timeout_ms, last_renew = boot_ms();
+  while (got.size() < hosts.size() && boot_ms() < until) {
+    for (const auto& h : hosts) {
+      if (got.count(h)) continue;
+      auto v = share.read_vote(h);
+      if (v && *v && (*v)->generation == m.generation) got[h] = **v;
+    }
+    if (got.size() == hosts.size()) break;
+    if (auto s = renew_lease(share, m, last_renew); !s) return s.error();
+    std::this_thread::sleep_for(std::chrono::milliseconds(master_pace_ms(min_poll_ms, 0, opt, 0, 0)));
+  }
+  std::vector<std::string> accepted, vetoes;
+  for (const auto& h : hosts) {
+    auto it = got.find(h);
+    if (it == got.end()) {
+      if (opt.assume_accept) accepted.push_back(h);
+      else vetoes.push_back(fmt::format("{}: did not vote within {}", h, format_duration_ms(opt.vote_timeout_ms)));
+    } else if (it->second.accept) {
+      accepted.push_back(h);
+    } else {
+      vetoes.push_back(fmt::format("{}: {}", h, it->second.reason));
+    }
+  }
+  if (vetoes.empty()) return accepted;
+  if (opt.force) {
+    note(opt, fmt::format("--force: overriding vetoes: {}", join(vetoes, "; ")));
+    (void)share.audit(m.action, fmt::format("forced over vetoes: {}", join(vetoes, "; ")), "forced");
+    return hosts;
+  }
+  if (!opt.skip_vetoed || accepted.empty()) {
+    (void)share.fs().unlink(share.marker_path());
+    (void)share.audit(m.action, fmt::format("{} vetoed: {}", what, join(vetoes, "; ")), "vetoed");
+    return err(Exit::Vetoed, fmt::format("{} of {} vetoed before any host stopped:\n  {}", m.action, m.release,
+                                         join(vetoes, "\n  ")));
+  }
+  note(opt, fmt::format("skipping vetoed hosts: {}", join(vetoes, "; ")));
+  for (const auto& v : vetoes) rep.hosts.push_back({v.substr(0, v.find(':')), "vetoed", v.substr(v.find(':') + 2)});
+  return accepted;
+}
+
 using Done = std::function<std::optional<HostOutcome>(const HostStatus&)>;
 
 // Waits until `done` gives an outcome for every host in `hosts`, renewing the lease while
@@ -389,46 +438,12 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
 
   // Votes: every targeted live host runs its checks and answers before anybody stops.
   if (m.phase == "vote") {
-    std::map<std::string, Vote> got;
-    int64_t until = boot_ms() + opt.vote_timeout_ms, last_renew = boot_ms();
-    while (got.size() < fleet->live.size() && boot_ms() < until) {
-      for (const auto& h : fleet->live) {
-        if (got.count(h)) continue;
-        auto v = share.read_vote(h);
-        if (v && *v && (*v)->generation == gen) got[h] = **v;
-      }
-      if (got.size() == fleet->live.size()) break;
-      if (auto s = renew_lease(share, m, last_renew); !s) return s.error();
-      std::this_thread::sleep_for(std::chrono::milliseconds(master_pace_ms(hints->min_poll_ms, 0, opt, 0, 0)));
-    }
-    std::vector<std::string> accepted, vetoes;
-    for (const auto& h : fleet->live) {
-      auto it = got.find(h);
-      if (it == got.end()) {
-        if (opt.assume_accept) accepted.push_back(h);
-        else vetoes.push_back(fmt::format("{}: did not vote within {}", h, format_duration_ms(opt.vote_timeout_ms)));
-      } else if (it->second.accept) {
-        accepted.push_back(h);
-      } else {
-        vetoes.push_back(fmt::format("{}: {}", h, it->second.reason));
-      }
-    }
-    if (!vetoes.empty() && !opt.force) {
-      if (!opt.skip_vetoed || accepted.empty()) {
-        drop_marker();
-        (void)share.audit(action, fmt::format("{} -> {} vetoed: {}", rep.previous.empty() ? "-" : rep.previous, target,
-                                              join(vetoes, "; ")),
-                          "vetoed");
-        return err(Exit::Vetoed, fmt::format("{} of {} vetoed before any host stopped:\n  {}", action, target,
-                                             join(vetoes, "\n  ")));
-      }
-      note(opt, fmt::format("skipping vetoed hosts: {}", join(vetoes, "; ")));
-      for (const auto& v : vetoes) rep.hosts.push_back({v.substr(0, v.find(':')), "vetoed", v.substr(v.find(':') + 2)});
-      fleet->live = accepted;
-      m.targets = accepted;
-    } else if (!vetoes.empty()) {
-      note(opt, fmt::format("--force: overriding vetoes: {}", join(vetoes, "; ")));
-      (void)share.audit(action, fmt::format("forced over vetoes: {}", join(vetoes, "; ")), "forced");
+    auto go = vote_round(share, m, fleet->live, hints->min_poll_ms, opt, rep,
+                         fmt::format("{} -> {}", rep.previous.empty() ? "-" : rep.previous, target));
+    if (!go) return go.error();
+    if (go->size() != fleet->live.size()) {
+      fleet->live = *go;
+      m.targets = *go;
     }
     m.phase = "stop";
     if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) return s.error();
@@ -793,7 +808,11 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
 
   Marker m = make_marker(base.generation + 1, "push", target, base.release, opt);
   m.strategy = "rolling";
-  m.targets = std::vector<std::string>{};
+  // Hosts that vote with local checks answer for the whole rollout before its first batch
+  // stops, as in an all-at-once push; the marker names only the hosts still to upgrade.
+  const bool votes = fleet->votes && !todo.empty();
+  m.phase = votes ? "vote" : "stop";
+  m.targets = votes ? todo : std::vector<std::string>{};
   auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
   if (!created) return created.error();
   if (!*created) return err(Exit::Busy, "another master created the marker first");
@@ -801,6 +820,15 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
                                         opt.max_failures),
                     "started");
   auto rewrite_marker = [&]() { return share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); };
+  if (votes) {
+    auto go = vote_round(share, m, todo, fleet->min_poll_ms, opt, rep,
+                         fmt::format("rolling {} -> {}", base.release, target));
+    if (!go) return go.error();
+    todo = *go;
+    m.phase = "stop";
+    m.targets = std::vector<std::string>{};
+    if (auto s = rewrite_marker(); !s) return s.error();
+  }
   Pointer cur = base;
   cur.min_supported = min_compat;
   cur.acting = acting0;
@@ -936,6 +964,7 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
   for (const auto& h : upgraded) rep.hosts.push_back({h, "ok", ""});
   rep.generation = gen;
   std::sort(rep.hosts.begin(), rep.hosts.end(), [](auto& a, auto& c) { return a.host < c.host; });
+  if (auto deps = check_dependencies(share, opt.stale_after_ms); deps) rep.dependency_problems = *deps;
   (void)share.audit("push", fmt::format("rolling {} -> {} acting {}", base.release, target, cur.acting),
                     rep.all_ok() ? "ok" : "failed");
   return rep;

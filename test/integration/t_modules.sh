@@ -141,6 +141,11 @@ test_broken_cross_host_dependency_fails_the_push() {
   assert_eq "$rc" 1 "push exit code with a broken dependency"
   assert_contains "$out" "dependency: e1: module edge consumes API store-api >= 2, but live hosts provide only 1"
   assert_contains "$("$INSTALL" status "$SHARE")" "DEPENDENCY: e2: module edge consumes API store-api >= 2"
+  # A rolling push checks the same once its last batch has moved.
+  module_release 3.0 2 >/dev/null
+  set +e; out=$(mpush 3.0 --strategy rolling --batch 2 2>&1); rc=$?; set -e
+  assert_eq "$rc" 1 "rolling push exit code with a broken dependency"
+  assert_contains "$out" "dependency: e1: module edge consumes API store-api >= 2, but live hosts provide only 1"
 }
 
 test_unchanged_modules_skip_the_restart() {

@@ -117,6 +117,34 @@ test_incompatible_rolling_push_refused() {
   all_run 3.0 || fail "not on 3.0"
 }
 
+test_rolling_push_honours_votes() {
+  begin; six_hosts_three_groups
+  mkdir -p "$T/checks"
+  printf '#!/bin/sh\necho "r4 is rebuilding its index"\nexit 1\n' > "$T/checks/20-index"; chmod +x "$T/checks/20-index"
+  printf 'checks_dir: %s/checks\n' "$T" >> "$T/hosts/r4/watchdog.yaml"
+  stop_watchdog r4; start_watchdog r4
+  wait_until 10 host_runs r4 1.0 || fail "r4 not back on 1.0"
+  declare -A before=(); for h in r1 r2 r3 r4 r5 r6; do before[$h]=$(agent_alive_version $h):$(awk '$1=="agent" {print $2}' "$T/hosts/$h/state/state"); done
+  r2=$(make_release 2.0)
+  set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 --strategy rolling --batch 2 --vote-timeout 10s "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 5 "exit code of a vetoed rolling push"
+  assert_contains "$out" "vetoed before any host stopped"
+  assert_contains "$out" "r4: 20-index: r4 is rebuilding its index"
+  for h in r1 r2 r3 r4 r5 r6; do
+    assert_eq "$(agent_alive_version $h):$(awk '$1=="agent" {print $2}' "$T/hosts/$h/state/state")" "${before[$h]}" "$h agent untouched"
+  done
+  [ ! -e "$SHARE/MARKER" ] || fail "marker left after a veto"
+  assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" 1.0
+  "$INSTALL" history "$SHARE" | grep -q "rolling 1.0 -> 2.0 vetoed" || fail "veto not audited: $("$INSTALL" history "$SHARE" | tail -3)"
+  # --skip-vetoed: the rollout covers the other five; r4 stays on 1.0, so the acting version does too.
+  out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 --strategy rolling --batch 2 --vote-timeout 10s --skip-vetoed "${MASTER_OPTS[@]}" 2>&1) \
+    || fail "rolling push --skip-vetoed failed: $out"
+  assert_contains "$out" "r4: skipped (vetoed): 20-index: r4 is rebuilding its index"
+  for h in r1 r2 r3 r5 r6; do host_runs $h 2.0 || fail "$h not on 2.0"; done
+  assert_eq "$(agent_alive_version r4):$(awk '$1=="agent" {print $2}' "$T/hosts/r4/state/state")" "${before[r4]}" "r4 untouched by --skip-vetoed"
+  assert_eq "$(awk '$1=="acting" {print $2}' "$SHARE/current")" 1.0 "acting version while r4 runs 1.0"
+}
+
 test_spooled_writes_wait_for_the_fence() {
   begin
   add_host sp1; start_all
