@@ -1645,7 +1645,7 @@ class Watchdog {
     s.argv = a.health_command;
     s.argv[0] = path_join(share_.run_dir(st_.running, st_.cls), a.health_command[0]);
     s.stdout_path.clear();
-    std::string last = "no attempt";
+    std::string last = "no attempt", finished;  // finished: the last attempt that ran to its end
     while (true) {
       int64_t left = until - boot_ms();
       if (left <= 0) break;
@@ -1655,9 +1655,12 @@ class Watchdog {
       if (r)
         for (const auto& l : split(r->output, '\n'))
           if (!l.empty()) out = l;
-      last = !r ? r.error().msg
-             : r->timed_out ? "timed out"
-                            : fmt::format("exit code {}{}{}", r->exit_code, out.empty() ? "" : ": ", out);
+      if (r && !r->timed_out) finished = fmt::format("exit code {}{}{}", r->exit_code, out.empty() ? "" : ": ", out);
+      // An attempt cut off by the overall deadline says less than the one before it did.
+      last = !r              ? r.error().msg
+             : !r->timed_out ? finished
+             : finished.empty() ? std::string("timed out")
+                                : finished + "; the next try was cut off by the deadline";
       if (!ctl_->up(st_)) {
         last += " (and the agent exited)";
         break;

@@ -82,18 +82,20 @@ test_health_failure_rolls_back_the_rollout() {
   begin; six_hosts_three_groups
   for i in 1 2 3 4 5 6; do
     cat >> "$T/hosts/r$i/watchdog.yaml" <<EOC
-  health: {command: [bin/health], timeout: 1s}
+  health: {command: [bin/health], timeout: 3s}
 EOC
     stop_watchdog r$i; start_watchdog r$i
   done
   r2=$(make_release 2.0)
-  printf '#!/bin/sh\n[ "$NFSUP_HOST" != r3 ] || { echo "r3: port closed"; exit 1; }\n' > "$r2/bin/health"; chmod +x "$r2/bin/health"
+  # r3's first check fails at once; its next one hangs until the deadline cuts it off: the
+  # report must still give the first one's output.
+  printf '#!/bin/sh\n[ "$NFSUP_HOST" != r3 ] && exit 0\n[ -e %s/r3.tried ] && exec sleep 30\ntouch %s/r3.tried; echo "r3: port closed"; exit 1\n' "$T" "$T" > "$r2/bin/health"; chmod +x "$r2/bin/health"
   printf '#!/bin/sh\necho "level: two" > "$NFSUP_CONFIG"\n' > "$T/m.sh"; chmod +x "$T/m.sh"
   mkdir -p "$(make_release 1.0)/bin"
   set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 --reconfig "$T/m.sh" --strategy rolling --batch 2 --max-failures 0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
   assert_eq "$rc" 1 "push exit code"
   assert_contains "$out" "r3: failed: health check of 2.0 failed"
-  assert_contains "$out" "r3: port closed"
+  assert_contains "$out" "(exit code 1: r3: port closed; the next try was cut off by the deadline)"
   assert_contains "$out" "rolled back to 1.0"
   for h in r1 r2 r4 r5 r6; do wait_until 10 host_runs $h 1.0 || fail "$h did not return to 1.0"; done
   assert_eq "$(host_field r3 state)" failed "r3 keeps reporting its failure"
