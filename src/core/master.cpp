@@ -811,6 +811,7 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
   // Hosts that vote with local checks answer for the whole rollout before its first batch
   // stops, as in an all-at-once push; the marker names only the hosts still to upgrade.
   const bool votes = fleet->votes && !todo.empty();
+  std::vector<std::string> vetoed;  // skipped after a veto (--skip-vetoed): they keep their release
   m.phase = votes ? "vote" : "stop";
   m.targets = votes ? todo : std::vector<std::string>{};
   auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
@@ -824,6 +825,8 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
     auto go = vote_round(share, m, todo, fleet->min_poll_ms, opt, rep,
                          fmt::format("rolling {} -> {}", base.release, target));
     if (!go) return go.error();
+    for (const auto& h : todo)
+      if (std::find(go->begin(), go->end(), h) == go->end()) vetoed.push_back(h);
     todo = *go;
     m.phase = "stop";
     m.targets = std::vector<std::string>{};
@@ -936,6 +939,7 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
     if (!v.empty() && compare_versions(v, acting) < 0) acting = v;
   cur.overrides.clear();
   for (const auto& h : failed) cur.overrides[h] = rs.installed[h].empty() ? base.release : rs.installed[h];
+  for (const auto& h : vetoed) cur.overrides[h] = rs.installed[h].empty() ? base.release : rs.installed[h];
   cur.release = target;
   cur.previous = base.release;
   cur.generation = ++gen;
