@@ -94,6 +94,14 @@ struct PushRequest {
   StageRequest stage;
 };
 Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOptions& opt);
+/// What a push (staged: the scanned source) or a rollback (staged: null) to `target` would do,
+/// one line per step or refusal; reads the share and writes nothing.
+struct DryRunPlan {
+  std::vector<std::string> lines;
+  int exit_code = 0;  ///< what the real run would exit with at its first refusal (0: none foreseen)
+};
+Result<DryRunPlan> dry_run_plan(Share& share, const std::string& action, const std::string& target,
+                                              const Manifest* staged, const MasterOptions& opt);
 Result<SwitchReport> rollback(Share& share, const std::string& to, const MasterOptions& opt);
 struct PruneReport {
   std::vector<std::string> deleted;

@@ -306,7 +306,7 @@ Result<Manifest> scan_source(const StageRequest& req) {
   return m;
 }
 
-static bool same_content(const Manifest& a, const Manifest& b) {
+bool same_content(const Manifest& a, const Manifest& b) {
   if (a.entries.size() != b.entries.size() || a.reconfig != b.reconfig || a.migrate != b.migrate ||
       a.min_compatible != b.min_compatible || pack_manifest(Manifest{"", "", "", "", 0, "", "", {}, a.modules, a.classes}) !=
                                                   pack_manifest(Manifest{"", "", "", "", 0, "", "", {}, b.modules, b.classes}))

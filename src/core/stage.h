@@ -38,6 +38,9 @@ struct StageResult {
 /// for comparing a re-push with what is published).
 Result<Manifest> scan_source(const StageRequest& req);
 
+/// Whether two manifests describe the same release content (files, hooks, modules, classes).
+bool same_content(const Manifest& a, const Manifest& b);
+
 /// Stages and publishes releases/<version>. On any error nothing is published and the
 /// staging directory is removed.
 Result<StageResult> stage_release(Share& share, const StageRequest& req);

@@ -396,11 +396,10 @@ int main(int argc, char** argv) {
       if (auto s = share.check(); !s) return fail(s.error());
       auto m = scan_source(req.stage);
       if (!m) return fail(m.error());
-      auto ptr = share.read_pointer();
-      if (!ptr) return fail(ptr.error());
-      say(fmt::format("would stage {} ({} entries, {} bytes) and switch every live host {} -> {}", o.version,
-                      m->entries.size(), m->total_bytes(), *ptr ? (*ptr)->release : "-", o.version));
-      return 0;
+      auto plan = dry_run_plan(share, "push", o.version, &*m, *mo);
+      if (!plan) return fail(plan.error());
+      for (const auto& l : plan->lines) fmt::print("{}\n", l);
+      return plan->exit_code;
     }
     return report_switch(push(share, req, *mo), "push");
   }
@@ -418,8 +417,10 @@ int main(int argc, char** argv) {
       if (to.empty() || std::find(kept->begin(), kept->end(), to) == kept->end())
         return fail(err(Exit::Usage, fmt::format("--to {}: no such release on the share (kept: {})",
                                                  to.empty() ? "-" : to, join(*kept, ", "))));
-      say(fmt::format("would roll back every live host from {} to {}", *ptr ? (*ptr)->release : "-", to));
-      return 0;
+      auto plan = dry_run_plan(share, "rollback", to, nullptr, *mo);
+      if (!plan) return fail(plan.error());
+      for (const auto& l : plan->lines) fmt::print("{}\n", l);
+      return plan->exit_code;
     }
     return report_switch(rollback(share, o.to, *mo), "rollback");
   }

@@ -150,6 +150,39 @@ test_rolling_push_honours_votes() {
   assert_eq "$(awk '$1=="acting" {print $2}' "$SHARE/current")" 1.0 "acting version while r4 runs 1.0"
 }
 
+test_dry_run_prints_the_plan_and_changes_nothing() {
+  begin; six_hosts_three_groups
+  mkdir -p "$T/checks"; printf '#!/bin/sh\nexit 0\n' > "$T/checks/10-ok"; chmod +x "$T/checks/10-ok"
+  printf 'checks_dir: %s/checks\n' "$T" >> "$T/hosts/r4/watchdog.yaml"
+  stop_watchdog r4; start_watchdog r4
+  wait_until 10 bash -c "grep -qx 'checks yes' $SHARE/hosts/r4/status" || fail "r4 does not report its checks"
+  r2=$(make_release 2.0)
+  snap=$(share_snapshot)
+  out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 --strategy rolling --batch 2 --dry-run "${MASTER_OPTS[@]}" 2>&1) \
+    || fail "dry run failed: $out"
+  assert_contains "$out" "would stage 2.0: "
+  assert_contains "$out" "would ask r4 to vote first"
+  # Groups g1 = r1 r2, g2 = r3 r4, g3 = r5 r6; at most one of a group per batch.
+  assert_contains "$out" "rolling batch 1 (2 at most, 1 per group): r1 r3"
+  assert_contains "$out" "rolling batch 2 (2 at most, 1 per group): r2 r4"
+  assert_contains "$out" "rolling batch 3 (2 at most, 1 per group): r5"
+  assert_contains "$out" "rolling batch 4 (2 at most, 1 per group): r6"
+  assert_contains "$out" "acting version 1.0 until every host runs 2.0"
+  assert_eq "$(share_snapshot)" "$snap" "a dry run changed the share"
+  # A refusal the real push would make: the same exit code, and still nothing written.
+  set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 --strategy rolling --min-compatible 2.0 --dry-run "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2 "dry-run exit code of a push that would be refused"
+  assert_contains "$out" "refused now: r1 runs 1.0, below --min-compatible 2.0"
+  assert_eq "$(share_snapshot)" "$snap" "a refused dry run changed the share"
+  # Once 2.0 is on the share, a re-push copies nothing and a rollback goes all at once.
+  "$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" -q
+  out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 --dry-run "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "release 2.0 is already on the share with the same files: nothing to copy"
+  assert_contains "$out" "already running 2.0: r1 r2 r3 r4 r5 r6"
+  out=$("$INSTALL" rollback "$SHARE" --dry-run "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "would roll back 6 host(s) all at once: 2.0 -> 1.0: r1 r2 r3 r4 r5 r6"
+}
+
 test_spooled_writes_wait_for_the_fence() {
   begin
   add_host sp1; start_all
