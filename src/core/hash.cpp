@@ -46,6 +46,8 @@ std::string sha256_hex(std::string_view data) {
   return h.hex();
 }
 
+std::atomic<uint64_t> g_read_progress{0};
+
 Result<HashedFile> hash_file(const std::string& path, int dest_fd, const std::string& dest_name) {
   StallGuard::Section g("read", path);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -73,6 +75,7 @@ Result<HashedFile> hash_file(const std::string& path, int dest_fd, const std::st
       return err(Exit::Share, fmt::format("read({}): {}", path, errno_str(e)));
     }
     if (n == 0) break;
+    g_read_progress.fetch_add(1, std::memory_order_relaxed);
     h.update(buf.get(), static_cast<size_t>(n));
     out.size += static_cast<uint64_t>(n);
     if (dest_fd >= 0) {

@@ -1,6 +1,7 @@
 // nfsup core: SHA-256 through OpenSSL's EVP interface (uses the CPU's SHA extensions).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -31,6 +32,10 @@ struct HashedFile {
   uint64_t size = 0;
 };
 Result<HashedFile> hash_file(const std::string& path, int dest_fd = -1, const std::string& dest_name = "");
+
+/// Counts the chunks hash_file has read, in every thread: a caller waiting on a long
+/// verification or copy tells "slow but moving" from "hung" by watching it move.
+extern std::atomic<uint64_t> g_read_progress;
 
 bool is_sha256_hex(std::string_view s);
 

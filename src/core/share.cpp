@@ -674,6 +674,7 @@ Result<std::vector<std::string>> Share::verify_release(const std::string& versio
       for (const auto* mod : mods) mine = mine || Manifest::in_module(*mod, e.path);
       if (!mine) continue;
     }
+    g_read_progress.fetch_add(1, std::memory_order_relaxed);  // one entry checked (a waiter sees it move)
     std::string p = path_join(dir, e.path);
     auto st = fs_.stat(p);
     if (!st) return st.error();
@@ -735,6 +736,7 @@ Status Share::copy_run_tree(const std::string& version, const std::string& cls, 
       for (const auto* mod : mods) mine = mine || Manifest::in_module(*mod, e.path);
       if (!mine) continue;
     }
+    g_read_progress.fetch_add(1, std::memory_order_relaxed);
     if (auto bad = check_rel_path(e.path)) return err(Exit::Integrity, fmt::format("{}: {}", manifest_path(version), *bad));
     std::string to = path_join(dst, e.path);
     make_parents(e.path);

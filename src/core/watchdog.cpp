@@ -249,7 +249,7 @@ void ShareWorker::clear_probe() {
   probe_.reset();  // the worker notices at its next wake-up; no need to wake it for this
 }
 
-bool ShareWorker::run(const std::function<void()>& fn, int64_t timeout_ms, std::string* why) {
+bool ShareWorker::run(const std::function<void()>& fn, int64_t timeout_ms, std::string* why, int64_t stall_ms) {
   std::unique_lock<std::mutex> l(mu_);
   start_locked();
   if (finished_ < posted_ || (probing_ && boot_ms() - busy_since_ >= timeout_ms)) {
@@ -265,9 +265,33 @@ bool ShareWorker::run(const std::function<void()>& fn, int64_t timeout_ms, std::
   l.unlock();
   kick();
   l.lock();
-  bool done = done_cv_.wait_for(l, std::chrono::milliseconds(timeout_ms), [&] { return finished_ >= mine; });
-  if (!done && why) *why = fmt::format("the share did not answer within {}", format_duration_ms(timeout_ms));
-  return done;
+  auto finished = [&] { return finished_ >= mine; };
+  if (stall_ms <= 0 || stall_ms >= timeout_ms) {
+    bool done = done_cv_.wait_for(l, std::chrono::milliseconds(timeout_ms), finished);
+    if (!done && why) *why = fmt::format("the share did not answer within {}", format_duration_ms(timeout_ms));
+    return done;
+  }
+  const int64_t start = boot_ms();
+  int64_t moved_at = start;
+  uint64_t seen = g_read_progress.load(std::memory_order_relaxed);
+  while (true) {
+    int64_t now = boot_ms();
+    uint64_t p = g_read_progress.load(std::memory_order_relaxed);
+    if (p != seen) {
+      seen = p;
+      moved_at = now;
+    }
+    int64_t until = std::min(start + timeout_ms, moved_at + stall_ms);
+    if (now >= until) break;
+    if (done_cv_.wait_for(l, std::chrono::milliseconds(std::min<int64_t>(until - now, stall_ms / 4 + 1)), finished))
+      return true;
+  }
+  if (finished()) return true;
+  if (why)
+    *why = boot_ms() - start >= timeout_ms
+               ? fmt::format("the share did not answer within {}", format_duration_ms(timeout_ms))
+               : fmt::format("the share stopped answering: no progress for {}", format_duration_ms(stall_ms));
+  return false;
 }
 
 // ================================================================ share guard (cron tick)
@@ -283,10 +307,16 @@ class ShareGuard {
  public:
   std::function<void(const std::string&)> on_hang;  ///< runs on the guard thread; must not return
 
-  bool run(const std::function<void()>& fn, int64_t timeout_ms) {
+  // stall_ms > 0: the deadline moves on while g_read_progress does (see ShareWorker::run).
+  bool run(const std::function<void()>& fn, int64_t timeout_ms, int64_t stall_ms = 0) {
     if (!start()) return false;
-    deadline_ms_.store(boot_ms() + timeout_ms);
+    int64_t now = boot_ms();
+    stall_ms = stall_ms > 0 && stall_ms < timeout_ms ? stall_ms : 0;
+    hard_deadline_ms_.store(now + timeout_ms);
+    deadline_ms_.store(now + (stall_ms ? stall_ms : timeout_ms));
     timeout_ms_.store(timeout_ms);
+    stall_ms_.store(stall_ms);
+    progress_seen_.store(g_read_progress.load(std::memory_order_relaxed));
     seq_.fetch_add(1);
     state_.store(kArmed);
     fn();
@@ -326,9 +356,22 @@ class ShareGuard {
         continue;
       }
       if (g->seq_.load() != seq) continue;  // a newer call was armed meanwhile
+      if (int64_t stall = g->stall_ms_.load(); stall > 0 && now < g->hard_deadline_ms_.load()) {
+        uint64_t p = g_read_progress.load(std::memory_order_relaxed);
+        if (p != g->progress_seen_.load()) {  // slow but moving: give it another stall_ms
+          g->progress_seen_.store(p);
+          int64_t next = std::min(g->hard_deadline_ms_.load(), now + stall);
+          int64_t cur = deadline;
+          g->deadline_ms_.compare_exchange_strong(cur, next);  // (unless a newer call re-armed it)
+          continue;
+        }
+      }
       int armed = kArmed;
       if (!g->state_.compare_exchange_strong(armed, kFired)) continue;
-      g->on_hang(fmt::format("the share did not answer within {}", format_duration_ms(g->timeout_ms_.load())));
+      int64_t stall = g->stall_ms_.load();
+      g->on_hang(stall > 0 && now < g->hard_deadline_ms_.load()
+                     ? fmt::format("the share stopped answering: no progress for {}", format_duration_ms(stall))
+                     : fmt::format("the share did not answer within {}", format_duration_ms(g->timeout_ms_.load())));
       ::_exit(static_cast<int>(Exit::Share));
     }
   }
@@ -336,7 +379,8 @@ class ShareGuard {
   bool started_ = false;
   std::atomic<int> state_{kIdle};
   std::atomic<uint64_t> seq_{0};
-  std::atomic<int64_t> deadline_ms_{0}, timeout_ms_{0};
+  std::atomic<int64_t> deadline_ms_{0}, timeout_ms_{0}, hard_deadline_ms_{0}, stall_ms_{0};
+  std::atomic<uint64_t> progress_seen_{0};
 };
 
 }  // namespace
@@ -682,7 +726,7 @@ class Watchdog {
   // timeout. f must capture by value: a call that hangs past the deadline may return much later,
   // after this frame is gone, and may then only touch the heap box it shares with us.
   template <typename T, typename F>
-  std::optional<T> share_call(F f, int64_t timeout_ms, std::string* why) {
+  std::optional<T> share_call(F f, int64_t timeout_ms, std::string* why, int64_t stall_ms = 0) {
     auto box = std::make_shared<std::optional<T>>();
     if (!opt_.daemon) {
       // A cron tick: on this thread, under the guard's deadline (see ShareGuard).
@@ -690,10 +734,10 @@ class Watchdog {
         guard_ = std::make_unique<ShareGuard>();
         guard_->on_hang = [this](const std::string& w) { give_up_on_share(w); };
       }
-      if (guard_->run([box, &f] { box->emplace(f()); }, timeout_ms)) return std::move(*box);
+      if (guard_->run([box, &f] { box->emplace(f()); }, timeout_ms, stall_ms)) return std::move(*box);
       // (no guard thread: fall back to the worker)
     }
-    if (!worker_.run([box, f]() mutable { box->emplace(f()); }, timeout_ms, why)) return std::nullopt;
+    if (!worker_.run([box, f]() mutable { box->emplace(f()); }, timeout_ms, why, stall_ms)) return std::nullopt;
     return std::move(*box);
   }
 
@@ -1185,7 +1229,7 @@ class Watchdog {
     auto ok = share_call<Status>([share = share_, version, cls = st_.cls, tmp]() mutable {
           return share.copy_run_tree(version, cls, tmp);
         },
-        limit, &why);
+        limit, &why, cfg_.share_timeout_ms);
     if (!ok || !*ok || ::rename(tmp.c_str(), dst.c_str()) != 0) {
       log(LogLevel::Warn, fmt::format("{}: no local copy of {}: {}", cfg_.host, version,
                                       !ok ? why : !*ok ? (*ok).error().msg : "rename: " + errno_str(errno)));
@@ -1285,7 +1329,8 @@ class Watchdog {
     // verify_before_start: false skips hashing every file, never the signature and expiry checks.
     if (cfg_.verify_before_start && !hashed) {
       auto got = share_call<Result<std::vector<std::string>>>(
-          [this, version, cls] { return share_.verify_release(version, cls); }, cfg_.share_timeout_ms * 6, &t);
+          [this, version, cls] { return share_.verify_release(version, cls); }, cfg_.share_timeout_ms * 6, &t,
+          cfg_.share_timeout_ms);
       if (!got) {
         *why = "verifying " + version + ": " + t;
         note_share_error(t);
@@ -1364,7 +1409,8 @@ class Watchdog {
     int64_t t0 = boot_ms();
     if (cfg_.verify_before_start) {
       auto got = share_call<Result<std::vector<std::string>>>(
-          [this, to, cls = p.cls] { return share_.verify_release(to, cls); }, cfg_.share_timeout_ms * 6, &why);
+          [this, to, cls = p.cls] { return share_.verify_release(to, cls); }, cfg_.share_timeout_ms * 6, &why,
+          cfg_.share_timeout_ms);
       if (!got || !*got || !(*got)->empty()) return;
     }
     auto plan = share_call<Result<ReconfigPlan>>(

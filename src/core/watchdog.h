@@ -97,7 +97,9 @@ class ShareWorker {
   ShareWorker(const ShareWorker&) = delete;
   ShareWorker& operator=(const ShareWorker&) = delete;
   /// Runs fn with a deadline. false = timed out or still busy with an earlier hung call.
-  bool run(const std::function<void()>& fn, int64_t timeout_ms, std::string* why);
+  /// With stall_ms > 0, also false as soon as g_read_progress has not moved for stall_ms
+  /// (a long verification or copy that hangs is given up on without waiting for timeout_ms).
+  bool run(const std::function<void()>& fn, int64_t timeout_ms, std::string* why, int64_t stall_ms = 0);
   bool busy();
   /// How long the operation or probe in progress has been running (0 when none is).
   int64_t busy_for_ms();

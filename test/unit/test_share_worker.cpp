@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "fs.h"
+#include "hash.h"
 #include "watchdog.h"
 
 using namespace nfsup;
@@ -178,4 +179,59 @@ TEST_CASE("certainly_absent: only a readable directory without the name counts a
   ::unlink(m.c_str());
   CHECK_FALSE(certainly_absent((d + "/missing").c_str(), "MARKER"));  // no directory: an error
   ::rmdir(d.c_str());
+}
+
+TEST_CASE("ShareWorker: with a stall limit, a long job that keeps reading runs past it; one that stops is given up early") {
+  ShareWorker w;
+  std::string why;
+  // Moves g_read_progress every 20 ms for 400 ms: four times the stall limit, within the deadline.
+  auto t0 = Clock::now();
+  bool ok = w.run(
+      [] {
+        for (int i = 0; i < 20; ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          g_read_progress.fetch_add(1);
+        }
+      },
+      3000, &why, 100);
+  CHECK(ok);
+  CHECK(ms_since(t0) >= 390);
+  // Reads for 150 ms, then hangs: given up about 100 ms after its last progress, long before
+  // the 3 s deadline, with a message that says so.
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  t0 = Clock::now();
+  ok = w.run(
+      [gate] {
+        for (int i = 0; i < 5; ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(30));
+          g_read_progress.fetch_add(1);
+        }
+        gate.wait();
+      },
+      3000, &why, 100);
+  int64_t took = ms_since(t0);
+  CHECK_FALSE(ok);
+  CHECK(took >= 240);   // 150 ms of reading + 100 ms without
+  CHECK(took < 1500);   // not the 3 s deadline
+  CHECK(why.find("no progress for 100ms") != std::string::npos);
+  release.set_value();
+  CHECK(wait_idle(w));
+  // Moving forever: the overall deadline still holds.
+  std::atomic<bool> stop{false};
+  t0 = Clock::now();
+  ok = w.run(
+      [&stop] {
+        while (!stop) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          g_read_progress.fetch_add(1);
+        }
+      },
+      300, &why, 100);
+  took = ms_since(t0);
+  stop = true;
+  CHECK_FALSE(ok);
+  CHECK(took >= 290);
+  CHECK(why.find("did not answer within 300ms") != std::string::npos);
+  CHECK(wait_idle(w));
 }
