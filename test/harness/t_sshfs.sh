@@ -213,6 +213,37 @@ test_sshfs_local_copy_when_share_unreachable() {
   wait_until 20 bash -c "grep -q local%20copy $SHARE/hosts/h4/status" || fail "status does not say it runs the local copy: $(cat $SHARE/hosts/h4/status)"
 }
 
+test_sshfs_hang_while_verifying_is_noticed_after_one_share_timeout() {
+  sshfs_env; start_all
+  r=$(make_release 1.0); printf '#!/bin/sh\necho "agent $NFSUP_VERSION started in $(pwd)"\nexec sleep 100000\n' > "$r/bin/agent"
+  mpush "$r" --version 1.0 -q
+  wait_until 20 all_run 1.0 || fail "not on 1.0"
+  # 2.0 carries 256 MiB: h4 reads it all to verify it while it waits stopped, and its mount
+  # hangs in the middle of that. The verification is allowed 6 x share_timeout (12s) in all,
+  # but one share_timeout (2s) without progress is a hang: h4 must say its share is
+  # unreachable well before 12s.
+  r2=$(make_release 2.0); cp "$r/bin/agent" "$r2/bin/agent"
+  head -c $((256 << 20)) /dev/urandom > "$r2/big.bin"
+  "$INSTALL" push "$MSHARE" "$r2" --version 2.0 --hosts h4 --stale-after 30s --lease 3s --timeout 90s --share-timeout 20s -q > "$T/push.out" 2>&1 &
+  local p=$!
+  wait_until 60 grep -q "stopped agent 1.0" "$T/hosts/h4/watchdog.log" || { kill $p || true; fail "h4 did not stop for 2.0: $(cat "$T/push.out")"; return 1; }
+  fleet_mount_hang 4
+  local t0; t0=$(now_ms)
+  if grep -q "2.0 verified while stopped" "$T/hosts/h4/watchdog.log"; then
+    fleet_mount_resume 4; kill $p || true
+    fail "h4 had verified 2.0 before its mount hung: the test did not hang it in time"; return 1
+  fi
+  wait_until 20 grep -q "share unreachable" "$T/hosts/h4/watchdog.log" || true
+  local took=$(( $(now_ms) - t0 ))
+  fig hang_while_verifying_noticed_ms $took
+  fleet_mount_resume 4
+  grep -q "share unreachable" "$T/hosts/h4/watchdog.log" || fail "h4 never noticed its share hung: $(tail -4 "$T/hosts/h4/watchdog.log" | tr '\n' '|')"
+  [ "$took" -lt 6000 ] || fail "h4 noticed the hang only after $took ms (share_timeout 2s; the verification's cap is 12s)"
+  # Once the mount answers again, the push goes through.
+  wait $p || fail "push failed after the mount came back: $(cat "$T/push.out")"
+  wait_until 20 host_runs h4 2.0 || fail "h4 not on 2.0 after the mount came back"
+}
+
 if [ -n "${NFSUP_TEST_MOUNTS:-}" ]; then
   ONLY=${ONLY:-push_rollback_abort|idle_poll}
 fi
