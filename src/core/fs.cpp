@@ -81,12 +81,29 @@ static Result<std::optional<std::string>> read_fd(int fd, const std::string& pat
   return std::optional<std::string>(std::move(out));
 }
 
+// Share files are opened without following a symlink and without blocking (a FIFO planted
+// under a file's name would otherwise hang the open until a writer came), and read only if
+// fstat says they are regular files.
+constexpr int kShareOpenFlags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+
+static std::optional<Error> not_regular(int fd, const std::string& path) {
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return sys_err("fstat", path, errno);
+  if (!S_ISREG(st.st_mode)) return err(Exit::Integrity, fmt::format("{}: not a regular file", path));
+  return std::nullopt;
+}
+
 Result<std::optional<std::string>> RealFs::read_file(const std::string& path, size_t max_bytes) {
   StallGuard::Section g("read", path);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int fd = ::open(path.c_str(), kShareOpenFlags);
   if (fd < 0) {
     if (errno == ENOENT) return std::optional<std::string>();
+    if (errno == ELOOP) return err(Exit::Integrity, fmt::format("{}: a symlink, not a regular file", path));
     return sys_err("open", path, errno);
+  }
+  if (auto e = not_regular(fd, path)) {
+    ::close(fd);
+    return *e;
   }
   auto r = read_fd(fd, path, max_bytes);
   ::close(fd);
@@ -231,14 +248,19 @@ Result<std::optional<std::string>> RealFs::probe(const std::string& dir, const s
   StallGuard::Section g("probe", dir);
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) return sys_err("open", dir, errno);
-  int fd = ::openat(dfd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int fd = ::openat(dfd, name.c_str(), kShareOpenFlags);
   if (fd < 0) {
     int e = errno;
     ::close(dfd);
     if (e == ENOENT) return std::optional<std::string>();
+    if (e == ELOOP) return err(Exit::Integrity, fmt::format("{}: a symlink, not a regular file", path_join(dir, name)));
     return sys_err("open", path_join(dir, name), e);
   }
   ::close(dfd);
+  if (auto e = not_regular(fd, path_join(dir, name))) {
+    ::close(fd);
+    return *e;
+  }
   auto r = read_fd(fd, path_join(dir, name), max_bytes);
   ::close(fd);
   return r;
@@ -247,7 +269,7 @@ Result<std::optional<std::string>> RealFs::probe(const std::string& dir, const s
 NFSUP_HOT bool certainly_absent(const char* dir, const char* name) {
   int dfd = ::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) return false;
-  int fd = ::openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int fd = ::openat(dfd, name, kShareOpenFlags);
   int e = errno;
   if (fd >= 0) ::close(fd);
   ::close(dfd);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 
 #include "hash.h"
 
@@ -648,6 +649,67 @@ Result<std::optional<std::string>> Share::read_manifest_text(const std::string& 
   return fs_.read_file(manifest_path(version), kManifestMax);
 }
 
+// Entries of one run tree that its manifest does not list: anything there is an integrity
+// error (a planted bin/healthcheck would otherwise run as root). `expected` holds every listed
+// path and the directories above them; `skip` what is nfsup's own (checked elsewhere).
+// Symlinks and unlisted directories are not descended into.
+static Status find_unlisted(FileSystem& fs, const std::string& root, const std::string& rel,
+                            const std::set<std::string>& expected, const std::set<std::string>& skip,
+                            std::vector<std::string>* problems) {
+  auto l = fs.list_dir(rel.empty() ? root : path_join(root, rel));
+  if (!l) return l.error();
+  for (const auto& e : *l) {
+    std::string p = rel.empty() ? e.name : rel + "/" + e.name;
+    if (skip.count(p)) continue;
+    if (!expected.count(p)) {
+      problems->push_back(fmt::format("{}: not in the manifest", path_join(root, p)));
+      continue;
+    }
+    if (e.type == FileInfo::Dir)
+      if (auto st = find_unlisted(fs, root, p, expected, skip, problems); !st) return st;
+  }
+  return ok_status();
+}
+
+// What a run tree holds: the listed paths of `m` (of the modules of class `ci`; all when null)
+// and every directory above them.
+static std::set<std::string> tree_paths(const Manifest& m, const ClassInfo* ci) {
+  std::set<std::string> out;
+  auto mods = m.modules_for(ci);
+  for (const auto& e : m.entries) {
+    if (ci && std::none_of(mods.begin(), mods.end(), [&](auto* mod) { return Manifest::in_module(*mod, e.path); }))
+      continue;
+    out.insert(e.path);
+    for (size_t p = e.path.find('/'); p != std::string::npos; p = e.path.find('/', p + 1)) out.insert(e.path.substr(0, p));
+  }
+  return out;
+}
+
+Status Share::find_unlisted_entries(const Manifest& m, const std::string& version, const std::string& cls,
+                                    std::vector<std::string>* problems) {
+  if (!cls.empty()) {
+    for (const auto& c : m.classes)
+      if (c.name == cls) return find_unlisted(fs_, run_dir(version, cls), "", tree_paths(m, &c), {}, problems);
+    return ok_status();  // (no such class: the caller says so)
+  }
+  auto expected = tree_paths(m, nullptr);
+  for (const char* own : {".nfsup", ".nfsup/manifest", ".nfsup/manifest.sig"}) expected.insert(own);
+  if (auto st = find_unlisted(fs_, release_dir(version), "", expected, {".nfsup/class"}, problems); !st) return st;
+  if (m.classes.empty()) return ok_status();
+  auto cdir = path_join(release_dir(version), ".nfsup/class");
+  auto l = fs_.list_dir(cdir);
+  if (!l) return l.error();
+  for (const auto& e : *l) {
+    auto c = std::find_if(m.classes.begin(), m.classes.end(), [&](const ClassInfo& x) { return x.name == e.name; });
+    if (c == m.classes.end() || e.type != FileInfo::Dir) {
+      problems->push_back(fmt::format("{}: not in the manifest", path_join(cdir, e.name)));
+      continue;
+    }
+    if (auto st = find_unlisted(fs_, path_join(cdir, e.name), "", tree_paths(m, &*c), {}, problems); !st) return st;
+  }
+  return ok_status();
+}
+
 Result<std::vector<std::string>> Share::verify_release(const std::string& version, const std::string& cls) {
   auto m = read_manifest(version);
   if (!m) return m.error();
@@ -666,6 +728,7 @@ Result<std::vector<std::string>> Share::verify_release(const std::string& versio
       return problems;
     }
   }
+  if (auto st = find_unlisted_entries(**m, version, cls, &problems); !st) return st.error();
   auto mods = (*m)->modules_for(ci);
   for (const auto& e : (*m)->entries) {
     if (ci) {
@@ -716,13 +779,18 @@ Status Share::copy_run_tree(const std::string& version, const std::string& cls, 
   auto m = read_manifest(version);
   if (!m) return m.error();
   if (!*m) return err(Exit::Integrity, fmt::format("{}: manifest missing", manifest_path(version)));
+  return copy_run_tree(**m, cls, dst);
+}
+
+Status Share::copy_run_tree(const Manifest& man, const std::string& cls, const std::string& dst) {
+  const std::string& version = man.version;
   const ClassInfo* ci = nullptr;
   if (!cls.empty()) {
-    for (const auto& c : (*m)->classes)
+    for (const auto& c : man.classes)
       if (c.name == cls) ci = &c;
     if (!ci) return err(Exit::Integrity, fmt::format("release {} has no class '{}'", version, cls));
   }
-  auto mods = (*m)->modules_for(ci);
+  auto mods = man.modules_for(ci);
   std::string dir = run_dir(version, cls);
   if (::mkdir(dst.c_str(), 0755) != 0) return err(Exit::Failed, fmt::format("mkdir({}): {}", dst, errno_str(errno)));
   // Parents before children, whatever the manifest's order.
@@ -730,7 +798,7 @@ Status Share::copy_run_tree(const std::string& version, const std::string& cls, 
     for (size_t p = rel.find('/'); p != std::string::npos; p = rel.find('/', p + 1))
       ::mkdir(path_join(dst, rel.substr(0, p)).c_str(), 0755);
   };
-  for (const auto& e : (*m)->entries) {
+  for (const auto& e : man.entries) {
     if (ci) {
       bool mine = false;
       for (const auto* mod : mods) mine = mine || Manifest::in_module(*mod, e.path);

@@ -200,12 +200,19 @@ class Share {
   /// The manifest's exact bytes (what signatures cover).
   Result<std::optional<std::string>> read_manifest_text(const std::string& version);
 
-  /// Checks every entry of a release against its manifest. Returns the list of problems (empty = ok).
+  /// Names every entry of the run tree of `version` for class `cls` that manifest `m` does not
+  /// list ("" = the whole release, its class trees included) in `problems`.
+  Status find_unlisted_entries(const Manifest& m, const std::string& version, const std::string& cls,
+                               std::vector<std::string>* problems);
+  /// Checks every entry of a release against its manifest, and that it holds nothing else.
+  /// Returns the list of problems (empty = ok).
   Result<std::vector<std::string>> verify_release(const std::string& version, const std::string& cls = "");
   /// Copies the run tree of `version` for class `cls` to the new local directory `dst`,
   /// hashing each file as it is copied: a file whose hash is not the manifest's fails the copy
   /// (Exit::Integrity). Files are not fsynced: the caller publishes the tree by rename.
   Status copy_run_tree(const std::string& version, const std::string& cls, const std::string& dst);
+  /// The same against manifest `m`, already read (and checked) by the caller.
+  Status copy_run_tree(const Manifest& m, const std::string& cls, const std::string& dst);
 
   /// Writes one audit event (one file per event, never appended).
   Status audit(const std::string& action, const std::string& detail, const std::string& result);

@@ -1,7 +1,13 @@
 // nfsup core: trust decisions.
 #include "trust.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hash.h"
+#include "stage.h"
 
 namespace nfsup {
 
@@ -67,8 +73,15 @@ Result<std::string> check_release_trust(Share& share, const std::string& version
   auto text = share.read_manifest_text(version);
   if (!text) return text.error();
   if (!*text) return fmt::format("release {}: manifest missing", version);
-  auto m = unpack_manifest(**text, share.manifest_path(version));
+  return check_manifest_trust(share, version, **text, policy, now_unix);
+}
+
+Result<std::string> check_manifest_trust(Share& share, const std::string& version, const std::string& text,
+                                         const TrustPolicy& policy, int64_t now_unix) {
+  auto m = unpack_manifest(text, share.manifest_path(version));
   if (!m) return m.error().msg;
+  if (m->version != version)
+    return fmt::format("{}: manifest is for version '{}', not '{}'", share.manifest_path(version), m->version, version);
   if (m->expires && now_unix > m->expires)
     return fmt::format("release {}: its signed manifest expired at unix time {}", version, m->expires);
   if (!policy.signed_mode()) return std::string();
@@ -78,8 +91,67 @@ Result<std::string> check_release_trust(Share& share, const std::string& version
   auto sigs = unpack_signature_file(**sigtext, share.manifest_sig_path(version));
   if (!sigs) return sigs.error().msg;
   std::string who;
-  if (!any_trusted(*sigs, **text, policy, &who))
+  if (!any_trusted(*sigs, text, policy, &who))
     return fmt::format("release {}: no valid signature by a trusted key ({})", version, who);
+  return std::string();
+}
+
+// The record kept beside a verified copy: which manifest bytes (SHA-256) and class it holds.
+static std::string copy_stamp(const std::string& digest, const std::string& cls) {
+  return fmt::format("{} {}\n", digest, cls.empty() ? "-" : cls);
+}
+
+static std::string read_small(const std::string& path) {
+  std::string out;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return out;
+  char buf[256];
+  ssize_t n = ::read(fd, buf, sizeof buf);
+  if (n > 0) out.assign(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+bool verified_copy_ready(const std::string& dst, const std::string& cls) {
+  std::string stamp = read_small(dst + ".verified");
+  struct stat st{};
+  return stamp.size() > 64 && stamp.substr(64) == copy_stamp("", cls) && ::lstat(dst.c_str(), &st) == 0 &&
+         S_ISDIR(st.st_mode);
+}
+
+Result<std::string> make_verified_copy(Share& share, const std::string& version, const std::string& cls,
+                                       const TrustPolicy& policy, int64_t now_unix, const std::string& dst) {
+  auto text = share.read_manifest_text(version);
+  if (!text) return text.error();
+  if (!*text) return fmt::format("release {}: manifest missing", version);
+  auto trust = check_manifest_trust(share, version, **text, policy, now_unix);
+  if (!trust || !trust->empty()) return trust;
+  auto m = unpack_manifest(**text, share.manifest_path(version));
+  if (!m) return m.error().msg;
+  std::vector<std::string> problems;
+  if (auto st = share.find_unlisted_entries(*m, version, cls, &problems); !st) return st.error();
+  if (!problems.empty()) return fmt::format("release {} fails verification: {}", version, problems[0]);
+  std::string stamp = copy_stamp(sha256_hex(**text), cls);
+  if (read_small(dst + ".verified") == stamp && verified_copy_ready(dst, cls)) return std::string();
+  // Made anew: the stamp goes first (a copy without its stamp is never used), then the tree,
+  // hashed file by file while it is copied, published by rename, then the stamp.
+  ::unlink((dst + ".verified").c_str());
+  std::string tmp = dst + ".tmp";
+  (void)remove_tree(tmp);
+  (void)remove_tree(dst);
+  if (auto st = share.copy_run_tree(*m, cls, tmp); !st) {
+    (void)remove_tree(tmp);
+    if (st.error().code == Exit::Integrity) return fmt::format("release {} fails verification: {}", version, st.error().msg);
+    return st.error();
+  }
+  if (::rename(tmp.c_str(), dst.c_str()) != 0) {
+    int e = errno;
+    (void)remove_tree(tmp);
+    return err(Exit::Failed, fmt::format("rename({} -> {}): {}", tmp, dst, errno_str(e)));
+  }
+  RealFs local("local");
+  local.set_durable(false);
+  if (auto st = local.write_atomic(dst + ".verified", stamp, 0644); !st) return st.error();
   return std::string();
 }
 

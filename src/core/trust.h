@@ -34,7 +34,21 @@ std::string pointer_signing_text(const Pointer& p);
 /// "" if the release may be started under `policy` at unix time `now`, else why not.
 Result<std::string> check_release_trust(Share& share, const std::string& version, const TrustPolicy& policy,
                                         int64_t now_unix);
+/// The same for manifest bytes `text` already read (what is checked is what the caller uses).
+Result<std::string> check_manifest_trust(Share& share, const std::string& version, const std::string& text,
+                                         const TrustPolicy& policy, int64_t now_unix);
 bool pointer_signed_by_trusted(const Pointer& p, const TrustPolicy& policy);
+
+/// Makes `dst` (a local directory) a copy of the run tree of `version` for class `cls` that
+/// holds exactly the bytes its manifest lists: the manifest is read once, its signature and
+/// expiry are checked under `policy`, an entry on the share that it does not list fails, and
+/// each file is hashed while it is copied (a mismatch fails). A copy already in `dst` made from
+/// the same manifest bytes and class (recorded in `dst`.verified) is kept. Returns "" when
+/// `dst` is ready to run, else why not (an integrity problem); errors are share or local trouble.
+Result<std::string> make_verified_copy(Share& share, const std::string& version, const std::string& cls,
+                                       const TrustPolicy& policy, int64_t now_unix, const std::string& dst);
+/// Whether `dst` holds a finished verified copy for class `cls` (made by make_verified_copy).
+bool verified_copy_ready(const std::string& dst, const std::string& cls);
 
 /// Signs releases/<v>'s manifest text; returns the signature file content.
 Result<std::string> sign_manifest_text(const SecretKey& key, std::string_view manifest_text);

@@ -742,9 +742,16 @@ class Watchdog {
   }
 
 
+  // A signed host runs every release from its verified local copy (see verified_copy()), so
+  // that what runs is exactly what was hashed; an unsigned host runs it from the share.
+  std::string release_dir_for(const std::string& version) const {
+    if (cfg_.trust.signed_mode()) return cache_dir(version);
+    return share_.run_dir(version, version == pending_ ? pending_cls_ : st_.cls);
+  }
+
   SpawnSpec agent_spec(const std::string& version) {
     SpawnSpec s;
-    std::string rdir = share_.run_dir(version, version == pending_ ? pending_cls_ : st_.cls);
+    std::string rdir = release_dir_for(version);
     for (size_t i = 0; i < cfg_.agent.command.size(); ++i) {
       std::string a = cfg_.agent.command[i];
       auto sub = [&](const std::string& key, const std::string& val) {
@@ -1070,6 +1077,7 @@ class Watchdog {
       return obs;
     }
     obs.marker = *mk;
+    if (obs.marker && obs.marker->targets_host(cfg_.host) && marker_is_stale(*obs.marker)) obs.marker.reset();
     if (obs.marker) {
       LeaseTracker lt{st_.lease_nonce, st_.lease_renewal, st_.lease_changed_ms};
       obs.marker_lapsed = lt.update(*obs.marker, boot_ms());
@@ -1088,6 +1096,30 @@ class Watchdog {
     // A rolling marker that does not name this host: follow the pointer on every poll.
     if (!held && (want_pointer || obs.marker)) read_pointer(obs);
     return obs;
+  }
+
+  // A marker whose generation is not newer than the pointer's is over (the master switched, or
+  // it is a replayed copy of an old one): it stops nothing. Compared with the pointer on the
+  // share now and, on a signed host, with the newest generation of a trusted pointer seen here
+  // (an unsigned pointer counts for neither). Judged once per marker (nonce, generation).
+  bool marker_is_stale(const Marker& m) {
+    std::string key = fmt::format("{}/{}", m.nonce, m.generation);
+    if (stale_marker_.first == key) return stale_marker_.second;
+    bool signed_mode = cfg_.trust.signed_mode();
+    int64_t ref = signed_mode ? st_.seen_gen : 0;
+    std::string why;
+    auto got = share_call<Result<std::optional<Pointer>>>([this] { return share_.read_pointer(); },
+                                                          cfg_.share_timeout_ms, &why);
+    if (!got || !*got) return false;  // cannot tell now: honour it, and look again at the next poll
+    if (const auto& p = **got; p && (!signed_mode || pointer_signed_by_trusted(*p, cfg_.trust)))
+      ref = std::max(ref, p->generation);
+    bool stale = m.generation <= ref;
+    if (stale)
+      log(LogLevel::Warn, fmt::format("{}: ignoring {}: its generation {} is not newer than the pointer's ({}); "
+                                      "a finished or replayed marker stops nothing",
+                                      cfg_.host, share_.marker_path(), m.generation, ref));
+    stale_marker_ = {key, stale};
+    return stale;
   }
 
   void read_pointer(Observation& obs) {
@@ -1125,7 +1157,10 @@ class Watchdog {
     obs.pointer = *p;
     if (*p) {
       last_pointer_ = **p;
-      st_.seen_gen = std::max(st_.seen_gen, (*p)->generation);
+      // A signed host remembers only what a trusted key signed: an unsigned pointer is followed
+      // (the release it names must still be signed) but never raises the replay floor.
+      if (!cfg_.trust.signed_mode() || pointer_signed_by_trusted(**p, cfg_.trust))
+        st_.seen_gen = std::max(st_.seen_gen, (*p)->generation);
       apply_acting((*p)->acting.empty() ? (*p)->release_for(cfg_.host) : (*p)->acting);
     }
     st_.last_pointer_ms = boot_ms();
@@ -1193,6 +1228,11 @@ class Watchdog {
   // Starts the agent and saves its pid at once (before any share write that could hang);
   // started() runs first, so the switch's own bookkeeping goes into the same local write.
   bool start_agent(const std::string& version, std::string* why, const std::function<void()>& started = {}) {
+    // A signed host starts only from a verified copy: one not made yet (the release ran before
+    // this watchdog kept copies) is made now.
+    if (cfg_.trust.signed_mode() && !verified_copy_ready(cache_dir(version), version == pending_ ? pending_cls_ : st_.cls) &&
+        !verify(version, why))
+      return false;
     set_state("starting", st_.status_gen, "");
     auto s = ctl_->start(st_, agent_spec(version));
     if (!s) {
@@ -1241,16 +1281,23 @@ class Watchdog {
       }
       return;
     }
-    if (DIR* d = ::opendir(path_join(cfg_.state_dir, "cache").c_str())) {
-      std::vector<std::string> old;
-      while (dirent* de = ::readdir(d)) {
-        std::string n = de->d_name;
-        if (n != "." && n != ".." && n != version && n != st_.previous) old.push_back(n);
-      }
-      ::closedir(d);
-      for (const auto& n : old) (void)remove_tree(path_join(path_join(cfg_.state_dir, "cache"), n));
-    }
+    prune_cache({version, st_.previous, st_.runs_from});
     st_.cached = version;
+  }
+
+  // Drops every local copy but those of `keep` (and their .verified stamps).
+  void prune_cache(const std::vector<std::string>& keep) {
+    DIR* d = ::opendir(path_join(cfg_.state_dir, "cache").c_str());
+    if (!d) return;
+    std::vector<std::string> old;
+    while (dirent* de = ::readdir(d)) {
+      std::string n = de->d_name;
+      bool kept = n == "." || n == "..";
+      for (const auto& k : keep) kept = kept || (!k.empty() && (n == k || n == k + ".verified"));
+      if (!kept) old.push_back(n);
+    }
+    ::closedir(d);
+    for (const auto& n : old) (void)remove_tree(path_join(path_join(cfg_.state_dir, "cache"), n));
   }
 
   // Share unreachable and the agent down: start the last verified release from local disk.
@@ -1281,7 +1328,7 @@ class Watchdog {
     settle_until_ = 0;
     if (!cfg_.agent.health_command.empty()) {
       struct stat hs{};
-      std::string hpath = path_join(share_.run_dir(st_.running, st_.cls), cfg_.agent.health_command[0]);
+      std::string hpath = path_join(release_dir_for(st_.running), cfg_.agent.health_command[0]);
       std::string why;
       // The share may hang: look for the health command under the deadline.
       auto ships = share_call<bool>([hpath] {
@@ -1326,6 +1373,7 @@ class Watchdog {
     Result<std::vector<std::string>> r = std::vector<std::string>();
     std::string t;
     std::string cls = version == pending_ ? pending_cls_ : st_.cls;
+    if (cfg_.trust.signed_mode()) return verified_copy(version, cls, why);
     // verify_before_start: false skips hashing every file, never the signature and expiry checks.
     if (cfg_.verify_before_start && !hashed) {
       auto got = share_call<Result<std::vector<std::string>>>(
@@ -1364,6 +1412,33 @@ class Watchdog {
       return false;
     }
     return true;
+  }
+
+  // Signed mode: makes (or finds) the local copy of `version` for class `cls` that the agent
+  // will run, every byte hashed against the signed manifest as it was copied, with the
+  // signature and expiry checked on the manifest bytes the copy was made from, and nothing on
+  // the share that the manifest does not list. verify_before_start does not apply: the copy
+  // is always hashed. Runs under the share deadline (it grows with the release while the copy
+  // moves).
+  bool verified_copy(const std::string& version, const std::string& cls, std::string* why) {
+    std::string t;
+    ::mkdir(path_join(cfg_.state_dir, "cache").c_str(), 0755);
+    auto got = share_call<Result<std::string>>(
+        [share = share_, version, cls, policy = cfg_.trust, dst = cache_dir(version)]() mutable {
+          return make_verified_copy(share, version, cls, policy, time(nullptr), dst);
+        },
+        cfg_.share_timeout_ms * 6, &t, cfg_.share_timeout_ms);
+    if (!got) {
+      *why = "verifying " + version + ": " + t;
+      note_share_error(t);
+      return false;
+    }
+    if (!*got) {
+      *why = got->error().msg;
+      return false;
+    }
+    *why = **got;
+    return why->empty();
   }
 
   // Writes the backup of the configuration left pending by the last switch. Called before
@@ -1407,7 +1482,9 @@ class Watchdog {
     std::string why;
     if (p.digest.empty() || !resolve(to, &p.cls, &p.mods, nullptr, &why)) return;
     int64_t t0 = boot_ms();
-    if (cfg_.verify_before_start) {
+    if (cfg_.trust.signed_mode()) {
+      if (!verified_copy(to, p.cls, &why)) return;
+    } else if (cfg_.verify_before_start) {
       auto got = share_call<Result<std::vector<std::string>>>(
           [this, to, cls = p.cls] { return share_.verify_release(to, cls); }, cfg_.share_timeout_ms * 6, &why,
           cfg_.share_timeout_ms);
@@ -1422,7 +1499,7 @@ class Watchdog {
     if (manifest_digest(to) != p.digest) return;
     prepared_ = std::move(p);
     log(LogLevel::Info, fmt::format("{}: {} {} while stopped in {}; ready to switch", cfg_.host, to,
-                                    cfg_.verify_before_start ? "verified" : "resolved",
+                                    cfg_.verify_before_start || cfg_.trust.signed_mode() ? "verified" : "resolved",
                                     format_duration_ms(boot_ms() - t0)));
   }
 
@@ -1541,6 +1618,10 @@ class Watchdog {
       return fail("starting " + to + ": " + why);
     }
     log(LogLevel::Info, fmt::format("{}: started {}", cfg_.host, to));
+    if (cfg_.trust.signed_mode()) {
+      st_.cached = to;
+      prune_cache({to, from, st_.runs_from});
+    }
     publish_status(true);
     save_state();
   }
@@ -1689,7 +1770,7 @@ class Watchdog {
     int64_t until = boot_ms() + a.health_timeout_ms;
     SpawnSpec s = agent_spec(st_.running);
     s.argv = a.health_command;
-    s.argv[0] = path_join(share_.run_dir(st_.running, st_.cls), a.health_command[0]);
+    s.argv[0] = path_join(release_dir_for(st_.running), a.health_command[0]);
     s.stdout_path.clear();
     std::string last = "no attempt", finished;  // finished: the last attempt that ran to its end
     while (true) {
@@ -1821,6 +1902,7 @@ class Watchdog {
   std::string pending_, pending_cls_;   // release being switched to, and its class
   std::map<std::string, std::string> pending_mods_;
   std::pair<std::string, bool> unchanged_cache_;
+  std::pair<std::string, bool> stale_marker_;  // (marker nonce/generation, judged stale)
   struct Prepared {
     std::string key;     // "to|from"
     std::string digest;  // SHA-256 of the target's manifest that was hashed against

@@ -248,4 +248,24 @@ test_symlinked_release_dir_is_refused() {
   assert_contains "$out" "releases/6.6: not a directory (a symlink?)"
 }
 
+# A MARKER that is not a regular file (a FIFO: opening it for reading would block until a
+# writer comes) wedges no watchdog: agents keep running, heartbeats go on, the master refuses
+# to push past it with a clear line, and once it is gone the next push reaches every host.
+test_fifo_marker_wedges_nothing() {
+  begin
+  two_hosts_on_1_0
+  mkfifo "$SHARE/MARKER"
+  hb1=$(host_field a1 heartbeat); hb2=$(host_field a2 heartbeat)
+  sleep 2.5
+  [ "$(host_field a1 heartbeat)" -gt "$((hb1 + 1))" ] || fail "a1 stopped heartbeating ($hb1 -> $(host_field a1 heartbeat))"
+  [ "$(host_field a2 heartbeat)" -gt "$((hb2 + 1))" ] || fail "a2 stopped heartbeating ($hb2 -> $(host_field a2 heartbeat))"
+  for h in a1 a2; do alive_is $h 1.0 || fail "$h agent stopped"; done
+  set +e; out=$(timeout 20 "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 6 "push past a FIFO marker"
+  assert_contains "$out" "MARKER: not a regular file"
+  rm -f "$SHARE/MARKER"
+  out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "2 host(s) ok, 0 failed"
+}
+
 run_tests

@@ -118,7 +118,7 @@ test_expired_release_not_started() {
   begin; signed_hosts
   "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --expires 3s --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" -q
   sleep 4
-  pkill -KILL -f "releases/2.0/bin/agent.*hosts/s1/" || true
+  kill -KILL "$(awk '$1=="agent" {print $2}' "$T/hosts/s1/state/state")" || true
   wait_until 10 bash -c "grep -q 'expired at unix time' $T/hosts/s1/watchdog.log" || fail "expired release restarted"
 }
 
@@ -129,6 +129,81 @@ test_status_warns_about_unsigned_hosts() {
   out=$("$INSTALL" status "$SHARE")
   assert_contains "$out" "WARNING: UNSIGNED MODE on 1 host(s) (u1)"
   assert_contains "$("$INSTALL" status "$SHARE" --json)" '"trust":"unsigned"'
+}
+
+# What runs is what was verified: a file replaced on the share after the hosts verified 2.0
+# while stopped (the master died after the pointer swap; the lease lapses) never runs.
+test_file_replaced_after_verify_is_not_run() {
+  begin; signed_hosts
+  master_killed_at switch-after-pointer push "$SHARE" "$(make_release 2.0)" --version 2.0 \
+    --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}"
+  for h in s1 s2 s3; do
+    wait_until 10 grep -q "$h: 2.0 verified while stopped" "$T/hosts/$h/watchdog.log" || fail "$h did not prepare 2.0"
+  done
+  { printf '#!/bin/sh\ntouch %s/pwned.$NFSUP_HOST\n' "$T"; tail -n +2 "$FIXTURES/fake-agent"; } > "$SHARE/releases/2.0/bin/.evil"
+  chmod 555 "$SHARE/releases/2.0/bin/.evil"; mv "$SHARE/releases/2.0/bin/.evil" "$SHARE/releases/2.0/bin/agent"
+  for h in s1 s2 s3; do
+    wait_until 15 alive_is $h 2.0 || fail "$h does not run 2.0: '$(agent_alive_version $h)'"
+  done
+  [ -z "$(ls "$T" | grep pwned)" ] || fail "replaced bytes ran on: $(ls "$T" | grep pwned | tr '\n' ' ')"
+}
+
+# A file the manifest does not list (bin/healthcheck planted in a release that ships none)
+# is an integrity error: verify names it, and a restart refuses the release instead of running it.
+test_unlisted_file_is_an_integrity_error() {
+  begin; signed_hosts
+  sed -i 's|^agent:$|agent:\n  health: {command: [bin/healthcheck], timeout: 3s}|' "$T/hosts/s1/watchdog.yaml"
+  stop_watchdog s1; start_watchdog s1
+  wait_until 10 bash -c "grep -q 'does not ship bin/healthcheck' $T/hosts/s1/watchdog.log" || fail "s1 did not restart"
+  wait_until 10 host_runs s1 1.0 || fail "s1 not running"
+  chmod u+w "$SHARE/releases/1.0/bin"
+  printf '#!/bin/sh\ntouch %s/pwned\nexit 0\n' "$T" > "$SHARE/releases/1.0/bin/healthcheck"
+  chmod 555 "$SHARE/releases/1.0/bin/healthcheck"
+  set +e; out=$("$INSTALL" verify "$SHARE" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 6 "verify exit code"
+  assert_contains "$out" "releases/1.0/bin/healthcheck: not in the manifest"
+  pid=$(awk '$1=="agent" {print $2}' "$T/hosts/s1/state/state")
+  kill -KILL "$pid"
+  wait_until 10 bash -c "grep -q 'bin/healthcheck: not in the manifest' $T/hosts/s1/watchdog.log || [ -e $T/pwned ]"
+  [ ! -e "$T/pwned" ] || fail "the unlisted health check ran"
+  grep -q "bin/healthcheck: not in the manifest" "$T/hosts/s1/watchdog.log" || fail "s1 did not refuse the release"
+}
+
+# An unsigned pointer (here with generation 999999) never changes what a signed host
+# remembers: once the real pointer is back, the next signed push goes through.
+test_unsigned_pointer_is_not_remembered() {
+  begin; signed_hosts
+  cp "$SHARE/current" "$T/good"
+  sed -e 's/^generation .*/generation 999999/' -e '/^sig /d' "$T/good" > "$SHARE/current.tmp"
+  mv "$SHARE/current.tmp" "$SHARE/current"
+  sleep 1.5  # three heartbeats: every host has read it
+  cp "$T/good" "$SHARE/current.tmp"; mv "$SHARE/current.tmp" "$SHARE/current"
+  set +e
+  out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --sign-key "$T/keys/fleet.key" \
+        --stale-after 4s --lease 2s --timeout 10s 2>&1)
+  set -e
+  assert_contains "$out" "3 host(s) ok, 0 failed"
+  for h in s1 s2 s3; do assert_eq "$(agent_alive_version $h)" 2.0; done
+}
+
+agent_pids() { for h in s1 s2 s3; do awk '$1=="agent" {print $2}' "$T/hosts/$h/state/state"; done | tr '\n' ' '; }
+
+# A marker not newer than the pointer (a replayed one) stops no agent, nor does a malformed one.
+test_replayed_marker_stops_no_agent() {
+  begin; signed_hosts
+  before=$(agent_pids)
+  gen=$(awk '$1=="generation" {print $2}' "$SHARE/current")
+  printf 'nfsup-marker 1\ngeneration %s\naction push\nrelease 1.0\nprevious -\nmaster_host old\nmaster_pid 1\nnonce 0123456789abcdef\nlease_ms 60000\nrenewal 0\nstarted -\nstrategy all-at-once\n' \
+    "$gen" > "$SHARE/MARKER"
+  sleep 1.5
+  assert_eq "$(agent_pids)" "$before" "agents after a replayed marker"
+  for h in s1 s2 s3; do assert_eq "$(host_field $h state)" running "$h state"; alive_is $h 1.0 || fail "$h stopped"; done
+  printf 'nfsup-marker 1\ngeneration\n' > "$SHARE/MARKER"
+  sleep 1.5
+  assert_eq "$(agent_pids)" "$before" "agents after a malformed marker"
+  rm -f "$SHARE/MARKER"
+  out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "3 host(s) ok, 0 failed"
 }
 
 run_tests
