@@ -6,6 +6,10 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#endif
 #include <unistd.h>
 
 #include <chrono>
@@ -34,9 +38,14 @@ NFSUP_HOT std::string path_join(const std::string& a, const std::string& b) {
   return a + "/" + b;
 }
 
-static Error sys_err(std::string_view op, const std::string& path, int e) {
+Error fs_error(std::string_view op, const std::string& path, int e) {
+  if (e == ELOOP)
+    return err(Exit::Integrity,
+               fmt::format("{}({}): a symlink on the share (nfsup never follows one)", op, path));
   return err(Exit::Share, fmt::format("{}({}): {}", op, path, errno_str(e)));
 }
+
+static Error sys_err(std::string_view op, const std::string& path, int e) { return fs_error(op, path, e); }
 
 static FileInfo to_info(const struct stat& st) {
   FileInfo fi;
@@ -53,9 +62,128 @@ static FileInfo to_info(const struct stat& st) {
 
 NFSUP_HOT RealFs::RealFs(std::string tmp_tag) : tag_(std::move(tmp_tag)) {}
 
+void RealFs::confine(const std::string& root) {
+  root_ = root;
+  while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+}
+
+RealFs::At::At(At&& o) noexcept : fd(o.fd), name(std::move(o.name)), error(o.error), bad(std::move(o.bad)) {
+  o.fd = AT_FDCWD;
+}
+
+RealFs::At::~At() {
+  if (fd >= 0) ::close(fd);
+}
+
+// ---- Resolving beneath the share root
+//
+// A path below the root is opened one directory at a time from the root with O_NOFOLLOW, or in
+// one openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) call where the kernel has it (Linux 5.6):
+// a symlink planted anywhere under the share (inbox/<host>, rollouts, objects/<xx>) makes the
+// operation fail with ELOOP instead of reaching outside the share. The root itself is the
+// operator's path and may be a symlink. The root is opened anew for each operation: a held
+// descriptor would keep pointing at a mount point's old directory after a remount.
+
+namespace {
+std::atomic<bool> g_no_openat2{false};
+
+// Walks `rel` below `rfd` one directory at a time; the descriptor of the last one, or -1 with
+// errno set and *failed the prefix that failed.
+int walk_beneath(int rfd, const std::string& rel, std::string* failed) {
+  int cur = rfd;
+  std::string done;
+  for (const auto& comp : split(rel, '/')) {
+    if (comp.empty()) continue;
+    done += (done.empty() ? "" : "/") + comp;
+    int next = comp == "." || comp == ".." ? (errno = EXDEV, -1)
+                                           : ::openat(cur, comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int e = errno;
+    if (cur != rfd) ::close(cur);
+    if (next < 0) {
+      // A symlink to a directory fails with ELOOP or (with O_DIRECTORY) ENOTDIR; say which.
+      struct stat st{};
+      if (e == ENOTDIR && ::fstatat(rfd, done.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) e = ELOOP;
+      if (e == EXDEV) e = ELOOP;
+      *failed = done;
+      errno = e;
+      return -1;
+    }
+    cur = next;
+  }
+  if (cur == rfd) return ::fcntl(rfd, F_DUPFD_CLOEXEC, 0);
+  return cur;
+}
+
+int open_beneath(int rfd, const std::string& rel, std::string* failed) {
+#if defined(SYS_openat2) && __has_include(<linux/openat2.h>)
+  if (!g_no_openat2.load(std::memory_order_relaxed)) {
+    struct open_how how{};
+    how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+    long fd = ::syscall(SYS_openat2, rfd, rel.c_str(), &how, sizeof how);
+    if (fd >= 0) return static_cast<int>(fd);
+    int e = errno;
+    if (e == ENOSYS || e == EPERM || e == E2BIG || e == EINVAL) g_no_openat2.store(true);
+    else if (e == ENOENT || e == EACCES || e == EIO || e == ESTALE || e == ETIMEDOUT) {
+      *failed = rel;
+      errno = e;
+      return -1;
+    }
+    // ELOOP, ENOTDIR, EXDEV, EAGAIN: the walk names the component that is in the way.
+  }
+#endif
+  return walk_beneath(rfd, rel, failed);
+}
+}  // namespace
+
+RealFs::At RealFs::at(const std::string& path) const {
+  At a;
+  if (root_.empty() || path.size() <= root_.size() + 1 || path.compare(0, root_.size(), root_) != 0 ||
+      (path[root_.size()] != '/' && root_ != "/")) {
+    a.name = path;
+    return a;
+  }
+  std::string rel = path.substr(root_ == "/" ? 1 : root_.size() + 1);
+  while (!rel.empty() && rel.back() == '/') rel.pop_back();
+  auto slash = rel.rfind('/');
+  a.name = slash == std::string::npos ? rel : rel.substr(slash + 1);
+  int rfd = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (rfd < 0) {
+    a.error = errno;
+    a.bad = root_;
+    return a;
+  }
+  if (slash == std::string::npos) {
+    a.fd = rfd;
+    return a;
+  }
+  std::string failed;
+  a.fd = open_beneath(rfd, rel.substr(0, slash), &failed);
+  if (a.fd < 0) {
+    a.error = errno;
+    a.bad = path_join(root_, failed);
+  }
+  ::close(rfd);
+  return a;
+}
+
+// The error of resolving a's directory, for operation `op` on `path`.
+static Error at_err(std::string_view op, const RealFs::At& a, const std::string& path) {
+  if (a.error == ELOOP)
+    return err(Exit::Integrity, fmt::format("{}: not a directory (a symlink?); nfsup never follows a symlink on the "
+                                            "share (refusing to {} {})",
+                                            a.bad, op, path));
+  return sys_err(op, a.bad == path ? path : a.bad, a.error);
+}
+
 std::string RealFs::temp_for(const std::string& target) {
   return path_join(dirname_of(target),
                    fmt::format(".tmp.{}.{}.{}", tag_, getpid(), counter_.fetch_add(1)));
+}
+
+// The name of `full` (a sibling of a.name) as seen from a.fd.
+static std::string sibling(const RealFs::At& a, const std::string& full) {
+  return a.fd == AT_FDCWD ? full : basename_of(full);
 }
 
 static Result<std::optional<std::string>> read_fd(int fd, const std::string& path, size_t max_bytes) {
@@ -95,7 +223,10 @@ static std::optional<Error> not_regular(int fd, const std::string& path) {
 
 Result<std::optional<std::string>> RealFs::read_file(const std::string& path, size_t max_bytes) {
   StallGuard::Section g("read", path);
-  int fd = ::open(path.c_str(), kShareOpenFlags);
+  At a = at(path);
+  if (a.error == ENOENT) return std::optional<std::string>();
+  if (a.error) return at_err("read", a, path);
+  int fd = ::openat(a.fd, a.name.c_str(), kShareOpenFlags);
   if (fd < 0) {
     if (errno == ENOENT) return std::optional<std::string>();
     if (errno == ELOOP) return err(Exit::Integrity, fmt::format("{}: a symlink, not a regular file", path));
@@ -110,43 +241,43 @@ Result<std::optional<std::string>> RealFs::read_file(const std::string& path, si
   return r;
 }
 
-Status RealFs::write_temp(const std::string& tmp, std::string_view data, uint32_t mode) {
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) return sys_err("open", tmp, errno);
+Status RealFs::write_temp(int dfd, const std::string& tmp, const std::string& shown, std::string_view data,
+                          uint32_t mode) {
+  int fd = ::openat(dfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) return sys_err("open", shown, errno);
+  auto drop = [&](std::string_view op, int e) {
+    ::close(fd);
+    ::unlinkat(dfd, tmp.c_str(), 0);
+    return sys_err(op, shown, e);
+  };
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return sys_err("write", tmp, e);
+      return drop("write", errno);
     }
     off += static_cast<size_t>(n);
   }
   if (::fchmod(fd, mode) != 0) { /* umask may have narrowed it; best effort */ }
-  if (durable_ && ::fsync(fd) != 0) {
-    int e = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return sys_err("fsync", tmp, e);
-  }
+  if (durable_ && ::fsync(fd) != 0) return drop("fsync", errno);
   if (::close(fd) != 0) {
     int e = errno;
-    ::unlink(tmp.c_str());
-    return sys_err("close", tmp, e);
+    ::unlinkat(dfd, tmp.c_str(), 0);
+    return sys_err("close", shown, e);
   }
   return ok_status();
 }
 
 Status RealFs::write_atomic(const std::string& path, std::string_view data, uint32_t mode) {
   StallGuard::Section g("write", path);
-  std::string tmp = temp_for(path);
-  if (auto s = write_temp(tmp, data, mode); !s) return s;
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+  At a = at(path);
+  if (a.error) return at_err("write", a, path);
+  std::string full = temp_for(path), tmp = sibling(a, full);
+  if (auto s = write_temp(a.fd, tmp, full, data, mode); !s) return s;
+  if (::renameat(a.fd, tmp.c_str(), a.fd, a.name.c_str()) != 0) {
     int e = errno;
-    ::unlink(tmp.c_str());
+    ::unlinkat(a.fd, tmp.c_str(), 0);
     return sys_err("rename", path, e);
   }
   return ok_status();
@@ -154,24 +285,50 @@ Status RealFs::write_atomic(const std::string& path, std::string_view data, uint
 
 Result<bool> RealFs::publish_new(const std::string& path, std::string_view data, uint32_t mode) {
   StallGuard::Section g("create", path);
-  std::string tmp = temp_for(path);
-  if (auto s = write_temp(tmp, data, mode); !s) return s.error();
-  int rc = ::link(tmp.c_str(), path.c_str());
+  At a = at(path);
+  if (a.error) return at_err("create", a, path);
+  std::string full = temp_for(path), tmp = sibling(a, full);
+  if (auto s = write_temp(a.fd, tmp, full, data, mode); !s) return s.error();
+  int rc = ::linkat(a.fd, tmp.c_str(), a.fd, a.name.c_str(), 0);
   int e = errno;
   // link() may report failure although the server did it (lost reply); trust the inode instead.
-  struct stat a{}, b{};
-  bool ours = ::stat(tmp.c_str(), &a) == 0 && ::stat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino &&
-              a.st_dev == b.st_dev;
-  ::unlink(tmp.c_str());
+  struct stat x{}, y{};
+  bool ours = ::fstatat(a.fd, tmp.c_str(), &x, AT_SYMLINK_NOFOLLOW) == 0 &&
+              ::fstatat(a.fd, a.name.c_str(), &y, AT_SYMLINK_NOFOLLOW) == 0 && x.st_ino == y.st_ino &&
+              x.st_dev == y.st_dev;
+  ::unlinkat(a.fd, tmp.c_str(), 0);
   if (rc == 0 || ours) return true;
   if (e == EEXIST) return false;
   return sys_err("link", path, e);
 }
 
+Result<int> RealFs::create_new(const std::string& path, uint32_t mode) {
+  At a = at(path);
+  if (a.error) return at_err("create", a, path);
+  int fd = ::openat(a.fd, a.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) return sys_err("open", path, errno);
+  return fd;
+}
+
+int RealFs::link(const std::string& from, const std::string& to) {
+  At a = at(from), b = at(to);
+  if (a.error || b.error) return a.error ? a.error : b.error;
+  return ::linkat(a.fd, a.name.c_str(), b.fd, b.name.c_str(), 0) == 0 ? 0 : errno;
+}
+
+int RealFs::symlink(const std::string& target, const std::string& path) {
+  At a = at(path);
+  if (a.error) return a.error;
+  return ::symlinkat(target.c_str(), a.fd, a.name.c_str()) == 0 ? 0 : errno;
+}
+
 Result<std::optional<FileInfo>> RealFs::stat(const std::string& path) {
   StallGuard::Section g("stat", path);
+  At a = at(path);
+  if (a.error == ENOENT) return std::optional<FileInfo>();
+  if (a.error) return at_err("stat", a, path);
   struct stat st{};
-  if (::lstat(path.c_str(), &st) != 0) {
+  if (::fstatat(a.fd, a.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return std::optional<FileInfo>();
     return sys_err("stat", path, errno);
   }
@@ -180,8 +337,15 @@ Result<std::optional<FileInfo>> RealFs::stat(const std::string& path) {
 
 Result<std::vector<DirEntry>> RealFs::list_dir(const std::string& path) {
   StallGuard::Section g("list", path);
-  DIR* d = ::opendir(path.c_str());
-  if (!d) return sys_err("opendir", path, errno);
+  At a = at(path);
+  if (a.error) return at_err("list", a, path);
+  int fd = ::openat(a.fd, a.name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | (a.fd == AT_FDCWD ? 0 : O_NOFOLLOW));
+  DIR* d = fd < 0 ? nullptr : ::fdopendir(fd);
+  if (!d) {
+    int e = errno;
+    if (fd >= 0) ::close(fd);
+    return sys_err("opendir", path, e);
+  }
   std::vector<DirEntry> out;
   errno = 0;
   while (dirent* de = ::readdir(d)) {
@@ -211,17 +375,23 @@ Result<std::vector<DirEntry>> RealFs::list_dir(const std::string& path) {
 
 Status RealFs::mkdir(const std::string& path, uint32_t mode) {
   StallGuard::Section g("mkdir", path);
-  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return sys_err("mkdir", path, errno);
+  At a = at(path);
+  if (a.error) return at_err("mkdir", a, path);
+  if (::mkdirat(a.fd, a.name.c_str(), mode) != 0 && errno != EEXIST) return sys_err("mkdir", path, errno);
   return ok_status();
 }
 
 Status RealFs::rename(const std::string& from, const std::string& to) {
   StallGuard::Section g("rename", to);
-  if (::rename(from.c_str(), to.c_str()) != 0) {
+  At a = at(from), b = at(to);
+  if (a.error) return at_err("rename", a, from);
+  if (b.error) return at_err("rename", b, to);
+  if (::renameat(a.fd, a.name.c_str(), b.fd, b.name.c_str()) != 0) {
     int e = errno;
     // A lost reply after a successful rename leaves `from` gone and `to` present.
     struct stat st{};
-    if (::lstat(from.c_str(), &st) != 0 && errno == ENOENT && ::lstat(to.c_str(), &st) == 0)
+    if (::fstatat(a.fd, a.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT &&
+        ::fstatat(b.fd, b.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
       return ok_status();
     return sys_err("rename", from + " -> " + to, e);
   }
@@ -230,7 +400,10 @@ Status RealFs::rename(const std::string& from, const std::string& to) {
 
 Result<bool> RealFs::unlink(const std::string& path) {
   StallGuard::Section g("unlink", path);
-  if (::unlink(path.c_str()) != 0) {
+  At a = at(path);
+  if (a.error == ENOENT) return false;
+  if (a.error) return at_err("unlink", a, path);
+  if (::unlinkat(a.fd, a.name.c_str(), 0) != 0) {
     if (errno == ENOENT) return false;
     return sys_err("unlink", path, errno);
   }
@@ -239,29 +412,35 @@ Result<bool> RealFs::unlink(const std::string& path) {
 
 Status RealFs::rmdir(const std::string& path) {
   StallGuard::Section g("rmdir", path);
-  if (::rmdir(path.c_str()) != 0 && errno != ENOENT) return sys_err("rmdir", path, errno);
+  At a = at(path);
+  if (a.error == ENOENT) return ok_status();
+  if (a.error) return at_err("rmdir", a, path);
+  if (::unlinkat(a.fd, a.name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) return sys_err("rmdir", path, errno);
   return ok_status();
 }
 
 Result<std::optional<std::string>> RealFs::probe(const std::string& dir, const std::string& name,
                                                  size_t max_bytes) {
   StallGuard::Section g("probe", dir);
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return sys_err("open", dir, errno);
-  int fd = ::openat(dfd, name.c_str(), kShareOpenFlags);
-  if (fd < 0) {
-    int e = errno;
-    ::close(dfd);
-    if (e == ENOENT) return std::optional<std::string>();
-    if (e == ELOOP) return err(Exit::Integrity, fmt::format("{}: a symlink, not a regular file", path_join(dir, name)));
-    return sys_err("open", path_join(dir, name), e);
+  std::string path = path_join(dir, name);
+  At a = at(path);
+  if (a.error) return at_err("open", a, path);
+  if (a.fd == AT_FDCWD) {  // not below a confine root: open(dir), openat(name) as before
+    a.fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (a.fd < 0) return sys_err("open", dir, errno);
+    a.name = name;
   }
-  ::close(dfd);
-  if (auto e = not_regular(fd, path_join(dir, name))) {
+  int fd = ::openat(a.fd, a.name.c_str(), kShareOpenFlags);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::optional<std::string>();
+    if (errno == ELOOP) return err(Exit::Integrity, fmt::format("{}: a symlink, not a regular file", path));
+    return sys_err("open", path, errno);
+  }
+  if (auto e = not_regular(fd, path)) {
     ::close(fd);
     return *e;
   }
-  auto r = read_fd(fd, path_join(dir, name), max_bytes);
+  auto r = read_fd(fd, path, max_bytes);
   ::close(fd);
   return r;
 }

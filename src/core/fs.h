@@ -7,6 +7,7 @@
 // re-read the target.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -53,6 +54,9 @@ class FileSystem {
   /// Three share calls when the file is absent (nfs-notes §1 (b)).
   virtual Result<std::optional<std::string>> probe(const std::string& dir, const std::string& name,
                                                    size_t max_bytes) = 0;
+  /// From now on, paths strictly below `root` (the share) are resolved beneath it and never
+  /// through a symlink: not in a directory on the way, not as the final name. Share calls this.
+  virtual void confine(const std::string& root) { (void)root; }
 };
 
 /// The real POSIX implementation. Temp names carry host and pid so hosts never collide.
@@ -74,11 +78,36 @@ class RealFs : public FileSystem {
   Result<std::optional<std::string>> probe(const std::string& dir, const std::string& name,
                                            size_t max_bytes) override;
 
+  void confine(const std::string& root) override;
+
   /// A unique temp path in the directory of `target`.
   std::string temp_for(const std::string& target);
+  /// Creates the new file `path` for writing (O_EXCL): its descriptor, or an error.
+  Result<int> create_new(const std::string& path, uint32_t mode);
+  /// link(from, to) and symlink(target, path): 0 or the errno of the failure (ELOOP when a
+  /// directory on the way below the share root is a symlink).
+  int link(const std::string& from, const std::string& to);
+  int symlink(const std::string& target, const std::string& path);
+
+  /// An open directory and a name in it: where an operation on a path acts. Below the confine
+  /// root, the directory was opened beneath it without following symlinks; elsewhere it is
+  /// AT_FDCWD and the name is the whole path.
+  struct At {
+    int fd = AT_FDCWD;     ///< or an owned descriptor
+    std::string name;
+    int error = 0;         ///< the errno of resolving the directory (ENOENT: it does not exist)
+    std::string bad;       ///< the path that failed to resolve
+    At() = default;
+    At(const At&) = delete;
+    At& operator=(const At&) = delete;
+    At(At&& o) noexcept;
+    ~At();
+  };
+  At at(const std::string& path) const;
 
  private:
-  Status write_temp(const std::string& tmp, std::string_view data, uint32_t mode);
+  Status write_temp(int dfd, const std::string& tmp, const std::string& shown, std::string_view data, uint32_t mode);
+  std::string root_;  ///< the confine root ("" none)
   std::string tag_;
   bool durable_ = true;
   std::atomic<uint64_t> counter_{0};
@@ -105,6 +134,10 @@ class StallGuard {
 /// True only when dir opened and name is certainly absent (ENOENT); anything else (the file
 /// exists, an error) is false and the caller looks properly.
 bool certainly_absent(const char* dir, const char* name);
+
+/// The error of system call `op` on `path`: "op(path): strerror", except that a symlink met
+/// below the share root (ELOOP) is named as such.
+Error fs_error(std::string_view op, const std::string& path, int e);
 
 std::string dirname_of(const std::string& p);
 std::string basename_of(const std::string& p);

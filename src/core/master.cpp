@@ -157,11 +157,11 @@ int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-void save_timeline(Share& share, Timeline& t) {
+Status save_timeline(Share& share, Timeline& t) {
   t.end_ms = unix_ms();
-  (void)share.fs().mkdir(path_join(share.root(), "rollouts"), 0755);
-  (void)share.fs().write_atomic(path_join(path_join(share.root(), "rollouts"), fmt::format("{:012d}", t.generation)),
-                                pack_timeline(t), 0644);
+  if (auto s = share.fs().mkdir(path_join(share.root(), "rollouts"), 0755); !s) return s;
+  return share.fs().write_atomic(path_join(path_join(share.root(), "rollouts"), fmt::format("{:012d}", t.generation)),
+                                 pack_timeline(t), 0644);
 }
 Status run_migration(Share& share, const std::string& from, const std::string& target, RolloutState& st,
                      const MasterOptions& opt);
@@ -238,12 +238,15 @@ static Result<std::vector<std::string>> vote_round(Share& share, Marker& m, cons
                                                    int64_t min_poll_ms, const MasterOptions& opt, SwitchReport& rep,
                                                    const std::string& what) {
   std::map<std::string, Vote> got;
+  std::set<std::string> old_format;  // hosts whose vote for this generation does not name the switch
   int64_t until = boot_ms() + opt.vote_timeout_ms, last_renew = boot_ms();
   while (got.size() < hosts.size() && boot_ms() < until) {
     for (const auto& h : hosts) {
       if (got.count(h)) continue;
       auto v = share.read_vote(h);
-      if (v && *v && (*v)->generation == m.generation) got[h] = **v;
+      if (!v || !*v) continue;
+      if ((*v)->answers(m)) got[h] = **v;
+      else if ((*v)->version < 2 && (*v)->generation == m.generation) old_format.insert(h);
     }
     if (got.size() == hosts.size()) break;
     if (auto s = renew_lease(share, m, last_renew); !s) return s.error();
@@ -254,11 +257,16 @@ static Result<std::vector<std::string>> vote_round(Share& share, Marker& m, cons
     auto it = got.find(h);
     if (it == got.end()) {
       if (opt.assume_accept) accepted.push_back(h);
+      else if (old_format.count(h))
+        vetoes.push_back(fmt::format("{}: answered with a vote of format 1 (an nfsup-watchdog older than this master), "
+                                     "which does not name the switch it answers and is not counted; upgrade it "
+                                     "(nfsup-share(5)) or pass --assume-accept",
+                                     h));
       else vetoes.push_back(fmt::format("{}: did not vote within {}", h, format_duration_ms(opt.vote_timeout_ms)));
     } else if (it->second.accept) {
       accepted.push_back(h);
     } else {
-      vetoes.push_back(fmt::format("{}: {}", h, it->second.reason));
+      vetoes.push_back(fmt::format("{}: {}", h, printable(it->second.reason)));
     }
   }
   if (vetoes.empty()) return accepted;
@@ -997,7 +1005,8 @@ Result<SwitchReport> recorded(Share& share, const std::string& target, const std
   g_timeline = nullptr;
   if (r && !r->nothing_to_do && r->generation > 0) {
     t.generation = r->generation;
-    save_timeline(share, t);
+    if (auto s = save_timeline(share, t); !s)  // the switch is done; only its record is missing
+      r->warnings.push_back(fmt::format("the rollout's timeline was not recorded: {}", s.error().msg));
   }
   return r;
 }

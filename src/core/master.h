@@ -85,6 +85,7 @@ struct SwitchReport {
   StageResult stage;
   std::vector<HostOutcome> hosts;
   std::vector<std::string> dependency_problems;
+  std::vector<std::string> warnings;  ///< done, but something beside the switch was not (its timeline)
   bool all_ok() const;
 };
 

@@ -32,9 +32,10 @@ Result<std::vector<AuditEvent>> read_audit(Share& share, std::vector<std::string
   return out;
 }
 
-static std::string esc(const std::string& s) {
+// HTML text of a string from the share: control characters escaped (printable()), then markup.
+static std::string esc(const std::string& raw) {
   std::string o;
-  for (char c : s) {
+  for (char c : printable(raw)) {
     switch (c) {
       case '<': o += "&lt;"; break;
       case '>': o += "&gt;"; break;

@@ -442,22 +442,35 @@ Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
   return m;
 }
 
+bool Vote::answers(const Marker& m) const {
+  return version >= 2 && generation == m.generation && nonce == m.nonce && target == m.release;
+}
+
 std::string pack_vote(const Vote& v) {
-  Record r{"vote", kFormatVersion, {}};
+  Record r{"vote", kVoteFormatVersion, {}};
   r.add("host", {v.host});
   r.add("generation", {std::to_string(v.generation)});
+  r.add("nonce", {v.nonce});
+  r.add("target", {v.target});
   r.add("vote", {v.accept ? "accept" : "veto"});
   r.add("reason", {dash(v.reason)});
   return pack_record(r);
 }
 
 Result<Vote> unpack_vote(std::string_view text, std::string_view what) {
-  auto rec = unpack_record(text, "vote", kFormatVersion, what);
+  auto rec = unpack_record(text, "vote", kVoteFormatVersion, what);
   if (!rec) return rec.error();
   RecordReader rd(*rec, std::string(what));
   Vote v;
+  v.version = rec->version;
   TRY_ASSIGN(v.host, rd.str("host"));
   TRY_ASSIGN(v.generation, rd.num("generation"));
+  if (v.version >= 2) {
+    TRY_ASSIGN(v.nonce, rd.str("nonce"));
+    TRY_ASSIGN(v.target, rd.str("target"));
+    if (v.nonce.empty()) return bad_value(what, "nonce", "must not be empty");
+    if (auto e = check_version_name(v.target)) return bad_value(what, "target", *e);
+  }
   std::string vote;
   TRY_ASSIGN(vote, rd.str("vote"));
   if (vote != "accept" && vote != "veto") return bad_value(what, "vote", "must be accept or veto");

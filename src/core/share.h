@@ -48,12 +48,22 @@ struct Marker {
   std::string phase = "stop";   ///< vote: targeted hosts vote, nobody stops yet | stop
 };
 
-/// A host's answer to a vote (hosts/<host>/vote).
+/// A host's answer to a vote (hosts/<host>/vote). Format 2 names the switch it answers: the
+/// marker's generation, nonce and target release; the master counts only a vote that names all
+/// three of its marker. Format 1 (watchdogs before 2026-12) named the generation only, so a vote
+/// cast for one push counted for a retry under the same generation; such votes are read (to say
+/// which hosts run an older watchdog) and never counted.
+constexpr int kVoteFormatVersion = 2;
 struct Vote {
+  int version = kVoteFormatVersion;  ///< the format it was read in
   std::string host;
   int64_t generation = 0;
+  std::string nonce;                 ///< the marker's nonce ("" in format 1)
+  std::string target;                ///< the marker's release ("" in format 1)
   bool accept = true;
   std::string reason;
+  /// Whether this vote answers the switch of marker `m`.
+  bool answers(const Marker& m) const;
 };
 std::string pack_vote(const Vote& v);
 Result<Vote> unpack_vote(std::string_view text, std::string_view what);
@@ -158,7 +168,8 @@ std::string object_name(const std::string& sha256, uint32_t mode);
 
 class Share {
  public:
-  Share(FileSystem& fs, std::string root) : fs_(fs), root_(std::move(root)) {}
+  /// Confines `fs` to `root`: nothing below it is reached through a symlink (FileSystem::confine).
+  Share(FileSystem& fs, std::string root) : fs_(fs), root_(std::move(root)) { fs_.confine(root_); }
   FileSystem& fs() { return fs_; }
   const std::string& root() const { return root_; }
 

@@ -331,12 +331,13 @@ static Result<uint64_t> put_object(Share& share, RealFs& fs, const std::string& 
                                    bool* no_links = nullptr) {
   std::string tmp = fs.temp_for(obj);
   StallGuard::Section g("write", tmp);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return err(Exit::Share, fmt::format("open({}): {}", tmp, errno_str(errno)));
+  auto created = fs.create_new(tmp, 0600);  // never through a symlink planted at objects/<xx>
+  if (!created) return created.error();
+  int fd = *created;
   auto h = hash_file(src, fd, tmp);
   auto fail = [&](Error e2) -> Result<uint64_t> {
     ::close(fd);
-    ::unlink(tmp.c_str());
+    (void)fs.unlink(tmp);
     return e2;
   };
   if (!h) return fail(h.error());
@@ -346,18 +347,17 @@ static Result<uint64_t> put_object(Share& share, RealFs& fs, const std::string& 
   if (::fsync(fd) != 0) return fail(err(Exit::Share, fmt::format("fsync({}): {}", tmp, errno_str(errno))));
   if (::close(fd) != 0) {
     int e2 = errno;
-    ::unlink(tmp.c_str());
+    (void)fs.unlink(tmp);
     return err(Exit::Share, fmt::format("close({}): {}", tmp, errno_str(e2)));
   }
-  if (!also.empty() && ::link(tmp.c_str(), also.c_str()) != 0) {
-    int le = errno;
-    ::unlink(tmp.c_str());
+  if (int le = also.empty() ? 0 : fs.link(tmp, also); le != 0) {
+    (void)fs.unlink(tmp);
     if (no_links) *no_links = no_hard_links(le);
-    return err(Exit::Share, fmt::format("link({} -> {}): {}", tmp, also, errno_str(le)));
+    return fs_error("link", tmp + " -> " + also, le);
   }
   crash_point("stage-object-before-rename");
   if (auto s = share.fs().rename(tmp, obj); !s) {
-    ::unlink(tmp.c_str());
+    (void)fs.unlink(tmp);
     if (also.empty()) return s.error();  // (with `also`, the release has its file; the store lacks a copy)
   }
   return h->size;
@@ -415,8 +415,7 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
       continue;
     }
     if (e.kind == ManifestEntry::Symlink) {
-      if (::symlink(e.target.c_str(), dst.c_str()) != 0)
-        return cleanup(err(Exit::Share, fmt::format("symlink({}): {}", dst, errno_str(errno))));
+      if (int se = fs.symlink(e.target, dst); se != 0) return cleanup(fs_error("symlink", dst, se));
       continue;
     }
     std::string obj = share.object_path(e.sha256, e.mode);
@@ -424,10 +423,9 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
     if (!have) return cleanup(have.error());
     bool placed = false;
     if (*have && (*have)->size == e.size) {
-      if (::link(obj.c_str(), dst.c_str()) == 0) {
+      if (int le = fs.link(obj, dst); le == 0) {
         placed = true;
       } else {
-        int le = errno;
         if (no_hard_links(le)) {
           // The share does not do hard links: store a private copy instead.
           auto w = put_object(share, fs, local[i], e, dst);
@@ -435,7 +433,7 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
           res.bytes_written += *w;
           placed = true;
         } else if (le != ENOENT) {  // ENOENT: a prune took the object meanwhile; store it again
-          return cleanup(err(Exit::Share, fmt::format("link({} -> {}): {}", obj, dst, errno_str(le))));
+          return cleanup(fs_error("link", obj + " -> " + dst, le));
         }
       }
     }
@@ -472,10 +470,9 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
       if (e.kind == ManifestEntry::Dir) {
         if (auto s = fs.mkdir(dst, 0755); !s) return cleanup(s.error());
       } else if (e.kind == ManifestEntry::Symlink) {
-        if (::symlink(e.target.c_str(), dst.c_str()) != 0)
-          return cleanup(err(Exit::Share, fmt::format("symlink({}): {}", dst, errno_str(errno))));
-      } else if (::link(path_join(staging, e.path).c_str(), dst.c_str()) != 0) {
-        return cleanup(err(Exit::Share, fmt::format("link({}): {}", dst, errno_str(errno))));
+        if (int se = fs.symlink(e.target, dst); se != 0) return cleanup(fs_error("symlink", dst, se));
+      } else if (int le = fs.link(path_join(staging, e.path), dst); le != 0) {
+        return cleanup(fs_error("link", dst, le));
       }
     }
   }
@@ -490,8 +487,10 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
   crash_point("stage-before-publish");
   {
     StallGuard::Section g("publish", share.release_dir(req.version));
-    if (::rename(staging.c_str(), share.release_dir(req.version).c_str()) != 0) {
-      int e = errno;
+    RealFs::At from = fs.at(staging), to = fs.at(share.release_dir(req.version));
+    int e = from.error ? from.error : to.error;
+    if (e == 0 && ::renameat(from.fd, from.name.c_str(), to.fd, to.name.c_str()) != 0) e = errno;
+    if (e != 0) {
       auto again = share.read_manifest(req.version);
       if (again && *again && same_content(**again, res.manifest)) {
         (void)remove_tree(staging);

@@ -183,3 +183,53 @@ std::string join(const std::vector<std::string>& v, std::string_view sep) {
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
 }  // namespace nfsup
+
+namespace nfsup {
+
+size_t utf8_at(std::string_view s, size_t i, uint32_t* cp) {
+  auto c = static_cast<unsigned char>(s[i]);
+  size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  uint32_t v = n == 1 ? c : c & (0x7f >> n);
+  for (size_t k = 1; k < n; ++k) {
+    auto b = static_cast<unsigned char>(s[i + k]);
+    if ((b & 0xc0) != 0x80) return 0;
+    v = (v << 6) | (b & 0x3f);
+  }
+  static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (v < kMin[n] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
+  *cp = v;
+  return n;
+}
+
+// Code points a terminal or a browser acts on instead of showing: C1 controls (U+009B is CSI
+// on some terminals) and the bidi embeddings, overrides and isolates ("Trojan Source").
+static bool hidden_control(uint32_t cp) {
+  return (cp >= 0x80 && cp < 0xa0) || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
+         (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+std::string printable(std::string_view s) {
+  std::string o;
+  o.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      o += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    uint32_t cp = 0;
+    size_t n = c < 0x80 ? 0 : utf8_at(s, i, &cp);
+    if (n > 0 && !hidden_control(cp)) o.append(s.substr(i, n));
+    else if (n > 0) o += fmt::format("\\u{{{:04x}}}", cp);
+    else if (c == '\n') o += "\\n";
+    else if (c == '\t') o += "\\t";
+    else if (c == '\r') o += "\\r";
+    else o += fmt::format("\\x{:02x}", c);
+    i += n > 0 ? n : 1;
+  }
+  return o;
+}
+
+}  // namespace nfsup

@@ -88,4 +88,13 @@ std::vector<std::string> split(std::string_view s, char sep);
 std::string join(const std::vector<std::string>& v, std::string_view sep);
 bool starts_with(std::string_view s, std::string_view p);
 
+/// Text from the share (anything a host wrote: a reason, an audit detail, a vote) made safe to
+/// print on a terminal or in a report: every C0 control character and DEL becomes \n, \t, \r
+/// or \xNN, a byte that is not valid UTF-8 becomes \xNN, and C1 controls and Unicode bidi
+/// overrides become \u{XXXX}. Valid printable UTF-8 is kept. One line in, one line out.
+std::string printable(std::string_view s);
+/// Decodes the UTF-8 sequence at s[i]: its length and code point, or 0 when it is not valid
+/// (truncated, overlong, a surrogate, above U+10FFFF).
+size_t utf8_at(std::string_view s, size_t i, uint32_t* cp);
+
 }  // namespace nfsup

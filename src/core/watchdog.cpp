@@ -58,6 +58,7 @@ NFSUP_HOT Decision decide(const Observation& obs, const LocalView& local) {
   if (obs.marker && !obs.marker_lapsed && obs.marker->phase == "vote" && obs.marker->targets_host(local.host)) {
     d.kind = Decision::Vote;
     d.generation = obs.marker->generation;
+    d.nonce = obs.marker->nonce;
     d.from = local.running;
     d.to = obs.marker->release;
     d.why = fmt::format("vote on {} -> {} (generation {})", local.running.empty() ? "-" : local.running,
@@ -413,6 +414,7 @@ struct LocalState {
   std::string cached;          // release with a verified local copy in state_dir/cache
   std::string runs_from;       // release whose directory the agent runs from, if not `running`
   int64_t voted_gen = 0;       // marker generation this host has voted on
+  std::string voted_nonce;     // and that marker's nonce (a retry under the same generation is a new switch)
   std::string acting;          // acting version last handed to the agent
   std::string previous;        // release before the last switch (health-gate rollback)
   std::string newest;          // newest release this host ever accepted (rollback protection)
@@ -450,7 +452,7 @@ std::string pack_local(const LocalState& s) {
   r.add("gave_up", {s.gave_up ? "1" : "0"});
   r.add("newest", {s.newest.empty() ? "-" : s.newest, std::to_string(s.seen_gen)});
   r.add("acting", {s.acting.empty() ? "-" : s.acting, s.previous.empty() ? "-" : s.previous});
-  r.add("class", {s.cls.empty() ? "-" : s.cls, std::to_string(s.voted_gen)});
+  r.add("class", {s.cls.empty() ? "-" : s.cls, std::to_string(s.voted_gen), s.voted_nonce.empty() ? "-" : s.voted_nonce});
   r.add("cached", {s.cached.empty() ? "-" : s.cached, s.runs_from.empty() ? "-" : s.runs_from});
   std::vector<std::string> mods;
   for (const auto& [m, v] : s.modules) {
@@ -504,6 +506,7 @@ LocalState unpack_local(const std::string& text, const std::string& path, Logger
     else if (l.key == "class") {
       s.cls = at(0) == "-" || check_host_name(at(0)) ? "" : at(0);
       s.voted_gen = num(at(1));
+      s.voted_nonce = at(2) == "-" ? "" : at(2);
     } else if (l.key == "acting") {
       s.acting = at(0) == "-" ? "" : at(0);
       s.previous = at(1) == "-" ? "" : at(1);
@@ -896,7 +899,7 @@ class Watchdog {
 
   // Runs the checks in checks_dir and writes this host's vote for the marker's generation.
   void vote(const Decision& d) {
-    if (st_.voted_gen == d.generation) return;
+    if (st_.voted_gen == d.generation && st_.voted_nonce == d.nonce) return;
     std::string cls, why;
     std::map<std::string, std::string> now_h, next_h;
     std::vector<std::string> changing;
@@ -910,6 +913,8 @@ class Watchdog {
     Vote v;
     v.host = cfg_.host;
     v.generation = d.generation;
+    v.nonce = d.nonce;
+    v.target = d.to;
     std::vector<std::string> checks;
     if (!cfg_.checks_dir.empty())
       if (DIR* dir = ::opendir(cfg_.checks_dir.c_str())) {
@@ -950,6 +955,7 @@ class Watchdog {
     if (!res) return note_share_error(t);
     if (!*res) return log(LogLevel::Error, res->error().msg);
     st_.voted_gen = d.generation;
+    st_.voted_nonce = d.nonce;
     log(LogLevel::Info, fmt::format("{}: voted {} on {} -> {}{}{}", cfg_.host, v.accept ? "accept" : "veto",
                                     d.from.empty() ? "-" : d.from, d.to, v.reason.empty() ? "" : ": ", v.reason));
   }

@@ -65,6 +65,7 @@ struct Decision {
   } kind = Keep;
   std::string from, to;
   int64_t generation = 0;
+  std::string nonce;  ///< Vote: the marker's nonce, echoed in the vote with generation and `to`
   std::string why;
 };
 

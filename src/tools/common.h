@@ -28,6 +28,10 @@ inline int fail(const Error& e) {
   return static_cast<int>(e.code);
 }
 
+/// One line of output built from text read on the share: printed through printable(), so a
+/// newline or an escape sequence a host wrote can neither forge a line nor reach the terminal.
+inline void print_line(const std::string& s) { fmt::print("{}\n", printable(s)); }
+
 inline void say(const std::string& s) {
   if (verbosity >= 0) fmt::print("{}\n", s);
 }
@@ -45,9 +49,20 @@ inline void log_line(LogLevel l, const std::string& msg) {
   std::fflush(stderr);
 }
 
+/// A JSON string of `s`: control characters escaped, and each byte that is not valid UTF-8
+/// replaced by U+FFFD, so that the document stays valid JSON whatever a host wrote.
 inline std::string json_str(const std::string& s) {
   std::string o = "\"";
-  for (unsigned char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      uint32_t cp = 0;
+      size_t n = utf8_at(s, i, &cp);
+      if (n == 0) o += "\\ufffd";
+      else o.append(s, i, n);
+      if (n > 1) i += n - 1;
+      continue;
+    }
     switch (c) {
       case '"': o += "\\\""; break;
       case '\\': o += "\\\\"; break;

@@ -98,16 +98,17 @@ int report_switch(Result<SwitchReport> r, const char* what) {
       continue;
     }
     if (h.outcome == "stale" || h.outcome == "vetoed") {
-      fmt::print(stderr, "{}: warning: {}: skipped{}: {}\n", program(), h.host, h.outcome == "vetoed" ? " (vetoed)" : "",
-                 h.detail);
+      fmt::print(stderr, "{}: warning: {}: skipped{}: {}\n", program(), printable(h.host),
+                 h.outcome == "vetoed" ? " (vetoed)" : "", printable(h.detail));
       continue;
     }
     ++bad;
-    fmt::print(stderr, "{}: error: {}: {}: {}\n", program(), h.host, h.outcome, h.detail);
+    fmt::print(stderr, "{}: error: {}: {}: {}\n", program(), printable(h.host), h.outcome, printable(h.detail));
   }
+  for (const auto& w : rep.warnings) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
   for (const auto& d : rep.dependency_problems) {
     ++bad;
-    fmt::print(stderr, "{}: error: dependency: {}\n", program(), d);
+    fmt::print(stderr, "{}: error: dependency: {}\n", program(), printable(d));
   }
   size_t ok = std::count_if(rep.hosts.begin(), rep.hosts.end(), [](auto& h) { return h.outcome == "ok"; });
   say(fmt::format("{} {} -> {} (generation {}): {} host(s) ok, {} failed", what,
@@ -187,30 +188,34 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
     fmt::print("{}\n", o);
     return 0;
   }
-  fmt::print("share:    {}\n", share);
+  // Everything below but the colours comes from the share: each line goes through printable().
+  print_line(fmt::format("share:    {}", share));
   if (r.pointer)
-    fmt::print("current:  {} (generation {}, previous {}, by {})\n", r.pointer->release, r.pointer->generation,
-               r.pointer->previous.empty() ? "-" : r.pointer->previous, r.pointer->action);
+    print_line(fmt::format("current:  {} (generation {}, previous {}, by {})", r.pointer->release,
+                           r.pointer->generation, r.pointer->previous.empty() ? "-" : r.pointer->previous,
+                           r.pointer->action));
   else
     fmt::print("current:  none (nothing pushed yet)\n");
   if (r.marker)
-    fmt::print("marker:   {} {} -> {} (generation {}) by {} pid {} since {}\n", r.marker->action,
-               r.marker->previous.empty() ? "-" : r.marker->previous, r.marker->release, r.marker->generation,
-               r.marker->master_host, r.marker->master_pid, r.marker->started);
+    print_line(fmt::format("marker:   {} {} -> {} (generation {}) by {} pid {} since {}", r.marker->action,
+                           r.marker->previous.empty() ? "-" : r.marker->previous, r.marker->release,
+                           r.marker->generation, r.marker->master_host, r.marker->master_pid, r.marker->started));
   if (r.pointer) {
     std::string acting = r.pointer->acting.empty() ? r.pointer->release : r.pointer->acting;
-    fmt::print("acting:   {}{}\n", acting,
-               acting != r.pointer->release ? fmt::format(" (held below {}; 'finalize' releases it)", r.pointer->release) : "");
+    print_line(fmt::format("acting:   {}{}", acting,
+                           acting != r.pointer->release
+                               ? fmt::format(" (held below {}; 'finalize' releases it)", r.pointer->release)
+                               : ""));
     if (!r.pointer->overrides.empty()) {
       std::vector<std::string> o;
       for (const auto& [h, v] : r.pointer->overrides) o.push_back(h + "=" + v);
-      fmt::print("rolling:  {}\n", join(o, " "));
+      print_line(fmt::format("rolling:  {}", join(o, " ")));
     }
   }
   if (r.rollout && !r.rollout->phase.empty())
-    fmt::print("rollout:  {} to {}{}\n", r.rollout->phase, r.rollout->target,
-               r.rollout->note.empty() ? "" : " (" + r.rollout->note + ")");
-  fmt::print("releases: {}\n", r.releases.empty() ? "none" : join(r.releases, " "));
+    print_line(fmt::format("rollout:  {} to {}{}", r.rollout->phase, r.rollout->target,
+                           r.rollout->note.empty() ? "" : " (" + r.rollout->note + ")"));
+  print_line(fmt::format("releases: {}", r.releases.empty() ? "none" : join(r.releases, " ")));
   {
     std::vector<std::string> unsigned_hosts;
     for (const auto& h : r.hosts)
@@ -224,18 +229,18 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
                            fmt::format(" and {} more", unsigned_hosts.size() - 10),
                  color_out() ? "\033[0m" : "");
   }
-  for (const auto& w : r.warnings) fmt::print("warning:  {}\n", w);
-  for (const auto& d : r.dependency_problems) fmt::print("DEPENDENCY: {}\n", d);
+  for (const auto& w : r.warnings) print_line("warning:  " + w);
+  for (const auto& d : r.dependency_problems) print_line("DEPENDENCY: " + d);
   fmt::print("\n{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {}\n", "HOST", "GROUP", "STATE", "RUNNING", "GEN", "SEEN",
              "REASON");
   bool color = color_out();
   for (const auto& h : r.hosts) {
     if (!h.status) {
-      fmt::print("{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {}\n", h.host, "-", "?", "-", "-", "-", h.error);
+      print_line(fmt::format("{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {}", h.host, "-", "?", "-", "-", "-", h.error));
       continue;
     }
     const auto& s = *h.status;
-    std::string state = h.stale ? "stale" : s.state;
+    std::string state = printable(h.stale ? "stale" : s.state);
     std::string shown = fmt::format("{:<9}", state);
     if (color) {
       const char* c = state == "running" ? "\033[32m" : (state == "failed" || state == "stale") ? "\033[31m" : "\033[33m";
@@ -245,8 +250,8 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
     if (r.pointer && !r.pointer->min_supported.empty() && !s.running.empty() &&
         compare_versions(s.running, r.pointer->min_supported) < 0)
       reason = fmt::format("BELOW LOWEST SUPPORTED {}{}{}", r.pointer->min_supported, reason.empty() ? "" : "; ", reason);
-    fmt::print("{:<20} {:<10} {} {:<12} {:>4} {:<10} {}\n", h.host, s.group.empty() ? "-" : s.group, shown,
-               s.running.empty() ? "-" : s.running, s.generation, age_str(h.age_ms), reason);
+    fmt::print("{:<20} {:<10} {} {:<12} {:>4} {:<10} {}\n", printable(h.host), printable(s.group.empty() ? "-" : s.group),
+               shown, printable(s.running.empty() ? "-" : s.running), s.generation, age_str(h.age_ms), printable(reason));
   }
   return 0;
 }
@@ -496,7 +501,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> warn;
     auto au = read_audit(share, &warn);
     if (!au) return fail(au.error());
-    for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), w);
+    for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
     std::string html = render_html_report(o.share, *tl, *r, *au);
     if (auto s = write_local_atomic(o.html, html, 0644); !s) return fail(s.error());
     say(fmt::format("wrote {} ({} bytes)", o.html, html.size()));
@@ -507,7 +512,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> warn;
     auto au = read_audit(share, &warn);
     if (!au) return fail(au.error());
-    for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), w);
+    for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
     if (o.json) {
       std::string js = "[";
       for (size_t i = 0; i < au->size(); ++i) {
@@ -520,13 +525,13 @@ int main(int argc, char** argv) {
       return 0;
     }
     for (const auto& e : *au)
-      fmt::print("{}  {:<12} {:<10} {:<9} {}  [{}]\n", e.time, e.host, e.user, e.action, e.detail, e.result);
+      print_line(fmt::format("{}  {:<12} {:<10} {:<9} {}  [{}]", e.time, e.host, e.user, e.action, e.detail, e.result));
     return 0;
   }
   if (*ver) {
     auto r = verify_share(share);
     if (!r) return fail(r.error());
-    for (const auto& w : r->warnings) fmt::print(stderr, "{}: warning: {}\n", program(), w);
+    for (const auto& w : r->warnings) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
     for (const auto& [rel2, probs] : r->problems)
       for (const auto& p : probs) fmt::print(stderr, "{}: error: {}: {}\n", program(), rel2, p);
     say(fmt::format("verified {} release(s): {} with problems", r->checked.size(), r->problems.size()));

@@ -268,4 +268,81 @@ test_fifo_marker_wedges_nothing() {
   assert_contains "$out" "2 host(s) ok, 0 failed"
 }
 
+# A vote answers one switch: generation, marker nonce and target. A veto cast for one push
+# does not block its retry once its cause is gone; an accept cast for one release does not
+# count for another; a vote file written before the marker does not count at all.
+test_a_vote_counts_only_for_the_switch_it_answers() {
+  begin
+  mkdir -p "$T/checks"
+  printf '#!/bin/sh\nif [ -e "%s/veto.$NFSUP_HOST.$NFSUP_TO_VERSION" ]; then echo "$NFSUP_HOST refuses $NFSUP_TO_VERSION"; exit 1; fi\nexit 0\n' "$T" \
+    > "$T/checks/20-gate"
+  chmod +x "$T/checks/20-gate"
+  local r1; r1=$(make_release 1.0)
+  add_host v1; add_host v2
+  for h in v1 v2; do printf 'checks_dir: %s/checks\n' "$T" >> "$T/hosts/$h/watchdog.yaml"; done
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" --vote-timeout 10s -q
+  wait_until 10 all_run 1.0 || fail "hosts did not reach 1.0"
+  vpush() { "$INSTALL" push "$SHARE" "$(make_release "$1")" --version "$1" "${MASTER_OPTS[@]}" --vote-timeout 5s 2>&1; }
+  # 1. v2 vetoes 2.0; once its cause is gone, the retry goes through.
+  touch "$T/veto.v2.2.0"
+  set +e; out=$(vpush 2.0); rc=$?; set -e
+  assert_eq "$rc" 5 "exit code of a vetoed push"
+  assert_contains "$out" "v2: 20-gate: v2 refuses 2.0"
+  rm "$T/veto.v2.2.0"
+  set +e; out=$(vpush 2.0); rc=$?; set -e
+  assert_eq "$rc" 0 "the retry after the veto's cause is gone: $out"
+  wait_until 10 all_run 2.0 || fail "hosts did not reach 2.0"
+  # 2. v1 accepts 3.0 and v2 vetoes it; v1's accept of 3.0 does not count for 4.0, which it refuses.
+  touch "$T/veto.v2.3.0"
+  set +e; out=$(vpush 3.0); rc=$?; set -e
+  assert_eq "$rc" 5 "exit code of a vetoed push of 3.0"
+  rm "$T/veto.v2.3.0"; touch "$T/veto.v1.4.0"
+  set +e; out=$(vpush 4.0); rc=$?; set -e
+  assert_eq "$rc" 5 "v1 refuses 4.0: $out"
+  assert_contains "$out" "v1: 20-gate: v1 refuses 4.0"
+  grep -q "v2 refuses" <<<"$out" && fail "a veto of 3.0 counted for 4.0: $out"
+  # 3. Accepts written on the share before the marker (copies of a real vote, made to accept)
+  #    do not override the host's own veto.
+  for h in v1 v2; do
+    sed -e 's/^vote veto$/vote accept/' -e 's/^reason .*/reason -/' "$SHARE/hosts/$h/vote" > "$T/forged"
+    cp "$T/forged" "$SHARE/hosts/$h/vote"
+  done
+  set +e; out=$(vpush 4.0); rc=$?; set -e
+  assert_eq "$rc" 5 "a forged accept overrode v1's veto: $out"
+  assert_contains "$out" "v1: 20-gate: v1 refuses 4.0"
+  for h in v1 v2; do alive_is $h 2.0 || fail "$h moved off 2.0: $(agent_alive_version $h)"; done
+}
+
+# Nothing is written outside the share through a symlink planted under it: not the agent's
+# spooled files (inbox/<host>), not the master's timeline (rollouts/), not a staged object
+# (objects/<xx>). Each refusal is one line naming the path.
+test_symlinks_planted_on_the_share_are_never_followed() {
+  begin
+  add_host s1; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "s1 not on 1.0"
+  mkdir -p "$T/out-inbox" "$T/out-rollouts" "$T/out-objects" "$SHARE/inbox"
+  ln -s "$T/out-inbox" "$SHARE/inbox/s1"
+  mkdir -p "$T/hosts/s1/state/spool"; echo "order 7" > "$T/hosts/s1/state/spool/order-7"
+  wait_until 10 grep -q "delivering .*order-7" "$T/hosts/s1/watchdog.log" || fail "no error for the symlinked inbox"
+  assert_contains "$(grep 'delivering .*order-7' "$T/hosts/s1/watchdog.log" | head -1)" "$SHARE/inbox/s1: not a directory (a symlink?)"
+  assert_eq "$(ls -A "$T/out-inbox")" "" "spooled file written through inbox/s1"
+  [ -e "$T/hosts/s1/state/spool/order-7" ] || fail "the spooled file was dropped"
+  rm -rf "$SHARE/rollouts"; ln -s "$T/out-rollouts" "$SHARE/rollouts"
+  out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 "${MASTER_OPTS[@]}" 2>&1) || fail "push 2.0: $out"
+  assert_contains "$out" "$SHARE/rollouts: not a directory (a symlink?)"
+  assert_eq "$(ls -A "$T/out-rollouts")" "" "timeline written through rollouts/"
+  # A release with one new file; its object directory is a planted symlink.
+  r3=$(make_release 3.0 "new content"); sha=$(sha256sum "$r3/VERSION" | cut -c1-64)
+  rm -rf "$SHARE/objects/${sha:0:2}"; ln -s "$T/out-objects" "$SHARE/objects/${sha:0:2}"
+  set +e; out=$("$INSTALL" push "$SHARE" "$r3" --version 3.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 6 "push through a symlinked object directory: $out"
+  assert_contains "$out" "$SHARE/objects/${sha:0:2}: not a directory (a symlink?)"
+  assert_eq "$(ls -A "$T/out-objects")" "" "object written through objects/${sha:0:2}"
+  [ ! -e "$SHARE/releases/3.0" ] || fail "3.0 published"
+  ls -A "$SHARE/releases" | grep -q staging && fail "staging left behind: $(ls -A "$SHARE/releases")"
+  alive_is s1 2.0 || fail "s1 not on 2.0"
+}
+
 run_tests

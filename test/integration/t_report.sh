@@ -72,4 +72,34 @@ test_status_json_validates_against_its_schema() {
   true
 }
 
+# Text a host writes (a reason, a group, an audit detail) is printed with its control
+# characters escaped: a newline cannot forge a row, an ESC sequence never reaches the terminal,
+# and JSON stays valid even with bytes that are not UTF-8.
+test_host_written_text_is_escaped_everywhere() {
+  begin
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 --no-wait -q
+  mkdir -p "$SHARE/hosts/h1"
+  printf 'nfsup-status 1\nhost h1\nstate failed\nrunning 1.0\ngeneration 1\nheartbeat 9\nupdated u%%1B]0;x%%07%%FE\nreason bad%%0Aforged%%20%%20running%%201.0%%1B[2J%%0D%%FF%%C2%%9B\n' \
+    > "$SHARE/hosts/h1/status"
+  printf 'nfsup-audit 1\ntime 2026-01-01T00:00:00Z\nhost h1\npid 1\nuser root\naction push\ndetail x%%0A2026-01-01T00:00:01Z%%20%%20forged%%1B[31m\nresult ok%%07\n' \
+    > "$SHARE/audit/2026-01-01T00-00-00Z-h1-1-0001-push"
+  raw() { LC_ALL=C grep -c $'[\x01-\x09\x0b-\x1f\x7f]' <<<"$1" || true; }
+  out=$("$INSTALL" status "$SHARE" 2>&1)
+  assert_eq "$(raw "$out")" 0 "control characters in status: $(od -c <<<"$out" | head -20)"
+  grep -q '^forged' <<<"$out" && fail "a newline in a reason forged a status row: $out"
+  assert_contains "$out" 'bad\nforged  running 1.0\x1b[2J\r\xff\u{009b}'
+  out=$("$INSTALL" history "$SHARE" 2>&1)
+  assert_eq "$(raw "$out")" 0 "control characters in history"
+  grep -q '^2026-01-01T00:00:01Z' <<<"$out" && fail "a newline in an audit detail forged a history line: $out"
+  assert_contains "$out" 'x\n2026-01-01T00:00:01Z  forged\x1b[31m  [ok\x07]'
+  "$INSTALL" report "$SHARE" --html "$T/r.html" -q
+  assert_eq "$(raw "$(cat "$T/r.html")")" 0 "control characters in the HTML report"
+  assert_contains "$(cat "$T/r.html")" 'bad\nforged  running 1.0\x1b[2J'
+  for cmd in "status $SHARE --json" "history $SHARE --json"; do
+    "$INSTALL" $cmd > "$T/out.json"
+    python3 -c 'import json,sys; json.loads(open(sys.argv[1],"rb").read().decode("utf-8"))' "$T/out.json" \
+      || fail "$cmd is not valid JSON: $(head -c 400 "$T/out.json")"
+  done
+}
+
 run_tests
