@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs (as root, with apt-get) or names (otherwise) the Debian packages nfsup needs.
-# Usage: scripts/deps.sh build|test|harness|demo ...
+# Usage: scripts/deps.sh build|test|harness|nfs|demo ...
 set -euo pipefail
 declare -a want=()
 for what in "$@"; do
@@ -9,6 +9,7 @@ for what in "$@"; do
     test) want+=(util-linux diffutils procps strace python3 python3-jsonschema) ;;
     harness) want+=(openssh-server openssh-client sshfs fuse3 iproute2 util-linux procps psmisc) ;;
     demo) want+=(diffutils procps) ;;
+    nfs) want+=(user-mode-linux nfs-ganesha nfs-ganesha-vfs nfs-common rpcbind kmod iproute2 util-linux procps) ;;
     browser) want+=(chromium) ;;
     *) echo "deps.sh: unknown group '$what'" >&2; exit 2 ;;
   esac

@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# nfsup on real Linux kernel NFS clients: three user-mode Linux guests (Linux 6.1) mount one
+# nfs-ganesha export with the kernel's default caches (acdirmin 30 s, acregmin 3 s, hard), run
+# the master and the watchdogs, and the server, a guest or a guest's link fails under them.
+# The scenarios run once over NFSv4.1 and once over NFSv3 (NFS_RUNS="4.1 3"), on the same
+# guests. Prints per-scenario figures and a per-operation RPC table.
+# Needs root, /dev/net/tun and Debian's user-mode-linux + nfs-ganesha (installed when missing);
+# elsewhere it says why and exits 77 (meson: skipped).
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../integration/lib.sh"
+source "$here/lib.sh"
+
+miss=$(nfs_missing)
+if [ -n "$miss" ] && [ "$(id -u)" -eq 0 ] && [ -c /dev/net/tun ]; then
+  nfs_deps >&2 || true
+  miss=$(nfs_missing)
+fi
+if [ -n "$miss" ]; then
+  echo "skipped: the real-NFS suite needs: $miss"
+  echo "0 passed, 0 failed"
+  exit 77
+fi
+
+: "${NFS_RUNS:=4.1 3}"
+nfs_gc
+nfs_up 3 || { nfs_down; echo "nfs_up failed"; echo "0 passed, 1 failed"; exit 1; }
+trap 'nfs_down' EXIT
+FIGFILE=$NFS_DIR/figures
+RPCFILE=$NFS_DIR/rpc-table
+fig() { echo "$VERS $1 = $2" >>"$FIGFILE"; }
+MASTER_G=g1
+SHARE_TIMEOUT=3s
+MASTER_OPTS=(--stale-after 10s --lease 3s --timeout 90s --share-timeout 10s --vote-timeout 20s)
+declare -A HOST_G=()   # nfsup host name -> guest it runs in
+
+# ------------------------------------------------------------ helpers ----
+
+gx() { nfs_exec "$@"; }   # gx GUEST CODE [SECONDS]
+
+# A fresh share per test; MNT is the guests' mount of the export for this run's version.
+nfs_env() {
+  local name; name=s$RANDOM$RANDOM
+  T=$NFS_DIR/t/$name
+  mkdir -p "$T/rel"
+  SHARE=$NFS_EXPORT/$name      # the server's own view
+  GSHARE=$MNT/$name            # what every guest sees through its NFS mount
+  gx $MASTER_G "'$INSTALL' init '$GSHARE' -q" >/dev/null || fail "init on the NFS share failed"
+}
+
+# gadd_host GUEST HOST MODE [poll] [heartbeat] [share-in-guest]
+gadd_host() {
+  local g=$1 h=$2 mode=$3 poll=${4:-500ms} hb=${5:-1s} gs=${6:-$GSHARE}
+  HOSTS+=("$h"); HOST_G[$h]=$g
+  mkdir -p "$T/hosts/$h/state"
+  echo "level: one" >"$T/hosts/$h/agent.yaml"
+  cat >"$T/hosts/$h/watchdog.yaml" <<EOC
+share: $gs
+host: $h
+poll_interval: $poll
+heartbeat_interval: $hb
+share_timeout: $SHARE_TIMEOUT
+state_dir: $T/hosts/$h/state
+agent:
+  command: [bin/agent, "{config}"]
+  config: $T/hosts/$h/agent.yaml
+  stop_timeout: 2s
+  start_grace: 300ms
+  restart_limit: 3
+  restart_window: 60s
+  reconfig_timeout: 5s
+EOC
+  echo "$mode" >"$T/hosts/$h/mode"
+}
+
+# Daemons run setsid in their guest; a cron host gets a tick loop (every second).
+gstart() {
+  local h=$1 g=${HOST_G[$1]} d=$T/hosts/$1
+  if [ "$(cat "$d/mode")" = daemon ]; then
+    gx "$g" "setsid '$WATCHDOG' run -c '$d/watchdog.yaml' >>'$d/watchdog.log' 2>&1 </dev/null & echo \$! >'$d/wd.pid'"
+  else
+    gx "$g" "setsid bash -c 'while :; do timeout -s KILL 30 \"$WATCHDOG\" check -q -c \"$d/watchdog.yaml\" >>\"$d/watchdog.log\" 2>&1; sleep 1; done' </dev/null >/dev/null 2>&1 & echo \$! >'$d/wd.pid'"
+  fi
+}
+gstart_all() { local h; for h in "${HOSTS[@]}"; do gstart "$h"; done; }
+
+# the guest pid of HOST's agent, and the release it runs (from its environment, in its guest)
+agent_pid() { awk '$1=="agent" {print $2}' "$T/hosts/$1/state/state" 2>/dev/null; }
+gagent_version() {
+  local p; p=$(agent_pid "$1")
+  [ -n "$p" ] && [ "$p" != 0 ] || return 1
+  gx "${HOST_G[$1]}" "kill -0 $p && tr '\\0' '\\n' </proc/$p/environ | sed -n 's/^NFSUP_VERSION=//p'" 20
+}
+galive() { local p; p=$(agent_pid "$1"); [ -n "$p" ] && gx "${HOST_G[$1]}" "kill -0 $p" 20; }
+
+mpush() { gx $MASTER_G "'$INSTALL' push '$GSHARE' $* ${MASTER_OPTS[*]}" 200; }
+all_noticed() { local h; for h in "${HOSTS[@]}"; do [ "$(host_field "$h" generation)" -ge "$1" ] || return 1; done; }
+
+# Stops every watchdog and agent the test started, in their guests.
+cleanup_env() {
+  set +e
+  local h d g
+  declare -A wd=() ag=()
+  for h in "${HOSTS[@]}"; do
+    d=$T/hosts/$h; g=${HOST_G[$h]}
+    wd[$g]+=" $d/wd.pid"; ag[$g]+=" $d/state/state"
+  done
+  for g in "${!wd[@]}"; do
+    gx "$g" "w=\$(cat ${wd[$g]} 2>/dev/null); for p in \$w; do kill -TERM -- -\$p; done 2>/dev/null
+             for i in 1 2 3 4 5 6; do kill -0 \$w 2>/dev/null || break; sleep 0.5; done
+             for p in \$w \$(awk '\$1==\"agent\" && \$2!=0 {print \$2}' ${ag[$g]} 2>/dev/null); do kill -KILL -- -\$p; done 2>/dev/null; true" 30 >/dev/null &
+  done
+  wait
+  HOSTS=(); HOST_G=()
+  [ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+
+# ----------------------------------------------------------- scenarios ----
+
+# Master in g1 with a cron host there; daemons in g2 and g3. Default caches: every host must
+# notice the marker within one poll interval plus scheduling, not after acdirmin (30 s), and
+# none may start the old release again after the unmark.
+test_nfs_flow_push_rollback_default_caches() {
+  nfs_env
+  gadd_host g1 c1 check 1s 2s; gadd_host g2 h2 daemon 1s 2s; gadd_host g3 h3 daemon 1s 2s
+  gstart_all
+  make_release 1.0 >/dev/null; make_release 2.0 >/dev/null
+  local t0 p rc
+  t0=$(nfs_now_ms)
+  mpush "'$T/rel/1.0' --version 1.0 -q" || fail "push 1.0 failed"
+  fig push_1.0_ms $(( $(nfs_now_ms) - t0 ))
+  wait_until 30 all_run 1.0 || fail "hosts did not reach 1.0"
+  # 2.0: watch the server's directory for the marker and each host's notice of it
+  t0=$(nfs_now_ms)
+  mpush "'$T/rel/2.0' --version 2.0 -q" >"$T/push.out" 2>&1 &
+  p=$!
+  local tm="" h worst=0 n
+  declare -A seen=()
+  while :; do
+    n=$(nfs_now_ms)
+    [ -z "$tm" ] && [ -e "$SHARE/MARKER" ] && tm=$n
+    if [ -n "$tm" ]; then
+      for h in "${HOSTS[@]}"; do
+        [ -z "${seen[$h]:-}" ] && [ "$(host_field "$h" generation)" -ge 2 ] && seen[$h]=$(( n - tm ))
+      done
+      [ ${#seen[@]} -eq ${#HOSTS[@]} ] && break
+    fi
+    (( n - t0 < 60000 )) || break
+    sleep 0.02
+  done
+  set +e; wait $p; rc=$?; set -e
+  [ $rc -eq 0 ] || fail "push 2.0 failed: $(cat "$T/push.out")"
+  fig push_2.0_ms $(( $(nfs_now_ms) - t0 ))
+  [ -n "$tm" ] || fail "never saw the marker on the server"
+  for h in "${HOSTS[@]}"; do
+    [ -n "${seen[$h]:-}" ] || { fail "$h never answered the marker"; continue; }
+    fig "marker_noticed_ms_$h" "${seen[$h]}"
+    (( seen[$h] > worst )) && worst=${seen[$h]}
+  done
+  # poll 1 s (+ cron loop 1 s + a forked tick) + scheduling on a loaded 2-core machine: 4 s,
+  # far below the 30-60 s the directory cache alone would allow.
+  (( worst <= 4000 )) || fail "a host noticed the marker only after $worst ms (poll 1s)"
+  wait_until 30 all_run 2.0 || fail "hosts not all on 2.0"
+  local before
+  before=$(cat "$T"/hosts/*/watchdog.log | grep -c "started agent 1.0" || true)
+  sleep 4   # several polls and heartbeats after the unmark
+  for h in "${HOSTS[@]}"; do
+    assert_eq "$(gagent_version "$h")" 2.0 "$h agent after the push"
+  done
+  assert_eq "$(cat "$T"/hosts/*/watchdog.log | grep -c "started agent 1.0" || true)" "$before" "starts of 1.0 after the unmark"
+  t0=$(nfs_now_ms)
+  out=$(gx $MASTER_G "'$INSTALL' rollback '$GSHARE' ${MASTER_OPTS[*]} 2>&1" 200)
+  assert_contains "$out" "rollback 2.0 -> 1.0 (generation 3): 3 host(s) ok, 0 failed"
+  fig rollback_ms $(( $(nfs_now_ms) - t0 ))
+  for h in "${HOSTS[@]}"; do assert_eq "$(gagent_version "$h")" 1.0 "$h agent after the rollback"; done
+  gx $MASTER_G "'$INSTALL' verify '$GSHARE' -q" || fail "verify failed"
+}
+
+# The server hangs for 2 x share_timeout: cron ticks (hard and soft mount) return within their
+# deadline, daemons keep their agents, and a push after the server is back reaches everyone.
+test_nfs_server_paused_twice_share_timeout() {
+  nfs_env
+  local soft=$NFS_DIR/mnt/soft$VERS
+  gadd_host g2 h2 daemon 500ms 1s; gadd_host g3 h3 daemon 500ms 1s
+  gstart_all
+  mpush "'$(make_release 1.0)' --version 1.0 -q" || fail "push 1.0 failed"
+  wait_until 30 all_run 1.0 || fail "hosts did not reach 1.0"
+  # the cron tick's own configs: one on g1's hard (default) mount, one on a soft mount
+  gadd_host g1 c1 check 500ms 1s
+  gadd_host g1 c2 check 500ms 1s "$soft/${GSHARE##*/}"
+  local a2 a3 h rc out took t0
+  a2=$(agent_pid h2); a3=$(agent_pid h3)
+  nfs_server_pause
+  t0=$(nfs_now_ms)
+  for h in c1 c2; do
+    out=$(gx g1 "s=\$(date +%s%N); timeout -s KILL 30 '$WATCHDOG' check -c '$T/hosts/$h/watchdog.yaml' 2>&1; echo rc=\$? ms=\$(( (\$(date +%s%N) - s) / 1000000 ))" 60)
+    rc=$(sed -n 's/.*rc=\([0-9]*\) ms=.*/\1/p' <<<"$out"); took=$(sed -n 's/.*ms=//p' <<<"$out")
+    fig "cron_tick_on_paused_server_${h}_ms" "$took"
+    assert_eq "$rc" 3 "cron tick $h on a paused server: $out"
+    (( took < 8000 )) || fail "cron tick $h took $took ms (share_timeout 3s)"
+  done
+  # the pause lasts at least 2 x share_timeout
+  while (( $(nfs_now_ms) - t0 < 7000 )); do sleep 0.2; done
+  galive h2 || fail "h2's agent died while the server hung"
+  galive h3 || fail "h3's agent died while the server hung"
+  nfs_server_resume
+  t0=$(nfs_now_ms)
+  wait_until 60 bash -c "grep -qx 'state running' '$SHARE/hosts/h2/status' && grep -qx 'state running' '$SHARE/hosts/h3/status'" || fail "hosts did not come back"
+  assert_eq "$(agent_pid h2)" "$a2" "h2 agent pid after the pause"
+  assert_eq "$(agent_pid h3)" "$a3" "h3 agent pid after the pause"
+  mpush "'$(make_release 2.0)' --version 2.0 -q" || fail "push 2.0 after the pause failed"
+  fig catch_up_push_ms $(( $(nfs_now_ms) - t0 ))
+  for h in h2 h3; do assert_eq "$(gagent_version "$h")" 2.0 "$h after the pause"; done
+}
+
+# Two masters in two guests push at the same moment: exactly one holds the marker.
+test_nfs_two_masters_race() {
+  nfs_env
+  gadd_host g3 h3 daemon 500ms 1s
+  gstart_all
+  make_release 1.0 >/dev/null; make_release 2.0 >/dev/null
+  local round rc1 rc2
+  for round in 1 2; do
+    rm -f "$T/go"
+    gx g1 "until [ -e '$T/go' ]; do sleep 0.01; done; '$INSTALL' push '$GSHARE' '$T/rel/1.0' --version 1.$round -q ${MASTER_OPTS[*]}" 200 >"$T/m1.out" 2>&1 &
+    local p1=$!
+    gx g2 "until [ -e '$T/go' ]; do sleep 0.01; done; '$INSTALL' push '$GSHARE' '$T/rel/2.0' --version 2.$round -q ${MASTER_OPTS[*]}" 200 >"$T/m2.out" 2>&1 &
+    local p2=$!
+    sleep 3   # both guests are waiting for the file
+    touch "$T/go"
+    set +e; wait $p1; rc1=$?; wait $p2; rc2=$?; set -e
+    fig "race_round${round}_rc" "$rc1/$rc2"
+    if [ "$rc1" = 0 ] && [ "$rc2" = 4 ]; then :
+    elif [ "$rc1" = 4 ] && [ "$rc2" = 0 ]; then :
+    else fail "round $round: exit codes $rc1 and $rc2 (want one 0, one 4): $(cat "$T/m1.out" "$T/m2.out")"; fi
+    [ ! -e "$SHARE/MARKER" ] || fail "a marker is left after round $round"
+  done
+  gx g1 "'$INSTALL' verify '$GSHARE' -q" || fail "verify after the races failed"
+}
+
+# prune deletes an old release while processes on two clients hold its files open: the one on
+# the pruning client leaves a silly-renamed .nfsXXXX file; the other client's reads get ESTALE
+# or keep working. Running agents are unharmed; verify, status and a second prune are not confused.
+test_nfs_prune_with_open_files() {
+  nfs_env
+  gadd_host g2 h2 daemon 500ms 1s; gadd_host g3 h3 daemon 500ms 1s
+  gstart_all
+  local v
+  for v in 1.0 2.0 3.0; do
+    mpush "'$(make_release $v)' --version $v -q" || fail "push $v failed"
+  done
+  wait_until 30 all_run 3.0 || fail "hosts not on 3.0"
+  # holders of release 1.0's files: g1 (the master's client) and g3 (another client)
+  gx g1 "setsid sleep 600 <'$GSHARE/releases/1.0/VERSION' >/dev/null 2>&1 & echo \$! >'$T/hold1'"
+  gx g3 "setsid bash -c 'exec 3<\"$GSHARE/releases/1.0/bin/agent\"; read -r l <&3; echo \"\$l\" >\"$T/hold3.first\"; while :; do sleep 0.3; if [ -e \"$T/hold3.go\" ]; then cat <&3 >/dev/null; echo \$? >\"$T/hold3.rc\"; exec sleep 600; fi; done' </dev/null >'$T/hold3.err' 2>&1 & echo \$! >'$T/hold3'"
+  wait_until 20 test -s "$T/hold3.first" || fail "g3 did not open release 1.0"
+  local out rc
+  set +e; out=$(gx g1 "'$INSTALL' prune '$GSHARE' --keep 1 2>&1"); rc=$?; set -e
+  fig prune_with_open_files_rc "$rc"
+  echo "    prune (files of 1.0 open on g1 and g3): rc $rc: $(tr '\n' ' ' <<<"$out")"
+  local silly; silly=$(find "$SHARE/releases" -name '.nfs*' 2>/dev/null | wc -l)
+  fig silly_renamed_files_after_prune "$silly"
+  touch "$T/hold3.go"
+  wait_until 20 test -s "$T/hold3.rc" || true
+  fig other_client_read_after_delete "rc=$(cat "$T/hold3.rc" 2>/dev/null) $(tr '\n' ' ' <"$T/hold3.err" | head -c 120)"
+  for v in h2 h3; do galive $v || fail "$v's agent died"; assert_eq "$(gagent_version $v)" 3.0 "$v agent"; done
+  gx g2 "'$INSTALL' verify '$GSHARE' -q" || fail "verify confused after the prune (silly-renamed: $silly)"
+  out=$(gx g2 "'$INSTALL' status '$GSHARE' 2>&1") || fail "status failed: $out"
+  gx g1 "kill \$(cat '$T/hold1')"; gx g3 "kill \$(cat '$T/hold3')"
+  sleep 1
+  set +e; out=$(gx g1 "'$INSTALL' prune '$GSHARE' --keep 1 2>&1"); rc=$?; set -e
+  assert_eq "$rc" 0 "second prune once the files are closed: $out"
+  [ ! -e "$SHARE/releases/1.0" ] || fail "release 1.0 still there after the second prune: $(find "$SHARE/releases/1.0" | head -5)"
+  gx g2 "'$INSTALL' verify '$GSHARE' -q" || fail "verify failed at the end"
+}
+
+# ---------------------------------------------------------------- run ----
+
+run_suite() {  # run_suite LABEL: every test_* (ONLY filters), prints LABEL: N passed, M failed
+  local t rc start
+  for t in $(declare -F | awk '{print $3}' | grep '^test_nfs_' | grep -E -- "${ONLY:-.}"); do
+    echo "--- [$VERS] $t"
+    start=$SECONDS
+    ( trap cleanup_env EXIT; set -e; "$t" ); rc=$?
+    if [ $rc -eq 0 ]; then PASSED=$((PASSED + 1)); echo "ok   [$VERS] $t ($((SECONDS - start))s)"
+    else FAILED=$((FAILED + 1)); echo "FAIL [$VERS] $t ($((SECONDS - start))s)"; fi
+  done
+}
+
+PASSED=0; FAILED=0
+echo "boot: server + 3 guests in $NFS_BOOT_S s"
+for VERS in $NFS_RUNS; do
+  MNT=$NFS_DIR/mnt/v$VERS
+  for g in g1 g2 g3; do nfs_mount $g "$MNT" "$VERS" & done; wait
+  for g in g1; do nfs_mount $g "$NFS_DIR/mnt/soft$VERS" "$VERS" "soft,timeo=20,retrans=1"; done
+  run_suite
+done
+echo "figures (real NFS, default caches unless named):"
+sort "$FIGFILE" 2>/dev/null | sed 's/^/  /'
+[ -s "$RPCFILE" ] && cat "$RPCFILE"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
