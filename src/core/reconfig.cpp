@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hash.h"
+#include "trust.h"
 #include "process.h"
 
 namespace nfsup {
@@ -83,6 +85,23 @@ Status write_local_exchange(const std::string& path, std::string_view data, uint
   return err(Exit::Share, fmt::format("rename({} -> {}): {}", spare, path, errno_str(e)));
 }
 
+// The manifest the script is hashed against. In signed mode its signature and expiry are
+// checked on these very bytes: a manifest read apart from the one whose signature was checked
+// could list a swapped-in script's hash.
+static Result<std::optional<Manifest>> read_trusted_manifest(Share& share, const WatchdogConfig& cfg,
+                                                             const std::string& to) {
+  if (!cfg.trust.signed_mode()) return share.read_manifest(to);
+  auto text = share.read_manifest_text(to);
+  if (!text) return text.error();
+  if (!*text) return std::optional<Manifest>();
+  auto trust = check_manifest_trust(share, to, **text, cfg.trust, time(nullptr));
+  if (!trust) return trust.error();
+  if (!trust->empty()) return err(Exit::Integrity, *trust);
+  auto m = unpack_manifest(**text, share.manifest_path(to));
+  if (!m) return m.error();
+  return std::optional<Manifest>(std::move(*m));
+}
+
 Result<ReconfigPlan> plan_reconfig(Share& share, const WatchdogConfig& cfg, const std::string& from,
                                    const std::string& to) {
   ReconfigPlan plan;
@@ -102,7 +121,7 @@ Result<ReconfigPlan> plan_reconfig(Share& share, const WatchdogConfig& cfg, cons
     }
     return plan;  // a downgrade without a backup keeps the configuration; never run an old script backwards
   }
-  auto m = share.read_manifest(to);
+  auto m = read_trusted_manifest(share, cfg, to);
   if (!m) return m.error();
   if (!*m) return err(Exit::Usage, fmt::format("release {} is not on the share ({})", to, share.release_dir(to)));
   if ((*m)->reconfig.empty()) return plan;

@@ -140,8 +140,9 @@ test_file_replaced_after_verify_is_not_run() {
   for h in s1 s2 s3; do
     wait_until 10 grep -q "$h: 2.0 verified while stopped" "$T/hosts/$h/watchdog.log" || fail "$h did not prepare 2.0"
   done
-  { printf '#!/bin/sh\ntouch %s/pwned.$NFSUP_HOST\n' "$T"; tail -n +2 "$FIXTURES/fake-agent"; } > "$SHARE/releases/2.0/bin/.evil"
-  chmod 555 "$SHARE/releases/2.0/bin/.evil"; mv "$SHARE/releases/2.0/bin/.evil" "$SHARE/releases/2.0/bin/agent"
+  # (written beside the share and renamed in: an unlisted temp file would fail the switch instead)
+  { printf '#!/bin/sh\ntouch %s/pwned.$NFSUP_HOST\n' "$T"; tail -n +2 "$FIXTURES/fake-agent"; } > "$T/evil"
+  chmod 555 "$T/evil"; mv "$T/evil" "$SHARE/releases/2.0/bin/agent"
   for h in s1 s2 s3; do
     wait_until 15 alive_is $h 2.0 || fail "$h does not run 2.0: '$(agent_alive_version $h)'"
   done
@@ -204,6 +205,24 @@ test_replayed_marker_stops_no_agent() {
   rm -f "$SHARE/MARKER"
   out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" 2>&1)
   assert_contains "$out" "3 host(s) ok, 0 failed"
+}
+
+# A release's reconfig script runs only if the manifest it is hashed against is the signed
+# one: a script swapped in with a manifest rewritten to list its hash never runs.
+test_reconfig_script_checked_against_the_signed_manifest() {
+  begin; signed_hosts
+  printf '#!/bin/sh\necho "level: two" > "$NFSUP_CONFIG"\n' > "$T/m.sh"; chmod +x "$T/m.sh"
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --reconfig "$T/m.sh" \
+    --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" -q
+  r="$SHARE/releases/2.0/.nfsup"
+  printf '#!/bin/sh\ntouch %s/pwned\n' "$T" > "$T/evil"; chmod 555 "$T/evil"; mv "$T/evil" "$r/reconfig"
+  sha=$(sha256sum "$r/reconfig" | cut -d' ' -f1); size=$(stat -c %s "$r/reconfig")
+  sed -i -E "s|^(file .nfsup/reconfig [0-7]+ )[0-9]+ [0-9a-f]{64}$|\1$size $sha|" "$r/manifest"
+  grep -q "$sha" "$r/manifest" || fail "test setup: manifest not rewritten"
+  set +e; out=$("$RECONFIG" -c "$T/hosts/s1/watchdog.yaml" --from 1.0 --to 2.0 2>&1); rc=$?; set -e
+  [ ! -e "$T/pwned" ] || fail "a reconfig script the signed manifest does not list ran"
+  assert_eq "$rc" 6 "nfsup-reconfig exit code"
+  assert_contains "$out" "no valid signature by a trusted key"
 }
 
 run_tests

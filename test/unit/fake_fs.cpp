@@ -104,8 +104,10 @@ Result<std::optional<std::string>> FakeFs::read_file(const std::string& path0, s
   }
   auto it = nodes_.find(path);
   if (it == nodes_.end()) return std::optional<std::string>();
-  if (it->second.type == FileInfo::Dir) return sys_err("read_file", path, EISDIR);
-  if (it->second.type == FileInfo::Symlink) return sys_err("read_file", path, ELOOP);  // O_NOFOLLOW
+  // As RealFs: O_NOFOLLOW, and only a regular file is read (fstat after the open).
+  if (it->second.type == FileInfo::Symlink)
+    return err(Exit::Integrity, fmt::format("{}: a symlink, not a regular file", path));
+  if (it->second.type != FileInfo::File) return err(Exit::Integrity, fmt::format("{}: not a regular file", path));
   if (it->second.data.size() > max_bytes)
     return err(Exit::Integrity, fmt::format("{}: file is larger than the {} byte limit", path, max_bytes));
   return std::optional<std::string>(it->second.data);
@@ -287,8 +289,9 @@ Result<std::optional<std::string>> FakeFs::probe(const std::string& dir0, const 
   // openat(name) + read
   auto it = nodes_.find(path);
   if (it == nodes_.end()) return std::optional<std::string>();
-  if (it->second.type == FileInfo::Dir) return sys_err("probe", path, EISDIR);
-  if (it->second.type == FileInfo::Symlink) return sys_err("probe", path, ELOOP);
+  if (it->second.type == FileInfo::Symlink)
+    return err(Exit::Integrity, fmt::format("{}: a symlink, not a regular file", path));
+  if (it->second.type != FileInfo::File) return err(Exit::Integrity, fmt::format("{}: not a regular file", path));
   if (it->second.data.size() > max_bytes)
     return err(Exit::Integrity, fmt::format("{}: file is larger than the {} byte limit", path, max_bytes));
   return std::optional<std::string>(it->second.data);

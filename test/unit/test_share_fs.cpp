@@ -1,6 +1,8 @@
 // share.h: the Share class over the in-memory FakeFs (layout, reads, listings, faults).
 #include <doctest/doctest.h>
 #include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -406,4 +408,66 @@ TEST_CASE("Share over RealFs: verify_release detects a tampered file by its hash
   REQUIRE(bad.ok());
   CHECK(*bad == std::vector<std::string>{rd + "/bin/agent: sha256 " + sha256_hex("abd").substr(0, 16) +
                                          " != manifest " + sha256_hex("abc").substr(0, 16)});
+}
+
+TEST_CASE("Share over FakeFs: verify_release names every entry the manifest does not list") {
+  FakeFs fs;
+  Share sh = make_share(fs);
+  Manifest m;
+  m.version = "2.0";
+  m.entries = {{ManifestEntry::Dir, "bin", 0755, 0, "", ""},
+               {ManifestEntry::Dir, "lib/x", 0755, 0, "", ""}};
+  m.modules = {ModuleInfo{"core", "2.0", sha256_hex("core"), 0, {"bin"}, {}, {}, {}},
+               ModuleInfo{"lib", "2.0", sha256_hex("lib"), 0, {"lib"}, {}, {}, {}}};
+  m.classes = {ClassInfo{"web", {"core"}, {}}};
+  std::string rd = sh.release_dir("2.0");
+  fs.add_file(sh.manifest_path("2.0"), pack_manifest(m));
+  fs.add_file(sh.manifest_sig_path("2.0"), "sigs");
+  fs.add_dir(rd + "/bin");
+  fs.add_dir(rd + "/lib/x");
+  fs.add_dir(rd + "/.nfsup/class/web/bin");
+  auto clean = sh.verify_release("2.0");
+  REQUIRE_MESSAGE(clean.ok(), (clean.ok() ? "" : clean.error().msg));
+  CHECK(clean->empty());
+
+  fs.add_file(rd + "/bin/healthcheck", "#!/bin/sh\n", 0755);   // planted beside listed files
+  fs.add_file(rd + "/extra/deep/file", "x");                  // an unlisted tree: named once
+  fs.add_file(rd + "/.nfsup/reconfig", "#!/bin/sh\n", 0755);  // nfsup's own directory is not a hiding place
+  fs.add_file(rd + "/.nfsup/class/web/bin/run", "x");         // nor a class tree
+  fs.add_dir(rd + "/.nfsup/class/db");                        // a class the manifest does not have
+  auto probs = sh.verify_release("2.0");
+  REQUIRE(probs.ok());
+  auto sorted = *probs;
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(sorted == std::vector<std::string>{rd + "/.nfsup/class/db: not in the manifest",
+                                           rd + "/.nfsup/class/web/bin/run: not in the manifest",
+                                           rd + "/.nfsup/reconfig: not in the manifest",
+                                           rd + "/bin/healthcheck: not in the manifest",
+                                           rd + "/extra: not in the manifest"});
+  // A host of class web checks its own tree only.
+  auto web = sh.verify_release("2.0", "web");
+  REQUIRE(web.ok());
+  CHECK(*web == std::vector<std::string>{rd + "/.nfsup/class/web/bin/run: not in the manifest"});
+}
+
+TEST_CASE("RealFs: a FIFO where a share file should be is refused at once, never opened for a blocking read") {
+  nfsup::test::TempDir tmp;
+  RealFs fs("unit");
+  std::string fifo = tmp.path() + "/MARKER";
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  auto r = fs.read_file(fifo, 1024);  // (would block forever without O_NONBLOCK: no writer)
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Exit::Integrity);
+  CHECK(r.error().msg == fifo + ": not a regular file");
+  auto p = fs.probe(tmp.path(), "MARKER", 1024);
+  REQUIRE_FALSE(p.ok());
+  CHECK(p.error().msg == fifo + ": not a regular file");
+  CHECK_FALSE(certainly_absent(tmp.path().c_str(), "MARKER"));
+  auto h = hash_file(fifo);
+  REQUIRE_FALSE(h.ok());
+  CHECK(h.error().code == Exit::Integrity);
+  REQUIRE(::symlink("MARKER", (tmp.path() + "/current").c_str()) == 0);
+  auto l = fs.read_file(tmp.path() + "/current", 1024);
+  REQUIRE_FALSE(l.ok());
+  CHECK(l.error().code == Exit::Integrity);
 }
