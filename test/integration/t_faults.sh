@@ -304,4 +304,25 @@ test_non_nfsup_directory_is_reported_once() {
   alive_is n1 1.0 || fail "the agent was disturbed"
 }
 
+test_cron_agent_that_will_not_start_goes_back_to_the_previous_release() {
+  # Promise 9, cron mode: the tick that starts the new release sees it exit during its start
+  # grace and starts the previous one again.
+  begin
+  local r1 r3; r1=$(make_release 1.0); r3=$(make_release 3.0); touch "$r3/CRASH"
+  add_host k1 check
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 --no-wait -q
+  ( set +e; while [ ! -e "$T/stop-ticks" ]; do
+      "$WATCHDOG" check -q -c "$T/hosts/k1/watchdog.yaml" >>"$T/hosts/k1/watchdog.log" 2>&1; sleep 0.2
+    done ) &
+  local loop=$!
+  wait_until 10 host_runs k1 1.0 || fail "k1 not on 1.0"
+  set +e; out=$("$INSTALL" push "$SHARE" "$r3" --version 3.0 "${MASTER_OPTS[@]}" 2>&1); set -e
+  sleep 1; touch "$T/stop-ticks"; wait $loop || true
+  assert_contains "$out" "k1: failed: agent 3.0 exited during its start grace"
+  alive_is k1 1.0 || fail "k1 does not run 1.0 again: '$(agent_alive_version k1)'"
+  assert_eq "$(host_field k1 state)" failed "k1 state"
+  assert_eq "$(host_field k1 running)" 1.0 "k1 reports"
+  assert_contains "$out" "rolled back to 1.0"
+}
+
 run_tests
