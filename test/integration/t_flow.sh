@@ -316,4 +316,26 @@ test_checks_dir_added_by_a_reload_counts_at_once() {
   alive_is v1 1.0 || fail "v1 left 1.0"
 }
 
+test_slow_stop_keeps_the_heartbeat() {
+  # Promise 7, the stop: an agent that takes 6 s to exit after SIGTERM (stop_timeout 10 s,
+  # --stale-after 4 s) keeps its host's heartbeat going; nobody is declared lost.
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
+  cat > "$r1/bin/agent" <<'EOA'
+#!/bin/sh
+echo "agent $NFSUP_VERSION on $NFSUP_HOST started (pid $$)"
+trap 'echo "agent $NFSUP_VERSION stopping slowly"; sleep 6; exit 0' TERM
+while :; do sleep 1 & wait $!; done
+EOA
+  add_host s1; add_host s2
+  for h in s1 s2; do sed -i 's/^  stop_timeout: .*/  stop_timeout: 10s/' "$T/hosts/$h/watchdog.yaml"; done
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "hosts did not reach 1.0"
+  set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 0 "push over a slow stop: $out"
+  assert_contains "$out" "2 host(s) ok, 0 failed"
+  for h in s1 s2; do assert_eq "$(agent_alive_version $h)" 2.0 "$h agent"; done
+}
+
 run_tests
