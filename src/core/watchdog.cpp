@@ -1663,6 +1663,30 @@ class Watchdog {
     return d;
   }
 
+  // Decision Start: the release that ran here, with its agent down. Not before the back-off
+  // after a crash or a failed start has passed (d becomes Keep meanwhile).
+  void start_again(Decision& d, const Observation& obs) {
+    if (st_.restart_at && boot_ms() < st_.restart_at) {
+      d.kind = Decision::Keep;
+      return;
+    }
+    st_.restart_at = 0;
+    std::string why;
+    if (!verify(d.to, &why) || !start_agent(d.to, &why)) {
+      set_state("failed", d.generation ? d.generation : st_.status_gen, "starting " + d.to + ": " + why);
+      log(LogLevel::Error, fmt::format("{}: starting {} failed: {}", cfg_.host, d.to, why));
+      st_.gave_up = count_crash();
+      if (!st_.gave_up) st_.restart_at = boot_ms() + backoff_ms();
+      return;
+    }
+    log(LogLevel::Info, fmt::format("{}: started {} ({})", cfg_.host, d.to, d.why));
+    st_.held_gen = 0;
+    st_.held_since_ms = 0;
+    bool still_failed = st_.failed_gen && obs.pointer && obs.pointer->generation == st_.failed_gen;
+    if (still_failed) set_state("failed", st_.failed_gen, st_.reason);  // back on the old release
+    else set_state("starting", d.generation ? d.generation : st_.status_gen, "");
+  }
+
   // One pass of observe -> decide -> act. Returns the decision taken.
   NFSUP_HOT Decision tick(bool first) {
     idle_ = false;
@@ -1735,28 +1759,9 @@ class Watchdog {
       case Decision::Switch:
         do_switch(d);
         break;
-      case Decision::Start: {
-        if (st_.restart_at && boot_ms() < st_.restart_at) {
-          d.kind = Decision::Keep;  // backing off after a crash
-          break;
-        }
-        st_.restart_at = 0;
-        std::string why;
-        if (!verify(d.to, &why) || !start_agent(d.to, &why)) {
-          set_state("failed", d.generation ? d.generation : st_.status_gen, "starting " + d.to + ": " + why);
-          log(LogLevel::Error, fmt::format("{}: starting {} failed: {}", cfg_.host, d.to, why));
-          st_.gave_up = count_crash();
-          if (!st_.gave_up) st_.restart_at = boot_ms() + backoff_ms();
-        } else {
-          log(LogLevel::Info, fmt::format("{}: started {} ({})", cfg_.host, d.to, d.why));
-          st_.held_gen = 0;
-          st_.held_since_ms = 0;
-          bool still_failed = st_.failed_gen && obs.pointer && obs.pointer->generation == st_.failed_gen;
-          if (still_failed) set_state("failed", st_.failed_gen, st_.reason);  // back on the old release
-          else set_state("starting", d.generation ? d.generation : st_.status_gen, "");
-        }
+      case Decision::Start:
+        start_again(d, obs);
         break;
-      }
       case Decision::Keep:
         if (obs.pointer && st_.held_gen && obs.pointer->generation >= st_.held_gen) {
           st_.held_gen = 0;
