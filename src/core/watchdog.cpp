@@ -1223,8 +1223,7 @@ class Watchdog {
           st_.trial = false;  // (a release stopped before it settled is not on trial any more)
           return true;
         case host::Effect::Drain:
-          set_state("draining", gen, why);
-          publish_status(true);
+          // The agent is told first: a status write that hangs must not keep it from draining.
           log(LogLevel::Info, fmt::format("{}: draining agent {} ({}; up to {})", cfg_.host, st_.running, why,
                                           format_duration_ms(a.drain_timeout_ms)));
           if (a.drain_signal) {
@@ -1235,6 +1234,9 @@ class Watchdog {
             d.detach = true;  // runs beside the watchdog's loop; the drain deadline bounds the wait
             if (auto r = spawn(d); !r) log(LogLevel::Error, fmt::format("{}: drain command: {}", cfg_.host, r.error().msg));
           }
+          save_state();
+          set_state("draining", gen, why);
+          publish_status(true);
           save_state();
           return false;
         case host::Effect::Stop:

@@ -338,4 +338,22 @@ EOA
   for h in s1 s2; do assert_eq "$(agent_alive_version $h)" 2.0 "$h agent"; done
 }
 
+test_drain_command_runs_and_the_stop_follows() {
+  # A drain command is started beside the watchdog (not waited for); the agent, which does
+  # not exit by itself here, is stopped once drain.timeout (1 s) has passed.
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
+  add_host dc1
+  echo "  drain: {command: [sh, -c, 'echo drained \$NFSUP_VERSION > $T/drain-ran'], timeout: 1s}" >> "$T/hosts/dc1/watchdog.yaml"
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "dc1 did not reach 1.0"
+  out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "1 host(s) ok, 0 failed"
+  assert_file_eq "$T/drain-ran" "drained 1.0"
+  grep -q "agent 1.0 still running after the 1s drain timeout; stopping it" "$T/hosts/dc1/watchdog.log" \
+    || fail "no stop after the drain timeout: $(grep dc1: "$T/hosts/dc1/watchdog.log" | tail -5)"
+  assert_eq "$(agent_alive_version dc1)" 2.0 "dc1 agent"
+}
+
 run_tests
