@@ -25,12 +25,17 @@
 #include <fstream>
 
 #include "hash.h"
+#include "lifecycle.h"
 #include "process.h"
 #include "reconfig.h"
 #include "stage.h"
 #include "trust.h"
 
 namespace nfsup {
+
+/// How long one cron tick carries on a drain, a stop or a start grace before it leaves the
+/// rest to the next tick (the documented crontab kills a tick at 50 s).
+constexpr int64_t kCronStepMs = 40000;
 
 // ================================================================ pure decision
 
@@ -420,6 +425,10 @@ struct LocalState {
   std::string newest;          // newest release this host ever accepted (rollback protection)
   int64_t seen_gen = 0;        // highest pointer generation seen (replay protection)
   std::map<std::string, std::string> modules;  // modules the agent runs, name -> version (status)
+  host::Model lc;              // drain/stop/start under way, with its deadline (a cron tick resumes it)
+  bool trial = false;          // the agent was started by a switch and has not yet settled
+  int64_t restart_at = 0;      // backing off after a crash or a failed start: no restart before this
+  std::string published_conf;  // the configuration-derived status fields last published
 };
 
 std::string read_boot_id() {
@@ -460,6 +469,9 @@ std::string pack_local(const LocalState& s) {
     mods.push_back(v);
   }
   if (!mods.empty()) r.add("modules", mods);
+  r.add("lifecycle", {host::phase_name(s.lc.phase), std::to_string(s.lc.deadline_ms), s.trial ? "1" : "0",
+                      std::to_string(s.restart_at)});
+  if (!s.published_conf.empty()) r.add("conf", {s.published_conf});
   return pack_record(r);
 }
 
@@ -513,6 +525,13 @@ LocalState unpack_local(const std::string& text, const std::string& path, Logger
     } else if (l.key == "newest") {
       s.newest = at(0) == "-" ? "" : at(0);
       s.seen_gen = num(at(1));
+    } else if (l.key == "lifecycle") {
+      s.lc = {host::parse_phase(at(0)).value_or(host::Phase::Steady), num(at(1))};
+      if (s.lc.phase == host::Phase::Steady) s.lc.deadline_ms = 0;
+      s.trial = at(2) == "1";
+      s.restart_at = num(at(3));
+    } else if (l.key == "conf") {
+      s.published_conf = at(0);
     } else if (l.key == "modules") {
       for (size_t i = 0; i + 1 < a.size(); i += 2)
         if (!check_host_name(a[i]) && !check_version_name(a[i + 1])) s.modules[a[i]] = a[i + 1];
@@ -697,6 +716,8 @@ class Watchdog {
       st_.held_since_ms = 0;
       st_.last_status_ms = 0;
       st_.last_pointer_ms = 0;
+      st_.lc = {};  // (its deadline was on the old boot's clock, and its process is gone)
+      st_.restart_at = 0;
       st_.boot_id = boot;
     }
     return ok_status();
@@ -970,6 +991,13 @@ class Watchdog {
     }
   }
 
+  // The status fields that come from this host's configuration, as one string.
+  std::string status_conf() const {
+    return fmt::format("{}/{}/{}/{}/{}", cfg_.trust.signed_mode() ? "signed" : "unsigned",
+                       cfg_.group.empty() ? "-" : cfg_.group, cfg_.cls.empty() ? "-" : cfg_.cls, cfg_.poll_interval_ms,
+                       cfg_.checks_dir.empty() ? "no" : "yes");
+  }
+
   // Callers publish first and save the local state after: a write bumps the heartbeat and
   // its time, kept in the local state, so one local write covers both.
   void publish_status(bool force) {
@@ -1008,6 +1036,7 @@ class Watchdog {
     }
     status_dirty_ = false;
     st_.last_status_ms = now;
+    st_.published_conf = status_conf();
   }
 
   // Cron tick, on the guard thread: a share operation outlived its deadline while the tick's
@@ -1033,7 +1062,9 @@ class Watchdog {
   }
 
   void note_share_error(const std::string& why) {
-    if (!share_down_) log(LogLevel::Error, fmt::format("{}: share unreachable: {}; the agent is left as it is", cfg_.host, why));
+    // (said again when it turns out not to be a share at all: an empty mountpoint)
+    auto no_share = [](const std::string& w) { return w.find(": not an nfsup share") != std::string::npos; };
+    if (!share_down_ || no_share(why) != no_share(share_error_)) log(LogLevel::Error, fmt::format("{}: share unreachable: {}; the agent is left as it is", cfg_.host, why));
     share_down_ = true;
     share_error_ = why;
   }
@@ -1131,11 +1162,20 @@ class Watchdog {
   void read_pointer(Observation& obs) {
     std::string why;
     auto got = share_call<Result<std::optional<Pointer>>>(
-        [this] {
+        [this]() -> Result<std::optional<Pointer>> {
           auto r = share_.read_pointer();
           if (!r && r.error().code == Exit::Integrity) {
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
             r = share_.read_pointer();
+          }
+          if (r && !*r) {
+            // No pointer: a share nothing was pushed to yet, or no share at all (a mount that
+            // vanished leaves an empty mountpoint). Only the first is a reachable share.
+            auto f = fs_.read_file(share_.format_file(), 1 << 16);
+            if (!f) return f.error();
+            if (!*f)
+              return err(Exit::Share, fmt::format("{}: not an nfsup share (no {}): is it mounted?", share_.root(),
+                                                  basename_of(share_.format_file())));
           }
           return r;
         },
@@ -1187,48 +1227,88 @@ class Watchdog {
   }
 
   // ---- actions
-  void stop_agent(const std::string& why, int64_t gen) {
-    if (!ctl_->up(st_)) return;
+  host::Timeouts timeouts() const {
     const AgentConfig& a = cfg_.agent;
-    // Without a drain step the stop signal goes out first; an agent that is gone within 50 ms
-    // goes straight to `stopped` (one status write less per host and upgrade); a slower one is
-    // reported `stopping` while it winds down.
-    bool quick = false;
-    if (!a.drain_signal && a.drain_command.empty()) {
-      ctl_->begin_stop(st_, a);
-      quick = ctl_->wait_exit(st_, 50);
-    }
-    if (quick) {
-      log(LogLevel::Info, fmt::format("{}: stopped agent {} ({})", cfg_.host, st_.running, why));
-      ctl_->stop(st_, a);  // (bookkeeping only: it is gone)
-      return;
-    }
-    set_state("stopping", gen, why);
-    publish_status(true);
-    if (a.drain_signal || !a.drain_command.empty()) {
-      set_state("draining", gen, why);
-      publish_status(true);
-      log(LogLevel::Info, fmt::format("{}: draining agent {} ({})", cfg_.host, st_.running, why));
-      if (a.drain_signal) {
-        ctl_->signal(st_, a.drain_signal);
-      } else {
-        SpawnSpec s = agent_spec(st_.running);
-        s.argv = a.drain_command;
-        s.stdout_path = path_join(cfg_.state_dir, "agent.log");
-        (void)run_with_timeout(s, a.drain_timeout_ms);
+    host::Timeouts t;
+    t.drain = a.drain_signal || !a.drain_command.empty();
+    t.drain_ms = a.drain_timeout_ms;
+    t.stop_ms = a.stop_timeout_ms;
+    t.grace_ms = a.start_grace_ms;
+    return t;
+  }
+
+  bool agent_up_now() {
+    (void)ctl_->reap(st_);  // a daemon's child that exited is reaped here, as part of the stop
+    return ctl_->up(st_);
+  }
+
+  // Drives the stop of the agent one step (see host::step): starts the drain or the stop,
+  // escalates at the phase's deadline, and returns true once the agent is down. Never waits
+  // for a drain or a stop timeout: the caller's loop comes back (a daemon at its next poll, a
+  // cron tick at its next turn or the next tick, from the persisted phase), heartbeating
+  // meanwhile, so a host that drains within its timeouts is never taken for lost.
+  bool advance_stop(const std::string& why, int64_t gen) {
+    const AgentConfig& a = cfg_.agent;
+    for (int round = 0; round < 4; ++round) {
+      bool was_stopping = host::stopping(st_.lc.phase);
+      host::Step s = host::step(st_.lc, host::Event::StopWanted, agent_up_now(), boot_ms(), timeouts());
+      st_.lc = s.next;
+      switch (s.effect) {
+        case host::Effect::Stopped:
+          if (was_stopping || st_.agent_pid > 0 || st_.agent_wanted)
+            log(LogLevel::Info, fmt::format("{}: stopped agent {} ({})", cfg_.host, st_.running, why));
+          if (a.start_command.empty()) ctl_->stop(st_, a);  // (gone: only the bookkeeping is left)
+          st_.agent_pid = 0;
+          st_.agent_start = 0;
+          st_.agent_wanted = false;
+          st_.trial = false;  // (a release stopped before it settled is not on trial any more)
+          return true;
+        case host::Effect::Drain:
+          // The agent is told first: a status write that hangs must not keep it from draining.
+          log(LogLevel::Info, fmt::format("{}: draining agent {} ({}; up to {})", cfg_.host, st_.running, why,
+                                          format_duration_ms(a.drain_timeout_ms)));
+          if (a.drain_signal) {
+            ctl_->signal(st_, a.drain_signal);
+          } else {
+            SpawnSpec d = agent_spec(st_.running);
+            d.argv = a.drain_command;
+            d.detach = true;  // runs beside the watchdog's loop; the drain deadline bounds the wait
+            if (auto r = spawn(d); !r) log(LogLevel::Error, fmt::format("{}: drain command: {}", cfg_.host, r.error().msg));
+          }
+          save_state();
+          set_state("draining", gen, why);
+          publish_status(true);
+          save_state();
+          return false;
+        case host::Effect::Stop:
+          if (was_stopping)
+            log(LogLevel::Warn, fmt::format("{}: agent {} still running after the {} drain timeout; stopping it",
+                                            cfg_.host, st_.running, format_duration_ms(a.drain_timeout_ms)));
+          if (!a.start_command.empty()) {
+            ctl_->stop(st_, a);  // its stop_command does the stopping (bounded by stop_timeout)
+            continue;
+          }
+          ctl_->begin_stop(st_, a);
+          // An agent gone within 50 ms goes straight to `stopped` (one status write less per
+          // host and upgrade); a slower one is reported `stopping` while it winds down.
+          if (ctl_->wait_exit(st_, 50)) continue;
+          set_state("stopping", gen, why);
+          publish_status(true);
+          log(LogLevel::Info, fmt::format("{}: stopping agent {} ({})", cfg_.host, st_.running, why));
+          save_state();
+          return false;
+        case host::Effect::Kill:
+          log(LogLevel::Warn, fmt::format("{}: agent {} still running after the {} stop timeout; killing it", cfg_.host,
+                                          st_.running, format_duration_ms(a.stop_timeout_ms)));
+          if (st_.agent_pid > 0) signal_process(static_cast<pid_t>(st_.agent_pid), SIGKILL);
+          if (ctl_->wait_exit(st_, 100)) continue;
+          save_state();
+          return false;
+        default:
+          return false;  // waiting for the agent to exit or the phase's deadline
       }
-      if (ctl_->wait_exit(st_, a.drain_timeout_ms)) {
-        log(LogLevel::Info, fmt::format("{}: agent {} drained and exited", cfg_.host, st_.running));
-      } else {
-        log(LogLevel::Warn, fmt::format("{}: agent {} still running after the {} drain timeout; stopping it",
-                                        cfg_.host, st_.running, format_duration_ms(a.drain_timeout_ms)));
-      }
-      set_state("stopping", gen, why);
     }
-    log(LogLevel::Info, fmt::format("{}: stopping agent {} ({})", cfg_.host, st_.running, why));
-    ctl_->stop(st_, cfg_.agent);
-    // (the caller saves the state: a pid left behind by a crash here is recognised as gone by
-    // its start time)
+    return !agent_up_now();
   }
 
   // Starts the agent and saves its pid at once (before any share write that could hang);
@@ -1247,7 +1327,7 @@ class Watchdog {
     }
     st_.running = version;
     st_.runs_from.clear();
-    settle_until_ = boot_ms() + cfg_.agent.start_grace_ms;
+    st_.lc = host::step(st_.lc, host::Event::Started, true, boot_ms(), timeouts()).next;
     if (started) started();
     save_state();
     return true;
@@ -1309,7 +1389,7 @@ class Watchdog {
   // Share unreachable and the agent down: start the last verified release from local disk.
   void start_from_local_copy() {
     if (ctl_->up(st_) || st_.gave_up || st_.running.empty() || st_.cached != st_.running) return;
-    if (restart_at_ && boot_ms() < restart_at_) return;
+    if (st_.restart_at && boot_ms() < st_.restart_at) return;
     SpawnSpec s = agent_spec(st_.running);
     std::string local = cache_dir(st_.running), shared = s.cwd;
     for (auto& a : s.argv)
@@ -1321,7 +1401,7 @@ class Watchdog {
       log(LogLevel::Error, fmt::format("{}: starting the local copy of {}: {}", cfg_.host, st_.running, r.error().msg));
       return;
     }
-    settle_until_ = 0;
+    st_.lc = {};
     set_state("running", st_.status_gen,
               fmt::format("started {} from its local copy in {} while the share was unreachable", st_.running, local));
     log(LogLevel::Warn, fmt::format("{}: {}", cfg_.host, st_.reason));
@@ -1329,9 +1409,17 @@ class Watchdog {
 
   // A started agent counts as running once it has stayed up for start_grace.
   NFSUP_HOT void promote_if_settled() {
-    if (st_.state != "starting" || !settle_until_ || boot_ms() < settle_until_) return;
-    if (!ctl_->up(st_)) return;
-    settle_until_ = 0;
+    if (st_.lc.phase != host::Phase::Starting || boot_ms() < st_.lc.deadline_ms) return;
+    host::Step s = host::step(st_.lc, host::Event::Poll, ctl_->up(st_), boot_ms(), timeouts());
+    if (s.effect == host::Effect::DiedStarting) {  // (a daemon's child is reaped before: on_agent_exit)
+      st_.agent_pid = 0;
+      st_.agent_start = 0;
+      return agent_died("it is no longer running");
+    }
+    if (s.effect != host::Effect::Settled) return;
+    st_.lc = s.next;
+    st_.trial = false;
+    if (st_.state != "starting") return save_state();  // (back on the old release: stays `failed`)
     if (!cfg_.agent.health_command.empty()) {
       struct stat hs{};
       std::string hpath = path_join(release_dir_for(st_.running), cfg_.agent.health_command[0]);
@@ -1509,9 +1597,22 @@ class Watchdog {
                                     format_duration_ms(boot_ms() - t0)));
   }
 
+  // Stops the agent for a switch; false while it is still draining or stopping. What was
+  // checked is kept for the pass that finds it down (a daemon's memory; a cron tick checks again).
+  bool stopped_for_switch(const std::string& from, const std::string& to, int64_t gen, const ReconfigPlan& plan) {
+    if (advance_stop(fmt::format("switching to {}", to), gen)) return true;
+    std::string digest = manifest_digest(to);
+    if (!digest.empty()) prepared_ = Prepared{to + "|" + from, digest, pending_cls_, pending_mods_, plan};
+    pending_.clear();
+    return false;
+  }
+
   void do_switch(const Decision& d) {
-    flush_backup();
     std::string from = d.from, to = d.to;
+    // A stop begun by an earlier pass of this switch goes on first; the switch proper (checks
+    // again, then reconfig and start) follows once the agent is down.
+    if (host::stopping(st_.lc.phase) && !advance_stop(fmt::format("switching to {}", to), d.generation)) return;
+    flush_backup();
     // Prepared while this host waited, for this very switch and manifest?
     std::optional<Prepared> prep;
     if (prepared_.key == to + "|" + from && manifest_digest(to) == prepared_.digest) prep = prepared_;
@@ -1586,7 +1687,7 @@ class Watchdog {
       if (!p) return fail(p.error().msg);
       plan = *p;
     }
-    stop_agent(fmt::format("switching to {}", to), d.generation);
+    if (!stopped_for_switch(from, to, d.generation, plan)) return;
     // A daemon writes the backup of an unchanged configuration later (flush_backup), off the
     // moment in which every host restarts at once; a cron tick writes it now.
     auto applied = apply_reconfig(cfg_, plan, false, opt_.daemon);
@@ -1605,6 +1706,7 @@ class Watchdog {
       st_.failed_gen = 0;
       st_.held_gen = 0;
       st_.held_since_ms = 0;
+      st_.trial = !from.empty() && from != to;  // dies in its start grace: back to `from`
       if (st_.newest.empty() || compare_versions(to, st_.newest) > 0) st_.newest = to;
       set_state("starting", d.generation, "");
     });
@@ -1632,28 +1734,63 @@ class Watchdog {
     save_state();
   }
 
+  // Cron mode: the agent we started has died since the last tick (unless it was told to go).
+  void notice_cron_agent_exit() {
+    if (st_.agent_pid <= 0 || st_.gave_up || host::stopping(st_.lc.phase)) return;
+    log(LogLevel::Warn, fmt::format("{}: agent {} (pid {}) is no longer running", cfg_.host, st_.running, st_.agent_pid));
+    st_.agent_pid = 0;
+    st_.agent_start = 0;
+    agent_died("exited");
+  }
+
+  // A stop under way that nobody asks for any more (the marker went, the lease lapsed) is
+  // still finished: the agent has been told to go. The decision is taken again once it is.
+  Decision finish_unwanted_stop(const Observation& obs) {
+    Decision d;
+    if (advance_stop(st_.reason, st_.status_gen)) d = decide(obs, view(false));
+    if (d.kind == Decision::NeedPointer) d.kind = Decision::Keep;
+    return d;
+  }
+
+  // Decision Start: the release that ran here, with its agent down. Not before the back-off
+  // after a crash or a failed start has passed (d becomes Keep meanwhile).
+  void start_again(Decision& d, const Observation& obs) {
+    if (st_.restart_at && boot_ms() < st_.restart_at) {
+      d.kind = Decision::Keep;
+      return;
+    }
+    st_.restart_at = 0;
+    std::string why;
+    if (!verify(d.to, &why) || !start_agent(d.to, &why)) {
+      set_state("failed", d.generation ? d.generation : st_.status_gen, "starting " + d.to + ": " + why);
+      log(LogLevel::Error, fmt::format("{}: starting {} failed: {}", cfg_.host, d.to, why));
+      st_.gave_up = count_crash();
+      if (!st_.gave_up) st_.restart_at = boot_ms() + backoff_ms();
+      return;
+    }
+    log(LogLevel::Info, fmt::format("{}: started {} ({})", cfg_.host, d.to, d.why));
+    st_.held_gen = 0;
+    st_.held_since_ms = 0;
+    bool still_failed = st_.failed_gen && obs.pointer && obs.pointer->generation == st_.failed_gen;
+    if (still_failed) set_state("failed", st_.failed_gen, st_.reason);  // back on the old release
+    else set_state("starting", d.generation ? d.generation : st_.status_gen, "");
+  }
+
   // One pass of observe -> decide -> act. Returns the decision taken.
   NFSUP_HOT Decision tick(bool first) {
     idle_ = false;
     bool agent_up = ctl_->up(st_);
-    if (!opt_.daemon && !agent_up && st_.agent_pid > 0 && !st_.gave_up) {
-      // Cron mode: the agent we started has died since the last tick.
-      log(LogLevel::Warn, fmt::format("{}: agent {} (pid {}) is no longer running", cfg_.host, st_.running, st_.agent_pid));
-      st_.agent_pid = 0;
-      st_.agent_start = 0;
-      if (count_crash()) {
-        st_.gave_up = true;
-        set_state("failed", st_.status_gen,
-                  fmt::format("agent {} died {} times within {}; not restarting until a new push", st_.running,
-                              st_.crashes.size(), format_duration_ms(cfg_.agent.restart_window_ms)));
-        log(LogLevel::Error, fmt::format("{}: {}", cfg_.host, st_.reason));
-      }
-    }
+    if (!opt_.daemon && !agent_up) notice_cron_agent_exit();
+    // What the status says about this host's configuration (checks, poll, class...) changed
+    // (a reload, an edited file before a cron tick): say so now, not at the next heartbeat.
+    if (status_conf() != st_.published_conf) status_dirty_ = true;
     bool heartbeat_due = boot_ms() - st_.last_pointer_ms >= cfg_.heartbeat_interval_ms;
     // One heartbeat = one pointer read and one status write, in the same tick (so that an idle
     // cron tick writes either nothing or both, never one now and the other at the next tick).
     if (heartbeat_due) status_dirty_ = true;
-    bool want_pointer = first || force_pointer_ || st_.held_gen > 0 || !agent_up || heartbeat_due;
+    // While the share is down, only a full look (pointer, and the share's format file when
+    // there is no pointer) says it is back: the marker alone would, in an empty mountpoint.
+    bool want_pointer = first || force_pointer_ || st_.held_gen > 0 || !agent_up || heartbeat_due || share_down_;
     Observation obs = observe(want_pointer);
     if (!obs.share_ok && obs.garbled) {
       // The share answers; one file is malformed (or caught mid-replace). Keep the agent as
@@ -1677,6 +1814,8 @@ class Watchdog {
     force_pointer_ = false;
     if (obs.marker) lease_ms_ = obs.marker->lease_ms;
     Decision d = decide(obs, view(agent_up));
+    if (host::stopping(st_.lc.phase) && d.kind != Decision::Hold && d.kind != Decision::Switch)
+      d = finish_unwanted_stop(obs);
     switch (d.kind) {
       case Decision::NeedPointer:
         // Fast idle path: the marker is absent and nothing says the pointer moved.
@@ -1690,12 +1829,11 @@ class Watchdog {
           st_.held_gen = d.generation;
           st_.held_since_ms = 0;
         }
-        if (unchanged_for(d.to)) {
+        if (!host::stopping(st_.lc.phase) && unchanged_for(d.to)) {
           set_state("unchanged", d.generation, fmt::format("modules of {} unchanged for this host; not restarted", d.to));
           break;
         }
-        stop_agent(d.why, d.generation);
-        set_state("stopped", d.generation, d.why);
+        if (advance_stop(d.why, d.generation)) set_state("stopped", d.generation, d.why);
         break;
       case Decision::WaitPointer:
         if (!st_.held_since_ms) st_.held_since_ms = boot_ms();
@@ -1710,26 +1848,9 @@ class Watchdog {
       case Decision::Switch:
         do_switch(d);
         break;
-      case Decision::Start: {
-        if (restart_at_ && boot_ms() < restart_at_) {
-          d.kind = Decision::Keep;  // backing off after a crash
-          break;
-        }
-        std::string why;
-        if (!verify(d.to, &why) || !start_agent(d.to, &why)) {
-          set_state("failed", d.generation ? d.generation : st_.status_gen, "starting " + d.to + ": " + why);
-          log(LogLevel::Error, fmt::format("{}: starting {} failed: {}", cfg_.host, d.to, why));
-          st_.gave_up = count_crash();
-        } else {
-          log(LogLevel::Info, fmt::format("{}: started {} ({})", cfg_.host, d.to, d.why));
-          st_.held_gen = 0;
-          st_.held_since_ms = 0;
-          bool still_failed = st_.failed_gen && obs.pointer && obs.pointer->generation == st_.failed_gen;
-          if (still_failed) set_state("failed", st_.failed_gen, st_.reason);  // back on the old release
-          else set_state("starting", d.generation ? d.generation : st_.status_gen, "");
-        }
+      case Decision::Start:
+        start_again(d, obs);
         break;
-      }
       case Decision::Keep:
         if (obs.pointer && st_.held_gen && obs.pointer->generation >= st_.held_gen) {
           st_.held_gen = 0;
@@ -1754,8 +1875,8 @@ class Watchdog {
     // master has switched the pointer (see held_poll_ms()).
     fast_poll_ = obs.marker && !obs.marker_lapsed;
     // Nothing under way: until the next heartbeat, polls only need to look for the marker.
-    idle_ = d.kind == Decision::Keep && !obs.marker && !share_down_ && !st_.held_gen && !restart_at_ &&
-            !settle_until_ && (st_.state == "running" || st_.state == "idle" || st_.state == "failed");
+    idle_ = d.kind == Decision::Keep && !obs.marker && !share_down_ && !st_.held_gen && !st_.restart_at &&
+            st_.lc.phase == host::Phase::Steady && (st_.state == "running" || st_.state == "idle" || st_.state == "failed");
     return d;
   }
 
@@ -1825,7 +1946,7 @@ class Watchdog {
       }
       std::string w2;
       if (start_agent(prev, &w2)) {
-        settle_until_ = 0;
+        st_.lc = {};  // (the release it ran before: no grace to wait out)
         reason += fmt::format("; rolled back to {}", prev);
         log(LogLevel::Info, fmt::format("{}: rolled back to {}", cfg_.host, prev));
       } else {
@@ -1839,8 +1960,27 @@ class Watchdog {
 
   // Daemon: the agent child exited by itself.
   void on_agent_exit(int status) {
-    std::string how = WIFEXITED(status) ? fmt::format("exit code {}", WEXITSTATUS(status))
-                                        : fmt::format("signal {}", signal_name(WTERMSIG(status)));
+    agent_died(WIFEXITED(status) ? fmt::format("exit code {}", WEXITSTATUS(status))
+                                 : fmt::format("signal {}", signal_name(WTERMSIG(status))));
+  }
+
+  // Restart back-off after the n-th crash within restart_window: 0.5 s doubling, at most 30 s.
+  int64_t backoff_ms() const {
+    size_t n = std::max<size_t>(st_.crashes.size(), 1);
+    return std::min<int64_t>(30000, 500LL << std::min<size_t>(n - 1, 6));
+  }
+
+  // The agent exited without being asked to. During the start grace of a switch, the release
+  // does not start: back to the release (and configuration) this host ran before. Otherwise a
+  // crash: restarted after a back-off, until restart_limit crashes within restart_window.
+  void agent_died(const std::string& how) {
+    if (host::stopping(st_.lc.phase)) return;  // asked to go: the stop's next step sees it gone
+    bool starting = st_.lc.phase == host::Phase::Starting;
+    st_.lc = {};
+    if (starting && st_.trial) {
+      st_.trial = false;
+      return health_failed(fmt::format("agent {} exited during its start grace ({})", st_.running, how));
+    }
     if (count_crash()) {
       st_.gave_up = true;
       set_state("failed", st_.status_gen,
@@ -1848,10 +1988,9 @@ class Watchdog {
                             st_.running, how, st_.crashes.size(), format_duration_ms(cfg_.agent.restart_window_ms)));
       log(LogLevel::Error, fmt::format("{}: {}", cfg_.host, st_.reason));
     } else {
-      int64_t backoff = std::min<int64_t>(30000, 500LL << std::min<size_t>(st_.crashes.size() - 1, 6));
-      restart_at_ = boot_ms() + backoff;
+      st_.restart_at = boot_ms() + backoff_ms();
       log(LogLevel::Warn, fmt::format("{}: agent {} died ({}); restarting in {}", cfg_.host, st_.running, how,
-                                      format_duration_ms(backoff)));
+                                      format_duration_ms(st_.restart_at - boot_ms())));
       set_state("starting", st_.status_gen, fmt::format("agent died ({}); restarting", how));
     }
     publish_status(true);
@@ -1901,8 +2040,6 @@ class Watchdog {
   bool force_pointer_ = true;
   bool lapse_logged_ = false;
   int64_t lease_ms_ = 30000;
-  int64_t restart_at_ = 0;
-  int64_t settle_until_ = 0;
   Pointer last_pointer_;
   std::string garbled_logged_;
   std::string pending_, pending_cls_;   // release being switched to, and its class
@@ -2045,14 +2182,17 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
       if (wd->idle_ && !was_idle) shed_startup_memory();  // after start-up, and after each switch
       was_idle = wd->idle_;
     }
-    if (wd->restart_at_ && boot_ms() >= wd->restart_at_) {
-      wd->restart_at_ = 0;
+    if (wd->st_.restart_at && boot_ms() >= wd->st_.restart_at) {
+      wd->st_.restart_at = 0;
       next_tick = boot_ms();  // the next tick decides Start (agent down) on the current pointer
       wd->force_pointer_ = true;
     }
+    // A drain or a stop under way is looked at again at its deadline at the latest.
+    if (host::stopping(wd->st_.lc.phase)) next_tick = std::min(next_tick, wd->st_.lc.deadline_ms);
     int64_t wait = std::max<int64_t>(0, next_tick - boot_ms());
-    if (wd->restart_at_) wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd->restart_at_ - boot_ms()));
-    if (wd->settle_until_) wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd->settle_until_ - boot_ms()));
+    if (wd->st_.restart_at) wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd->st_.restart_at - boot_ms()));
+    if (wd->st_.lc.phase == host::Phase::Starting)
+      wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd->st_.lc.deadline_ms - boot_ms()));
     pollfd pf[2] = {{sigfd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
     // Idle, this thread only has to notice a probe stuck on a hung mount (share_timeout) and
     // keep systemd's watchdog fed; otherwise it wakes at least once a second.
@@ -2095,7 +2235,8 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
       wd->on_agent_exit(*st);
       wd->idle_ = false;
       wd->worker_.clear_probe();
-      next_tick = std::min(next_tick, boot_ms() + wd->cfg_.poll_interval_ms);
+      // (an agent that was told to go: the stop completes at once, at the next tick)
+      next_tick = std::min(next_tick, host::stopping(wd->st_.lc.phase) ? boot_ms() : boot_ms() + wd->cfg_.poll_interval_ms);
     }
     wd->promote_if_settled();
   }
@@ -2138,22 +2279,16 @@ NFSUP_HOT int run_watchdog_check(const WatchdogConfig& cfg, const WatchdogRuntim
   wd->force_pointer_ = false;
   wd->status_dirty_ = false;
   wd->tick(false);
-  if (wd->st_.state == "starting" && wd->settle_until_) {
-    // One tick: wait out the start grace here so the report is final.
-    while (boot_ms() < wd->settle_until_ && wd->ctl_->up(wd->st_))
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (wd->ctl_->up(wd->st_)) {
-      wd->promote_if_settled();
-    } else {
-      wd->st_.agent_pid = 0;
-      bool limit = wd->count_crash();
-      wd->st_.gave_up = limit;
-      wd->set_state(limit ? "failed" : "starting", wd->st_.status_gen,
-                    fmt::format("agent {} exited during its start grace{}", wd->st_.running,
-                                limit ? "; not restarting until a new push" : ""));
-      wd->save_state();
-      wd->publish_status(true);
-    }
+  // A step under way (a drain, a stop, a start grace) is carried on within this tick for up to
+  // kCronStepMs, so that the report is final when it fits; a tick that ends (or is killed)
+  // before leaves it in the local state, and the next tick resumes it where it was.
+  const int64_t until = boot_ms() + kCronStepMs;
+  while (wd->st_.lc.phase != host::Phase::Steady && !wd->share_down_ && boot_ms() < until) {
+    int64_t nap = std::clamp<int64_t>(wd->held_poll_ms(), 50, 1000);
+    if (wd->st_.lc.phase == host::Phase::Starting) nap = std::clamp<int64_t>(wd->st_.lc.deadline_ms - boot_ms(), 0, 50);
+    std::this_thread::sleep_for(std::chrono::milliseconds(nap));
+    if (wd->st_.lc.phase == host::Phase::Starting) wd->promote_if_settled();
+    else wd->tick(false);
   }
   if (wd->share_down_) {
     if (opt.log) opt.log(LogLevel::Error, fmt::format("{}: {}", cfg.share, wd->share_error_));

@@ -30,14 +30,30 @@ test_failing_reconfig_keeps_host_on_old_release() {
   assert_eq "$(agent_alive_version a2)" 1.0
 }
 
-test_crashing_agent_is_reported_failed() {
+test_agent_that_will_not_start_goes_back_to_the_previous_release() {
+  # Promise 9: a release whose agent dies during its start grace sends each host back to the
+  # release and configuration it ran before, with its agent running (today: every host
+  # crash-looped on the new release and gave up with no agent at all).
   begin
   two_hosts_on_1_0
   local r3; r3=$(make_release 3.0); touch "$r3/CRASH"
-  set +e; out=$("$INSTALL" push "$SHARE" "$r3" --version 3.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  printf '#!/bin/sh\necho "level: three" > "$NFSUP_CONFIG"\n' > "$T/m.sh"; chmod +x "$T/m.sh"
+  set +e; out=$("$INSTALL" push "$SHARE" "$r3" --version 3.0 --reconfig "$T/m.sh" "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
   assert_eq "$rc" 1 "push exit code for a crashing release"
-  assert_contains "$out" "a1: failed: agent 3.0 died (exit code 3) 3 times"
+  assert_contains "$out" "a1: failed: agent 3.0 exited during its start grace (exit code 3); rolled back to 1.0"
   assert_contains "$out" "a2: failed"
+  for h in a1 a2; do
+    wait_until 5 alive_is $h 1.0 || fail "$h does not run 1.0 again: '$(agent_alive_version $h)'"
+    assert_file_eq "$T/hosts/$h/agent.yaml" "level: one"
+    assert_eq "$(host_field $h running)" 1.0 "$h reports"
+    assert_eq "$(host_field $h state)" failed "$h state (the failed switch stays reported)"
+  done
+  # Not retried: a few polls later still on 1.0, and the agent was started once per host.
+  sleep 1
+  for h in a1 a2; do
+    alive_is $h 1.0 || fail "$h left 1.0"
+    assert_eq "$(grep -c 'agent 3.0 .* started' "$T/hosts/$h/state/agent.log")" 1 "$h starts of 3.0"
+  done
 }
 
 test_daemon_restarts_a_crashed_agent() {
@@ -343,6 +359,67 @@ test_symlinks_planted_on_the_share_are_never_followed() {
   [ ! -e "$SHARE/releases/3.0" ] || fail "3.0 published"
   ls -A "$SHARE/releases" | grep -q staging && fail "staging left behind: $(ls -A "$SHARE/releases")"
   alive_is s1 2.0 || fail "s1 not on 2.0"
+}
+
+test_vanished_mount_is_unreachable_and_the_host_recovers() {
+  # Promise 14: a share whose mount vanished (an empty mountpoint) is not a reachable share.
+  # The agent dies meanwhile; the host neither burns its restart limit on the empty directory
+  # nor stays down once the mount is back.
+  begin
+  local r1; r1=$(make_release 1.0)
+  add_host m1
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "m1 did not reach 1.0"
+  mv "$SHARE" "$T/share.away"; mkdir "$SHARE"          # the mount is gone: an empty mountpoint
+  pid=$(awk '$1=="agent" {print $2}' "$T/hosts/m1/state/state")
+  kill -KILL "$pid"
+  sleep 2
+  grep -q "m1: share unreachable: $SHARE: not an nfsup share" "$T/hosts/m1/watchdog.log" \
+    || fail "the empty mountpoint was not called unreachable: $(tail -5 "$T/hosts/m1/watchdog.log")"
+  grep -q "not restarting" "$T/hosts/m1/watchdog.log" && fail "m1 gave up while the mount was away"
+  rmdir "$SHARE"; mv "$T/share.away" "$SHARE"          # the mount is back
+  wait_until 10 alive_is m1 1.0 || fail "m1 did not restart its agent once the share was back"
+  wait_until 5 host_runs m1 1.0 || fail "m1 reports '$(host_field m1 state)'"
+}
+
+test_non_nfsup_directory_is_reported_once() {
+  # Promise 14: a directory that is not an nfsup share is unreachable, said once, not
+  # "unreachable"/"reachable again" at every other poll.
+  begin
+  local r1; r1=$(make_release 1.0)
+  add_host n1
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "n1 did not reach 1.0"
+  mv "$SHARE" "$T/share.away"; mkdir -p "$SHARE/something-else"
+  sleep 2
+  local log="$T/hosts/n1/watchdog.log"
+  # (the first poll after the mv may see no directory at all: that is unreachable too)
+  assert_eq "$(grep -c 'reachable again' "$log")" 0 "'reachable again' lines while it is not a share"
+  assert_eq "$(grep -c "share unreachable: $SHARE: not an nfsup share" "$log")" 1 "'not an nfsup share' lines"
+  alive_is n1 1.0 || fail "the agent was disturbed"
+}
+
+test_cron_agent_that_will_not_start_goes_back_to_the_previous_release() {
+  # Promise 9, cron mode: the tick that starts the new release sees it exit during its start
+  # grace and starts the previous one again.
+  begin
+  local r1 r3; r1=$(make_release 1.0); r3=$(make_release 3.0); touch "$r3/CRASH"
+  add_host k1 check
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 --no-wait -q
+  ( set +e; while [ ! -e "$T/stop-ticks" ]; do
+      "$WATCHDOG" check -q -c "$T/hosts/k1/watchdog.yaml" >>"$T/hosts/k1/watchdog.log" 2>&1; sleep 0.2
+    done ) &
+  local loop=$!
+  wait_until 10 host_runs k1 1.0 || fail "k1 not on 1.0"
+  set +e; out=$("$INSTALL" push "$SHARE" "$r3" --version 3.0 "${MASTER_OPTS[@]}" 2>&1); set -e
+  sleep 1; touch "$T/stop-ticks"; wait $loop || true
+  assert_contains "$out" "k1: failed: agent 3.0 exited during its start grace"
+  alive_is k1 1.0 || fail "k1 does not run 1.0 again: '$(agent_alive_version k1)'"
+  assert_eq "$(host_field k1 state)" failed "k1 state"
+  assert_eq "$(host_field k1 running)" 1.0 "k1 reports"
+  assert_contains "$out" "rolled back to 1.0"
 }
 
 run_tests

@@ -210,4 +210,150 @@ test_idle_poll_costs_three_share_calls() {
   echo "    idle polls: $polls, share calls: $total ($((total / polls)) per poll)"
 }
 
+# slow_drain_agent RELEASE_DIR SECONDS: an agent that takes SECONDS to drain on SIGUSR1
+# (0: never drains; only the stop signal ends it).
+slow_drain_agent() {
+  cat > "$1/bin/agent" <<EOA
+#!/bin/sh
+echo "agent \$NFSUP_VERSION on \$NFSUP_HOST started (pid \$\$)"
+trap 'exit 0' TERM INT
+trap 'echo "agent \$NFSUP_VERSION draining slowly"; [ $2 -gt 0 ] && { sleep $2; exit 0; }' USR1
+while :; do sleep 1 & wait \$!; done
+EOA
+  chmod +x "$1/bin/agent"
+}
+
+# cron_ticks HOST KILL_AFTER PAUSE: runs cron ticks for HOST in the background, each killed
+# after KILL_AFTER seconds (as `timeout -s KILL` in the documented crontab), until stop_cron_ticks.
+cron_ticks() {
+  ( set +e; while [ ! -e "$T/stop-ticks" ]; do
+      timeout -s KILL "$2" "$WATCHDOG" check -q -c "$T/hosts/$1/watchdog.yaml" >>"$T/hosts/$1/watchdog.log" 2>&1
+      sleep "$3"
+    done ) 2>/dev/null &
+  TICKS_PID=$!
+}
+stop_cron_ticks() { touch "$T/stop-ticks"; wait "$TICKS_PID" 2>/dev/null || true; }
+
+test_slow_drain_keeps_the_heartbeat() {
+  # Promise 7: a host draining within its configured drain timeout is not "lost". The drain
+  # (6 s) is longer than --stale-after (4 s); the host keeps its heartbeat while it drains, so
+  # the all-at-once switch waits for it instead of moving the other host on without it.
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
+  slow_drain_agent "$r1" 6
+  add_host d1; add_host d2
+  for h in d1 d2; do echo "  drain: {signal: USR1, timeout: 10s}" >> "$T/hosts/$h/watchdog.yaml"; done
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "hosts did not reach 1.0"
+  set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 0 "push over a slow drain: $out"
+  assert_contains "$out" "2 host(s) ok, 0 failed"
+  grep -q "lost" <<<"$out" && fail "a draining host was declared lost: $out"
+  for h in d1 d2; do
+    assert_eq "$(agent_alive_version $h)" 2.0 "$h agent"
+    grep -q "agent 1.0 draining slowly" "$T/hosts/$h/state/agent.log" || fail "$h was not drained"
+  done
+}
+
+test_cron_drain_longer_than_a_tick_finishes() {
+  # Promise 13: cron kills each tick after 1 s here (the documented crontab: 50 s); the agent
+  # never drains, so the 2 s drain timeout has to run out across ticks and the stop signal
+  # follow. Today each tick started the drain anew and the host drained forever.
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
+  slow_drain_agent "$r1" 0
+  add_host cr1 check
+  echo "  drain: {signal: USR1, timeout: 2s}" >> "$T/hosts/cr1/watchdog.yaml"
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 --no-wait -q
+  cron_ticks cr1 1 0.2
+  wait_until 15 all_run 1.0 || { stop_cron_ticks; fail "cr1 did not start 1.0"; }
+  set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 --stale-after 4s --lease 2s --timeout 20s 2>&1); rc=$?; set -e
+  stop_cron_ticks
+  assert_eq "$rc" 0 "push to a cron host whose drain outlasts a tick: $out"
+  assert_contains "$out" "1 host(s) ok, 0 failed"
+  assert_eq "$(agent_alive_version cr1)" 2.0 "cr1 agent"
+}
+
+test_cron_tick_killed_during_start_grace_reaches_running() {
+  # Promise 13: a tick killed while it waits out start_grace (2 s, ticks killed at 1 s) does
+  # not leave the host `starting` for ever: the next tick finds the grace over and promotes it.
+  begin
+  local r1; r1=$(make_release 1.0)
+  add_host cg1 check
+  sed -i 's/^  start_grace: .*/  start_grace: 2s/' "$T/hosts/cg1/watchdog.yaml"
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 --no-wait -q
+  cron_ticks cg1 1 0.3
+  ok=0; wait_until 15 host_runs cg1 1.0 || ok=1
+  stop_cron_ticks
+  [ $ok -eq 0 ] || fail "cg1 stuck in '$(host_field cg1 state)'"
+  alive_is cg1 1.0 || fail "cg1 agent is not 1.0"
+}
+
+test_checks_dir_added_by_a_reload_counts_at_once() {
+  # Promise 15: a checks_dir added by SIGHUP is announced (status `checks yes`) by the reload
+  # itself, not at the next heartbeat (20 s here), so the next push holds a vote round and the
+  # new check can veto it.
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
+  add_host v1
+  sed -i 's/^heartbeat_interval: .*/heartbeat_interval: 20s/' "$T/hosts/v1/watchdog.yaml"
+  start_all
+  local opts=(--stale-after 60s --lease 2s --timeout 30s --vote-timeout 10s)
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${opts[@]}" -q
+  wait_until 10 all_run 1.0 || fail "v1 did not reach 1.0"
+  sleep 1
+  mkdir "$T/checks"
+  printf '#!/bin/sh\necho "disk too full for $NFSUP_TO_VERSION"; exit 1\n' > "$T/checks/10-disk"; chmod +x "$T/checks/10-disk"
+  printf 'checks_dir: %s/checks\n' "$T" >> "$T/hosts/v1/watchdog.yaml"
+  kill -HUP "${WD_PID[v1]}"
+  wait_until 3 grep -q "config reloaded" "$T/hosts/v1/watchdog.log" || fail "no reload"
+  sleep 0.5
+  assert_eq "$(host_field v1 checks)" yes "checks after the reload"
+  set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${opts[@]}" 2>&1); rc=$?; set -e
+  assert_contains "$out" "v1: 10-disk: disk too full for 2.0"
+  [ "$rc" -ne 0 ] || fail "push went through a veto: $out"
+  alive_is v1 1.0 || fail "v1 left 1.0"
+}
+
+test_slow_stop_keeps_the_heartbeat() {
+  # Promise 7, the stop: an agent that takes 6 s to exit after SIGTERM (stop_timeout 10 s,
+  # --stale-after 4 s) keeps its host's heartbeat going; nobody is declared lost.
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
+  cat > "$r1/bin/agent" <<'EOA'
+#!/bin/sh
+echo "agent $NFSUP_VERSION on $NFSUP_HOST started (pid $$)"
+trap 'echo "agent $NFSUP_VERSION stopping slowly"; sleep 6; exit 0' TERM
+while :; do sleep 1 & wait $!; done
+EOA
+  add_host s1; add_host s2
+  for h in s1 s2; do sed -i 's/^  stop_timeout: .*/  stop_timeout: 10s/' "$T/hosts/$h/watchdog.yaml"; done
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "hosts did not reach 1.0"
+  set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 0 "push over a slow stop: $out"
+  assert_contains "$out" "2 host(s) ok, 0 failed"
+  for h in s1 s2; do assert_eq "$(agent_alive_version $h)" 2.0 "$h agent"; done
+}
+
+test_drain_command_runs_and_the_stop_follows() {
+  # A drain command is started beside the watchdog (not waited for); the agent, which does
+  # not exit by itself here, is stopped once drain.timeout (1 s) has passed.
+  begin
+  local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
+  add_host dc1
+  echo "  drain: {command: [sh, -c, 'echo drained \$NFSUP_VERSION > $T/drain-ran'], timeout: 1s}" >> "$T/hosts/dc1/watchdog.yaml"
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "dc1 did not reach 1.0"
+  out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "1 host(s) ok, 0 failed"
+  assert_file_eq "$T/drain-ran" "drained 1.0"
+  grep -q "agent 1.0 still running after the 1s drain timeout; stopping it" "$T/hosts/dc1/watchdog.log" \
+    || fail "no stop after the drain timeout: $(grep dc1: "$T/hosts/dc1/watchdog.log" | tail -5)"
+  assert_eq "$(agent_alive_version dc1)" 2.0 "dc1 agent"
+}
+
 run_tests
