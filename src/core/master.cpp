@@ -164,7 +164,7 @@ void save_timeline(Share& share, Timeline& t) {
                                 pack_timeline(t), 0644);
 }
 Status run_migration(Share& share, const std::string& from, const std::string& target, RolloutState& st,
-                     const MasterOptions& opt);
+                     Marker& marker, const MasterOptions& opt);
 
 Result<Fleet> survey(Share& share, int64_t now_ms, int64_t stale_after_ms) {
   Fleet f;
@@ -489,7 +489,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
     if (auto old = read_rollout(share); old && *old) rs = **old;
     std::string from = (*ptr)->acting.empty() ? (*ptr)->release : (*ptr)->acting;
     if (compare_versions(target, from) > 0)
-      if (auto s = run_migration(share, from, target, rs, opt); !s) {
+      if (auto s = run_migration(share, from, target, rs, m, opt); !s) {
         Pointer back = **ptr;
         back.generation = gen;
         back.action = "abort";
@@ -689,9 +689,11 @@ Status write_rollout(Share& share, const RolloutState& s) {
   return share.fs().write_atomic(path_join(share.root(), "state"), pack_rollout(s), 0644);
 }
 
-// Runs release `target`'s migration hook once (recorded in SHARE/state), on the master.
+// Runs release `target`'s migration hook once (recorded in SHARE/state), on the master, under
+// marker `m`: its lease is renewed while the hook runs (a hook longer than the lease must not let
+// stopped hosts resume the old release under it), and the hook is killed if the marker is lost.
 Status run_migration(Share& share, const std::string& from, const std::string& target, RolloutState& st,
-                     const MasterOptions& opt) {
+                     Marker& marker, const MasterOptions& opt) {
   if (std::find(st.migrated.begin(), st.migrated.end(), target) != st.migrated.end()) return ok_status();
   auto m = share.read_manifest(target);
   if (!m) return m.error();
@@ -714,9 +716,17 @@ Status run_migration(Share& share, const std::string& from, const std::string& t
   SpawnSpec s;
   s.argv = {tmpl};
   s.env = {{"NFSUP_SHARE", share.root()}, {"NFSUP_FROM_VERSION", from}, {"NFSUP_TO_VERSION", target}};
-  auto r = run_with_timeout(s, opt.migrate_timeout_ms);
+  int64_t last_renew = boot_ms() - marker.lease_ms;  // renew at once: the last wait may have used up most of it
+  Status lease = ok_status();
+  auto r = run_with_timeout(s, opt.migrate_timeout_ms, [&] {
+    lease = renew_lease(share, marker, last_renew);
+    return static_cast<bool>(lease);
+  });
   ::unlink(tmpl);
   if (!r) return r.error();
+  if (r->cancelled)
+    return err(lease.error().code, fmt::format("migration hook of {} killed: {}; the rollout stops here", target,
+                                               lease.error().msg));
   if (r->timed_out || r->exit_code != 0) {
     std::string last;
     for (const auto& l : split(r->output, '\n'))
@@ -953,7 +963,7 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
   cur.generation = ++gen;
   m.generation = gen;
   if (acting != acting0 && !opt.hold_acting) {
-    if (auto s = run_migration(share, acting0, acting, rs, opt); !s) {
+    if (auto s = run_migration(share, acting0, acting, rs, m, opt); !s) {
       cur.acting = acting0;
       (void)write_pointer(share, cur, opt);
       (void)share.fs().unlink(share.marker_path());
@@ -1032,7 +1042,7 @@ Result<std::string> finalize(Share& share, const MasterOptions& opt) {
   if (!*created) return err(Exit::Busy, "a push is in progress");
   RolloutState rs;
   if (auto old = read_rollout(share); old && *old) rs = **old;
-  auto mig = run_migration(share, acting, cur.release, rs, opt);
+  auto mig = run_migration(share, acting, cur.release, rs, m, opt);
   if (!mig) {
     (void)share.fs().unlink(share.marker_path());
     return mig.error();

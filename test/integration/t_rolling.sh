@@ -199,4 +199,31 @@ test_spooled_writes_wait_for_the_fence() {
   [ ! -e "$T/hosts/sp1/state/spool/order-42" ] || fail "spooled file not removed after delivery"
 }
 
+test_long_migration_keeps_every_host_stopped() {
+  # The hook runs 2.5 x the lease (2s) while every host is stopped: the master renews the
+  # lease meanwhile, so no host resumes the old release under it.
+  begin
+  add_host lm1; add_host lm2; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "not on 1.0"
+  cat > "$T/mig.sh" <<EOF
+#!/bin/sh
+sleep 5
+for h in lm1 lm2; do
+  echo "\$h \$(awk '\$1=="state" {print \$2}' "\$NFSUP_SHARE/hosts/\$h/status")"
+  pid=\$(awk '\$1=="agent" {print \$2}' "$T/hosts/\$h/state/state")
+  [ -n "\$pid" ] && [ "\$pid" != 0 ] && kill -0 "\$pid" 2>/dev/null && echo "\$h agent alive"
+done > "$T/during.log"
+exit 0
+EOF
+  chmod +x "$T/mig.sh"
+  out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --migrate "$T/mig.sh" "${MASTER_OPTS[@]}" 2>&1) \
+    || fail "push failed: $out"
+  assert_eq "$(cat "$T/during.log")" "$(printf 'lm1 stopped\nlm2 stopped')" "hosts while the hook ran"
+  for h in lm1 lm2; do
+    ! grep -q "lease lapsed" "$T/hosts/$h/watchdog.log" || fail "$h saw the lease lapse during the migration"
+    host_runs $h 2.0 || fail "$h not on 2.0"
+  done
+}
+
 run_tests
