@@ -226,4 +226,40 @@ EOF
   done
 }
 
+slow_heartbeat_hosts() {  # ah1 ah2 with a 10s heartbeat (the hosts read the pointer that rarely when idle), on 1.0
+  local h
+  for h in ah1 ah2; do
+    add_host $h
+    sed -i "s/^heartbeat_interval: .*/heartbeat_interval: 10s/" "$T/hosts/$h/watchdog.yaml"
+    echo "  acting_signal: HUP" >> "$T/hosts/$h/watchdog.yaml"
+  done
+  start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 --stale-after 30s --lease 2s --timeout 60s -q
+  wait_until 15 all_run 1.0 || fail "fleet not on 1.0"
+}
+
+acting_taken_everywhere() {  # acting_taken_everywhere VERSION: every host's status and agent have it now
+  local h
+  for h in ah1 ah2; do
+    assert_eq "$(host_field $h acting)" "$1" "$h status acting version"
+    assert_file_eq "$T/hosts/$h/state/acting_version" "$1"
+    grep -q "agent .* on $h acting now $1" "$T/hosts/$h/state/agent.log" || fail "$h agent was not told $1 yet"
+  done
+}
+
+test_rollout_is_done_when_every_host_has_the_acting_version() {
+  # As a cluster version is fenced before it moves on: push and finalize return only once
+  # every live host reports the new acting version and has handed it to its agent.
+  begin; slow_heartbeat_hosts
+  out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --strategy rolling --stale-after 30s --lease 2s --timeout 60s 2>&1) \
+    || fail "rolling push failed: $out"
+  acting_taken_everywhere 2.0
+  "$INSTALL" push "$SHARE" "$(make_release 3.0)" --version 3.0 --strategy rolling --hold-acting --stale-after 30s --lease 2s --timeout 60s -q
+  acting_taken_everywhere 2.0
+  out=$("$INSTALL" finalize "$SHARE" 2>&1) || fail "finalize failed: $out"
+  assert_contains "$out" "acting version 2.0 -> 3.0"
+  acting_taken_everywhere 3.0
+  [ ! -e "$SHARE/MARKER" ] || fail "marker left behind"
+}
+
 run_tests
