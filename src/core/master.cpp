@@ -409,6 +409,13 @@ Status wait_undone(Share& share, Marker& m, const Pointer& p, const std::vector<
   return ok_status();
 }
 
+std::string failure_note(const std::string& target, bool none_started, const std::vector<std::string>& failed,
+                         int max_failures) {
+  if (none_started) return fmt::format("no host could start {}", target);
+  return fmt::format("{} host(s) failed{}: {}", failed.size(),
+                     max_failures >= 0 ? fmt::format(" (max {})", max_failures) : "", join(failed, " "));
+}
+
 // After an all-at-once switch's hosts have started or failed: applies the failure policy and
 // returns the pointer that stands (see nfsup-install(1), WHEN HOSTS FAIL):
 //  - a push that no switched host could start, or with more failed hosts than --max-failures
@@ -432,10 +439,7 @@ Result<Pointer> settle_switch(Share& share, Marker& m, const std::optional<Point
   }
   const bool over = opt.max_failures >= 0 && static_cast<int>(failed.size()) > opt.max_failures;
   const bool undo = m.action == "push" && old && (ok.empty() || over);
-  rs.note = ok.empty() ? fmt::format("no host could start {}", m.release)
-                       : fmt::format("{} host(s) failed{}: {}", failed.size(),
-                                     opt.max_failures >= 0 ? fmt::format(" (max {})", opt.max_failures) : "",
-                                     join(failed, " "));
+  rs.note = failure_note(m.release, ok.empty(), failed, opt.max_failures);
   Pointer p = undo ? *old : np;
   p.generation = m.generation + 1;
   p.action = undo ? "rollback" : m.action;
