@@ -262,4 +262,20 @@ test_rollout_is_done_when_every_host_has_the_acting_version() {
   [ ! -e "$SHARE/MARKER" ] || fail "marker left behind"
 }
 
+test_hosts_take_a_new_acting_version_when_the_marker_goes() {
+  # --no-wait does not fence the acting version: a host the switch did not stop still takes it
+  # at the poll that finds the marker gone, not at its next heartbeat (10s here). (ah1 drains
+  # for 0.3s, so that ah2, polling every 100ms, surely sees the marker.)
+  begin; slow_heartbeat_hosts
+  echo "  drain: {signal: USR1, timeout: 3s}" >> "$T/hosts/ah1/watchdog.yaml"
+  stop_watchdog ah1; start_watchdog ah1
+  wait_until 10 host_runs ah1 1.0 || fail "ah1 not back on 1.0"
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --stale-after 30s --lease 2s --timeout 60s -q
+  assert_eq "$(host_field ah2 acting)" 2.0 "ah2 acting version after the push"
+  "$INSTALL" rollback "$SHARE" --to 1.0 --hosts ah1 --no-wait --stale-after 30s --lease 2s --timeout 60s -q
+  assert_eq "$(awk '$1=="acting" {print $2}' "$SHARE/current")" 1.0 "pointer acting version"
+  wait_until 1 bash -c "grep -qx 'acting 1.0' $SHARE/hosts/ah2/status" || fail "ah2 did not take acting 1.0 within 1s: $(host_field ah2 acting)"
+  wait_until 2 grep -q "agent 2.0 on ah2 acting now 1.0" "$T/hosts/ah2/state/agent.log" || fail "ah2 agent was not told 1.0"
+}
+
 run_tests
