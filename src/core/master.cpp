@@ -471,7 +471,7 @@ Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<
   const std::string action = m.action, target = m.release;
   const int64_t gen = m.generation;
   RolloutState rs;
-  if (auto old = read_rollout(share); old && *old) rs.migrated = (*old)->migrated;
+  if (auto last = read_rollout(share); last && *last) rs.migrated = (*last)->migrated;
   rs.acting = np.acting;
   rs.target = target;
   rs.phase = opt.wait ? "switching" : "switched";  // "done" only once the hosts have shown it
