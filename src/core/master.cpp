@@ -164,7 +164,7 @@ Status save_timeline(Share& share, Timeline& t) {
                                  pack_timeline(t), 0644);
 }
 Status run_migration(Share& share, const std::string& from, const std::string& target, RolloutState& st,
-                     const MasterOptions& opt);
+                     Marker& marker, const MasterOptions& opt);
 
 Result<Fleet> survey(Share& share, int64_t now_ms, int64_t stale_after_ms) {
   Fleet f;
@@ -346,6 +346,188 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
   return out;
 }
 
+// The acting version fence (as a cluster version is fenced before a rollout moves on): waits,
+// holding marker `m` (which must hold nobody), until every live host reports `acting` in its
+// status, which a host writes once it has read the pointer and handed the acting version to
+// its agent. A host that goes silent meanwhile is no longer live: reported stale. One that is
+// still behind at --timeout is reported, and the rollout is recorded as partial.
+Status fence_acting(Share& share, Marker& m, const std::string& acting, const MasterOptions& opt, SwitchReport& rep,
+                    RolloutState& rs) {
+  auto fleet = survey(share, server_now_ms(share), opt.stale_after_ms);
+  if (!fleet) return fleet.error();
+  auto got = wait_hosts(share, fleet->live, &m, opt,
+                        [&](const HostStatus& s) -> std::optional<HostOutcome> {
+                          if (s.acting == acting) return HostOutcome{s.host, "ok", ""};
+                          return std::nullopt;
+                        },
+                        "taking the acting version");
+  if (!got) return got.error();
+  std::vector<std::string> behind;
+  for (const auto& o : *got) {
+    if (o.outcome == "ok") continue;
+    bool told = std::any_of(rep.hosts.begin(), rep.hosts.end(),
+                            [&](const HostOutcome& r) { return r.host == o.host && r.outcome != "ok"; });
+    if (o.outcome == "lost") {
+      if (!told) rep.hosts.push_back({o.host, "stale", o.detail});
+      continue;
+    }
+    behind.push_back(o.host);
+    if (!told) rep.hosts.push_back({o.host, o.outcome, fmt::format("has not taken acting version {}: {}", acting, o.detail)});
+  }
+  if (!behind.empty()) {
+    if (rs.phase == "done") rs.phase = "partial";
+    rs.note += fmt::format("{}acting version {} not taken by {}", rs.note.empty() ? "" : "; ", acting, join(behind, " "));
+  }
+  return ok_status();
+}
+
+// A switch that failed on some hosts keeps its pointer: each failed host gets a host line naming
+// the release it still runs (none if that is the pointer's release), and the acting version is
+// the lowest release the pointer assigns.
+void keep_with_host_lines(Share& share, Pointer& p, const std::vector<std::string>& failed, RolloutState& rs) {
+  for (const auto& h : failed) {
+    auto st = share.read_status(h);
+    std::string v = st && *st ? (*st)->running : "";
+    if (v.empty()) continue;
+    rs.installed[h] = v;
+    if (v == p.release) p.overrides.erase(h);
+    else p.overrides[h] = v;
+  }
+  p.acting = p.release;
+  for (const auto& [h, v] : p.overrides)
+    if (compare_versions(v, p.acting) < 0) p.acting = v;
+}
+
+// An undone switch: waits for the hosts that had started the target to run what pointer `p`
+// names for them again; reports them rolled back.
+Status wait_undone(Share& share, Marker& m, const Pointer& p, const std::vector<std::string>& moved,
+                   const MasterOptions& opt, SwitchReport& rep, RolloutState& rs) {
+  auto back = wait_hosts(share, moved, &m, opt,
+                         [&](const HostStatus& s) -> std::optional<HostOutcome> {
+                           if (s.generation >= p.generation && s.running == p.release_for(s.host) &&
+                               (s.state == "running" || s.state == "failed"))
+                             return HostOutcome{s.host, "rolled-back", fmt::format("{}; back on {}", rs.note, s.running)};
+                           return std::nullopt;
+                         },
+                         "going back");
+  if (!back) return back.error();
+  for (const auto& o : *back) rep.hosts.push_back(o);
+  for (const auto& h : moved) rs.installed[h] = p.release_for(h);
+  rep.undone_to = p.release;
+  return ok_status();
+}
+
+std::string failure_note(const std::string& target, bool none_started, const std::vector<std::string>& failed,
+                         int max_failures) {
+  if (none_started) return fmt::format("no host could start {}", target);
+  return fmt::format("{} host(s) failed{}: {}", failed.size(),
+                     max_failures >= 0 ? fmt::format(" (max {})", max_failures) : "", join(failed, " "));
+}
+
+// After an all-at-once switch's hosts have started or failed: applies the failure policy and
+// returns the pointer that stands (see nfsup-install(1), WHEN HOSTS FAIL):
+//  - a push that no switched host could start, or with more failed hosts than --max-failures
+//    (when given), is undone: the old pointer again, under a new generation, and the hosts that
+//    started the target go back to what it names for them;
+//  - otherwise the pointer stays, with host lines for the failed hosts (keep_with_host_lines).
+// Either way the acting version is never a release that no live host runs.
+Result<Pointer> settle_switch(Share& share, Marker& m, const std::optional<Pointer>& old, const Pointer& np,
+                              const std::vector<HostOutcome>& started, const MasterOptions& opt, SwitchReport& rep,
+                              RolloutState& rs) {
+  std::vector<std::string> failed, ok;
+  for (const auto& o : started) {
+    if (o.outcome == "ok") ok.push_back(o.host);
+    else if (o.outcome == "failed" || o.outcome == "timeout") failed.push_back(o.host);
+    if (o.outcome != "ok") rep.hosts.push_back(o);
+  }
+  rs.phase = "done";
+  if (failed.empty()) {
+    for (const auto& h : ok) rep.hosts.push_back({h, "ok", ""});
+    return np;
+  }
+  const bool over = opt.max_failures >= 0 && static_cast<int>(failed.size()) > opt.max_failures;
+  const bool undo = m.action == "push" && old && (ok.empty() || over);
+  rs.note = failure_note(m.release, ok.empty(), failed, opt.max_failures);
+  Pointer p = undo ? *old : np;
+  p.generation = m.generation + 1;
+  p.action = undo ? "rollback" : m.action;
+  p.updated = utc_now_iso();
+  p.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
+  if (!undo) keep_with_host_lines(share, p, failed, rs);
+  note(opt, undo ? fmt::format("{}; undoing the {}: current -> {}", rs.note, m.action, p.release)
+                 : fmt::format("{}; they keep their release (acting version {})", rs.note, p.acting));
+  m.generation = p.generation;
+  if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) return s.error();
+  if (auto s = write_pointer(share, p, opt); !s) return s.error();
+  rep.generation = p.generation;
+  rs.acting = p.acting.empty() ? p.release : p.acting;
+  rs.phase = undo || ok.empty() ? "failed" : "partial";
+  if (!undo) {
+    for (const auto& h : ok) rep.hosts.push_back({h, "ok", ""});
+    return p;
+  }
+  rs.note += "; undone";
+  if (auto s = wait_undone(share, m, p, ok, opt, rep, rs); !s) return s.error();
+  return p;
+}
+
+// The end of an all-at-once switch, once the pointer names the target: the hosts start it while
+// the marker, holding nobody, stays up; the failure policy settles the pointer; the acting
+// version is fenced; then the marker goes.
+Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<Pointer>& old, const Pointer& np,
+                                   const std::vector<std::string>& go, const MasterOptions& opt, SwitchReport rep) {
+  const std::string action = m.action, target = m.release;
+  const int64_t gen = m.generation;
+  RolloutState rs;
+  if (auto last = read_rollout(share); last && *last) rs.migrated = (*last)->migrated;
+  rs.acting = np.acting;
+  rs.target = target;
+  rs.phase = opt.wait ? "switching" : "switched";  // "done" only once the hosts have shown it
+  rs.master_host = short_hostname();
+  rs.master_pid = getpid();
+  rs.lease_ms = opt.lease_ms;
+  for (const auto& h : go) rs.installed[h] = target;
+  (void)write_rollout(share, rs);
+  crash_point("switch-after-pointer");
+  note(opt, fmt::format("current -> {}", target));
+  if (!opt.wait) {
+    if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
+    crash_point("switch-after-unmark");
+    note(opt, "marker removed; hosts restart on the new release");
+    for (const auto& h : go) rep.hosts.push_back({h, "ok", "not waited for (--no-wait)"});
+    (void)share.audit(action, fmt::format("{} -> {}", rep.previous, target), "switched");
+    return rep;
+  }
+  // The marker stays up, holding nobody: the hosts start the target, other masters stay out,
+  // and every host reads the pointer at each poll until the acting version is fenced.
+  m.targets = std::vector<std::string>{};
+  if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) return s.error();
+  note(opt, "hosts restart on the new release");
+  auto started = wait_hosts(share, go, &m, opt,
+                            [&](const HostStatus& s) -> std::optional<HostOutcome> {
+                              if (s.generation < gen) return std::nullopt;
+                              if (s.state == "running" && s.running == target) return HostOutcome{s.host, "ok", ""};
+                              if (s.state == "failed") return HostOutcome{s.host, "failed", s.reason};
+                              return std::nullopt;
+                            },
+                            "starting");
+  if (!started) return started.error();
+  auto settled = settle_switch(share, m, old, np, *started, opt, rep, rs);
+  if (!settled) return settled.error();
+  if (auto s = fence_acting(share, m, settled->acting.empty() ? settled->release : settled->acting, opt, rep, rs); !s)
+    return s.error();
+  (void)write_rollout(share, rs);
+  if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
+  crash_point("switch-after-unmark");
+  note(opt, "marker removed");
+  std::sort(rep.hosts.begin(), rep.hosts.end(), [](auto& a, auto& b) { return a.host < b.host; });
+  if (auto deps = check_dependencies(share, opt.stale_after_ms); deps) rep.dependency_problems = *deps;
+  (void)share.audit(action, fmt::format("{} -> {}{}", rep.previous.empty() ? "-" : rep.previous, target,
+                                        rep.undone_to.empty() ? "" : fmt::format(" undone: {}", rs.note)),
+                    !rep.undone_to.empty() ? "undone" : rep.all_ok() ? "ok" : "failed");
+  return rep;
+}
+
 Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, const std::string& action,
                                 const MasterOptions& opt, SwitchReport rep) {
   auto ptr = share.read_pointer();
@@ -497,7 +679,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
     if (auto old = read_rollout(share); old && *old) rs = **old;
     std::string from = (*ptr)->acting.empty() ? (*ptr)->release : (*ptr)->acting;
     if (compare_versions(target, from) > 0)
-      if (auto s = run_migration(share, from, target, rs, opt); !s) {
+      if (auto s = run_migration(share, from, target, rs, m, opt); !s) {
         Pointer back = **ptr;
         back.generation = gen;
         back.action = "abort";
@@ -531,43 +713,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
     np.acting = lowest;
   }
   if (auto s = write_pointer(share, np, opt); !s) return s.error();
-  {
-    RolloutState rs;
-    if (auto old = read_rollout(share); old && *old) rs.migrated = (*old)->migrated;
-    rs.acting = target;
-    rs.target = target;
-    rs.phase = "done";
-    rs.master_host = short_hostname();
-    rs.master_pid = getpid();
-    rs.lease_ms = opt.lease_ms;
-    for (const auto& h : go) rs.installed[h] = target;
-    (void)write_rollout(share, rs);
-  }
-  crash_point("switch-after-pointer");
-  note(opt, fmt::format("current -> {}", target));
-  if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
-  crash_point("switch-after-unmark");
-  note(opt, "marker removed; hosts restart on the new release");
-  if (!opt.wait) {
-    for (const auto& h : go) rep.hosts.push_back({h, "ok", "not waited for (--no-wait)"});
-    (void)share.audit(action, fmt::format("{} -> {}", rep.previous, target), "switched");
-    return rep;
-  }
-  auto started = wait_hosts(share, go, nullptr, opt,
-                            [&](const HostStatus& s) -> std::optional<HostOutcome> {
-                              if (s.generation < gen) return std::nullopt;
-                              if (s.state == "running" && s.running == target) return HostOutcome{s.host, "ok", ""};
-                              if (s.state == "failed") return HostOutcome{s.host, "failed", s.reason};
-                              return std::nullopt;
-                            },
-                            "starting");
-  if (!started) return started.error();
-  for (auto& o : *started) rep.hosts.push_back(o);
-  std::sort(rep.hosts.begin(), rep.hosts.end(), [](auto& a, auto& b) { return a.host < b.host; });
-  if (auto deps = check_dependencies(share, opt.stale_after_ms); deps) rep.dependency_problems = *deps;
-  (void)share.audit(action, fmt::format("{} -> {}", rep.previous.empty() ? "-" : rep.previous, target),
-                    rep.all_ok() ? "ok" : "failed");
-  return rep;
+  return finish_switch(share, m, *ptr, np, go, opt, std::move(rep));
 }
 
 }  // namespace
@@ -697,9 +843,11 @@ Status write_rollout(Share& share, const RolloutState& s) {
   return share.fs().write_atomic(path_join(share.root(), "state"), pack_rollout(s), 0644);
 }
 
-// Runs release `target`'s migration hook once (recorded in SHARE/state), on the master.
+// Runs release `target`'s migration hook once (recorded in SHARE/state), on the master, under
+// marker `m`: its lease is renewed while the hook runs (a hook longer than the lease must not let
+// stopped hosts resume the old release under it), and the hook is killed if the marker is lost.
 Status run_migration(Share& share, const std::string& from, const std::string& target, RolloutState& st,
-                     const MasterOptions& opt) {
+                     Marker& marker, const MasterOptions& opt) {
   if (std::find(st.migrated.begin(), st.migrated.end(), target) != st.migrated.end()) return ok_status();
   auto m = share.read_manifest(target);
   if (!m) return m.error();
@@ -722,9 +870,17 @@ Status run_migration(Share& share, const std::string& from, const std::string& t
   SpawnSpec s;
   s.argv = {tmpl};
   s.env = {{"NFSUP_SHARE", share.root()}, {"NFSUP_FROM_VERSION", from}, {"NFSUP_TO_VERSION", target}};
-  auto r = run_with_timeout(s, opt.migrate_timeout_ms);
+  int64_t last_renew = boot_ms() - marker.lease_ms;  // renew at once: the last wait may have used up most of it
+  Status lease = ok_status();
+  auto r = run_with_timeout(s, opt.migrate_timeout_ms, [&] {
+    lease = renew_lease(share, marker, last_renew);
+    return static_cast<bool>(lease);
+  });
   ::unlink(tmpl);
   if (!r) return r.error();
+  if (r->cancelled)
+    return err(lease.error().code, fmt::format("migration hook of {} killed: {}; the rollout stops here", target,
+                                               lease.error().msg));
   if (r->timed_out || r->exit_code != 0) {
     std::string last;
     for (const auto& l : split(r->output, '\n'))
@@ -845,8 +1001,9 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
   auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
   if (!created) return created.error();
   if (!*created) return err(Exit::Busy, "another master created the marker first");
+  const int max_failures = std::max(0, opt.max_failures);  // (not given: none tolerated)
   (void)share.audit("push", fmt::format("rolling {} -> {} batch {} max-failures {}", base.release, target, opt.batch,
-                                        opt.max_failures),
+                                        max_failures),
                     "started");
   auto rewrite_marker = [&]() { return share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); };
   if (votes) {
@@ -945,8 +1102,8 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
       }
     }
     (void)write_rollout(share, rs);
-    if (static_cast<int>(failed.size()) > opt.max_failures)
-      return finish_fail(fmt::format("{} host(s) failed (max {}): {}", failed.size(), opt.max_failures, join(failed, " ")));
+    if (static_cast<int>(failed.size()) > max_failures)
+      return finish_fail(fmt::format("{} host(s) failed (max {}): {}", failed.size(), max_failures, join(failed, " ")));
   }
   // Every live host has moved (or failed within the budget). The acting version is the lowest
   // release installed on a live host.
@@ -961,7 +1118,7 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
   cur.generation = ++gen;
   m.generation = gen;
   if (acting != acting0 && !opt.hold_acting) {
-    if (auto s = run_migration(share, acting0, acting, rs, opt); !s) {
+    if (auto s = run_migration(share, acting0, acting, rs, m, opt); !s) {
       cur.acting = acting0;
       (void)write_pointer(share, cur, opt);
       (void)share.fs().unlink(share.marker_path());
@@ -975,9 +1132,10 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
     cur.acting = acting0;
   }
   if (auto s = write_pointer(share, cur, opt); !s) return s.error();
-  (void)share.fs().unlink(share.marker_path());
   rs.acting = cur.acting;
   rs.phase = cur.acting == target ? "done" : opt.hold_acting ? "held" : "partial";
+  if (auto s = fence_acting(share, m, cur.acting, opt, rep, rs); !s) return s.error();
+  (void)share.fs().unlink(share.marker_path());
   (void)write_rollout(share, rs);
   note(opt, fmt::format("rollout of {} {}; acting version {}", target,
                         rs.phase == "done" ? "complete" : rs.phase, cur.acting));
@@ -1041,7 +1199,7 @@ Result<std::string> finalize(Share& share, const MasterOptions& opt) {
   if (!*created) return err(Exit::Busy, "a push is in progress");
   RolloutState rs;
   if (auto old = read_rollout(share); old && *old) rs = **old;
-  auto mig = run_migration(share, acting, cur.release, rs, opt);
+  auto mig = run_migration(share, acting, cur.release, rs, m, opt);
   if (!mig) {
     (void)share.fs().unlink(share.marker_path());
     return mig.error();
@@ -1049,11 +1207,21 @@ Result<std::string> finalize(Share& share, const MasterOptions& opt) {
   cur.acting = cur.release;
   cur.generation = m.generation;
   if (auto s = write_pointer(share, cur, opt); !s) return s.error();
-  (void)share.fs().unlink(share.marker_path());
   rs.acting = cur.release;
   rs.phase = "done";
+  rs.note.clear();
+  SwitchReport fenced;
+  if (auto s = fence_acting(share, m, cur.release, opt, fenced, rs); !s) return s.error();
+  (void)share.fs().unlink(share.marker_path());
   (void)write_rollout(share, rs);
-  (void)share.audit("finalize", fmt::format("acting {} -> {}", acting, cur.release), "ok");
+  (void)share.audit("finalize", fmt::format("acting {} -> {}", acting, cur.release), rs.phase == "done" ? "ok" : "failed");
+  if (rs.phase != "done") {
+    std::vector<std::string> lines;
+    for (const auto& h : fenced.hosts)
+      if (h.outcome != "stale") lines.push_back(fmt::format("{}: {}", h.host, h.detail));
+    return err(Exit::Failed, fmt::format("acting version {} -> {}, but not every live host has taken it:\n  {}", acting,
+                                         cur.release, join(lines, "\n  ")));
+  }
   return fmt::format("acting version {} -> {}", acting, cur.release);
 }
 

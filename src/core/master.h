@@ -9,8 +9,14 @@
 //     older than stale_after compared with the marker's own mtime is stale: named and skipped.
 //     Live hosts must report `stopped` for G. A live host whose heartbeat counter stops changing
 //     for stale_after (master's monotonic clock) becomes stale and is skipped.
-//  4. `current` is replaced (rename) with {G, R, previous}, then MARKER is unlinked.
+//  4. `current` is replaced (rename) with {G, R, previous, acting R}; MARKER is rewritten to hold
+//     nobody (it still keeps other masters out, and its lease is still renewed).
 //  5. Hosts start R; the master waits until each live host reports running R for G, or failed.
+//     If some failed, the pointer is settled under G+1: undone (a push no host could start, or
+//     with more failures than --max-failures), or kept with a host line per failed host and
+//     the acting version lowered to what they run.
+//  6. The master waits until every live host reports the pointer's acting version (the fence),
+//     then unlinks MARKER. Only then is the rollout `done`.
 // A crash at any point leaves either the old pointer (hosts resume the old release once the
 // lease lapses, or at `abort`) or the new one (hosts start R); never a half-visible release.
 #pragma once
@@ -38,7 +44,8 @@ struct MasterOptions {
   // Rolling upgrades.
   std::string strategy = "all-at-once";  ///< all-at-once | rolling
   std::string batch = "1";               ///< hosts per batch: N or N%
-  int max_failures = 0;                  ///< host failures tolerated before the rollout is undone
+  int max_failures = -1;                 ///< host failures tolerated before the push is undone (-1: not
+                                         ///< given: 0 for rolling; all-at-once undoes only when no host started)
   int max_unavailable = 1;               ///< per redundancy group, at once
   bool hold_acting = false;              ///< keep the acting version back until `finalize`
   int64_t migrate_timeout_ms = 600000;
@@ -86,6 +93,7 @@ struct SwitchReport {
   std::vector<HostOutcome> hosts;
   std::vector<std::string> dependency_problems;
   std::vector<std::string> warnings;  ///< done, but something beside the switch was not (its timeline)
+  std::string undone_to;  ///< the push failed and was undone: the release the pointer names again
   bool all_ok() const;
 };
 

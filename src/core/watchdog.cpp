@@ -1130,8 +1130,11 @@ class Watchdog {
       if (!obs.marker_lapsed) lapse_logged_ = false;
     }
     bool held = obs.marker && !obs.marker_lapsed && obs.marker->targets_host(cfg_.host);
-    // A rolling marker that does not name this host: follow the pointer on every poll.
-    if (!held && (want_pointer || obs.marker)) read_pointer(obs);
+    // A rolling marker that does not name this host: follow the pointer on every poll; and
+    // read it once more at the poll that finds the marker gone (the master writes the pointer
+    // under the marker: a new acting version is reported and handed on now, not at the next
+    // heartbeat).
+    if (!held && (want_pointer || obs.marker || fast_poll_)) read_pointer(obs);
     return obs;
   }
 

@@ -23,6 +23,7 @@ struct Opts {
   std::string sign_key, expires, out_dir, key_name = "fleet";
   std::string strategy = "all-at-once", batch = "1", min_compatible, migrate;
   int max_failures = 0, max_unavailable = 1;
+  bool max_failures_given = false;
   bool hold_acting = false;
   bool watch = false;
   std::string hosts, cls, vote_timeout = "60s", modules;
@@ -52,7 +53,7 @@ Result<MasterOptions> master_opts(const Opts& o) {
     return err(Exit::Usage, "--max-failures must be >= 0 and --max-unavailable >= 1");
   m.strategy = o.strategy;
   m.batch = o.batch;
-  m.max_failures = o.max_failures;
+  m.max_failures = o.max_failures_given ? o.max_failures : -1;
   m.max_unavailable = o.max_unavailable;
   m.hold_acting = o.hold_acting;
   if (!o.hosts.empty()) {
@@ -109,6 +110,10 @@ int report_switch(Result<SwitchReport> r, const char* what) {
   for (const auto& d : rep.dependency_problems) {
     ++bad;
     fmt::print(stderr, "{}: error: dependency: {}\n", program(), printable(d));
+  }
+  if (!rep.undone_to.empty()) {
+    ++bad;
+    fmt::print(stderr, "{}: error: {} of {} undone: current is {} again\n", program(), what, rep.target, rep.undone_to);
   }
   size_t ok = std::count_if(rep.hosts.begin(), rep.hosts.end(), [](auto& h) { return h.outcome == "ok"; });
   say(fmt::format("{} {} -> {} (generation {}): {} host(s) ok, {} failed", what,
@@ -294,7 +299,9 @@ int main(int argc, char** argv) {
   push_c->add_option("--modules", o.modules, "YAML spec of the release's modules and host classes");
   push_c->add_option("--strategy", o.strategy, "all-at-once (default; for incompatible releases) or rolling");
   push_c->add_option("--batch", o.batch, "rolling: hosts per batch, N or N% (default 1)");
-  push_c->add_option("--max-failures", o.max_failures, "rolling: failed hosts tolerated before the rollout is undone (default 0)");
+  push_c->add_option("--max-failures", o.max_failures,
+                     "failed hosts tolerated before the push is undone (rolling: default 0; all-at-once: undone only "
+                     "when no host started)");
   push_c->add_option("--max-unavailable", o.max_unavailable, "rolling: hosts of one group down at once (default 1)");
   push_c->add_flag("--hold-acting", o.hold_acting, "rolling: keep the acting version back until 'finalize'");
   push_c->add_option("--min-compatible", o.min_compatible, "lowest version this release can run beside");
@@ -342,6 +349,7 @@ int main(int argc, char** argv) {
   bool done = false;
   int pc = parse_or_exit(app, argc, argv, &done);
   if (done) return pc;
+  o.max_failures_given = push_c->count("--max-failures") > 0;
   verbosity = quiet ? -1 : verbose ? 1 : 0;
   while (o.share.size() > 1 && o.share.back() == '/') o.share.pop_back();
 

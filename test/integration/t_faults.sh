@@ -30,6 +30,67 @@ test_failing_reconfig_keeps_host_on_old_release() {
   assert_eq "$(agent_alive_version a2)" 1.0
 }
 
+acting_everywhere() {  # acting_everywhere VERSION: pointer, state, status and every host say so
+  local h
+  assert_eq "$(awk '$1=="acting" {print $2}' "$SHARE/current")" "$1" "pointer acting version"
+  assert_eq "$(awk '$1=="acting" {print $2}' "$SHARE/state")" "$1" "state acting version"
+  assert_contains "$("$INSTALL" status "$SHARE")" "acting:   $1"
+  for h in "${HOSTS[@]}"; do
+    assert_eq "$(host_field $h acting)" "$1" "$h status acting version"
+    assert_file_eq "$T/hosts/$h/state/acting_version" "$1"
+  done
+}
+
+test_push_that_fails_on_every_host_is_undone() {
+  # Policy: an all-at-once push that no host could start is undone at once: the pointer names
+  # the old release again (a new generation), and nothing claims the release nobody runs.
+  begin
+  two_hosts_on_1_0
+  printf '#!/bin/sh\necho "$NFSUP_HOST config has no port" >&2; exit 7\n' > "$T/m.sh"; chmod +x "$T/m.sh"
+  set +e; out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --reconfig "$T/m.sh" "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 1 "push exit code when every host fails"
+  assert_contains "$out" "a1: failed: reconfig script of 2.0 failed (exit code 7)"
+  assert_contains "$out" "a2: failed: reconfig script of 2.0 failed (exit code 7)"
+  assert_contains "$out" "undone: current is 1.0 again"
+  assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" 1.0 "current after an undone push"
+  acting_everywhere 1.0
+  st=$("$INSTALL" status "$SHARE")
+  assert_contains "$st" "current:  1.0 (generation 3"
+  assert_contains "$st" "rollout:  failed to 2.0"
+  for h in a1 a2; do assert_eq "$(agent_alive_version $h)" 1.0 "$h agent"; done
+  "$INSTALL" history "$SHARE" | grep -q "undone" || fail "undo not audited: $("$INSTALL" history "$SHARE" | tail -3)"
+  # The next push goes ahead normally.
+  out=$("$INSTALL" push "$SHARE" "$(make_release 3.0)" --version 3.0 "${MASTER_OPTS[@]}" 2>&1) || fail "next push: $out"
+  acting_everywhere 3.0
+}
+
+test_push_that_fails_on_some_hosts_keeps_host_lines_or_is_undone_by_policy() {
+  # Policy: by default an all-at-once push that some host could not start stays, with a host
+  # line in the pointer for each failed host naming the release it still runs, and the acting
+  # version is the lowest of them; with --max-failures N it is undone when more than N failed.
+  begin
+  two_hosts_on_1_0
+  printf '#!/bin/sh\nif [ "$NFSUP_HOST" = a2 ]; then echo "a2 config has no port" >&2; exit 7; fi\nexit 0\n' > "$T/m.sh"; chmod +x "$T/m.sh"
+  set +e; out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --reconfig "$T/m.sh" "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 1 "push exit code when a host fails"
+  assert_contains "$(cat "$SHARE/current")" "host a2 1.0"
+  assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" 2.0
+  acting_everywhere 1.0
+  assert_contains "$("$INSTALL" status "$SHARE")" "rollout:  partial to 2.0"
+  assert_eq "$(agent_alive_version a1)" 2.0; assert_eq "$(agent_alive_version a2)" 1.0
+  sleep 1
+  assert_eq "$(agent_alive_version a2)" 1.0 "a2 does not retry the failed release"
+  # --max-failures 0: one failed host undoes the push for every host.
+  set +e; out=$("$INSTALL" push "$SHARE" "$(make_release 3.0)" --version 3.0 --reconfig "$T/m.sh" --max-failures 0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 1 "push exit code when undone by --max-failures"
+  assert_contains "$out" "a1: rolled-back"
+  assert_contains "$out" "undone: current is 2.0 again"
+  assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" 2.0
+  acting_everywhere 1.0
+  wait_until 10 alive_is a1 2.0 || fail "a1 not back on 2.0: $(agent_alive_version a1)"
+  assert_eq "$(agent_alive_version a2)" 1.0
+}
+
 test_agent_that_will_not_start_goes_back_to_the_previous_release() {
   # Promise 9: a release whose agent dies during its start grace sends each host back to the
   # release and configuration it ran before, with its agent running (today: every host

@@ -199,4 +199,83 @@ test_spooled_writes_wait_for_the_fence() {
   [ ! -e "$T/hosts/sp1/state/spool/order-42" ] || fail "spooled file not removed after delivery"
 }
 
+test_long_migration_keeps_every_host_stopped() {
+  # The hook runs 2.5 x the lease (2s) while every host is stopped: the master renews the
+  # lease meanwhile, so no host resumes the old release under it.
+  begin
+  add_host lm1; add_host lm2; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "not on 1.0"
+  cat > "$T/mig.sh" <<EOF
+#!/bin/sh
+sleep 5
+for h in lm1 lm2; do
+  echo "\$h \$(awk '\$1=="state" {print \$2}' "\$NFSUP_SHARE/hosts/\$h/status")"
+  pid=\$(awk '\$1=="agent" {print \$2}' "$T/hosts/\$h/state/state")
+  [ -n "\$pid" ] && [ "\$pid" != 0 ] && kill -0 "\$pid" 2>/dev/null && echo "\$h agent alive"
+done > "$T/during.log"
+exit 0
+EOF
+  chmod +x "$T/mig.sh"
+  out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --migrate "$T/mig.sh" "${MASTER_OPTS[@]}" 2>&1) \
+    || fail "push failed: $out"
+  assert_eq "$(cat "$T/during.log")" "$(printf 'lm1 stopped\nlm2 stopped')" "hosts while the hook ran"
+  for h in lm1 lm2; do
+    ! grep -q "lease lapsed" "$T/hosts/$h/watchdog.log" || fail "$h saw the lease lapse during the migration"
+    host_runs $h 2.0 || fail "$h not on 2.0"
+  done
+}
+
+slow_heartbeat_hosts() {  # ah1 ah2 with a 10s heartbeat (the hosts read the pointer that rarely when idle), on 1.0
+  local h
+  for h in ah1 ah2; do
+    add_host $h
+    sed -i "s/^heartbeat_interval: .*/heartbeat_interval: 10s/" "$T/hosts/$h/watchdog.yaml"
+    echo "  acting_signal: HUP" >> "$T/hosts/$h/watchdog.yaml"
+  done
+  start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 --stale-after 30s --lease 2s --timeout 60s -q
+  wait_until 15 all_run 1.0 || fail "fleet not on 1.0"
+}
+
+acting_taken_everywhere() {  # acting_taken_everywhere VERSION: every host's status and agent have it now
+  local h
+  for h in ah1 ah2; do
+    assert_eq "$(host_field $h acting)" "$1" "$h status acting version"
+    assert_file_eq "$T/hosts/$h/state/acting_version" "$1"
+    grep -q "agent .* on $h acting now $1" "$T/hosts/$h/state/agent.log" || fail "$h agent was not told $1 yet"
+  done
+}
+
+test_rollout_is_done_when_every_host_has_the_acting_version() {
+  # As a cluster version is fenced before it moves on: push and finalize return only once
+  # every live host reports the new acting version and has handed it to its agent.
+  begin; slow_heartbeat_hosts
+  out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --strategy rolling --stale-after 30s --lease 2s --timeout 60s 2>&1) \
+    || fail "rolling push failed: $out"
+  acting_taken_everywhere 2.0
+  "$INSTALL" push "$SHARE" "$(make_release 3.0)" --version 3.0 --strategy rolling --hold-acting --stale-after 30s --lease 2s --timeout 60s -q
+  acting_taken_everywhere 2.0
+  out=$("$INSTALL" finalize "$SHARE" 2>&1) || fail "finalize failed: $out"
+  assert_contains "$out" "acting version 2.0 -> 3.0"
+  acting_taken_everywhere 3.0
+  [ ! -e "$SHARE/MARKER" ] || fail "marker left behind"
+}
+
+test_hosts_take_a_new_acting_version_when_the_marker_goes() {
+  # --no-wait does not fence the acting version: a host the switch did not stop still takes it
+  # at the poll that finds the marker gone, not at its next heartbeat (10s here). (ah1 drains
+  # for 0.3s, so that ah2, polling every 100ms, surely sees the marker.)
+  begin; slow_heartbeat_hosts
+  echo "  drain: {signal: USR1, timeout: 3s}" >> "$T/hosts/ah1/watchdog.yaml"
+  stop_watchdog ah1; start_watchdog ah1
+  wait_until 10 host_runs ah1 1.0 || fail "ah1 not back on 1.0"
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --stale-after 30s --lease 2s --timeout 60s -q
+  assert_eq "$(host_field ah2 acting)" 2.0 "ah2 acting version after the push"
+  "$INSTALL" rollback "$SHARE" --to 1.0 --hosts ah1 --no-wait --stale-after 30s --lease 2s --timeout 60s -q
+  assert_eq "$(awk '$1=="acting" {print $2}' "$SHARE/current")" 1.0 "pointer acting version"
+  wait_until 1 bash -c "grep -qx 'acting 1.0' $SHARE/hosts/ah2/status" || fail "ah2 did not take acting 1.0 within 1s: $(host_field ah2 acting)"
+  wait_until 2 grep -q "agent 2.0 on ah2 acting now 1.0" "$T/hosts/ah2/state/agent.log" || fail "ah2 agent was not told 1.0"
+}
+
 run_tests

@@ -47,6 +47,27 @@ bool wait_file(const std::string& path, int64_t limit_ms = 3000) {
 
 }  // namespace
 
+TEST_CASE("process: run_with_timeout calls keep_going while it waits, and stops when told") {
+  // A waiter that has its own work (a master renewing its lease while a hook runs).
+  int calls = 0;
+  auto t0 = Clock::now();
+  auto r = run_with_timeout(sh("sleep 0.5; echo done"), 5000, [&] { return ++calls > 0; });
+  REQUIRE(r.ok());
+  CHECK(r->exit_code == 0);
+  CHECK(r->output == "done\n");
+  CHECK(calls >= 3);  // about every 100 ms
+  CHECK_FALSE(r->cancelled);
+  // Told to stop: the process group is killed at once, well before its own end.
+  calls = 0;
+  t0 = Clock::now();
+  r = run_with_timeout(sh("sleep 30 & sleep 30; echo never"), 10000, [&] { return ++calls < 3; });
+  REQUIRE(r.ok());
+  CHECK(r->cancelled);
+  CHECK_FALSE(r->timed_out);
+  CHECK(r->exit_code == -1);
+  CHECK(ms_since(t0) < 2000);
+}
+
 TEST_CASE("process: run_with_timeout captures output and exit codes") {
   auto r = run_with_timeout(sh("echo out; echo err >&2; exit 3"), 5000);
   REQUIRE(r.ok());
