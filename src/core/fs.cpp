@@ -67,7 +67,11 @@ void RealFs::confine(const std::string& root) {
   while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
 }
 
-RealFs::At::At(At&& o) noexcept : fd(o.fd), name(std::move(o.name)), error(o.error), bad(std::move(o.bad)) {
+RealFs::At::At(At&& o) noexcept {
+  fd = o.fd;
+  name = std::move(o.name);
+  error = o.error;
+  bad = std::move(o.bad);
   o.fd = AT_FDCWD;
 }
 
@@ -86,6 +90,7 @@ RealFs::At::~At() {
 
 namespace {
 std::atomic<bool> g_no_openat2{false};
+std::atomic<bool> g_force_walk{false};
 
 // Walks `rel` below `rfd` one directory at a time; the descriptor of the last one, or -1 with
 // errno set and *failed the prefix that failed.
@@ -95,9 +100,9 @@ int walk_beneath(int rfd, const std::string& rel, std::string* failed) {
   for (const auto& comp : split(rel, '/')) {
     if (comp.empty()) continue;
     done += (done.empty() ? "" : "/") + comp;
-    int next = comp == "." || comp == ".." ? (errno = EXDEV, -1)
-                                           : ::openat(cur, comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    int e = errno;
+    bool dots = comp == "." || comp == "..";  // never written by nfsup; refused like a symlink
+    int next = dots ? -1 : ::openat(cur, comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int e = dots ? EXDEV : errno;
     if (cur != rfd) ::close(cur);
     if (next < 0) {
       // A symlink to a directory fails with ELOOP or (with O_DIRECTORY) ENOTDIR; say which.
@@ -116,7 +121,7 @@ int walk_beneath(int rfd, const std::string& rel, std::string* failed) {
 
 int open_beneath(int rfd, const std::string& rel, std::string* failed) {
 #if defined(SYS_openat2) && __has_include(<linux/openat2.h>)
-  if (!g_no_openat2.load(std::memory_order_relaxed)) {
+  if (!g_no_openat2.load(std::memory_order_relaxed) && !g_force_walk.load(std::memory_order_relaxed)) {
     struct open_how how{};
     how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
@@ -135,6 +140,8 @@ int open_beneath(int rfd, const std::string& rel, std::string* failed) {
   return walk_beneath(rfd, rel, failed);
 }
 }  // namespace
+
+void fs_force_walk_for_tests(bool on) { g_force_walk.store(on); }
 
 RealFs::At RealFs::at(const std::string& path) const {
   At a;
@@ -310,6 +317,12 @@ Result<int> RealFs::create_new(const std::string& path, uint32_t mode) {
   return fd;
 }
 
+int RealFs::rename_errno(const std::string& from, const std::string& to) {
+  At a = at(from), b = at(to);
+  if (a.error || b.error) return a.error ? a.error : b.error;
+  return ::renameat(a.fd, a.name.c_str(), b.fd, b.name.c_str()) == 0 ? 0 : errno;
+}
+
 int RealFs::link(const std::string& from, const std::string& to) {
   At a = at(from), b = at(to);
   if (a.error || b.error) return a.error ? a.error : b.error;
@@ -379,6 +392,17 @@ Status RealFs::mkdir(const std::string& path, uint32_t mode) {
   if (a.error) return at_err("mkdir", a, path);
   if (::mkdirat(a.fd, a.name.c_str(), mode) != 0 && errno != EEXIST) return sys_err("mkdir", path, errno);
   return ok_status();
+}
+
+Status RealFs::chmod_dir(const std::string& path, uint32_t mode) {
+  StallGuard::Section g("chmod", path);
+  At a = at(path);
+  if (a.error) return at_err("chmod", a, path);
+  int fd = ::openat(a.fd, a.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return sys_err("open", path, errno);
+  int rc = ::fchmod(fd, mode), e = errno;
+  ::close(fd);
+  return rc == 0 ? ok_status() : sys_err("chmod", path, e);
 }
 
 Status RealFs::rename(const std::string& from, const std::string& to) {

@@ -57,6 +57,11 @@ class FileSystem {
   /// From now on, paths strictly below `root` (the share) are resolved beneath it and never
   /// through a symlink: not in a directory on the way, not as the final name. Share calls this.
   virtual void confine(const std::string& root) { (void)root; }
+  /// chmod of the directory `path` itself (never of a symlink's target).
+  virtual Status chmod_dir(const std::string& path, uint32_t mode) {
+    (void)path, (void)mode;
+    return ok_status();
+  }
 };
 
 /// The real POSIX implementation. Temp names carry host and pid so hosts never collide.
@@ -79,14 +84,16 @@ class RealFs : public FileSystem {
                                            size_t max_bytes) override;
 
   void confine(const std::string& root) override;
+  Status chmod_dir(const std::string& path, uint32_t mode) override;
 
   /// A unique temp path in the directory of `target`.
   std::string temp_for(const std::string& target);
   /// Creates the new file `path` for writing (O_EXCL): its descriptor, or an error.
   Result<int> create_new(const std::string& path, uint32_t mode);
-  /// link(from, to) and symlink(target, path): 0 or the errno of the failure (ELOOP when a
+  /// link(from, to), rename(from, to) and symlink(target, path): 0 or the errno of the failure (ELOOP when a
   /// directory on the way below the share root is a symlink).
   int link(const std::string& from, const std::string& to);
+  int rename_errno(const std::string& from, const std::string& to);
   int symlink(const std::string& target, const std::string& path);
 
   /// An open directory and a name in it: where an operation on a path acts. Below the confine
@@ -134,6 +141,9 @@ class StallGuard {
 /// True only when dir opened and name is certainly absent (ENOENT); anything else (the file
 /// exists, an error) is false and the caller looks properly.
 bool certainly_absent(const char* dir, const char* name);
+
+/// Tests only: resolve below the confine root by the openat walk even where openat2 exists.
+void fs_force_walk_for_tests(bool on);
 
 /// The error of system call `op` on `path`: "op(path): strerror", except that a symlink met
 /// below the share root (ELOOP) is named as such.

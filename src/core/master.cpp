@@ -1480,7 +1480,7 @@ Result<AbortReport> abort_push(Share& share, const MasterOptions& opt) {
     bool same_host = e.name.find(mine) != std::string::npos;
     bool dead = pid && ::kill(static_cast<pid_t>(*pid), 0) != 0 && errno == ESRCH;
     if ((same_host && dead) || opt.force) {
-      if (auto s = remove_tree(path_join(share.releases_dir(), e.name)); s) ++rep.removed_staging;
+      if (auto s = remove_tree(share.fs(), path_join(share.releases_dir(), e.name)); s) ++rep.removed_staging;
     } else {
       rep.notes.push_back(fmt::format("left {} (another host's push; use --force to remove it)", e.name));
     }
@@ -1569,7 +1569,7 @@ Result<PruneReport> prune(Share& share, int keep, bool dry_run, const MasterOpti
     std::string gone = path_join(share.releases_dir(), fmt::format(".deleting-{}.{}.{}", v, short_hostname(), getpid()));
     if (auto s = share.fs().rename(share.release_dir(v), gone); !s) return s.error();
     (void)share.audit("prune", v, "ok");
-    if (auto s = remove_tree(gone); !s) note(opt, s.error().msg);
+    if (auto s = remove_tree(share.fs(), gone); !s) note(opt, s.error().msg);
   }
   if (dry_run) return rep;
   // Objects whose only link is the store itself.

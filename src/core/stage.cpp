@@ -121,6 +121,20 @@ Status remove_tree(const std::string& path) {
   return ok_status();
 }
 
+Status remove_tree(FileSystem& fs, const std::string& path) {
+  auto st = fs.stat(path);
+  if (!st) return st.error();
+  if (!*st) return ok_status();
+  if ((*st)->type != FileInfo::Dir) {
+    auto u = fs.unlink(path);
+    return u ? ok_status() : Status(u.error());
+  }
+  (void)fs.chmod_dir(path, 0755);  // releases are read-only; a failure shows as the rmdir's
+  if (auto l = fs.list_dir(path))
+    for (const auto& e : *l) (void)remove_tree(fs, path_join(path, e.name));
+  return fs.rmdir(path);
+}
+
 Result<std::pair<std::vector<ModuleInfo>, std::vector<ClassInfo>>> parse_module_spec(std::string_view yaml,
                                                                                       const std::string& path,
                                                                                       const std::string& version) {
@@ -399,7 +413,7 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
   std::string staging = path_join(share.releases_dir(),
                                   fmt::format(".staging-{}.{}.{}", req.version, short_hostname(), getpid()));
   auto cleanup = [&](Error e) -> Result<StageResult> {
-    (void)remove_tree(staging);
+    (void)remove_tree(fs, staging);
     return e;
   };
   if (auto s = fs.mkdir(staging, 0755); !s) return cleanup(s.error());
@@ -487,13 +501,10 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
   crash_point("stage-before-publish");
   {
     StallGuard::Section g("publish", share.release_dir(req.version));
-    RealFs::At from = fs.at(staging), to = fs.at(share.release_dir(req.version));
-    int e = from.error ? from.error : to.error;
-    if (e == 0 && ::renameat(from.fd, from.name.c_str(), to.fd, to.name.c_str()) != 0) e = errno;
-    if (e != 0) {
+    if (int e = fs.rename_errno(staging, share.release_dir(req.version)); e != 0) {
       auto again = share.read_manifest(req.version);
       if (again && *again && same_content(**again, res.manifest)) {
-        (void)remove_tree(staging);
+        (void)remove_tree(fs, staging);
         res.already_published = true;
         return res;
       }

@@ -45,7 +45,10 @@ bool same_content(const Manifest& a, const Manifest& b);
 /// staging directory is removed.
 Result<StageResult> stage_release(Share& share, const StageRequest& req);
 
-/// Removes a directory tree (local or share); best effort, returns the first error.
+/// Removes a local directory tree; best effort, returns the first error.
 Status remove_tree(const std::string& path);
+/// Removes a directory tree on the share through `fs`, never following a symlink in it (a
+/// symlink is removed as a name; FileSystem::confine).
+Status remove_tree(FileSystem& fs, const std::string& path);
 
 }  // namespace nfsup
