@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit (doctest), integration on a local share, and, as root with FUSE, the
-# multi-host suite on separate sshfs mounts in network namespaces. Installs what it needs.
+# multi-host suite on separate sshfs mounts in network namespaces, and with /dev/net/tun the
+# real-NFS suite (user-mode Linux NFS clients against nfs-ganesha). Installs what it needs.
 # Ends with one line "N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,12 @@ if [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ]; then
   scripts/deps.sh harness
 else
   echo "nfsup: not root or no /dev/fuse: the multi-host sshfs suite will be skipped" >&2
+fi
+# Real kernel NFS clients (user-mode Linux guests) against nfs-ganesha: root and /dev/net/tun.
+if [ "$(id -u)" -eq 0 ] && [ -c /dev/net/tun ]; then
+  scripts/deps.sh nfs || echo "nfsup: the real-NFS packages could not be installed: the nfs suite will be skipped" >&2
+else
+  echo "nfsup: not root or no /dev/net/tun: the real-NFS suite will be skipped" >&2
 fi
 scripts/build.sh
 set +e

@@ -1526,6 +1526,19 @@ Result<StatusReport> share_status(Share& share, int64_t stale_after_ms) {
   return rep;
 }
 
+// A release tree that prune renamed out of sight may not be removable at once: on NFS, deleting a
+// file that a process on the pruning client still has open silly-renames it to .nfsXXXX until
+// its last close, so the directory stays non-empty. Every later prune finishes such trees.
+static void sweep_deleting(Share& share, PruneReport& rep) {
+  auto l = share.fs().list_dir(share.releases_dir());
+  if (!l) return;
+  for (const auto& e : *l) {
+    if (e.type != FileInfo::Dir || !starts_with(e.name, ".deleting-")) continue;
+    if (remove_tree(path_join(share.releases_dir(), e.name))) rep.leftovers_removed.push_back(e.name);
+    else rep.leftovers_kept.push_back(e.name);
+  }
+}
+
 Result<PruneReport> prune(Share& share, int keep, bool dry_run, const MasterOptions& opt) {
   if (auto s = share.check(); !s) return s.error();
   if (keep < 1) return err(Exit::Usage, "--keep must be at least 1");
@@ -1572,6 +1585,7 @@ Result<PruneReport> prune(Share& share, int keep, bool dry_run, const MasterOpti
     if (auto s = remove_tree(share.fs(), gone); !s) note(opt, s.error().msg);
   }
   if (dry_run) return rep;
+  sweep_deleting(share, rep);
   // Objects whose only link is the store itself.
   auto dirs = share.fs().list_dir(share.objects_dir());
   if (!dirs) return dirs.error();

@@ -117,6 +117,8 @@ struct PruneReport {
   std::vector<std::string> kept;   ///< with the reason, e.g. "1.0 (runs on web01)"
   int objects_removed = 0;
   uint64_t bytes_freed = 0;
+  std::vector<std::string> leftovers_removed;  ///< `.deleting-*` trees of earlier prunes, now gone
+  std::vector<std::string> leftovers_kept;     ///< ... still not removable (a file in use on a client)
 };
 /// Deletes old releases: keeps the newest `keep`, the current release and its overrides, the
 /// rollback target (newest release below current, and `previous`), and every release any

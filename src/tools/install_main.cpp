@@ -461,6 +461,9 @@ int main(int argc, char** argv) {
     if (!r) return fail(r.error());
     for (const auto& v : r->deleted) say(fmt::format("{} {}", o.dry_run ? "would delete" : "deleted", v));
     for (const auto& v : r->kept) say(fmt::format("kept {}", v));
+    for (const auto& d : r->leftovers_removed) say(fmt::format("removed {} (left by an earlier prune)", d));
+    for (const auto& d : r->leftovers_kept)
+      say(fmt::format("left {}: a file in it is still open on a client; a later prune removes it", d));
     if (r->objects_removed) say(fmt::format("removed {} unreferenced objects ({} bytes)", r->objects_removed, r->bytes_freed));
     return 0;
   }

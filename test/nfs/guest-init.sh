@@ -6,6 +6,7 @@
 # directory), nfsg_poll (seconds between looks at the command inbox).
 # Commands: the host drops <id>.sh into $nfsg_dir/<name>/in; we run each one with bash in the
 # background and leave <id>.out (stdout+stderr) and then <id>.rc (its exit status).
+# shellcheck disable=SC2154  # nfsg_* come from the kernel command line
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C
 me=$nfsg_dir/$nfsg_name
 say() { echo "[$nfsg_name $(cut -d' ' -f1 /proc/uptime)] $*"; }
