@@ -153,7 +153,8 @@ Result<pid_t> spawn(const SpawnSpec& spec) {
   return pid;
 }
 
-Result<RunResult> run_with_timeout(const SpawnSpec& spec_in, int64_t timeout_ms) {
+Result<RunResult> run_with_timeout(const SpawnSpec& spec_in, int64_t timeout_ms,
+                                   const std::function<bool()>& keep_going) {
   SpawnSpec spec = spec_in;
   spec.detach = false;
   spec.new_session = true;
@@ -180,6 +181,12 @@ Result<RunResult> run_with_timeout(const SpawnSpec& spec_in, int64_t timeout_ms)
     int64_t left = deadline - boot_ms();
     if (left <= 0) {
       r.timed_out = true;
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      break;
+    }
+    if (keep_going && !keep_going()) {
+      r.cancelled = true;
       kill(-pid, SIGKILL);
       kill(pid, SIGKILL);
       break;
@@ -213,7 +220,7 @@ Result<RunResult> run_with_timeout(const SpawnSpec& spec_in, int64_t timeout_ms)
   }
   close(p[0]);
   if (!reaped) waitpid(pid, &status, 0);
-  if (r.timed_out) return r;
+  if (r.timed_out || r.cancelled) return r;
   if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
   else if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
   return r;

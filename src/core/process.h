@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -28,11 +29,15 @@ struct RunResult {
   int exit_code = -1;      ///< -1 when killed by a signal or timed out
   int signal = 0;
   bool timed_out = false;
+  bool cancelled = false;  ///< keep_going said stop: the process group was killed
   std::string output;      ///< stdout+stderr, at most 64 KiB
 };
 
 /// Runs to completion with a deadline; on timeout the whole process group gets SIGKILL.
-Result<RunResult> run_with_timeout(const SpawnSpec& spec, int64_t timeout_ms);
+/// `keep_going`, if given, is asked about every 100ms; when it says false the process group
+/// gets SIGKILL and the result says `cancelled`.
+Result<RunResult> run_with_timeout(const SpawnSpec& spec, int64_t timeout_ms,
+                                   const std::function<bool()>& keep_going = {});
 
 /// Sends `sig` to the process group (or the pid if it is not a group leader), waits up to
 /// `timeout_ms` for it to go, then SIGKILLs the group. `is_child` selects waitpid vs polling.
