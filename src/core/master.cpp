@@ -436,6 +436,22 @@ Result<bool> reread_pointer_under_marker(Share& share, Result<std::optional<Poin
   return true;
 }
 
+// The first step of every switch (all-at-once, rolling, finalize): take the marker with
+// link() (one master only), then read the pointer again under it. Returns whether the
+// pointer moved since `ptr` was read (ptr then holds the new one). `step` names the test
+// points around it: <step>-before-marker (NFSUP_STOP_AT), <step>-after-marker (NFSUP_CRASH_AT).
+Result<bool> acquire_marker(Share& share, const Marker& m, Result<std::optional<Pointer>>& ptr,
+                            const MasterOptions& opt, const std::string& step) {
+  if (interrupted(opt)) return interrupted_error(opt, "nothing was switched");
+  stop_point((step + "-before-marker").c_str());
+  auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
+  if (!created) return created.error();
+  if (!*created)
+    return err(Exit::Busy, fmt::format("{}: another master created the marker first", share.marker_path()));
+  crash_point((step + "-after-marker").c_str());
+  return reread_pointer_under_marker(share, ptr, opt);
+}
+
 Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, const std::string& action,
                                 const MasterOptions& opt, SwitchReport rep) {
   auto ptr = share.read_pointer();
@@ -484,13 +500,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   if (!opt.hosts.empty()) m.targets = opt.hosts;
   // (--class names its hosts only after the survey below: until then, a vote phase holds nobody.)
   m.phase = hints->votes || !opt.cls.empty() ? "vote" : "stop";
-  if (interrupted(opt)) return interrupted_error(opt, "nothing was switched");
-  stop_point("switch-before-marker");
-  auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
-  if (!created) return created.error();
-  if (!*created) return err(Exit::Busy, fmt::format("{}: another master created the marker first", share.marker_path()));
-  crash_point("switch-after-marker");
-  auto moved = reread_pointer_under_marker(share, ptr, opt);
+  auto moved = acquire_marker(share, m, ptr, opt, "switch");
   if (!moved) return moved.error();
   if (*moved) {
     rep.previous = *ptr ? (*ptr)->release : "";
@@ -946,14 +956,9 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
   std::vector<std::string> vetoed;  // skipped after a veto (--skip-vetoed): they keep their release
   m.phase = votes ? "vote" : "stop";
   m.targets = votes ? todo : std::vector<std::string>{};
-  if (interrupted(opt)) return interrupted_error(opt, "nothing was switched");
-  stop_point("rolling-before-marker");
-  auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
-  if (!created) return created.error();
-  if (!*created) return err(Exit::Busy, "another master created the marker first");
   // Everything above was planned from the pointer read before the marker: if another master
   // switched meanwhile, this plan is stale. Nobody has stopped yet: give the marker back.
-  if (auto moved = reread_pointer_under_marker(share, ptr, opt); !moved) {
+  if (auto moved = acquire_marker(share, m, ptr, opt, "rolling"); !moved) {
     return moved.error();
   } else if (*moved) {
     release_marker(share, opt);
@@ -1176,11 +1181,7 @@ Result<std::string> finalize(Share& share, const MasterOptions& opt) {
   Marker m = make_marker((*ptr)->generation + 1, "push", (*ptr)->release, acting_of(**ptr), opt);
   m.strategy = "rolling";
   m.targets = std::vector<std::string>{};  // holds the lock, stops nobody
-  stop_point("finalize-before-marker");
-  auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
-  if (!created) return created.error();
-  if (!*created) return err(Exit::Busy, "a push is in progress");
-  auto moved = reread_pointer_under_marker(share, ptr, opt);
+  auto moved = acquire_marker(share, m, ptr, opt, "finalize");
   if (!moved) return moved.error();
   if (*moved) {
     if (auto r = finalize_refusal(*ptr)) {
