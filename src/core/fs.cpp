@@ -487,6 +487,11 @@ void crash_point(const char* point) {
   }
 }
 
+void stop_point(const char* point) {
+  static const char* want = std::getenv("NFSUP_STOP_AT");
+  if (want && std::strcmp(want, point) == 0) ::raise(SIGSTOP);
+}
+
 // ---- StallGuard: one monitor thread, one in-flight section at a time per thread is enough.
 namespace {
 std::mutex g_mu;

@@ -123,6 +123,9 @@ class RealFs : public FileSystem {
 /// Test-only fault points: when env NFSUP_CRASH_AT equals `point`, the process kills itself
 /// with SIGKILL right there. Used by the crash-safety tests to stop a command between steps.
 void crash_point(const char* point);
+/// Test-only stall points: when env NFSUP_STOP_AT equals `point`, the process stops itself
+/// (SIGSTOP) there until a SIGCONT, to test what another master does meanwhile.
+void stop_point(const char* point);
 
 /// Guards a process that must never hang on the share (nfsup-install): if one guarded section
 /// runs longer than the limit, the process prints `message` and exits with Exit::Share.

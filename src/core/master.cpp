@@ -31,6 +31,22 @@ static void note(const MasterOptions& o, const std::string& s) {
   if (o.note) o.note(s);
 }
 
+// The signal the caller's handler recorded (0: none). Every wait of the master checks it.
+static int interrupted(const MasterOptions& o) { return o.interrupt ? o.interrupt->load() : 0; }
+
+static Error interrupted_error(const MasterOptions& o, const std::string& what) {
+  int sig = interrupted(o);
+  const char* name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
+  return err(Exit::Interrupted, fmt::format("interrupted ({}): {}", name, what));
+}
+
+// Removes this master's marker on the way out. A failure is said: hosts then resume only
+// when its lease lapses, or at `abort`.
+static void release_marker(Share& share, const MasterOptions& opt) {
+  if (auto u = share.fs().unlink(share.marker_path()); !u)
+    note(opt, fmt::format("could not remove the marker: {}; hosts resume when its lease lapses", u.error().msg));
+}
+
 static std::string random_nonce() {
   std::random_device rd;
   return fmt::format("{:08x}{:08x}", rd(), rd());
@@ -190,6 +206,39 @@ Result<Fleet> survey(Share& share, int64_t now_ms, int64_t stale_after_ms) {
   return f;
 }
 
+// The live hosts that a switch limited by --hosts or --class takes part in.
+std::vector<std::string> targeted(Share& share, const std::vector<std::string>& live, const MasterOptions& opt) {
+  std::vector<std::string> keep;
+  for (const auto& h : live) {
+    bool in = opt.hosts.empty() || std::find(opt.hosts.begin(), opt.hosts.end(), h) != opt.hosts.end();
+    if (in && !opt.cls.empty()) {
+      auto s = share.read_status(h);
+      in = s && *s && (*s)->cls == opt.cls;
+    }
+    if (in) keep.push_back(h);
+  }
+  return keep;
+}
+
+// --hosts and --class, checked against the share before anything is staged or audited (only
+// a clock probe is written, and removed at once). The same check runs again under the
+// marker: a host may go silent meanwhile.
+Status check_targets(Share& share, const MasterOptions& opt) {
+  if (opt.hosts.empty() && opt.cls.empty()) return ok_status();
+  auto known = share.list_hosts();
+  if (!known) return known.error();
+  for (const auto& h : opt.hosts)
+    if (std::find(known->begin(), known->end(), h) == known->end())
+      return err(Exit::Usage, fmt::format("--hosts {}: no such host on the share (hosts: {})", h,
+                                          known->empty() ? "none" : join(*known, ", ")));
+  auto fleet = survey(share, server_now_ms(share), opt.stale_after_ms);
+  if (!fleet) return fleet.error();
+  if (targeted(share, fleet->live, opt).empty())
+    return err(Exit::Usage, opt.cls.empty() ? "none of the --hosts is live"
+                                            : fmt::format("no live host of class '{}'", opt.cls));
+  return ok_status();
+}
+
 struct Watch {
   int64_t heartbeat = -1;
   int64_t changed_at = 0;
@@ -241,6 +290,13 @@ static Result<std::vector<std::string>> vote_round(Share& share, Marker& m, cons
   std::set<std::string> old_format;  // hosts whose vote for this generation does not name the switch
   int64_t until = boot_ms() + opt.vote_timeout_ms, last_renew = boot_ms();
   while (got.size() < hosts.size() && boot_ms() < until) {
+    if (interrupted(opt)) {
+      release_marker(share, opt);
+      (void)share.audit(m.action, fmt::format("{} interrupted during the vote", what), "interrupted");
+      return interrupted_error(opt, fmt::format("the {} of {} backed out during the vote, before any host stopped; "
+                                                "the marker is removed",
+                                                m.action, m.release));
+    }
     for (const auto& h : hosts) {
       if (got.count(h)) continue;
       auto v = share.read_vote(h);
@@ -286,6 +342,15 @@ static Result<std::vector<std::string>> vote_round(Share& share, Marker& m, cons
   return accepted;
 }
 
+// Before each round of a wait: stop on a signal (the caller backs out), renew the lease if
+// this master holds the marker.
+static Status keep_waiting(Share& share, Marker* marker, int64_t& last_renew, const MasterOptions& opt,
+                           const char* phase) {
+  if (interrupted(opt)) return interrupted_error(opt, phase);
+  if (marker) return renew_lease(share, *marker, last_renew);
+  return ok_status();
+}
+
 using Done = std::function<std::optional<HostOutcome>(const HostStatus&)>;
 
 // Waits until `done` gives an outcome for every host in `hosts`, renewing the lease while
@@ -300,8 +365,7 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
   size_t last_count = static_cast<size_t>(-1);
   int64_t min_poll = 0;
   while (true) {
-    if (marker)
-      if (auto s = renew_lease(share, *marker, last_renew); !s) return s.error();
+    if (auto s = keep_waiting(share, marker, last_renew, opt, phase); !s) return s.error();
     int64_t now = boot_ms();
     for (const auto& h : hosts) {
       if (result.count(h)) continue;
@@ -471,6 +535,19 @@ Result<Pointer> settle_switch(Share& share, Marker& m, const std::optional<Point
   return p;
 }
 
+// A wait after the pointer moved was cut short. A signal backs nothing out (the switch is done,
+// the hosts go on starting it) but removes the marker, which holds nobody by then.
+static Error after_switch_error(Share& share, Error e, const std::string& action, const SwitchReport& rep,
+                                const std::string& target, int64_t gen, const MasterOptions& opt) {
+  if (e.code != Exit::Interrupted) return e;
+  release_marker(share, opt);
+  (void)share.audit(action, fmt::format("{} -> {}", rep.previous.empty() ? "-" : rep.previous, target),
+                    "switched; interrupted while hosts started");
+  return interrupted_error(opt, fmt::format("while hosts were starting {}: the switch is done (generation {}), "
+                                            "nothing to back out; hosts go on starting it ('nfsup-install status')",
+                                            target, gen));
+}
+
 // The end of an all-at-once switch, once the pointer names the target: the hosts start it while
 // the marker, holding nobody, stays up; the failure policy settles the pointer; the acting
 // version is fenced; then the marker goes.
@@ -511,11 +588,11 @@ Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<
                               return std::nullopt;
                             },
                             "starting");
-  if (!started) return started.error();
+  if (!started) return after_switch_error(share, started.error(), action, rep, target, gen, opt);
   auto settled = settle_switch(share, m, old, np, *started, opt, rep, rs);
-  if (!settled) return settled.error();
+  if (!settled) return after_switch_error(share, settled.error(), action, rep, target, gen, opt);
   if (auto s = fence_acting(share, m, settled->acting.empty() ? settled->release : settled->acting, opt, rep, rs); !s)
-    return s.error();
+    return after_switch_error(share, s.error(), action, rep, target, gen, opt);
   (void)write_rollout(share, rs);
   if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
   crash_point("switch-after-unmark");
@@ -526,6 +603,56 @@ Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<
                                         rep.undone_to.empty() ? "" : fmt::format(" undone: {}", rs.note)),
                     !rep.undone_to.empty() ? "undone" : rep.all_ok() ? "ok" : "failed");
   return rep;
+}
+
+// Backs out of a switch whose pointer has not moved: the old pointer again under the switch's
+// generation (so hosts that stopped for it resume at once, not after the lease), then the
+// marker goes, even if the pointer could not be written.
+Status back_out(Share& share, const std::optional<Pointer>& old, int64_t gen, const MasterOptions& opt) {
+  Status wrote = ok_status();
+  if (old) {
+    Pointer back = *old;
+    back.generation = gen;
+    back.action = "abort";
+    back.updated = utc_now_iso();
+    back.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
+    wrote = write_pointer(share, back, opt);
+  }
+  release_marker(share, opt);
+  return wrote;
+}
+
+// Another master may have switched between this master's first read of the pointer and its
+// marker: the pointer is read again once the marker is ours (nobody else can move it now),
+// so that the generation never goes backwards. Returns whether it moved.
+Result<bool> reread_pointer_under_marker(Share& share, Result<std::optional<Pointer>>& ptr, const MasterOptions& opt) {
+  auto again = share.read_pointer();
+  if (!again) {
+    release_marker(share, opt);
+    return again.error();
+  }
+  auto gen_of = [](const std::optional<Pointer>& p) { return p ? p->generation : 0; };
+  if (gen_of(*again) == gen_of(*ptr)) return false;
+  note(opt, fmt::format("{} moved to generation {} ({}) since it was read; going on from there", share.pointer_path(),
+                        gen_of(*again), *again ? (*again)->release : "-"));
+  ptr = again;
+  return true;
+}
+
+// The first step of every switch (all-at-once, rolling, finalize): take the marker with
+// link() (one master only), then read the pointer again under it. Returns whether the
+// pointer moved since `ptr` was read (ptr then holds the new one). `step` names the test
+// points around it: <step>-before-marker (NFSUP_STOP_AT), <step>-after-marker (NFSUP_CRASH_AT).
+Result<bool> acquire_marker(Share& share, const Marker& m, Result<std::optional<Pointer>>& ptr,
+                            const MasterOptions& opt, const std::string& step) {
+  if (interrupted(opt)) return interrupted_error(opt, "nothing was switched");
+  stop_point((step + "-before-marker").c_str());
+  auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
+  if (!created) return created.error();
+  if (!*created)
+    return err(Exit::Busy, fmt::format("{}: another master created the marker first", share.marker_path()));
+  crash_point((step + "-after-marker").c_str());
+  return reread_pointer_under_marker(share, ptr, opt);
 }
 
 Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, const std::string& action,
@@ -576,10 +703,18 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   if (!opt.hosts.empty()) m.targets = opt.hosts;
   // (--class names its hosts only after the survey below: until then, a vote phase holds nobody.)
   m.phase = hints->votes || !opt.cls.empty() ? "vote" : "stop";
-  auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
-  if (!created) return created.error();
-  if (!*created) return err(Exit::Busy, fmt::format("{}: another master created the marker first", share.marker_path()));
-  crash_point("switch-after-marker");
+  auto moved = acquire_marker(share, m, ptr, opt, "switch");
+  if (!moved) return moved.error();
+  if (*moved) {
+    rep.previous = *ptr ? (*ptr)->release : "";
+    rep.generation = (*ptr ? (*ptr)->generation : 0) + 1;
+    m.generation = rep.generation;
+    m.previous = rep.previous;
+    if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) {
+      release_marker(share, opt);
+      return s.error();
+    }
+  }
   (void)share.audit(action, fmt::format("start {} -> {} generation {}", rep.previous.empty() ? "-" : rep.previous,
                                         target, m.generation),
                     "started");
@@ -597,15 +732,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   auto drop_marker = [&]() { (void)share.fs().unlink(share.marker_path()); };
   if (partial) {
     // Only the named hosts, or the hosts of one class, take part.
-    std::vector<std::string> keep;
-    for (const auto& h : fleet->live) {
-      bool in = opt.hosts.empty() || std::find(opt.hosts.begin(), opt.hosts.end(), h) != opt.hosts.end();
-      if (in && !opt.cls.empty()) {
-        auto s = share.read_status(h);
-        in = s && *s && (*s)->cls == opt.cls;
-      }
-      if (in) keep.push_back(h);
-    }
+    std::vector<std::string> keep = targeted(share, fleet->live, opt);
     std::vector<HostOutcome> skipped;
     for (auto& s : fleet->skipped)
       if (opt.hosts.empty() || std::find(opt.hosts.begin(), opt.hosts.end(), s.host) != opt.hosts.end())
@@ -646,6 +773,16 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
                               return std::nullopt;
                             },
                             "stopping");
+  const std::optional<Pointer> old = *ptr;
+  if (!stopped && stopped.error().code == Exit::Interrupted) {
+    auto b = back_out(share, old, gen, opt);
+    (void)share.audit(action, fmt::format("{} -> {} interrupted while hosts stopped; backed out", rep.previous, target),
+                      "interrupted");
+    if (!b) return b.error();
+    return interrupted_error(opt, fmt::format("the {} of {} backed out while hosts were stopping; the marker is "
+                                              "removed and hosts resume {}",
+                                              action, target, rep.previous.empty() ? "nothing" : rep.previous));
+  }
   if (!stopped) return stopped.error();
   std::vector<std::string> go;
   std::vector<HostOutcome> not_stopped;
@@ -658,15 +795,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
     // Some live host never stopped: back out. The pointer is re-written with the old release and
     // the same generation so hosts that did stop resume it.
     note(opt, fmt::format("{} host(s) did not stop; backing out", not_stopped.size()));
-    if (*ptr) {
-      Pointer back = **ptr;
-      back.generation = gen;
-      back.action = "abort";
-      back.updated = utc_now_iso();
-      back.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
-      if (auto s = write_pointer(share, back, opt); !s) return s.error();
-    }
-    (void)share.fs().unlink(share.marker_path());
+    if (auto s = back_out(share, old, gen, opt); !s) return s.error();
     (void)share.audit(action, fmt::format("{} -> {} backed out", rep.previous, target), "failed");
     for (auto& o : not_stopped) rep.hosts.push_back(o);
     return rep;
@@ -680,13 +809,11 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
     std::string from = (*ptr)->acting.empty() ? (*ptr)->release : (*ptr)->acting;
     if (compare_versions(target, from) > 0)
       if (auto s = run_migration(share, from, target, rs, m, opt); !s) {
-        Pointer back = **ptr;
-        back.generation = gen;
-        back.action = "abort";
-        (void)write_pointer(share, back, opt);
-        (void)share.fs().unlink(share.marker_path());
+        Error e = s.error();
+        if (auto b = back_out(share, old, gen, opt); !b) e.msg += "; backing out: " + b.error().msg;
+        else if (e.code == Exit::Interrupted) e.msg += "; backed out: the marker is removed and hosts resume " + rep.previous;
         (void)share.audit(action, fmt::format("{} -> {}", rep.previous, target), "failed: " + s.error().msg);
-        return s.error();
+        return e;
       }
   }
   Pointer np;
@@ -873,11 +1000,14 @@ Status run_migration(Share& share, const std::string& from, const std::string& t
   int64_t last_renew = boot_ms() - marker.lease_ms;  // renew at once: the last wait may have used up most of it
   Status lease = ok_status();
   auto r = run_with_timeout(s, opt.migrate_timeout_ms, [&] {
+    if (interrupted(opt)) return false;
     lease = renew_lease(share, marker, last_renew);
     return static_cast<bool>(lease);
   });
   ::unlink(tmpl);
   if (!r) return r.error();
+  if (r->cancelled && interrupted(opt))
+    return interrupted_error(opt, fmt::format("the migration hook of {} was killed", target));
   if (r->cancelled)
     return err(lease.error().code, fmt::format("migration hook of {} killed: {}; the rollout stops here", target,
                                                lease.error().msg));
@@ -998,9 +1128,16 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
   std::vector<std::string> vetoed;  // skipped after a veto (--skip-vetoed): they keep their release
   m.phase = votes ? "vote" : "stop";
   m.targets = votes ? todo : std::vector<std::string>{};
-  auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
-  if (!created) return created.error();
-  if (!*created) return err(Exit::Busy, "another master created the marker first");
+  // Everything above was planned from the pointer read before the marker: if another master
+  // switched meanwhile, this plan is stale. Nobody has stopped yet: give the marker back.
+  if (auto moved = acquire_marker(share, m, ptr, opt, "rolling"); !moved) {
+    return moved.error();
+  } else if (*moved) {
+    release_marker(share, opt);
+    return err(Exit::Busy, fmt::format("another master switched to {} (generation {}) while this rollout was "
+                                       "prepared; nothing was stopped: run it again",
+                                       *ptr ? (*ptr)->release : "-", *ptr ? (*ptr)->generation : 0));
+  }
   const int max_failures = std::max(0, opt.max_failures);  // (not given: none tolerated)
   (void)share.audit("push", fmt::format("rolling {} -> {} batch {} max-failures {}", base.release, target, opt.batch,
                                         max_failures),
@@ -1024,8 +1161,9 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
   int64_t gen = m.generation;
   size_t nbatches = todo.empty() ? 0 : (todo.size() + b - 1) / b, bi = 0;
 
-  auto finish_fail = [&](const std::string& why) -> Result<SwitchReport> {
-    // Undo: every upgraded host goes back to the base release under a new generation.
+  // Undo: every upgraded host goes back to the base release under a new generation; after a
+  // failure the master waits for them, after a signal it does not.
+  auto finish_fail = [&](const std::string& why, bool wait_back) -> Result<SwitchReport> {
     note(opt, why + "; rolling the upgraded hosts back to " + base.release);
     cur.overrides.clear();
     cur.generation = ++gen;
@@ -1033,16 +1171,20 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
     m.generation = gen;
     m.targets = std::vector<std::string>{};
     (void)rewrite_marker();
-    if (auto s = write_pointer(share, cur, opt); !s) return s.error();
-    auto back = wait_hosts(share, upgraded, &m, opt,
-                           [&](const HostStatus& s) -> std::optional<HostOutcome> {
-                             if (s.generation >= gen && s.running == base.release &&
-                                 (s.state == "running" || s.state == "failed"))
-                               return HostOutcome{s.host, "ok", ""};
-                             return std::nullopt;
-                           },
-                           "rolling back");
-    (void)share.fs().unlink(share.marker_path());
+    if (auto s = write_pointer(share, cur, opt); !s) {
+      release_marker(share, opt);
+      return s.error();
+    }
+    if (wait_back)
+      (void)wait_hosts(share, upgraded, &m, opt,  // its outcome changes nothing: the marker goes anyway
+                       [&](const HostStatus& s) -> std::optional<HostOutcome> {
+                         if (s.generation >= gen && s.running == base.release &&
+                             (s.state == "running" || s.state == "failed"))
+                           return HostOutcome{s.host, "ok", ""};
+                         return std::nullopt;
+                       },
+                       "rolling back");
+    release_marker(share, opt);
     rs.phase = "failed";
     rs.note = why;
     (void)write_rollout(share, rs);
@@ -1051,9 +1193,17 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
     rep.generation = gen;
     return rep;
   };
+  auto interrupted_out = [&](const std::string& when) -> Result<SwitchReport> {
+    auto r = finish_fail("interrupted " + when, false);
+    if (!r) return r.error();
+    return interrupted_error(opt, fmt::format("the rolling push of {} backed out {}: every host returns to {}; the "
+                                              "marker is removed",
+                                              target, when, base.release));
+  };
 
   std::vector<std::string> remaining = todo;
   while (!remaining.empty()) {
+    if (interrupted(opt)) return interrupted_out("between batches");
     std::vector<std::string> batch = next_batch(remaining, st, b, opt.max_unavailable);
     ++bi;
     gen += 1;
@@ -1070,6 +1220,7 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
                                 return std::nullopt;
                               },
                               "stopping");
+    if (!stopped && stopped.error().code == Exit::Interrupted) return interrupted_out("while hosts were stopping");
     if (!stopped) return stopped.error();
     std::vector<std::string> go;
     for (const auto& o : *stopped) {
@@ -1090,6 +1241,7 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
                                 return std::nullopt;
                               },
                               "starting");
+    if (!started && started.error().code == Exit::Interrupted) return interrupted_out("while hosts were starting");
     if (!started) return started.error();
     for (const auto& o : *started) {
       if (o.outcome == "ok") {
@@ -1103,7 +1255,8 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
     }
     (void)write_rollout(share, rs);
     if (static_cast<int>(failed.size()) > max_failures)
-      return finish_fail(fmt::format("{} host(s) failed (max {}): {}", failed.size(), max_failures, join(failed, " ")));
+      return finish_fail(fmt::format("{} host(s) failed (max {}): {}", failed.size(), max_failures, join(failed, " ")),
+                         true);
   }
   // Every live host has moved (or failed within the budget). The acting version is the lowest
   // release installed on a live host.
@@ -1120,12 +1273,15 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
   if (acting != acting0 && !opt.hold_acting) {
     if (auto s = run_migration(share, acting0, acting, rs, m, opt); !s) {
       cur.acting = acting0;
-      (void)write_pointer(share, cur, opt);
-      (void)share.fs().unlink(share.marker_path());
+      Error e = s.error();
+      if (auto w = write_pointer(share, cur, opt); !w) e.msg += "; writing the pointer: " + w.error().msg;
+      else if (e.code == Exit::Interrupted)
+        e.msg += fmt::format("; backed out: hosts run {}, the acting version stays {}", target, acting0);
+      release_marker(share, opt);
       rs.phase = "failed";
       rs.note = s.error().msg;
       (void)write_rollout(share, rs);
-      return s.error();
+      return e;
     }
     cur.acting = acting;
   } else {
@@ -1180,39 +1336,70 @@ Result<SwitchReport> run_rolling(Share& share, const std::string& target, const 
 
 }  // namespace
 
+// Why finalize has nothing to do (a message) or cannot (an error); nullopt: it can go on.
+static std::optional<Result<std::string>> finalize_refusal(const std::optional<Pointer>& p) {
+  if (!p) return Result<std::string>(err(Exit::Usage, "nothing has been pushed yet"));
+  std::string acting = p->acting.empty() ? p->release : p->acting;
+  if (acting == p->release && p->overrides.empty()) return Result<std::string>("acting version is already " + acting);
+  if (!p->overrides.empty())
+    return Result<std::string>(err(Exit::Usage, fmt::format("hosts {} do not run {} yet; cannot finalize",
+                                                            p->overrides.begin()->first, p->release)));
+  return std::nullopt;
+}
+
 Result<std::string> finalize(Share& share, const MasterOptions& opt) {
   if (auto s = share.check(); !s) return s.error();
   auto ptr = share.read_pointer();
   if (!ptr) return ptr.error();
-  if (!*ptr) return err(Exit::Usage, "nothing has been pushed yet");
-  Pointer cur = **ptr;
-  std::string acting = cur.acting.empty() ? cur.release : cur.acting;
-  if (acting == cur.release && cur.overrides.empty()) return std::string("acting version is already " + acting);
-  if (!cur.overrides.empty())
-    return err(Exit::Usage, fmt::format("hosts {} do not run {} yet; cannot finalize", cur.overrides.begin()->first,
-                                        cur.release));
-  Marker m = make_marker(cur.generation + 1, "push", cur.release, acting, opt);
+  if (auto r = finalize_refusal(*ptr)) return *r;
+  auto acting_of = [](const Pointer& p) { return p.acting.empty() ? p.release : p.acting; };
+  Marker m = make_marker((*ptr)->generation + 1, "push", (*ptr)->release, acting_of(**ptr), opt);
   m.strategy = "rolling";
   m.targets = std::vector<std::string>{};  // holds the lock, stops nobody
-  auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
-  if (!created) return created.error();
-  if (!*created) return err(Exit::Busy, "a push is in progress");
+  auto moved = acquire_marker(share, m, ptr, opt, "finalize");
+  if (!moved) return moved.error();
+  if (*moved) {
+    if (auto r = finalize_refusal(*ptr)) {
+      release_marker(share, opt);
+      return *r;
+    }
+    m.generation = (*ptr)->generation + 1;
+    m.release = (*ptr)->release;
+    m.previous = acting_of(**ptr);
+    if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) {
+      release_marker(share, opt);
+      return s.error();
+    }
+  }
+  Pointer cur = **ptr;
+  const std::string acting = acting_of(cur);
   RolloutState rs;
   if (auto old = read_rollout(share); old && *old) rs = **old;
   auto mig = run_migration(share, acting, cur.release, rs, m, opt);
   if (!mig) {
-    (void)share.fs().unlink(share.marker_path());
-    return mig.error();
+    release_marker(share, opt);
+    Error e = mig.error();
+    if (e.code == Exit::Interrupted) {
+      e.msg += fmt::format("; backed out: the acting version stays {}; the marker is removed", acting);
+      (void)share.audit("finalize", fmt::format("acting {} -> {}", acting, cur.release), "interrupted");
+    }
+    return e;
   }
   cur.acting = cur.release;
   cur.generation = m.generation;
-  if (auto s = write_pointer(share, cur, opt); !s) return s.error();
+  if (auto s = write_pointer(share, cur, opt); !s) {
+    release_marker(share, opt);
+    return s.error();
+  }
   rs.acting = cur.release;
   rs.phase = "done";
   rs.note.clear();
   SwitchReport fenced;
-  if (auto s = fence_acting(share, m, cur.release, opt, fenced, rs); !s) return s.error();
-  (void)share.fs().unlink(share.marker_path());
+  if (auto s = fence_acting(share, m, cur.release, opt, fenced, rs); !s) {
+    release_marker(share, opt);
+    return s.error();
+  }
+  release_marker(share, opt);
   (void)write_rollout(share, rs);
   (void)share.audit("finalize", fmt::format("acting {} -> {}", acting, cur.release), rs.phase == "done" ? "ok" : "failed");
   if (rs.phase != "done") {
@@ -1338,23 +1525,23 @@ Result<DryRunPlan> dry_run_plan(Share& share, const std::string& action, const s
   return out;
 }
 
-Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOptions& opt) {
-  if (auto s = share.check(); !s) return s.error();
-  auto existing = share.read_marker();
-  if (!existing) return existing.error();
-  if (*existing)
-    return err(Exit::Busy, fmt::format("{}: {} of {} by {} (pid {}) is in progress; if it died, run "
-                                       "'nfsup-install abort {}'",
-                                       share.marker_path(), (*existing)->action, (*existing)->release,
-                                       (*existing)->master_host, (*existing)->master_pid, share.root()));
-  SwitchReport rep;
+// Every flag of a push, checked before the release is staged: a refused push writes nothing.
+static Status check_push_flags(Share& share, const PushRequest& req, const MasterOptions& opt) {
+  if (!valid_batch(opt.batch))
+    return err(Exit::Usage, fmt::format("--batch '{}': use a number or a percentage like 25%", opt.batch));
   if (opt.strategy == "rolling" && (!opt.hosts.empty() || !opt.cls.empty()))
     return err(Exit::Usage, "--hosts and --class do not combine with --strategy rolling (a rollout covers the fleet)");
-  if (!opt.hosts.empty() || !opt.cls.empty()) {
-    auto p = share.read_pointer();
-    if (!p) return p.error();
-    if (!*p) return err(Exit::Usage, "the first release goes to every host; --hosts and --class need a current release");
-  }
+  auto p = share.read_pointer();
+  if (!p) return p.error();
+  if (!*p && (!opt.hosts.empty() || !opt.cls.empty()))
+    return err(Exit::Usage, "the first release goes to every host; --hosts and --class need a current release");
+  if (!*p && opt.strategy == "rolling")
+    return err(Exit::Usage, "the first release must be pushed all-at-once (no release runs yet)");
+  if (*p && opt.strategy == "rolling" && !(*p)->overrides.empty())
+    return err(Exit::Usage, fmt::format("{}: a rollout is unfinished (hosts {} have their own release); roll back or "
+                                        "push all-at-once first",
+                                        share.pointer_path(), (*p)->overrides.begin()->first));
+  if (auto s = check_targets(share, opt); !s) return s.error();
   if (opt.strategy == "rolling" && !req.stage.min_compatible.empty()) {
     // Refuse an incompatible rolling push before anything is written.
     auto fleet = survey(share, server_now_ms(share), opt.stale_after_ms);
@@ -1370,7 +1557,22 @@ Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOpti
                                           "(--min-compatible {}; {}); push it with --strategy all-at-once",
                                           req.stage.version, req.stage.min_compatible, join(bad, ", ")));
   }
+  return ok_status();
+}
+
+Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOptions& opt) {
+  if (auto s = share.check(); !s) return s.error();
+  auto existing = share.read_marker();
+  if (!existing) return existing.error();
+  if (*existing)
+    return err(Exit::Busy, fmt::format("{}: {} of {} by {} (pid {}) is in progress; if it died, run "
+                                       "'nfsup-install abort {}'",
+                                       share.marker_path(), (*existing)->action, (*existing)->release,
+                                       (*existing)->master_host, (*existing)->master_pid, share.root()));
+  if (auto s = check_push_flags(share, req, opt); !s) return s.error();
+  SwitchReport rep;
   StageRequest sr = req.stage;
+  sr.interrupt = opt.interrupt;
   sr.progress = opt.progress;
   sr.sign_key = opt.sign_key;
   auto staged = stage_release(share, sr);
@@ -1385,34 +1587,49 @@ Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOpti
                                            staged->bytes_written),
                       "ok");
   crash_point("push-after-stage");
+  if (interrupted(opt)) return interrupted_error(opt, fmt::format("{} is staged; nothing was switched", sr.version));
   if (opt.strategy == "rolling") return run_rolling(share, sr.version, opt, rep);
   return run_switch(share, sr.version, "push", opt, rep);
 }
 
-Result<SwitchReport> rollback(Share& share, const std::string& to_in, const MasterOptions& opt) {
-  if (auto s = share.check(); !s) return s.error();
+bool valid_batch(const std::string& spec) { return batch_size(spec, 1) > 0; }
+
+Result<std::string> rollback_target(Share& share, const std::string& to) {
   auto ptr = share.read_pointer();
   if (!ptr) return ptr.error();
   if (!*ptr) return err(Exit::Usage, fmt::format("{}: no release has been pushed yet; nothing to roll back", share.root()));
   auto kept = share.list_releases();
   if (!kept) return kept.error();
-  std::string to = to_in;
-  if (to.empty()) {
-    // The newest kept release below the current one, so repeated rollbacks keep going back.
-    const std::string& cur = (*ptr)->release;
-    for (const auto& v : *kept)
-      if (compare_versions(v, cur) < 0) to = v;
-    if (to.empty() && !(*ptr)->previous.empty() && (*ptr)->previous != cur &&
-        std::find(kept->begin(), kept->end(), (*ptr)->previous) != kept->end())
-      to = (*ptr)->previous;
-    if (to.empty())
-      return err(Exit::Usage, fmt::format("no kept release to roll back to from {} (kept: {})", cur, join(*kept, ", ")));
+  auto is_kept = [&](const std::string& v) { return std::find(kept->begin(), kept->end(), v) != kept->end(); };
+  if (!to.empty()) {
+    if (auto e = check_version_name(to)) return err(Exit::Usage, fmt::format("--to: {}", *e));
+    if (!is_kept(to))
+      return err(Exit::Usage, fmt::format("--to {}: no such release on the share (kept: {})", to, join(*kept, ", ")));
+    return to;
   }
-  if (auto e = check_version_name(to)) return err(Exit::Usage, fmt::format("--to: {}", *e));
-  if (std::find(kept->begin(), kept->end(), to) == kept->end())
-    return err(Exit::Usage, fmt::format("--to {}: no such release on the share (kept: {})", to, join(*kept, ", ")));
+  // The release the last switch replaced, not the newest one below: a release can sit on the
+  // share without ever having run (its push was refused or its master died after staging).
+  const Pointer& p = **ptr;
+  if (p.previous.empty() || p.previous == p.release)
+    return err(Exit::Usage, fmt::format("{} names no previous release to go back to; use --to (kept: {})",
+                                        share.pointer_path(), join(*kept, ", ")));
+  if (compare_versions(p.previous, p.release) > 0)
+    return err(Exit::Usage, fmt::format("the last switch went from {} back to {}; a rollback without --to would "
+                                        "return to {}: name the release with --to (kept: {})",
+                                        p.previous, p.release, p.previous, join(*kept, ", ")));
+  if (!is_kept(p.previous))
+    return err(Exit::Usage, fmt::format("the previous release {} is no longer on the share; use --to (kept: {})",
+                                        p.previous, join(*kept, ", ")));
+  return p.previous;
+}
+
+Result<SwitchReport> rollback(Share& share, const std::string& to_in, const MasterOptions& opt) {
+  if (auto s = share.check(); !s) return s.error();
+  auto to = rollback_target(share, to_in);
+  if (!to) return to.error();
+  if (auto s = check_targets(share, opt); !s) return s.error();
   SwitchReport rep;
-  return run_switch(share, to, "rollback", opt, rep);
+  return run_switch(share, *to, "rollback", opt, rep);
 }
 
 Result<AbortReport> abort_push(Share& share, const MasterOptions& opt) {

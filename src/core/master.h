@@ -21,6 +21,7 @@
 // lease lapses, or at `abort`) or the new one (hosts start R); never a half-visible release.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <string>
@@ -41,6 +42,9 @@ struct MasterOptions {
   std::function<void(const std::string&)> note;  ///< progress lines for humans
   std::function<void(uint64_t, uint64_t)> progress;
   const struct SecretKey* sign_key = nullptr;  ///< signs manifests and the pointer
+  /// Set (to the signal number) by the caller's SIGINT/SIGTERM/SIGHUP handler; every wait
+  /// checks it and backs out as on a failure (the marker is rewritten or removed): Exit::Interrupted.
+  const std::atomic<int>* interrupt = nullptr;
   // Rolling upgrades.
   std::string strategy = "all-at-once";  ///< all-at-once | rolling
   std::string batch = "1";               ///< hosts per batch: N or N%
@@ -111,6 +115,13 @@ struct DryRunPlan {
 };
 Result<DryRunPlan> dry_run_plan(Share& share, const std::string& action, const std::string& target,
                                               const Manifest* staged, const MasterOptions& opt);
+/// The release a rollback goes to: `to` if given (it must be kept), else the pointer's
+/// `previous` (the release the last switch replaced), never a release that merely sits on the
+/// share. Refused (Exit::Usage) when `previous` is newer (the last switch went back): a second
+/// rollback would return to the release just left; say --to.
+Result<std::string> rollback_target(Share& share, const std::string& to);
+/// Whether --batch is N or N% with N >= 1.
+bool valid_batch(const std::string& spec);
 Result<SwitchReport> rollback(Share& share, const std::string& to, const MasterOptions& opt);
 struct PruneReport {
   std::vector<std::string> deleted;

@@ -422,6 +422,10 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
   uint64_t done = 0;
   for (size_t i = 0; i < res.manifest.entries.size(); ++i) {
     const auto& e = res.manifest.entries[i];
+    if (req.interrupt && req.interrupt->load())
+      return cleanup(err(Exit::Interrupted, fmt::format("interrupted while staging {}: nothing was published or "
+                                                        "switched",
+                                                        req.version)));
     std::string dst = path_join(staging, e.path);
     StallGuard::Section g("stage", dst);
     if (e.kind == ManifestEntry::Dir) {

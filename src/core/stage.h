@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <functional>
 #include <string>
 
@@ -19,6 +20,7 @@ struct StageRequest {
   std::string min_compatible;                   ///< lowest version this release can run beside
   std::string migrate;                          ///< local path of the data-migration hook
   std::string modules;                          ///< local path of the module/class spec (YAML), "" = one module
+  const std::atomic<int>* interrupt = nullptr;  ///< set by a signal handler: stop staging, publish nothing
 };
 
 /// Parses a module spec (YAML) into modules and classes (paths and names only; hashes are

@@ -24,6 +24,7 @@ enum class Exit : int {
   Busy = 4,         ///< another push holds the marker, or a previous cron run is alive
   Vetoed = 5,       ///< a host vetoed (reserved for votes)
   Integrity = 6,    ///< a file on the share is corrupt, malformed or fails its hash
+  Interrupted = 130,  ///< SIGINT, SIGTERM or SIGHUP: the master backed out (as a shell reports Ctrl-C)
   Internal = 70,    ///< a bug in nfsup
 };
 

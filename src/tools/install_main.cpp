@@ -1,8 +1,10 @@
 // nfsup-install: the master installer (init, push, status, rollback, abort, verify, releases).
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "common.h"
 #include "crypto.h"
@@ -32,6 +34,16 @@ struct Opts {
   std::string interval = "1s", html;
 };
 
+Status check_rollout_flags(const Opts& o) {
+  if (o.strategy != "all-at-once" && o.strategy != "rolling")
+    return err(Exit::Usage, fmt::format("--strategy '{}': use all-at-once or rolling", o.strategy));
+  if (o.max_failures < 0 || o.max_unavailable < 1)
+    return err(Exit::Usage, "--max-failures must be >= 0 and --max-unavailable >= 1");
+  if (!valid_batch(o.batch))
+    return err(Exit::Usage, fmt::format("--batch '{}': use a number or a percentage like 25%", o.batch));
+  return ok_status();
+}
+
 Result<MasterOptions> master_opts(const Opts& o) {
   MasterOptions m;
   auto l = duration_flag("--lease", o.lease);
@@ -47,10 +59,7 @@ Result<MasterOptions> master_opts(const Opts& o) {
   m.stale_after_ms = *s;
   m.timeout_ms = *t;
   m.wait = !o.no_wait;
-  if (o.strategy != "all-at-once" && o.strategy != "rolling")
-    return err(Exit::Usage, fmt::format("--strategy '{}': use all-at-once or rolling", o.strategy));
-  if (o.max_failures < 0 || o.max_unavailable < 1)
-    return err(Exit::Usage, "--max-failures must be >= 0 and --max-unavailable >= 1");
+  if (auto s = check_rollout_flags(o); !s) return s.error();
   m.strategy = o.strategy;
   m.batch = o.batch;
   m.max_failures = o.max_failures_given ? o.max_failures : -1;
@@ -83,6 +92,25 @@ Result<MasterOptions> master_opts(const Opts& o) {
     };
   StallGuard::start(*st, program());
   return m;
+}
+
+// SIGINT, SIGTERM and SIGHUP only set this; the master's waits check it and back out.
+std::atomic<int> g_interrupt{0};
+extern "C" void on_interrupt(int sig) { g_interrupt.store(sig); }
+
+// For push, rollback and finalize. A signal ignored at start (nohup, a background job of a
+// script) stays ignored.
+void catch_interrupts(MasterOptions& m) {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old {};
+    if (sigaction(sig, nullptr, &old) != 0 || old.sa_handler == SIG_IGN) continue;
+    struct sigaction sa {};
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(sig, &sa, nullptr);
+  }
+  m.interrupt = &g_interrupt;
 }
 
 int report_switch(Result<SwitchReport> r, const char* what) {
@@ -414,27 +442,20 @@ int main(int argc, char** argv) {
       for (const auto& l : plan->lines) fmt::print("{}\n", l);
       return plan->exit_code;
     }
+    catch_interrupts(*mo);
     return report_switch(push(share, req, *mo), "push");
   }
   if (*rb) {
     if (o.dry_run) {
       if (auto s = share.check(); !s) return fail(s.error());
-      auto ptr = share.read_pointer();
-      if (!ptr) return fail(ptr.error());
-      auto kept = share.list_releases();
-      if (!kept) return fail(kept.error());
-      std::string to = o.to;
-      if (to.empty() && *ptr)
-        for (const auto& v : *kept)
-          if (compare_versions(v, (*ptr)->release) < 0) to = v;
-      if (to.empty() || std::find(kept->begin(), kept->end(), to) == kept->end())
-        return fail(err(Exit::Usage, fmt::format("--to {}: no such release on the share (kept: {})",
-                                                 to.empty() ? "-" : to, join(*kept, ", "))));
-      auto plan = dry_run_plan(share, "rollback", to, nullptr, *mo);
+      auto to = rollback_target(share, o.to);  // the same target as the real rollback
+      if (!to) return fail(to.error());
+      auto plan = dry_run_plan(share, "rollback", *to, nullptr, *mo);
       if (!plan) return fail(plan.error());
       for (const auto& l : plan->lines) fmt::print("{}\n", l);
       return plan->exit_code;
     }
+    catch_interrupts(*mo);
     return report_switch(rollback(share, o.to, *mo), "rollback");
   }
   if (*ab) {
@@ -479,6 +500,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*fin) {
+    catch_interrupts(*mo);
     auto r = finalize(share, *mo);
     if (!r) return fail(r.error());
     say(*r);

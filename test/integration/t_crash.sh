@@ -80,4 +80,27 @@ test_enospc_while_staging_publishes_nothing() {
   assert_eq "$(find "$SHARE/objects" -name '.tmp*' | wc -l)" 0 "temp objects left"
 }
 
+test_stalled_master_rereads_the_pointer_under_the_marker() {
+  # Master A reads the pointer, then stalls before it takes the marker; master B switches twice
+  # meanwhile. A must switch from B's pointer: the generation never goes backwards.
+  begin
+  add_host c1; add_host c2; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "not on 1.0"
+  local r3; r3=$(make_release 3.0)
+  NFSUP_STOP_AT=switch-before-marker "$INSTALL" push "$SHARE" "$r3" --version 3.0 "${MASTER_OPTS[@]}" >"$T/a.out" 2>&1 &
+  local a=$! rc
+  wait_until 20 bash -c "[ \"\$(awk '{print \$3}' /proc/$a/stat)\" = T ]" || fail "master A did not stop: $(cat "$T/a.out")"
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 "${MASTER_OPTS[@]}" -q
+  "$INSTALL" push "$SHARE" "$(make_release 2.1)" --version 2.1 "${MASTER_OPTS[@]}" -q
+  assert_eq "$(awk '$1=="generation" {print $2}' "$SHARE/current")" 3 "generation after master B"
+  kill -CONT "$a"
+  set +e; wait "$a"; rc=$?; set -e
+  assert_eq "$rc" 0 "master A: $(cat "$T/a.out")"
+  assert_eq "$(awk '$1=="generation" {print $2}' "$SHARE/current")" 4 "generation after master A"
+  assert_eq "$(awk '$1=="previous" {print $2}' "$SHARE/current")" 2.1 "previous after master A"
+  assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" 3.0 "release after master A"
+  for h in c1 c2; do wait_until 10 alive_is $h 3.0 || fail "$h does not run 3.0: '$(agent_alive_version $h)'"; done
+}
+
 run_tests

@@ -483,4 +483,130 @@ test_cron_agent_that_will_not_start_goes_back_to_the_previous_release() {
   assert_contains "$out" "rolled back to 1.0"
 }
 
+test_bad_flags_are_refused_before_anything_is_written() {
+  # A bad flag is refused before the release is staged or audited: the share stays as it was.
+  begin
+  two_hosts_on_1_0
+  local r2; r2=$(make_release 1.5)
+  snap=$(share_snapshot)
+  for args in "--strategy rolling --batch 0" "--strategy rolling --batch abc" "--batch 0%" "--hosts nosuchhost" \
+              "--hosts a1,nosuchhost" "--class nosuchclass"; do
+    set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 1.5 $args "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+    assert_eq "$rc" 2 "push $args: exit code"
+    [ "$(wc -l <<<"$out")" -eq 1 ] || fail "push $args: expected one line, got: $out"
+    assert_eq "$(share_snapshot)" "$snap" "push $args wrote to the share"
+  done
+  for args in "--hosts nosuchhost" "--to 1.0 --hosts nosuchhost"; do
+    set +e; out=$("$INSTALL" rollback "$SHARE" $args "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+    assert_eq "$rc" 2 "rollback $args: exit code"
+    assert_eq "$(share_snapshot)" "$snap" "rollback $args wrote to the share"
+  done
+  assert_contains "$out" "--hosts nosuchhost: no such host on the share (hosts: a1, a2)"
+}
+
+test_default_rollback_is_the_pointers_previous() {
+  # A release that was staged but never ran (its master died after staging) is not the
+  # default rollback target: the pointer's previous is, and the dry run says the same.
+  begin
+  two_hosts_on_1_0
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 "${MASTER_OPTS[@]}" -q
+  master_killed_at push-after-stage push "$SHARE" "$(make_release 1.5)" --version 1.5 "${MASTER_OPTS[@]}"
+  out=$("$INSTALL" rollback "$SHARE" --dry-run "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "would roll back 2 host(s) all at once: 2.0 -> 1.0"
+  out=$("$INSTALL" rollback "$SHARE" "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "rollback 2.0 -> 1.0 (generation 3): 2 host(s) ok"
+  # Now the pointer's previous (2.0) is newer: a default rollback would go forward. Both the
+  # dry run and the rollback refuse alike and ask for --to.
+  set +e; dry=$("$INSTALL" rollback "$SHARE" --dry-run "${MASTER_OPTS[@]}" 2>&1); drc=$?; set -e
+  set +e; out=$("$INSTALL" rollback "$SHARE" "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$drc" 2 "rollback --dry-run after a rollback"
+  assert_eq "$rc" 2 "rollback after a rollback"
+  assert_eq "$out" "$dry" "rollback and rollback --dry-run disagree"
+  assert_contains "$out" "name the release with --to"
+  assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" 1.0 "pointer after the refused rollback"
+}
+
+# Ctrl-C of a push, rollback or finalize backs out like a failure (promise 11).
+# bg_master SIG ARGS...: nfsup-install ARGS in the background with default signal handling
+# (a background job of a script starts with SIGINT ignored); its pid in $p, output in $T/master.out.
+bg_master() {
+  env --default-signal=INT,TERM,HUP "$INSTALL" "$@" >"$T/master.out" 2>&1 &
+  p=$!
+}
+
+# A host with a fresh status and no watchdog: a switch waits for it to stop (until --stale-after).
+lonely_live_host() {
+  add_host lonely
+  start_watchdog lonely; wait_until 10 host_runs lonely "$1" || fail "lonely not on $1"; stop_watchdog lonely
+}
+
+# interrupt_when_stopped SIG: once a1 and a2 report stopped, sends SIG to the master $p; checks
+# that it exits 130 at once, says it backed out, removed the marker, and that the hosts resume
+# the old release within a poll or two (the lease is 60s: not by its lapse).
+interrupt_when_stopped() {
+  local sig=$1 old=$2 rc
+  wait_until 20 bash -c "grep -qx 'state stopped' $SHARE/hosts/a1/status && grep -qx 'state stopped' $SHARE/hosts/a2/status" \
+    || fail "hosts did not stop: $(cat "$T/master.out")"
+  kill -"$sig" "$p"
+  local t0=$SECONDS
+  set +e; wait "$p"; rc=$?; set -e
+  assert_eq "$rc" 130 "exit code after SIG$sig"
+  [ $((SECONDS - t0)) -le 3 ] || fail "the master took $((SECONDS - t0))s to back out"
+  out=$(cat "$T/master.out")
+  assert_contains "$out" "interrupted (SIG$sig)"
+  assert_contains "$out" "backed out"
+  [ ! -e "$SHARE/MARKER" ] || fail "SIG$sig left the marker: $(cat "$SHARE/MARKER")"
+  for h in a1 a2; do wait_until 3 alive_is $h "$old" || fail "$h did not resume $old within a poll or two"; done
+  assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" "$old" "pointer after SIG$sig"
+}
+
+test_interrupted_push_backs_out() {
+  begin
+  two_hosts_on_1_0; lonely_live_host 1.0
+  local r2; r2=$(make_release 2.0)
+  bg_master push "$SHARE" "$r2" --version 2.0 --lease 60s --stale-after 30s --timeout 60s
+  interrupt_when_stopped INT 1.0
+  rm -rf "$SHARE/hosts/lonely"   # decommissioned: the next push need not wait for it
+  out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1) || fail "next push refused: $out"
+  assert_contains "$out" "2 host(s) ok, 0 failed"
+}
+
+test_interrupted_rollback_backs_out() {
+  begin
+  two_hosts_on_1_0
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 "${MASTER_OPTS[@]}" -q
+  lonely_live_host 2.0
+  bg_master rollback "$SHARE" --to 1.0 --lease 60s --stale-after 30s --timeout 60s
+  interrupt_when_stopped TERM 2.0
+  rm -rf "$SHARE/hosts/lonely"
+  out=$("$INSTALL" rollback "$SHARE" --to 1.0 "${MASTER_OPTS[@]}" 2>&1) || fail "next rollback refused: $out"
+  assert_contains "$out" "rollback 2.0 -> 1.0"
+}
+
+test_interrupted_finalize_backs_out() {
+  begin
+  two_hosts_on_1_0
+  printf '#!/bin/sh\necho $$ > "%s/hook.pid"\n[ -e "%s/slow" ] && sleep 30\necho "migrated $NFSUP_TO_VERSION" >> "%s/migrations.log"\n' \
+    "$T" "$T" "$T" > "$T/mig.sh"; chmod +x "$T/mig.sh"
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --strategy rolling --hold-acting --migrate "$T/mig.sh" "${MASTER_OPTS[@]}" -q
+  touch "$T/slow"
+  bg_master finalize "$SHARE"
+  wait_until 10 test -s "$T/hook.pid" || fail "the hook did not start: $(cat "$T/master.out")"
+  kill -HUP "$p"
+  local t0=$SECONDS rc
+  set +e; wait "$p"; rc=$?; set -e
+  assert_eq "$rc" 130 "exit code after SIGHUP"
+  [ $((SECONDS - t0)) -le 3 ] || fail "finalize took $((SECONDS - t0))s to back out"
+  out=$(cat "$T/master.out")
+  assert_contains "$out" "interrupted (SIGHUP)"
+  assert_contains "$out" "backed out"
+  [ ! -e "$SHARE/MARKER" ] || fail "SIGHUP left the marker"
+  ! kill -0 "$(cat "$T/hook.pid")" 2>/dev/null || fail "the migration hook still runs"
+  assert_eq "$(awk '$1=="acting" {print $2}' "$SHARE/current")" 1.0 "acting after the interrupted finalize"
+  [ ! -e "$T/migrations.log" ] || fail "the migration was recorded as done"
+  rm -f "$T/slow"
+  out=$("$INSTALL" finalize "$SHARE" 2>&1) || fail "next finalize refused: $out"
+  assert_contains "$out" "acting version 1.0 -> 2.0"
+}
+
 run_tests
