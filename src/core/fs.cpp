@@ -236,7 +236,7 @@ Result<std::optional<std::string>> RealFs::read_file(const std::string& path, si
   int fd = ::openat(a.fd, a.name.c_str(), kShareOpenFlags);
   if (fd < 0) {
     if (errno == ENOENT) return std::optional<std::string>();
-    if (errno == ELOOP) return err(Exit::Integrity, fmt::format("{}: a symlink, not a regular file", path));
+    if (errno == ELOOP) return fs_error("open", path, ELOOP);
     return sys_err("open", path, errno);
   }
   if (auto e = not_regular(fd, path)) {
@@ -457,7 +457,7 @@ Result<std::optional<std::string>> RealFs::probe(const std::string& dir, const s
   int fd = ::openat(a.fd, a.name.c_str(), kShareOpenFlags);
   if (fd < 0) {
     if (errno == ENOENT) return std::optional<std::string>();
-    if (errno == ELOOP) return err(Exit::Integrity, fmt::format("{}: a symlink, not a regular file", path));
+    if (errno == ELOOP) return fs_error("open", path, ELOOP);
     return sys_err("open", path, errno);
   }
   if (auto e = not_regular(fd, path)) {
