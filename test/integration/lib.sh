@@ -37,7 +37,7 @@ new_env() {
   T=$(mktemp -d /tmp/nfsup-it.XXXXXX)
   SHARE=${1:-$T/share}
   mkdir -p "$SHARE"
-  "$INSTALL" init "$SHARE" >/dev/null
+  "$INSTALL" init --local "$SHARE" >/dev/null
   mkdir -p "$T/rel"
 }
 

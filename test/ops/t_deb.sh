@@ -81,7 +81,7 @@ check_installed_files() {
 check_smoke_test_installed_binaries() {
   installed || skip "needs the install"
   local share="$TMP/share" state="$TMP/state" rc=0
-  /usr/bin/nfsup-install init "$share" >/dev/null || fail "nfsup-install init"
+  /usr/bin/nfsup-install init --local "$share" >/dev/null || fail "nfsup-install init"
   make_release "$TMP/rel" 1.0
   /usr/bin/nfsup-install -q push "$share" "$TMP/rel" --version 1.0 --no-wait >/dev/null || fail "nfsup-install push"
   # The installed config, pointed at the temp share and the fixture agent.
