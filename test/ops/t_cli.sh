@@ -140,4 +140,14 @@ check_init_refuses_local_disk_without_local() {
   [ -f "$TMP/ls/share/nfsup-share" ] || fail "init --local made no share"
 }
 
+check_docs_do_not_say_rolling_pushes_skip_the_vote() {
+  # A rolling push holds a vote round (src/core/master.cpp, rolling); the docs once said it did not.
+  grep -q "Hosts that vote with local checks answer for the whole rollout" "$NFSUP_SRC/src/core/master.cpp" \
+    || skip "the rolling vote round moved in master.cpp; re-check this claim"
+  local hits
+  hits=$(grep -rniE "rolling push(es)? (do(es)? not|never) vote|rolling pushes do not vote|rolling push has no vote" \
+    "$NFSUP_SRC/doc" "$NFSUP_SRC/etc" "$NFSUP_SRC/README.md" || true)
+  [ -z "$hits" ] || fail "docs say rolling pushes do not vote: $hits"
+}
+
 run_checks
