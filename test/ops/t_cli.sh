@@ -150,4 +150,32 @@ check_docs_do_not_say_rolling_pushes_skip_the_vote() {
   [ -z "$hits" ] || fail "docs say rolling pushes do not vote: $hits"
 }
 
+check_license_and_package_docs() {
+  # MIT, as meson.build and the packages say, with the holder the packages name.
+  [ -f "$NFSUP_SRC/LICENSE" ] || fail "no LICENSE at the top of the tree"
+  grep -q "^MIT License" "$NFSUP_SRC/LICENSE" || fail "LICENSE is not the MIT licence"
+  grep -qE "^Copyright \(c\) [0-9]{4} nfsup developers" "$NFSUP_SRC/LICENSE" || fail "LICENSE names no holder"
+  grep -q "license: 'MIT'" "$NFSUP_SRC/meson.build" || fail "meson.build does not say MIT"
+  # lintian's copyright-without-copyright-notice: a Copyright field with a year.
+  grep -qE "^Copyright: [0-9]{4} nfsup developers" "$NFSUP_SRC/packaging/debian/copyright" \
+    || fail "packaging/debian/copyright has no copyright notice with a year"
+  grep -qx "README.md" "$NFSUP_SRC/packaging/debian/nfsup.docs" 2>/dev/null || fail "the .deb does not ship README.md"
+  grep -q "^%license LICENSE" "$NFSUP_SRC/packaging/rpm/nfsup.spec" || fail "the rpm does not ship LICENSE"
+}
+
+check_readme_has_install_and_first_fleet_near_the_top() {
+  local r="$NFSUP_SRC/README.md" n
+  for h in "## Install" "## First fleet"; do
+    n=$(grep -nx -- "$h" "$r" | head -1 | cut -d: -f1)
+    [ -n "$n" ] || fail "README.md has no '$h' section"
+    [ "$n" -lt 80 ] || fail "README.md's '$h' starts at line $n: not near the top"
+  done
+  grep -q "systemctl enable --now nfsup-watchdog.service" "$r" || fail "README does not say which unit to enable"
+  grep -q "/etc/cron.d/" "$r" || fail "README does not show the cron.d route"
+  grep -q "/etc/nfsup/watchdog.yaml" "$r" || fail "README does not say where the config goes"
+  # The benchmark history lives in doc/benchmarks.md; README keeps the current table.
+  [ -f "$NFSUP_SRC/doc/benchmarks.md" ] || fail "no doc/benchmarks.md"
+  ! grep -q "What changed the figures since the first benchmark (" "$r" || fail "README still carries the benchmark history"
+}
+
 run_checks
