@@ -179,7 +179,7 @@ T1=$(date +%s%N)
 say "1. idle cron tick: nfsup-watchdog check vs sh one-liner vs monit validate ($BENCH_TICKS runs each, interleaved)"
 P1=$W/p1
 mkdir -p "$P1"
-"$INSTALL" init "$P1/share" -q
+"$INSTALL" init --local "$P1/share" -q
 make_release "$P1/rel" 1.0
 "$INSTALL" push "$P1/share" "$P1/rel" --version 1.0 --no-wait -q
 mk_host "$P1" cron1 "$P1/share" 2s 10s
@@ -375,7 +375,7 @@ if want 4; then
 say "4. reaction: $BENCH_HOSTS watchdog daemons on a local share, poll ${POLL_MS}ms"
 P4=$W/p4
 mkdir -p "$P4/hosts"
-"$INSTALL" init "$P4/share" -q
+"$INSTALL" init --local "$P4/share" -q
 for v in 1.0 2.0 3.0; do make_release "$P4/rel/$v" "$v"; done
 "$INSTALL" push "$P4/share" "$P4/rel/1.0" --version 1.0 --no-wait -q
 H4=()
@@ -426,7 +426,7 @@ note "- **4. reaction (local)**: $BENCH_HOSTS \`nfsup-watchdog run\` daemons (po
 say "4. rolling: $BENCH_ROLL_HOSTS hosts, batches: $BENCH_ROLL_BATCHES"
 P4R=$W/p4r
 mkdir -p "$P4R/hosts"
-"$INSTALL" init "$P4R/share" -q
+"$INSTALL" init --local "$P4R/share" -q
 rvers=(1.0 1.5); k=1; for b in $BENCH_ROLL_BATCHES; do k=$((k + 1)); rvers+=("$k.0"); done
 for v in "${rvers[@]}"; do make_release "$P4R/rel/$v" "$v"; done
 "$INSTALL" push "$P4R/share" "$P4R/rel/1.0" --version 1.0 --no-wait -q
@@ -502,7 +502,7 @@ if [ $run_sshfs = 1 ]; then
     mkdir -p "$P4S/hosts"
     SV="$FLEET_EXPORT/bench"
     MS="${FLEET_MNT[$NM]}/bench"
-    "$INSTALL" init "$MS" -q
+    "$INSTALL" init --local "$MS" -q
     for v in 1.0 2.0; do make_release "$P4S/rel/$v" "$v"; done
     "$INSTALL" push "$MS" "$P4S/rel/1.0" --version 1.0 --no-wait -q --share-timeout 20s
     HS=(); pspids=()
@@ -561,7 +561,7 @@ timed() {  # timed OUTFILE CMD...: GNU time: wall user sys maxrss(KiB) fs-output
   /usr/bin/time -f "%e %U %S %M %O" -o "$1" "${@:2}" >/dev/null 2>&1
 }
 push_once() {  # push_once FILE VERSION OUT
-  rm -rf "$P5/share"; "$INSTALL" init "$P5/share" -q; drop
+  rm -rf "$P5/share"; "$INSTALL" init --local "$P5/share" -q; drop
   timed "$3" "$INSTALL" push "$P5/share" "$1" --version "$2" --no-wait -q
 }
 cp_once() {  # cp_once FILE OUT
@@ -608,14 +608,14 @@ if want 6; then
 say "6. status with $BENCH_STATUS_HOSTS host status files; master wait round at the largest"
 P6=$W/p6
 mkdir -p "$P6"
-"$INSTALL" init "$P6/share" -q
+"$INSTALL" init --local "$P6/share" -q
 make_release "$P6/rel1" 1.0; make_release "$P6/rel2" 2.0
 "$INSTALL" push "$P6/share" "$P6/rel1" --version 1.0 --no-wait -q
 # One share per fleet size, measured interleaved (a load change on the machine then hits every
 # size alike, and the linear fit compares like with like).
 have=0; st_pts=""; st_cmds=()
 for n in $BENCH_STATUS_HOSTS; do
-  "$INSTALL" init "$P6/s$n" -q
+  "$INSTALL" init --local "$P6/s$n" -q
   "$INSTALL" push "$P6/s$n" "$P6/rel1" --version 1.0 --no-wait -q
   python3 "$HELPER" genstatus "$P6/s$n/hosts" 0 "$n"
   st_cmds+=("{\"name\":\"status-$n\",\"argv\":[\"$INSTALL\",\"status\",\"$P6/s$n\"]}")

@@ -26,7 +26,7 @@ show_hosts() {
 }
 
 say "A share at $SHARE (on NFS this is the export every host mounts)"
-$B/nfsup-install init "$SHARE"
+$B/nfsup-install init --local "$SHARE"
 
 say "Two builds of 'myagent': 1.0, and 2.0 which needs a rewritten config"
 for v in 1.0 2.0; do

@@ -66,9 +66,27 @@ Result<bool> get_bool(const Ctx& c, const N& n, const std::string& key) {
   return c.at(n, fmt::format("'{}' must be true or false", key));
 }
 
+// yaml-cpp keeps every duplicated key and a lookup finds the first; a line appended to override
+// an earlier one would be ignored without a word. Refused at the second one.
+template <typename N>
+Status check_unique_keys(const Ctx& c, const N& map, const std::string& where) {
+  std::vector<std::pair<std::string, YAML::Mark>> seen;
+  for (const auto& kv : map) {
+    if (!kv.first.IsScalar()) continue;
+    const std::string& k = kv.first.Scalar();
+    for (const auto& [sk, sm] : seen)
+      if (sk == k)
+        return c.at(kv.first, fmt::format("duplicate key '{}'{}{}", k, where,
+                                          sm.is_null() ? "" : fmt::format(" (first at line {})", sm.line + 1)));
+    seen.emplace_back(k, kv.first.Mark());
+  }
+  return ok_status();
+}
+
 template <typename N>
 Status check_keys(const Ctx& c, const N& map, std::initializer_list<std::string_view> allowed,
                   const std::string& where) {
+  if (auto s = check_unique_keys(c, map, where); !s) return s;
   for (const auto& kv : map) {
     if (!kv.first.IsScalar()) return c.at(kv.first, "keys must be strings");
     if (std::find(allowed.begin(), allowed.end(), std::string_view(kv.first.Scalar())) == allowed.end())
@@ -79,7 +97,7 @@ Status check_keys(const Ctx& c, const N& map, std::initializer_list<std::string_
 
 // A mapping's keys, indexed once. yaml-cpp looks a key up by converting every key of the map
 // to the key's type and comparing, once per lookup; a config asks for some 70 keys, and that
-// was most of a cron tick's parse time. The first of duplicated keys wins, as in yaml-cpp.
+// was most of a cron tick's parse time. Duplicated keys never get here: check_keys() refuses them.
 // "No such key": yaml-cpp's default Node is a null (defined) node, not an undefined one.
 inline YAML::Node undefined_node(const YAML::Node*) { return YAML::Node(YAML::NodeType::Undefined); }
 inline LiteNode undefined_node(const LiteNode*) { return LiteNode(); }
@@ -194,6 +212,7 @@ Result<WatchdogConfig> build_watchdog_config(const N& root, const std::string& p
     if (R["traits"]) {
       const auto& t = R["traits"];
       if (!t.IsMap()) return c.at(t, "'traits' must be a mapping like {arch: aarch64, role: edge}");
+      if (auto s = check_unique_keys(c, t, " in 'traits'"); !s) return s.error();
       for (const auto& kv : t) {
         if (!kv.first.IsScalar() || !kv.second.IsScalar()) return c.at(kv.first, "'traits' values must be strings");
         cfg.traits[kv.first.Scalar()] = kv.second.Scalar();

@@ -214,6 +214,7 @@ std::string pack_status(const HostStatus& s) {
   r.add("acting", {dash(s.acting)});
   if (s.poll_ms > 0) r.add("poll", {std::to_string(s.poll_ms)});
   if (!s.checks.empty()) r.add("checks", {s.checks});
+  if (!s.watchdog_version.empty()) r.add("watchdog_version", {s.watchdog_version});
   return pack_record(r);
 }
 
@@ -257,6 +258,9 @@ Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
   s.checks = rd.str_or("checks", "");
   if (!s.checks.empty() && s.checks != "yes" && s.checks != "no")
     return bad_value(what, "checks", fmt::format("'{}' is neither yes nor no", s.checks));
+  s.watchdog_version = rd.str_or("watchdog_version", "");
+  if (!s.watchdog_version.empty())
+    if (auto e = check_version_name(s.watchdog_version)) return bad_value(what, "watchdog_version", *e);
   if (!s.group.empty())
     if (auto e = check_host_name(s.group)) return bad_value(what, "group", *e);
   if (auto e = check_host_name(s.host)) return bad_value(what, "host", *e);

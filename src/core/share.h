@@ -103,6 +103,7 @@ struct HostStatus {
   std::string acting;           ///< acting version handed to the agent
   int64_t poll_ms = 0;          ///< the host's poll_interval (0: not reported)
   std::string checks;           ///< "yes": votes with local checks; "no": accepts without any; "": not reported
+  std::string watchdog_version; ///< the nfsup-watchdog version writing this status ("" not reported)
   int64_t mtime_ms = 0;         ///< filled from stat by readers; not stored
 };
 

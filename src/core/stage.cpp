@@ -135,6 +135,88 @@ Status remove_tree(FileSystem& fs, const std::string& path) {
   return fs.rmdir(path);
 }
 
+// Hosts exec() a hook straight from the release: a text file without a #! line, or one without
+// the execute bit, would fail there, on every host, in the middle of a switch. Caught here.
+static std::optional<std::string> check_hook_program(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return "not a readable file";
+  if ((st.st_mode & 0111) == 0) return "not executable (chmod +x it)";
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return fmt::format("open: {}", errno_str(errno));
+  char head[4] = {};
+  ssize_t n = ::read(fd, head, sizeof head);
+  ::close(fd);
+  if (n >= 2 && head[0] == '#' && head[1] == '!') return std::nullopt;
+  if (n == 4 && std::string_view(head, 4) == "\x7f" "ELF") return std::nullopt;
+  return "neither a script with a #! line nor an ELF program";
+}
+
+// A spec mapping's keys: each at most once, and (when `allowed` is not empty) one of those.
+// A misspelt key (`provdes:`) would otherwise drop what it was meant to declare, silently.
+template <typename At>
+static std::optional<Error> only_keys(const YAML::Node& map, std::initializer_list<std::string_view> allowed,
+                                      const std::string& where, const At& at) {
+  std::vector<std::string> seen;
+  for (const auto& kv : map) {
+    std::string k = kv.first.as<std::string>();
+    if (allowed.size() && std::find(allowed.begin(), allowed.end(), std::string_view(k)) == allowed.end())
+      return at(kv.first, fmt::format("unknown key '{}'{} (expected one of: {})", k, where,
+                                      join(std::vector<std::string>(allowed.begin(), allowed.end()), ", ")));
+    if (std::find(seen.begin(), seen.end(), k) != seen.end())
+      return at(kv.first, fmt::format("duplicate key '{}'{}", k, where));
+    seen.push_back(k);
+  }
+  return std::nullopt;
+}
+
+// One entry of the spec's `modules:` mapping.
+template <typename At, typename NameMap>
+static Result<ModuleInfo> parse_module(const YAML::Node& key, const YAML::Node& b, const std::string& version,
+                                       const At& at, const NameMap& name_map) {
+  ModuleInfo m;
+  m.name = key.as<std::string>();
+  if (auto e = check_host_name(m.name)) return at(key, "module name: " + *e);
+  if (b.IsMap())
+    if (auto e = only_keys(b, {"paths", "version", "depends", "provides", "consumes"}, fmt::format(" in module {}", m.name), at))
+      return *e;
+  if (!b.IsMap() || !b["paths"] || !b["paths"].IsSequence())
+    return at(b, fmt::format("module {} needs 'paths: [...]'", m.name));
+  for (const auto& p : b["paths"]) {
+    std::string s = p.as<std::string>();
+    while (s.size() > 1 && s.back() == '/') s.pop_back();
+    if (auto e = check_rel_path(s)) return at(p, "module path: " + *e);
+    m.paths.push_back(s);
+  }
+  m.version = b["version"] ? b["version"].as<std::string>() : version;
+  if (auto e = check_version_name(m.version)) return at(b["version"], "module version: " + *e);
+  if (auto e = name_map(b["depends"], "depends", &m.depends)) return *e;
+  if (auto e = name_map(b["provides"], "provides", &m.provides)) return *e;
+  if (auto e = name_map(b["consumes"], "consumes", &m.consumes)) return *e;
+  return m;
+}
+
+// One entry of the spec's `classes:` mapping: a list of modules, or {modules: [...], match: {...}}.
+template <typename At, typename NameMap>
+static Result<ClassInfo> parse_class(const YAML::Node& key, const YAML::Node& body, const std::vector<ModuleInfo>& mods,
+                                     const At& at, const NameMap& name_map) {
+  ClassInfo c;
+  c.name = key.as<std::string>();
+  if (auto e = check_host_name(c.name)) return at(key, "class name: " + *e);
+  YAML::Node list = body.IsMap() ? body["modules"] : body;
+  if (!list || !list.IsSequence()) return at(body, fmt::format("class {} needs a list of modules", c.name));
+  for (const auto& m : list) {
+    std::string n = m.as<std::string>();
+    if (std::none_of(mods.begin(), mods.end(), [&](auto& x) { return x.name == n; }))
+      return at(m, fmt::format("class {} names unknown module '{}'", c.name, n));
+    c.modules.push_back(n);
+  }
+  if (body.IsMap()) {
+    if (auto e = only_keys(body, {"modules", "match"}, fmt::format(" in class {}", c.name), at)) return *e;
+    if (auto e = name_map(body["match"], "match", &c.match)) return *e;
+  }
+  return c;
+}
+
 Result<std::pair<std::vector<ModuleInfo>, std::vector<ClassInfo>>> parse_module_spec(std::string_view yaml,
                                                                                       const std::string& path,
                                                                                       const std::string& version) {
@@ -149,10 +231,15 @@ Result<std::pair<std::vector<ModuleInfo>, std::vector<ClassInfo>>> parse_module_
     YAML::Node root = YAML::Load(std::string(yaml));
     if (!root.IsMap() || !root["modules"] || !root["modules"].IsMap())
       return err(Exit::Usage, fmt::format("{}: needs a 'modules' mapping", path));
+    if (auto e = only_keys(root, {"modules", "classes"}, "", at)) return *e;
+    if (auto e = only_keys(root["modules"], {}, " in 'modules'", at)) return *e;
+    if (root["classes"] && root["classes"].IsMap())
+      if (auto e = only_keys(root["classes"], {}, " in 'classes'", at)) return *e;
     auto name_map = [&](const YAML::Node& n, const std::string& what,
                         std::map<std::string, std::string>* out) -> std::optional<Error> {
       if (!n) return std::nullopt;
       if (!n.IsMap()) return at(n, what + " must be a mapping of name: version");
+      if (auto e = only_keys(n, {}, " in '" + what + "'", at)) return *e;
       for (const auto& kv : n) {
         std::string k = kv.first.as<std::string>(), v = kv.second.as<std::string>();
         if (check_host_name(k) || check_version_name(v)) return at(kv.first, fmt::format("{}: bad name or version '{}: {}'", what, k, v));
@@ -161,42 +248,16 @@ Result<std::pair<std::vector<ModuleInfo>, std::vector<ClassInfo>>> parse_module_
       return std::nullopt;
     };
     for (const auto& kv : root["modules"]) {
-      ModuleInfo m;
-      m.name = kv.first.as<std::string>();
-      if (auto e = check_host_name(m.name)) return at(kv.first, "module name: " + *e);
-      const YAML::Node& b = kv.second;
-      if (!b.IsMap() || !b["paths"] || !b["paths"].IsSequence())
-        return at(kv.second, fmt::format("module {} needs 'paths: [...]'", m.name));
-      for (const auto& p : b["paths"]) {
-        std::string s = p.as<std::string>();
-        while (s.size() > 1 && s.back() == '/') s.pop_back();
-        if (auto e = check_rel_path(s)) return at(p, "module path: " + *e);
-        m.paths.push_back(s);
-      }
-      m.version = b["version"] ? b["version"].as<std::string>() : version;
-      if (auto e = check_version_name(m.version)) return at(b["version"], "module version: " + *e);
-      if (auto e = name_map(b["depends"], "depends", &m.depends)) return *e;
-      if (auto e = name_map(b["provides"], "provides", &m.provides)) return *e;
-      if (auto e = name_map(b["consumes"], "consumes", &m.consumes)) return *e;
-      mods.push_back(std::move(m));
+      auto m = parse_module(kv.first, kv.second, version, at, name_map);
+      if (!m) return m.error();
+      mods.push_back(std::move(*m));
     }
     if (root["classes"]) {
       if (!root["classes"].IsMap()) return at(root["classes"], "'classes' must be a mapping");
       for (const auto& kv : root["classes"]) {
-        ClassInfo c;
-        c.name = kv.first.as<std::string>();
-        if (auto e = check_host_name(c.name)) return at(kv.first, "class name: " + *e);
-        YAML::Node list = kv.second.IsMap() ? kv.second["modules"] : kv.second;
-        if (!list || !list.IsSequence()) return at(kv.second, fmt::format("class {} needs a list of modules", c.name));
-        for (const auto& m : list) {
-          std::string n = m.as<std::string>();
-          if (std::none_of(mods.begin(), mods.end(), [&](auto& x) { return x.name == n; }))
-            return at(m, fmt::format("class {} names unknown module '{}'", c.name, n));
-          c.modules.push_back(n);
-        }
-        if (kv.second.IsMap())
-          if (auto e = name_map(kv.second["match"], "match", &c.match)) return *e;
-        classes.push_back(std::move(c));
+        auto c = parse_class(kv.first, kv.second, mods, at, name_map);
+        if (!c) return c.error();
+        classes.push_back(std::move(*c));
       }
     }
   } catch (const YAML::Exception& e) {
@@ -273,9 +334,7 @@ Result<Manifest> scan_source(const StageRequest& req) {
        {std::tuple<const char*, const std::string*, const char*, std::string*>{"--reconfig", &req.reconfig, "reconfig", &m.reconfig},
         {"--migrate", &req.migrate, "migrate", &m.migrate}}) {
     if (local->empty()) continue;
-    struct stat rs{};
-    if (::stat(local->c_str(), &rs) != 0 || !S_ISREG(rs.st_mode))
-      return err(Exit::Usage, fmt::format("{} {}: not a readable file", flag, *local));
+    if (auto why = check_hook_program(*local)) return err(Exit::Usage, fmt::format("{} {}: {}", flag, *local, *why));
     if (!hooks_dir) {
       ManifestEntry d;
       d.kind = ManifestEntry::Dir;

@@ -27,6 +27,7 @@
 #include "hash.h"
 #include "lifecycle.h"
 #include "process.h"
+#include "nfsup_version.h"
 #include "reconfig.h"
 #include "stage.h"
 #include "trust.h"
@@ -1023,6 +1024,7 @@ class Watchdog {
     s.modules = st_.modules;
     s.poll_ms = cfg_.poll_interval_ms;
     s.checks = cfg_.checks_dir.empty() ? "no" : "yes";
+    s.watchdog_version = NFSUP_VERSION;
     std::string why;
     auto got = share_call<Status>([this, s] { return share_.write_status(s); }, cfg_.share_timeout_ms, &why);
     if (!got) {

@@ -7,8 +7,10 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <optional>
 #include <string>
 
+#include "nfsup_version.h"
 #include "util.h"
 #include "watchdog.h"
 
@@ -77,9 +79,38 @@ inline std::string json_str(const std::string& s) {
   return o + "\"";
 }
 
+/// `--version` prints "nfsup-X 0.1.0" and exits 0 (nfsup-install also keeps its older `--version-info`).
+inline void add_version_flag(CLI::App& app, bool old_spelling = false) {
+  app.set_version_flag(old_spelling ? "--version,--version-info" : "--version", std::string(program()) + " " + NFSUP_VERSION,
+                       "print the program's version and exit");
+}
+
+/// The first word on the command line, if it is not an option and names no subcommand of `app`
+/// (CLI11 would only say "A subcommand is required"). Global options take no values.
+inline std::optional<std::string> unknown_subcommand(CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") return std::nullopt;
+    if (a.empty() || a[0] == '-') continue;
+    for (auto* c : app.get_subcommands([](CLI::App*) { return true; }))
+      if (c->check_name(a)) return std::nullopt;
+    return a;
+  }
+  return std::nullopt;
+}
+
 /// Runs a CLI11 parse and maps its errors to our usage code (2) with one line.
 inline int parse_or_exit(CLI::App& app, int argc, char** argv, bool* done) {
   *done = false;
+  if (!app.get_subcommands([](CLI::App*) { return true; }).empty()) {
+    if (auto u = unknown_subcommand(app, argc, argv)) {
+      *done = true;
+      std::vector<std::string> names;
+      for (auto* c : app.get_subcommands([](CLI::App*) { return true; })) names.push_back(c->get_name());
+      fmt::print(stderr, "{}: error: unknown command '{}' (commands: {}; see --help)\n", program(), *u, join(names, ", "));
+      return static_cast<int>(Exit::Usage);
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

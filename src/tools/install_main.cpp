@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <ctime>
 
 #include "common.h"
 #include "crypto.h"
 #include "reconfig.h"
 #include "master.h"
+#include "mounts.h"
 #include "report.h"
 #include "trust.h"
 
@@ -32,15 +34,76 @@ struct Opts {
   bool assume_accept = false, skip_vetoed = false;
   int keep = 5;
   std::string interval = "1s", html;
+  bool local = false, allow_empty = false;
+  std::vector<std::string> rolling_given;  ///< rolling-only flags given on the command line
 };
+
+// A duration that must be more than zero: 0 would mean "give up at once" or "never wait".
+Result<int64_t> positive_duration(const std::string& flag, const std::string& v) {
+  auto d = duration_flag(flag, v);
+  if (!d) return d.error();
+  if (*d <= 0) return err(Exit::Usage, fmt::format("{} '{}': must be more than 0", flag, v));
+  return *d;
+}
+
+// --batch N or N%: at least one host, at most all of them.
+Status check_batch(const std::string& b) {
+  std::string n = b;
+  bool pct = !n.empty() && n.back() == '%';
+  if (pct) n.pop_back();
+  if (n.empty() || n.size() > 9 || n.find_first_not_of("0123456789") != std::string::npos)
+    return err(Exit::Usage, fmt::format("--batch '{}': use a number of hosts (3) or a percentage (25%)", b));
+  long v = std::stol(n);
+  if (v < 1 || (pct && v > 100))
+    return err(Exit::Usage, fmt::format("--batch '{}': must be {}", b, pct ? "between 1% and 100%" : "at least 1"));
+  return ok_status();
+}
+
+// --expires needs a unit: a bare "90" read as 90 seconds made releases expire before anyone noticed.
+Result<int64_t> expires_at(const std::string& e) {
+  auto bad = [&] { return err(Exit::Usage, fmt::format("--expires '{}': give a duration with a unit (90d, 720h, 30m)", e)); };
+  if (e.empty() || std::isdigit(static_cast<unsigned char>(e.back()))) return bad();
+  std::optional<int64_t> ms;
+  std::string n = e.substr(0, e.size() - 1);
+  if (e.back() == 'd' && !n.empty() && n.size() <= 6 && n.find_first_not_of("0123456789") == std::string::npos)
+    ms = std::stoll(n) * 86400000;
+  else
+    ms = parse_duration_ms(e);
+  if (!ms || *ms < 1000) return bad();
+  return static_cast<int64_t>(time(nullptr)) + *ms / 1000;
+}
+
+std::string unix_to_iso(int64_t t) {
+  time_t tt = static_cast<time_t>(t);
+  struct tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// `init` makes a share that every host mounts: on local disk (an export not mounted yet, a typo)
+// no host would ever see it. --local says that is meant (tests, a single host).
+Status check_share_location(const std::string& path, bool local) {
+  if (local) return ok_status();
+  auto m = mount_of_path(path);
+  if (!m) return err(Exit::Usage, fmt::format("init {}: {}; give --local to create the share anyway", path, m.error().msg));
+  if (is_network_fs(m->fstype)) return ok_status();
+  return err(Exit::Usage,
+             fmt::format("init {}: on {} (mounted at {}), not a network file system that other hosts can mount; "
+                         "mount the export first, or give --local for a share on local disk",
+                         path, m->fstype, m->mount_point));
+}
 
 Status check_rollout_flags(const Opts& o) {
   if (o.strategy != "all-at-once" && o.strategy != "rolling")
     return err(Exit::Usage, fmt::format("--strategy '{}': use all-at-once or rolling", o.strategy));
   if (o.max_failures < 0 || o.max_unavailable < 1)
     return err(Exit::Usage, "--max-failures must be >= 0 and --max-unavailable >= 1");
-  if (!valid_batch(o.batch))
-    return err(Exit::Usage, fmt::format("--batch '{}': use a number or a percentage like 25%", o.batch));
+  if (auto b = check_batch(o.batch); !b) return b.error();
+  if (o.strategy != "rolling" && !o.rolling_given.empty())
+    return err(Exit::Usage, fmt::format("{}: only for --strategy rolling (this push is {})", join(o.rolling_given, ", "),
+                                        o.strategy));
   return ok_status();
 }
 
@@ -48,18 +111,18 @@ Result<MasterOptions> master_opts(const Opts& o) {
   MasterOptions m;
   auto l = duration_flag("--lease", o.lease);
   if (!l) return l.error();
-  auto s = duration_flag("--stale-after", o.stale_after);
+  auto s = positive_duration("--stale-after", o.stale_after);
   if (!s) return s.error();
-  auto t = duration_flag("--timeout", o.timeout);
+  auto t = positive_duration("--timeout", o.timeout);
   if (!t) return t.error();
-  auto st = duration_flag("--share-timeout", o.share_timeout);
+  auto st = positive_duration("--share-timeout", o.share_timeout);
   if (!st) return st.error();
   if (*l < 300 || *l > 24LL * 3600 * 1000) return err(Exit::Usage, "--lease must be between 300ms and 24h");
   m.lease_ms = *l;
   m.stale_after_ms = *s;
   m.timeout_ms = *t;
   m.wait = !o.no_wait;
-  if (auto s = check_rollout_flags(o); !s) return s.error();
+  if (auto r = check_rollout_flags(o); !r) return r.error();
   m.strategy = o.strategy;
   m.batch = o.batch;
   m.max_failures = o.max_failures_given ? o.max_failures : -1;
@@ -149,6 +212,40 @@ int report_switch(Result<SwitchReport> r, const char* what) {
   return bad ? static_cast<int>(Exit::Failed) : 0;
 }
 
+// A push that no live host took: the pointer moved, but nothing runs the release. Usually the
+// wrong share, or watchdogs not started yet; a first push before any host is set up says so
+// with --allow-empty. --no-wait asks nothing of the hosts (staging ahead of them), so it is not
+// held to this either.
+int no_live_host_check(const SwitchReport& rep, bool allow_empty, bool waited) {
+  if (rep.nothing_to_do || allow_empty || !waited) return 0;
+  auto live = std::count_if(rep.hosts.begin(), rep.hosts.end(), [](auto& h) { return h.outcome != "stale"; });
+  if (live > 0) return 0;
+  fmt::print(stderr,
+             "{}: error: no live host took {} ({} host(s) on the share, all stale or none): it is the current release, "
+             "but nothing runs it; start the watchdogs, or give --allow-empty when this is expected\n",
+             program(), rep.target, rep.hosts.size());
+  return static_cast<int>(Exit::Failed);
+}
+
+// For monitoring (documented in nfsup-install(1)): 0 when every host runs the release meant
+// for it and no switch is under way, 1 when any host failed, is stale or unreadable, or has
+// not converged yet. (3, share unreachable, comes from share_status' own error.)
+int status_exit_code(const StatusReport& r) {
+  if (r.marker) return static_cast<int>(Exit::Failed);
+  for (const auto& h : r.hosts) {
+    if (!h.status || h.stale) return static_cast<int>(Exit::Failed);
+    const auto& s = *h.status;
+    if (!r.pointer) {
+      if (s.state == "failed") return static_cast<int>(Exit::Failed);
+      continue;
+    }
+    auto ov = r.pointer->overrides.find(h.host);
+    const std::string& want = ov != r.pointer->overrides.end() ? ov->second : r.pointer->release;
+    if ((s.state != "running" && s.state != "unchanged") || s.running != want) return static_cast<int>(Exit::Failed);
+  }
+  return 0;
+}
+
 std::string age_str(int64_t ms) {
   if (ms < 0) return "?";
   if (ms < 60000) return fmt::format("{}s ago", ms / 1000);
@@ -203,11 +300,12 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
       }
       const auto& s = *h.status;
       o += fmt::format("{{\"host\":{},\"state\":{},\"running\":{},\"generation\":{},\"heartbeat\":{},\"mode\":{},"
-                       "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{},\"trust\":{},\"group\":{},\"acting\":{},\"class\":{},\"runs_from\":{},\"modules\":{{{}}}}}",
+                       "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{},\"trust\":{},\"group\":{},\"acting\":{},\"class\":{},\"runs_from\":{},\"watchdog_version\":{},\"modules\":{{{}}}}}",
                        json_str(h.host), json_str(s.state), s.running.empty() ? "null" : json_str(s.running),
                        s.generation, s.heartbeat, json_str(s.mode), json_str(s.reason), h.age_ms,
                        h.stale ? "true" : "false", json_str(s.updated), json_str(s.trust.empty() ? "unsigned" : s.trust),
-                       json_str(s.group), json_str(s.acting), json_str(s.cls), json_str(s.runs_from), [&] {
+                       json_str(s.group), json_str(s.acting), json_str(s.cls), json_str(s.runs_from),
+                       s.watchdog_version.empty() ? "null" : json_str(s.watchdog_version), [&] {
                          std::string mj;
                          for (const auto& [mn, mv] : s.modules) mj += (mj.empty() ? "" : ",") + json_str(mn) + ":" + json_str(mv);
                          return mj;
@@ -219,7 +317,7 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
     for (size_t i = 0; i < r.warnings.size(); ++i) o += (i ? "," : "") + json_str(r.warnings[i]);
     o += "]}";
     fmt::print("{}\n", o);
-    return 0;
+    return status_exit_code(r);
   }
   // Everything below but the colours comes from the share: each line goes through printable().
   print_line(fmt::format("share:    {}", share));
@@ -264,12 +362,13 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
   }
   for (const auto& w : r.warnings) print_line("warning:  " + w);
   for (const auto& d : r.dependency_problems) print_line("DEPENDENCY: " + d);
-  fmt::print("\n{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {}\n", "HOST", "GROUP", "STATE", "RUNNING", "GEN", "SEEN",
-             "REASON");
+  fmt::print("\n{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {:<9} {}\n", "HOST", "GROUP", "STATE", "RUNNING", "GEN", "SEEN",
+             "WATCHDOG", "REASON");
   bool color = color_out();
   for (const auto& h : r.hosts) {
     if (!h.status) {
-      print_line(fmt::format("{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {}", h.host, "-", "?", "-", "-", "-", h.error));
+      print_line(fmt::format("{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {:<9} {}", h.host, "-", "?", "-", "-", "-", "-",
+                             h.error));
       continue;
     }
     const auto& s = *h.status;
@@ -283,10 +382,79 @@ int print_status(const StatusReport& r, bool json, const std::string& share) {
     if (r.pointer && !r.pointer->min_supported.empty() && !s.running.empty() &&
         compare_versions(s.running, r.pointer->min_supported) < 0)
       reason = fmt::format("BELOW LOWEST SUPPORTED {}{}{}", r.pointer->min_supported, reason.empty() ? "" : "; ", reason);
-    fmt::print("{:<20} {:<10} {} {:<12} {:>4} {:<10} {}\n", printable(h.host), printable(s.group.empty() ? "-" : s.group),
-               shown, printable(s.running.empty() ? "-" : s.running), s.generation, age_str(h.age_ms), printable(reason));
+    fmt::print("{:<20} {:<10} {} {:<12} {:>4} {:<10} {:<9} {}\n", printable(h.host),
+               printable(s.group.empty() ? "-" : s.group), shown, printable(s.running.empty() ? "-" : s.running),
+               s.generation, age_str(h.age_ms), printable(s.watchdog_version.empty() ? "-" : s.watchdog_version),
+               printable(reason));
   }
+  return status_exit_code(r);
+}
+
+// status [--watch]: one report, or one every interval until interrupted. With --json and
+// --watch, one document per line (NDJSON) on stdout; the time line goes to stderr.
+int cmd_status(Share& share, const Opts& o, int64_t stale_after_ms) {
+  if (!o.watch) {
+    auto r = share_status(share, stale_after_ms);
+    if (!r) return fail(r.error());
+    return print_status(*r, o.json, o.share);
+  }
+  auto iv = duration_flag("--interval", o.interval);
+  if (!iv) return fail(iv.error());
+  if (*iv < 100) return fail(err(Exit::Usage, fmt::format("--interval '{}': at least 100ms (each pass reads the share)", o.interval)));
+  bool tty = isatty(1) && !o.json;
+  while (true) {
+    auto r = share_status(share, stale_after_ms);
+    if (tty) fmt::print("\033[H\033[2J");
+    fmt::print(o.json ? stderr : stdout, "{}  (every {}; Ctrl-C to stop)\n", utc_now_iso(), format_duration_ms(*iv));
+    if (!r) fmt::print(stderr, "{}: error: {}\n", program(), r.error().msg);
+    else print_status(*r, o.json, o.share);
+    if (!tty && !o.json) fmt::print("\n");
+    std::fflush(stdout);
+    std::fflush(stderr);
+    usleep(static_cast<useconds_t>(*iv * 1000));
+  }
+}
+
+int cmd_releases(Share& share, bool json) {
+  if (auto s = share.check(); !s) return fail(s.error());
+  auto r = share.list_releases();
+  if (!r) return fail(r.error());
+  std::string js;
+  for (const auto& v : *r) {
+    auto m = share.read_manifest(v);
+    int64_t exp = m && *m ? (*m)->expires : 0;
+    if (json) {
+      js += fmt::format("{}{{\"version\":{},\"expires\":{}}}", js.empty() ? "" : ",", json_str(v),
+                        exp ? json_str(unix_to_iso(exp)) : "null");
+      continue;
+    }
+    if (exp) fmt::print("{}  expires {}{}\n", v, unix_to_iso(exp), exp < time(nullptr) ? " (expired)" : "");
+    else fmt::print("{}\n", v);
+  }
+  if (json) fmt::print("[{}]\n", js);
   return 0;
+}
+
+int cmd_verify(Share& share, bool json) {
+  auto r = verify_share(share);
+  if (!r) return fail(r.error());
+  int rc = r->problems.empty() ? 0 : static_cast<int>(Exit::Integrity);
+  if (json) {
+    auto list = [](const std::vector<std::string>& v) {
+      std::string o;
+      for (const auto& x : v) o += (o.empty() ? "" : ",") + json_str(x);
+      return "[" + o + "]";
+    };
+    std::string probs;
+    for (const auto& [rel2, p] : r->problems) probs += (probs.empty() ? "" : ",") + json_str(rel2) + ":" + list(p);
+    fmt::print("{{\"checked\":{},\"problems\":{{{}}},\"warnings\":{}}}\n", list(r->checked), probs, list(r->warnings));
+    return rc;
+  }
+  for (const auto& w : r->warnings) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
+  for (const auto& [rel2, probs] : r->problems)
+    for (const auto& p : probs) fmt::print(stderr, "{}: error: {}: {}\n", program(), printable(rel2), printable(p));
+  say(fmt::format("verified {} release(s): {} with problems", r->checked.size(), r->problems.size()));
+  return rc;
 }
 
 }  // namespace
@@ -296,7 +464,7 @@ int main(int argc, char** argv) {
   CLI::App app{"nfsup-install: stage releases on a shared export and switch every host to them"};
   app.require_subcommand(1);
   app.fallthrough();
-  app.set_version_flag("--version-info", "nfsup 0.1.0");
+  add_version_flag(app, true);
   bool quiet = false, verbose = false;
   app.add_flag("-q,--quiet", quiet, "only errors");
   app.add_flag("-v,--verbose", verbose, "more detail");
@@ -318,6 +486,7 @@ int main(int argc, char** argv) {
   auto* init = app.add_subcommand("init", "create the share layout");
   init->add_option("share", o.share, "the shared directory")->required();
   init->add_flag("--dry-run", o.dry_run, "print what would be created");
+  init->add_flag("--local", o.local, "allow a share on a local file system (tests, a single host)");
   auto* push_c = app.add_subcommand("push", "stage a release and switch every host to it");
   push_c->add_option("share", o.share, "the shared directory")->required();
   push_c->add_option("source", o.source, "a file or directory tree to release")->required();
@@ -326,12 +495,14 @@ int main(int argc, char** argv) {
   push_c->add_option("--class", o.cls, "only hosts of this class");
   push_c->add_option("--modules", o.modules, "YAML spec of the release's modules and host classes");
   push_c->add_option("--strategy", o.strategy, "all-at-once (default; for incompatible releases) or rolling");
-  push_c->add_option("--batch", o.batch, "rolling: hosts per batch, N or N% (default 1)");
   push_c->add_option("--max-failures", o.max_failures,
                      "failed hosts tolerated before the push is undone (rolling: default 0; all-at-once: undone only "
                      "when no host started)");
-  push_c->add_option("--max-unavailable", o.max_unavailable, "rolling: hosts of one group down at once (default 1)");
-  push_c->add_flag("--hold-acting", o.hold_acting, "rolling: keep the acting version back until 'finalize'");
+  std::vector<CLI::Option*> rolling_only = {
+      push_c->add_option("--batch", o.batch, "rolling: hosts per batch, N or N% (default 1)"),
+      push_c->add_option("--max-unavailable", o.max_unavailable, "rolling: hosts of one group down at once (default 1)"),
+      push_c->add_flag("--hold-acting", o.hold_acting, "rolling: keep the acting version back until 'finalize'")};
+  push_c->add_flag("--allow-empty", o.allow_empty, "exit 0 even if no live host took the release");
   push_c->add_option("--min-compatible", o.min_compatible, "lowest version this release can run beside");
   push_c->add_option("--migrate", o.migrate, "data-migration hook run once when the acting version advances");
   push_c->add_option("--expires", o.expires, "hosts refuse to start this release after this long (e.g. 90d, 720h)");
@@ -371,14 +542,18 @@ int main(int argc, char** argv) {
   kg->add_flag("--dry-run", o.dry_run, "print where the keys would go");
   auto* ver = app.add_subcommand("verify", "check every kept release against its manifest");
   ver->add_option("share", o.share, "the shared directory")->required();
+  ver->add_flag("--json", o.json, "machine-readable output");
   auto* rel = app.add_subcommand("releases", "list kept releases");
   rel->add_option("share", o.share, "the shared directory")->required();
+  rel->add_flag("--json", o.json, "machine-readable output: [{version, expires}], oldest first");
 
   bool done = false;
   int pc = parse_or_exit(app, argc, argv, &done);
   if (done) return pc;
   o.max_failures_given = push_c->count("--max-failures") > 0;
   verbosity = quiet ? -1 : verbose ? 1 : 0;
+  for (auto* opt : rolling_only)
+    if (opt->count() > 0) o.rolling_given.push_back(opt->get_name());
   while (o.share.size() > 1 && o.share.back() == '/') o.share.pop_back();
 
   if (*kg && o.dry_run) {
@@ -404,6 +579,8 @@ int main(int argc, char** argv) {
     mo->sign_key = &*skey;
   }
 
+  if (*init)
+    if (auto s = check_share_location(o.share, o.local); !s) return fail(s.error());
   if (*init && o.dry_run) {
     say(fmt::format("would create {}/{{nfsup-share,releases,objects,hosts,audit}} (existing files are kept)", o.share));
     return 0;
@@ -422,16 +599,9 @@ int main(int argc, char** argv) {
     req.stage.migrate = o.migrate;
     req.stage.modules = o.modules;
     if (!o.expires.empty()) {
-      std::string e = o.expires;
-      int64_t mult = 1000;
-      if (!e.empty() && e.back() == 'd') {
-        e.pop_back();
-        mult = 86400000;
-      }
-      auto d = e.find_first_not_of("0123456789") == std::string::npos && !e.empty() ? std::optional<int64_t>(std::stoll(e) * mult)
-                                                                                    : parse_duration_ms(o.expires);
-      if (!d || *d <= 0) return fail(err(Exit::Usage, fmt::format("--expires '{}': not a duration (90d, 720h)", o.expires)));
-      req.stage.expires = time(nullptr) + *d / 1000;
+      auto at = expires_at(o.expires);
+      if (!at) return fail(at.error());
+      req.stage.expires = *at;
     }
     if (o.dry_run) {
       if (auto s = share.check(); !s) return fail(s.error());
@@ -440,10 +610,16 @@ int main(int argc, char** argv) {
       auto plan = dry_run_plan(share, "push", o.version, &*m, *mo);
       if (!plan) return fail(plan.error());
       for (const auto& l : plan->lines) fmt::print("{}\n", l);
+      if (req.stage.expires) say(fmt::format("the release would expire at {}", unix_to_iso(req.stage.expires)));
       return plan->exit_code;
     }
     catch_interrupts(*mo);
-    return report_switch(push(share, req, *mo), "push");
+    auto pushed = push(share, req, *mo);
+    int rc = report_switch(pushed, "push");
+    if (pushed && !pushed->nothing_to_do && req.stage.expires)
+      say(fmt::format("release {} expires at {}; hosts refuse to start it after that", o.version,
+                      unix_to_iso(req.stage.expires)));
+    return rc == 0 ? no_live_host_check(*pushed, o.allow_empty, !o.no_wait) : rc;
   }
   if (*rb) {
     if (o.dry_run) {
@@ -506,26 +682,7 @@ int main(int argc, char** argv) {
     say(*r);
     return 0;
   }
-  if (*status_c) {
-    if (!o.watch) {
-      auto r = share_status(share, mo->stale_after_ms);
-      if (!r) return fail(r.error());
-      return print_status(*r, o.json, o.share);
-    }
-    auto iv = duration_flag("--interval", o.interval);
-    if (!iv) return fail(iv.error());
-    bool tty = isatty(1);
-    while (true) {
-      auto r = share_status(share, mo->stale_after_ms);
-      if (tty) fmt::print("\033[H\033[2J");
-      fmt::print("{}  (every {}; Ctrl-C to stop)\n", utc_now_iso(), format_duration_ms(*iv));
-      if (!r) fmt::print("{}: error: {}\n", program(), r.error().msg);
-      else print_status(*r, o.json, o.share);
-      if (!tty) fmt::print("\n");
-      std::fflush(stdout);
-      usleep(static_cast<useconds_t>(*iv * 1000));
-    }
-  }
+  if (*status_c) return cmd_status(share, o, mo->stale_after_ms);
   if (*rep_c) {
     auto r = share_status(share, mo->stale_after_ms);
     if (!r) return fail(r.error());
@@ -551,7 +708,10 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < au->size(); ++i) {
         const auto& e = (*au)[i];
         js += fmt::format("{}{{\"time\":{},\"host\":{},\"user\":{},\"pid\":{},\"action\":{},\"detail\":{},\"result\":{}}}",
-                          i ? "," : "", json_str(e.time), json_str(e.host), json_str(e.user), json_str(e.pid),
+                          i ? "," : "", json_str(e.time), json_str(e.host), json_str(e.user),
+                          !e.pid.empty() && e.pid.size() < 19 && e.pid.find_first_not_of("0123456789") == std::string::npos
+                              ? e.pid
+                              : "null",
                           json_str(e.action), json_str(e.detail), json_str(e.result));
       }
       fmt::print("{}]\n", js);
@@ -561,21 +721,7 @@ int main(int argc, char** argv) {
       print_line(fmt::format("{}  {:<12} {:<10} {:<9} {}  [{}]", e.time, e.host, e.user, e.action, e.detail, e.result));
     return 0;
   }
-  if (*ver) {
-    auto r = verify_share(share);
-    if (!r) return fail(r.error());
-    for (const auto& w : r->warnings) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
-    for (const auto& [rel2, probs] : r->problems)
-      for (const auto& p : probs) fmt::print(stderr, "{}: error: {}: {}\n", program(), rel2, p);
-    say(fmt::format("verified {} release(s): {} with problems", r->checked.size(), r->problems.size()));
-    return r->problems.empty() ? 0 : static_cast<int>(Exit::Integrity);
-  }
-  if (*rel) {
-    if (auto s = share.check(); !s) return fail(s.error());
-    auto r = share.list_releases();
-    if (!r) return fail(r.error());
-    for (const auto& v : *r) fmt::print("{}\n", v);
-    return 0;
-  }
+  if (*ver) return cmd_verify(share, o.json);
+  if (*rel) return cmd_releases(share, o.json);
   return static_cast<int>(Exit::Usage);
 }

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   CLI::App app{"nfsup-reconfig: run a release's config-rewrite script for this host (or restore a backup)"};
   std::string config = "/etc/nfsup/watchdog.yaml", from, to, share_timeout = "60s";
   bool dry_run = false, quiet = false;
+  add_version_flag(app);
   app.add_option("-c,--config", config, "watchdog configuration (default /etc/nfsup/watchdog.yaml)");
   app.add_option("--from", from, "version the host runs now")->required();
   app.add_option("--to", to, "version the host moves to")->required();

@@ -106,6 +106,7 @@ NFSUP_HOT int main(int argc, char** argv) {
   }
   CLI::App app{"nfsup-watchdog: stop this host's agent while an upgrade runs, restart it on the new release"};
   app.require_subcommand(1);
+  add_version_flag(app);
   auto add_common = [&](CLI::App* c) {
     c->add_option("-c,--config", config, "watchdog configuration (default /etc/nfsup/watchdog.yaml)");
     c->add_flag("-q,--quiet", quiet, "only warnings and errors");

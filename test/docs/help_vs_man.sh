@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every flag that a binary's --help (and each of its subcommands' --help) shows must appear in
-# that binary's man page source in doc/. Prints one line per missing flag and ends with
+# that binary's man page source in doc/. A subcommand's flags must appear in its own section
+# (".SS sub ..." up to the next .SS/.SH) when the page has one, plus the SWITCH OPTIONS section
+# if that section refers to it; global flags (those of the top-level --help) anywhere. Prints one line per missing flag and ends with
 # "N passed, M failed" (N = distinct flags checked per page). Exit 1 if anything is missing.
 #
 #   NFSUP_BUILD  directory with the built binaries (default: build/src)
@@ -42,9 +44,25 @@ subcommands_in_help() {
   awk '/^Subcommands:/ { on = 1; next } on && /^[^ ]/ { on = 0 } on && NF { print $1 }'
 }
 
+# section PAGE SUB: the normalised text of ".SS SUB ..." up to the next .SS or .SH (empty if the
+# page has no such section), followed by SWITCH OPTIONS when the section refers to it.
+section() {
+  local norm; norm=$(normalise "$1")
+  local sec
+  sec=$(awk -v sub_="$2" '
+    /^\.S[HS] / { on = 0 }
+    $1 == ".SS" && $2 == sub_ { on = 1 }
+    on { print }' <<<"$norm")
+  [ -n "$sec" ] || return 0
+  printf '%s\n' "$sec"
+  if grep -qiE 'switch-options|SWITCH OPTIONS' <<<"$sec"; then
+    awk '/^\.S[HS] / { on = 0 } /^\.SH SWITCH OPTIONS/ { on = 1 } on { print }' <<<"$norm"
+  fi
+}
+
 check_flag() {  # page-file page-text context flag
   local page=$1 text=$2 context=$3 flag=$4
-  local key="$page $flag"
+  local key="$page $context $flag"
   [ -n "${checked[$key]:-}" ] && return
   checked[$key]=1
   # A here-string, not a pipe: with pipefail, grep -q exiting early would fail the pipe.
@@ -52,7 +70,7 @@ check_flag() {  # page-file page-text context flag
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
-    echo "FAIL: $context: flag $flag is not documented in $(basename "$page")"
+    echo "FAIL: $context: flag $flag is not documented in ${where:-$(basename "$page")}"
   fi
 }
 
@@ -75,14 +93,25 @@ for bin in nfsup-install nfsup-watchdog nfsup-reconfig; do
     failed=$((failed + 1))
     continue
   fi
-  for f in $(printf '%s\n' "$top" | flags_in_help); do check_flag "$page" "$text" "$bin --help" "$f"; done
+  global=$(printf '%s\n' "$top" | flags_in_help)
+  where=""
+  for f in $global; do check_flag "$page" "$text" "$bin --help" "$f"; done
   for sub in $(printf '%s\n' "$top" | subcommands_in_help); do
     if ! help=$("$exe" "$sub" --help 2>&1); then
       echo "FAIL: $bin $sub --help exited non-zero"
       failed=$((failed + 1))
       continue
     fi
-    for f in $(printf '%s\n' "$help" | flags_in_help); do check_flag "$page" "$text" "$bin $sub --help" "$f"; done
+    sec=$(section "$page" "$sub")
+    if [ -n "$sec" ]; then
+      where="the '$sub' section of $(basename "$page")"
+    else
+      sec=$text where=""
+    fi
+    for f in $(printf '%s\n' "$help" | flags_in_help); do
+      grep -qx -- "$f" <<<"$global" && continue
+      check_flag "$page" "$sec" "$bin $sub --help" "$f"
+    done
   done
 done
 

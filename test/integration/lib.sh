@@ -37,7 +37,7 @@ new_env() {
   T=$(mktemp -d /tmp/nfsup-it.XXXXXX)
   SHARE=${1:-$T/share}
   mkdir -p "$SHARE"
-  "$INSTALL" init "$SHARE" >/dev/null
+  "$INSTALL" init --local "$SHARE" >/dev/null
   mkdir -p "$T/rel"
 }
 
@@ -89,7 +89,13 @@ stop_watchdog() {
   WD_PID[$h]=""
 }
 
-start_all() { for h in "${HOSTS[@]}"; do start_watchdog "$h"; done; }
+# start_all: every host's daemon, then waits (up to 10 s) until each has written a status, so
+# that a push right after it sees them live (a push that finds no live host fails).
+start_all() {
+  local h
+  for h in "${HOSTS[@]}"; do start_watchdog "$h"; done
+  for h in "${HOSTS[@]}"; do wait_until 10 test -s "$SHARE/hosts/$h/status" || true; done
+}
 
 host_field() {  # host_field HOST FIELD -> value from the host's status file
   awk -v k="$2" '$1==k {print $2}' "$SHARE/hosts/$1/status" 2>/dev/null

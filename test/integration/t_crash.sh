@@ -69,7 +69,7 @@ test_enospc_while_staging_publishes_nothing() {
   mkdir -p "$T/small"
   mount -t tmpfs -o size=2m nfsup-enospc "$T/small"
   trap 'umount -l "$T/small" 2>/dev/null; cleanup_env' EXIT
-  SHARE="$T/small/share"; mkdir -p "$SHARE"; "$INSTALL" init "$SHARE" -q
+  SHARE="$T/small/share"; mkdir -p "$SHARE"; "$INSTALL" init --local "$SHARE" -q
   local r; r=$(make_release 1.0)
   head -c 3M /dev/urandom > "$r/big.bin"
   set +e; out=$("$INSTALL" push "$SHARE" "$r" --version 1.0 --no-wait 2>&1); rc=$?; set -e

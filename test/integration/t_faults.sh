@@ -175,7 +175,7 @@ EOC
   host_runs web01 1.0 || fail "web01 left 1.0"
   "$INSTALL" verify "$SHARE" -q || fail "verify after the refused push"
   # init finds it up front: one line naming the share, exit 3, nothing created.
-  set +e; out=$(LD_PRELOAD="$T/nolink.so" "$INSTALL" init "$T/share2" 2>&1); rc=$?; set -e
+  set +e; out=$(LD_PRELOAD="$T/nolink.so" "$INSTALL" init --local "$T/share2" 2>&1); rc=$?; set -e
   assert_eq "$rc" 3 "init on a file system without hard links"
   assert_contains "$out" "$T/share2: this file system refuses hard links"
   [ "$(wc -l <<<"$out")" -eq 1 ] || fail "expected one line, got: $out"

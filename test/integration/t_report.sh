@@ -65,7 +65,9 @@ test_status_json_validates_against_its_schema() {
   # Hostile content must stay valid JSON (escapes) and still match the schema.
   printf 'nfsup-status 1\nhost j2\nstate failed\nrunning 1.0\ngeneration 1\nheartbeat 9\nreason quote%%22back%%5Cslash%%0Anewline%%01\n' > "$SHARE/hosts/j2/status"
   stop_watchdog j2
-  "$INSTALL" status "$SHARE" --json > "$T/s2.json"; validate "$T/s2.json" || fail "status with hostile reason invalid: $(cat "$T/s2.json")"
+  rc=0; "$INSTALL" status "$SHARE" --json > "$T/s2.json" || rc=$?
+  assert_eq "$rc" 1 "status exit code with a failed host"
+  validate "$T/s2.json" || fail "status with hostile reason invalid: $(cat "$T/s2.json")"
   # A document missing a required field must fail validation (the check can fail).
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); del d["hosts"][0]["state"]; json.dump(d, open(sys.argv[2],"w"))' "$T/s1.json" "$T/bad.json"
   validate "$T/bad.json" 2>/dev/null && fail "schema accepted a host without state"

@@ -61,7 +61,7 @@ need_cmd() {
 
 # new_share DIR: an initialised nfsup share made with the built nfsup-install.
 new_share() {
-  mkdir -p "$1" && "$INSTALL" init "$1" >/dev/null
+  mkdir -p "$1" && "$INSTALL" init --local "$1" >/dev/null
 }
 
 # make_release DIR LABEL: a release tree whose bin/agent is the test fixture agent.

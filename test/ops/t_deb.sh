@@ -74,6 +74,9 @@ check_installed_files() {
   # Installed, not enabled: no symlinks in any .wants directory.
   [ -z "$(find /etc/systemd/system -name 'nfsup-watchdog*' 2>/dev/null)" ] \
     || fail "units were enabled: $(find /etc/systemd/system -name 'nfsup-watchdog*')"
+  # The README (possibly compressed by dh_compress) and a copyright file with a notice.
+  ls /usr/share/doc/nfsup/README.md* >/dev/null 2>&1 || fail "README.md is not in /usr/share/doc/nfsup"
+  grep -qE '^Copyright: [0-9]{4} ' /usr/share/doc/nfsup/copyright || fail "copyright file has no notice with a year"
   # The shipped configuration is valid as it is.
   /usr/bin/nfsup-watchdog validate -c /etc/nfsup/watchdog.yaml >/dev/null || fail "the shipped config does not validate"
 }
@@ -81,7 +84,7 @@ check_installed_files() {
 check_smoke_test_installed_binaries() {
   installed || skip "needs the install"
   local share="$TMP/share" state="$TMP/state" rc=0
-  /usr/bin/nfsup-install init "$share" >/dev/null || fail "nfsup-install init"
+  /usr/bin/nfsup-install init --local "$share" >/dev/null || fail "nfsup-install init"
   make_release "$TMP/rel" 1.0
   /usr/bin/nfsup-install -q push "$share" "$TMP/rel" --version 1.0 --no-wait >/dev/null || fail "nfsup-install push"
   # The installed config, pointed at the temp share and the fixture agent.
