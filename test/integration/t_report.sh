@@ -86,7 +86,8 @@ test_host_written_text_is_escaped_everywhere() {
   printf 'nfsup-audit 1\ntime 2026-01-01T00:00:00Z\nhost h1\npid 1\nuser root\naction push\ndetail x%%0A2026-01-01T00:00:01Z%%20%%20forged%%1B[31m\nresult ok%%07\n' \
     > "$SHARE/audit/2026-01-01T00-00-00Z-h1-1-0001-push"
   raw() { LC_ALL=C grep -c $'[\x01-\x09\x0b-\x1f\x7f]' <<<"$1" || true; }
-  out=$("$INSTALL" status "$SHARE" 2>&1)
+  rc=0; out=$("$INSTALL" status "$SHARE" 2>&1) || rc=$?
+  assert_eq "$rc" 1 "status exit code with a failed host"
   assert_eq "$(raw "$out")" 0 "control characters in status: $(od -c <<<"$out" | head -20)"
   grep -q '^forged' <<<"$out" && fail "a newline in a reason forged a status row: $out"
   assert_contains "$out" 'bad\nforged  running 1.0\x1b[2J\r\xff\u{009b}'
@@ -98,7 +99,7 @@ test_host_written_text_is_escaped_everywhere() {
   assert_eq "$(raw "$(cat "$T/r.html")")" 0 "control characters in the HTML report"
   assert_contains "$(cat "$T/r.html")" 'bad\nforged  running 1.0\x1b[2J'
   for cmd in "status $SHARE --json" "history $SHARE --json"; do
-    "$INSTALL" $cmd > "$T/out.json"
+    "$INSTALL" $cmd > "$T/out.json" || [ $? -eq 1 ] || fail "$cmd: exit code"
     python3 -c 'import json,sys; json.loads(open(sys.argv[1],"rb").read().decode("utf-8"))' "$T/out.json" \
       || fail "$cmd is not valid JSON: $(head -c 400 "$T/out.json")"
   done

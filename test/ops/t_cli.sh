@@ -122,8 +122,8 @@ check_senseless_flags_are_refused_before_anything_is_written() {
   expect_usage "--interval 0" "--interval '0': at least 100ms" "$INSTALL" status "$TMP/fs" --watch --interval 0
   expect_usage "rolling flags on all-at-once" "--batch, --hold-acting: only for --strategy rolling" \
     "$INSTALL" push "$TMP/fs" "$TMP/fr" --version 1.0 --batch 2 --hold-acting
-  expect_usage "--max-failures on all-at-once" "--max-failures: only for --strategy rolling" \
-    "$INSTALL" push "$TMP/fs" "$TMP/fr" --version 1.0 --max-failures 1 --dry-run
+  expect_usage "--max-unavailable on all-at-once" "--max-unavailable: only for --strategy rolling" \
+    "$INSTALL" push "$TMP/fs" "$TMP/fr" --version 1.0 --max-unavailable 2 --dry-run
   assert_eq "$(share_listing "$TMP/fs")" "$before" "the share after refused commands"
 }
 
