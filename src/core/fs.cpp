@@ -228,12 +228,11 @@ static std::optional<Error> not_regular(int fd, const std::string& path) {
   return std::nullopt;
 }
 
-Result<std::optional<std::string>> RealFs::read_file(const std::string& path, size_t max_bytes) {
-  StallGuard::Section g("read", path);
-  At a = at(path);
-  if (a.error == ENOENT) return std::optional<std::string>();
-  if (a.error) return at_err("read", a, path);
-  int fd = ::openat(a.fd, a.name.c_str(), kShareOpenFlags);
+// Reads a.name below directory `dfd` as a share file: no symlink followed, no FIFO waited on,
+// only a regular file read; missing is "not found", not an error.
+static Result<std::optional<std::string>> read_regular_at(int dfd, const std::string& name, const std::string& path,
+                                                          size_t max_bytes) {
+  int fd = ::openat(dfd, name.c_str(), kShareOpenFlags);
   if (fd < 0) {
     if (errno == ENOENT) return std::optional<std::string>();
     if (errno == ELOOP) return fs_error("open", path, ELOOP);
@@ -246,6 +245,14 @@ Result<std::optional<std::string>> RealFs::read_file(const std::string& path, si
   auto r = read_fd(fd, path, max_bytes);
   ::close(fd);
   return r;
+}
+
+Result<std::optional<std::string>> RealFs::read_file(const std::string& path, size_t max_bytes) {
+  StallGuard::Section g("read", path);
+  At a = at(path);
+  if (a.error == ENOENT) return std::optional<std::string>();
+  if (a.error) return at_err("read", a, path);
+  return read_regular_at(a.fd, a.name, path, max_bytes);
 }
 
 Status RealFs::write_temp(int dfd, const std::string& tmp, const std::string& shown, std::string_view data,
@@ -454,19 +461,7 @@ Result<std::optional<std::string>> RealFs::probe(const std::string& dir, const s
     if (a.fd < 0) return sys_err("open", dir, errno);
     a.name = name;
   }
-  int fd = ::openat(a.fd, a.name.c_str(), kShareOpenFlags);
-  if (fd < 0) {
-    if (errno == ENOENT) return std::optional<std::string>();
-    if (errno == ELOOP) return fs_error("open", path, ELOOP);
-    return sys_err("open", path, errno);
-  }
-  if (auto e = not_regular(fd, path)) {
-    ::close(fd);
-    return *e;
-  }
-  auto r = read_fd(fd, path, max_bytes);
-  ::close(fd);
-  return r;
+  return read_regular_at(a.fd, a.name, path, max_bytes);
 }
 
 NFSUP_HOT bool certainly_absent(const char* dir, const char* name) {

@@ -535,6 +535,19 @@ Result<Pointer> settle_switch(Share& share, Marker& m, const std::optional<Point
   return p;
 }
 
+// Waits, holding marker `m`, until each of `go` runs `target` (or failed) under generation `gen`.
+static Result<std::vector<HostOutcome>> wait_started(Share& share, const std::vector<std::string>& go, Marker& m,
+                                                     int64_t gen, const std::string& target, const MasterOptions& opt) {
+  return wait_hosts(share, go, &m, opt,
+                    [&](const HostStatus& s) -> std::optional<HostOutcome> {
+                      if (s.generation < gen) return std::nullopt;
+                      if (s.state == "running" && s.running == target) return HostOutcome{s.host, "ok", ""};
+                      if (s.state == "failed") return HostOutcome{s.host, "failed", s.reason};
+                      return std::nullopt;
+                    },
+                    "starting");
+}
+
 // A wait after the pointer moved was cut short. A signal backs nothing out (the switch is done,
 // the hosts go on starting it) but removes the marker, which holds nobody by then.
 static Error after_switch_error(Share& share, Error e, const std::string& action, const SwitchReport& rep,
@@ -580,14 +593,7 @@ Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<
   m.targets = std::vector<std::string>{};
   if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) return s.error();
   note(opt, "hosts restart on the new release");
-  auto started = wait_hosts(share, go, &m, opt,
-                            [&](const HostStatus& s) -> std::optional<HostOutcome> {
-                              if (s.generation < gen) return std::nullopt;
-                              if (s.state == "running" && s.running == target) return HostOutcome{s.host, "ok", ""};
-                              if (s.state == "failed") return HostOutcome{s.host, "failed", s.reason};
-                              return std::nullopt;
-                            },
-                            "starting");
+  auto started = wait_started(share, go, m, gen, target, opt);
   if (!started) return after_switch_error(share, started.error(), action, rep, target, gen, opt);
   auto settled = settle_switch(share, m, old, np, *started, opt, rep, rs);
   if (!settled) return after_switch_error(share, settled.error(), action, rep, target, gen, opt);
@@ -1233,14 +1239,7 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
     if (auto s = write_pointer(share, cur, opt); !s) return s.error();
     m.targets = std::vector<std::string>{};
     if (auto s = rewrite_marker(); !s) return s.error();
-    auto started = wait_hosts(share, go, &m, opt,
-                              [&](const HostStatus& s) -> std::optional<HostOutcome> {
-                                if (s.generation < gen) return std::nullopt;
-                                if (s.state == "running" && s.running == target) return HostOutcome{s.host, "ok", ""};
-                                if (s.state == "failed") return HostOutcome{s.host, "failed", s.reason};
-                                return std::nullopt;
-                              },
-                              "starting");
+    auto started = wait_started(share, go, m, gen, target, opt);
     if (!started && started.error().code == Exit::Interrupted) return interrupted_out("while hosts were starting");
     if (!started) return started.error();
     for (const auto& o : *started) {
