@@ -332,7 +332,7 @@ static Result<std::vector<std::string>> vote_round(Share& share, Marker& m, cons
     return hosts;
   }
   if (!opt.skip_vetoed || accepted.empty()) {
-    (void)share.fs().unlink(share.marker_path());
+    release_marker(share, opt);
     (void)share.audit(m.action, fmt::format("{} vetoed: {}", what, join(vetoes, "; ")), "vetoed");
     return err(Exit::Vetoed, fmt::format("{} of {} vetoed before any host stopped:\n  {}", m.action, m.release,
                                          join(vetoes, "\n  ")));
@@ -735,7 +735,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   }
   auto fleet = survey(share, now, opt.stale_after_ms);
   if (!fleet) return fleet.error();
-  auto drop_marker = [&]() { (void)share.fs().unlink(share.marker_path()); };
+  auto drop_marker = [&]() { release_marker(share, opt); };
   if (partial) {
     // Only the named hosts, or the hosts of one class, take part.
     std::vector<std::string> keep = targeted(share, fleet->live, opt);
@@ -1289,8 +1289,11 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
   if (auto s = write_pointer(share, cur, opt); !s) return s.error();
   rs.acting = cur.acting;
   rs.phase = cur.acting == target ? "done" : opt.hold_acting ? "held" : "partial";
-  if (auto s = fence_acting(share, m, cur.acting, opt, rep, rs); !s) return s.error();
-  (void)share.fs().unlink(share.marker_path());
+  if (auto s = fence_acting(share, m, cur.acting, opt, rep, rs); !s) {
+    release_marker(share, opt);
+    return s.error();
+  }
+  release_marker(share, opt);
   (void)write_rollout(share, rs);
   note(opt, fmt::format("rollout of {} {}; acting version {}", target,
                         rs.phase == "done" ? "complete" : rs.phase, cur.acting));
