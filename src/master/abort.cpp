@@ -71,7 +71,7 @@ Result<AbortReport> abort_push(Share& share, const MasterOptions& opt) {
     if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
     rep.notes.push_back(fmt::format("removed the marker of the {} of {} by {} (pid {})", mk.action, mk.release,
                                     mk.master_host, mk.master_pid));
-    (void)share.audit("abort", fmt::format("{} of {} by {}:{}", mk.action, mk.release, mk.master_host, mk.master_pid),
+    audit_or_say(share, opt, "abort", fmt::format("{} of {} by {}:{}", mk.action, mk.release, mk.master_host, mk.master_pid),
                       "ok");
   }
   // Leftover staging directories of dead pushes from this host.

@@ -50,7 +50,7 @@ Result<std::string> finalize(Share& share, const MasterOptions& opt) {
     m.generation = (*ptr)->generation + 1;
     m.release = (*ptr)->release;
     m.previous = acting_of(**ptr);
-    if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) {
+    if (auto s = rewrite_marker(share, m); !s) {
       release_marker(share, opt);
       return s.error();
     }
@@ -65,7 +65,7 @@ Result<std::string> finalize(Share& share, const MasterOptions& opt) {
     Error e = mig.error();
     if (e.code == Exit::Interrupted) {
       e.msg += fmt::format("; backed out: the acting version stays {}; the marker is removed", acting);
-      (void)share.audit("finalize", fmt::format("acting {} -> {}", acting, cur.release), "interrupted");
+      audit_or_say(share, opt, "finalize", fmt::format("acting {} -> {}", acting, cur.release), "interrupted");
     }
     return e;
   }
@@ -84,8 +84,8 @@ Result<std::string> finalize(Share& share, const MasterOptions& opt) {
     return s.error();
   }
   release_marker(share, opt);
-  (void)write_rollout(share, rs);
-  (void)share.audit("finalize", fmt::format("acting {} -> {}", acting, cur.release), rs.phase == "done" ? "ok" : "failed");
+  record_rollout(share, rs, opt);
+  audit_or_say(share, opt, "finalize", fmt::format("acting {} -> {}", acting, cur.release), rs.phase == "done" ? "ok" : "failed");
   if (rs.phase != "done") {
     std::vector<std::string> lines;
     for (const auto& h : fenced.hosts)
@@ -153,7 +153,7 @@ Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOpti
                 : fmt::format("staged {}: {} bytes, {} written to the share", sr.version, staged->bytes_total,
                               staged->bytes_written));
   if (!staged->already_published)
-    (void)share.audit("stage", fmt::format("{} {} bytes ({} written)", sr.version, staged->bytes_total,
+    audit_or_say(share, opt, "stage", fmt::format("{} {} bytes ({} written)", sr.version, staged->bytes_total,
                                            staged->bytes_written),
                       "ok");
   crash_point("push-after-stage");

@@ -23,6 +23,20 @@ std::string random_nonce();
 /// A marker held by this process: the master's identity, a fresh nonce, the lease.
 Marker make_marker(int64_t generation, const std::string& action, const std::string& release,
                    const std::string& previous, const MasterOptions& opt);
+enum class MarkerWrite {
+  Create,   ///< link(): fails over (returns false) when another master's marker exists
+  Replace,  ///< temp + fsync + rename over the marker this master holds
+};
+/// Every write of MARKER by the master goes through here (the one place that encodes, and will
+/// sign, a marker). Returns whether the marker was written (Create: false if one existed).
+Result<bool> write_marker(Share& share, const Marker& m, MarkerWrite how);
+/// write_marker(Replace), as a Status.
+Status rewrite_marker(Share& share, const Marker& m);
+/// Appends to the audit log; a failure does not undo what was done, so it is said, not returned.
+void audit_or_say(Share& share, const MasterOptions& opt, const std::string& action, const std::string& detail,
+                  const std::string& result);
+/// Writes SHARE/state; a failure leaves `status` behind the truth, so it is said, not returned.
+void record_rollout(Share& share, const RolloutState& rs, const MasterOptions& opt);
 /// Signs the pointer when the master has a key (hosts need a signed pointer to go back).
 Status write_pointer(Share& share, Pointer p, const MasterOptions& opt);
 

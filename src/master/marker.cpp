@@ -68,6 +68,35 @@ Marker make_marker(int64_t generation, const std::string& action, const std::str
   return m;
 }
 
+// The clock probe is a throw-away file with a per-process name: one left behind (the unlink
+// failed) is harmless and the next prune's sweep does not need it; nothing to tell the operator.
+static void discard_probe(Share& share, const std::string& probe) {
+  if (auto u = share.fs().unlink(probe); !u) return;
+}
+
+Result<bool> write_marker(Share& share, const Marker& m, MarkerWrite how) {
+  if (how == MarkerWrite::Create) return share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
+  if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) return s.error();
+  return true;
+}
+
+Status rewrite_marker(Share& share, const Marker& m) {
+  auto w = write_marker(share, m, MarkerWrite::Replace);
+  if (!w) return w.error();
+  return ok_status();
+}
+
+void audit_or_say(Share& share, const MasterOptions& opt, const std::string& action, const std::string& detail,
+                  const std::string& result) {
+  if (auto s = share.audit(action, detail, result); !s)
+    note(opt, fmt::format("the audit log was not written ({} {}: {}): {}", action, result, detail, s.error().msg));
+}
+
+void record_rollout(Share& share, const RolloutState& rs, const MasterOptions& opt) {
+  if (auto s = write_rollout(share, rs); !s)
+    note(opt, fmt::format("{}/state was not written (phase {}): {}", share.root(), rs.phase, s.error().msg));
+}
+
 int64_t server_now_ms(Share& share) {
   std::string probe = path_join(share.root(), fmt::format(".clock.{}.{}", short_hostname(), getpid()));
   auto w = share.fs().write_atomic(probe, "clock\n", 0644);
@@ -77,7 +106,7 @@ int64_t server_now_ms(Share& share) {
   if (w) {
     auto st = share.fs().stat(probe);
     if (st && *st) now = (*st)->mtime_ms;
-    (void)share.fs().unlink(probe);
+    discard_probe(share, probe);
   }
   return now;
 }

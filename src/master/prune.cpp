@@ -75,7 +75,7 @@ Result<PruneReport> prune(Share& share, int keep, bool dry_run, const MasterOpti
     // Out of sight first (one rename), then the tree.
     std::string gone = path_join(share.releases_dir(), fmt::format(".deleting-{}.{}.{}", v, short_hostname(), getpid()));
     if (auto s = share.fs().rename(share.release_dir(v), gone); !s) return s.error();
-    (void)share.audit("prune", v, "ok");
+    audit_or_say(share, opt, "prune", v, "ok");
     if (auto s = remove_tree(share.fs(), gone); !s) note(opt, s.error().msg);
   }
   if (dry_run) return rep;

@@ -203,7 +203,7 @@ Status run_migration(Share& share, const std::string& from, const std::string& t
                                          last.empty() ? "" : ": ", last));
   }
   st.migrated.push_back(target);
-  (void)share.audit("migrate", fmt::format("{} -> {}", from, target), "ok");
+  audit_or_say(share, opt, "migrate", fmt::format("{} -> {}", from, target), "ok");
   return write_rollout(share, st);
 }
 // Records what the master saw while switching, into SHARE/rollouts/<generation>.

@@ -135,10 +135,9 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
                                        *ptr ? (*ptr)->release : "-", *ptr ? (*ptr)->generation : 0));
   }
   const int max_failures = std::max(0, opt.max_failures);  // (not given: none tolerated)
-  (void)share.audit("push", fmt::format("rolling {} -> {} batch {} max-failures {}", base.release, target, opt.batch,
+  audit_or_say(share, opt, "push", fmt::format("rolling {} -> {} batch {} max-failures {}", base.release, target, opt.batch,
                                         max_failures),
                     "started");
-  auto rewrite_marker = [&]() { return share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); };
   if (votes) {
     auto go = vote_round(share, m, todo, fleet->min_poll_ms, opt, rep,
                          fmt::format("rolling {} -> {}", base.release, target));
@@ -148,7 +147,7 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
     todo = *go;
     m.phase = "stop";
     m.targets = std::vector<std::string>{};
-    if (auto s = rewrite_marker(); !s) return s.error();
+    if (auto s = rewrite_marker(share, m); !s) return s.error();
   }
   Pointer cur = base;
   cur.min_supported = min_compat;
@@ -166,13 +165,14 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
     cur.action = "rollback";
     m.generation = gen;
     m.targets = std::vector<std::string>{};
-    (void)rewrite_marker();
+    if (auto s = rewrite_marker(share, m); !s)  // the pointer below still sends the hosts back
+      note(opt, fmt::format("could not rewrite the marker for the undo: {}", s.error().msg));
     if (auto s = write_pointer(share, cur, opt); !s) {
       release_marker(share, opt);
       return s.error();
     }
-    if (wait_back)
-      (void)wait_hosts(share, upgraded, &m, opt,  // its outcome changes nothing: the marker goes anyway
+    if (wait_back) {
+      auto back = wait_hosts(share, upgraded, &m, opt,
                        [&](const HostStatus& s) -> std::optional<HostOutcome> {
                          if (s.generation >= gen && s.running == base.release &&
                              (s.state == "running" || s.state == "failed"))
@@ -180,11 +180,14 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
                          return std::nullopt;
                        },
                        "rolling back");
+      if (!back)  // the marker goes anyway: the pointer already sends every host back
+        note(opt, fmt::format("waiting for the hosts to roll back: {}", back.error().msg));
+    }
     release_marker(share, opt);
     rs.phase = "failed";
     rs.note = why;
-    (void)write_rollout(share, rs);
-    (void)share.audit("push", fmt::format("rolling {} -> {}", base.release, target), "rolled back: " + why);
+    record_rollout(share, rs, opt);
+    audit_or_say(share, opt, "push", fmt::format("rolling {} -> {}", base.release, target), "rolled back: " + why);
     for (const auto& h : upgraded) rep.hosts.push_back({h, "rolled-back", why});
     rep.generation = gen;
     return rep;
@@ -206,8 +209,8 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
     m.generation = gen;
     m.targets = batch;
     rs.phase = fmt::format("batch {}/{}", bi, std::max(nbatches, bi));
-    (void)write_rollout(share, rs);
-    if (auto s = rewrite_marker(); !s) return s.error();
+    record_rollout(share, rs, opt);
+    if (auto s = rewrite_marker(share, m); !s) return s.error();
     note(opt, fmt::format("batch {}: stopping {}", bi, join(batch, " ")));
     auto stopped = wait_hosts(share, batch, &m, opt,
                               [&](const HostStatus& s) -> std::optional<HostOutcome> {
@@ -228,7 +231,7 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
     cur.action = "push";
     if (auto s = write_pointer(share, cur, opt); !s) return s.error();
     m.targets = std::vector<std::string>{};
-    if (auto s = rewrite_marker(); !s) return s.error();
+    if (auto s = rewrite_marker(share, m); !s) return s.error();
     auto started = wait_started(share, go, m, gen, target, opt);
     if (!started && started.error().code == Exit::Interrupted) return interrupted_out("while hosts were starting");
     if (!started) return started.error();
@@ -242,7 +245,7 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
         rep.hosts.push_back(o);
       }
     }
-    (void)write_rollout(share, rs);
+    record_rollout(share, rs, opt);
     if (static_cast<int>(failed.size()) > max_failures)
       return finish_fail(fmt::format("{} host(s) failed (max {}): {}", failed.size(), max_failures, join(failed, " ")),
                          true);
@@ -269,7 +272,7 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
       release_marker(share, opt);
       rs.phase = "failed";
       rs.note = s.error().msg;
-      (void)write_rollout(share, rs);
+      record_rollout(share, rs, opt);
       return e;
     }
     cur.acting = acting;
@@ -284,14 +287,14 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
     return s.error();
   }
   release_marker(share, opt);
-  (void)write_rollout(share, rs);
+  record_rollout(share, rs, opt);
   note(opt, fmt::format("rollout of {} {}; acting version {}", target,
                         rs.phase == "done" ? "complete" : rs.phase, cur.acting));
   for (const auto& h : upgraded) rep.hosts.push_back({h, "ok", ""});
   rep.generation = gen;
   std::sort(rep.hosts.begin(), rep.hosts.end(), [](auto& a, auto& c) { return a.host < c.host; });
   if (auto deps = check_dependencies(share, opt.stale_after_ms); deps) rep.dependency_problems = *deps;
-  (void)share.audit("push", fmt::format("rolling {} -> {} acting {}", base.release, target, cur.acting),
+  audit_or_say(share, opt, "push", fmt::format("rolling {} -> {} acting {}", base.release, target, cur.acting),
                     rep.all_ok() ? "ok" : "failed");
   return rep;
 }

@@ -96,7 +96,7 @@ Result<Pointer> settle_switch(Share& share, Marker& m, const std::optional<Point
   note(opt, undo ? fmt::format("{}; undoing the {}: current -> {}", rs.note, m.action, p.release)
                  : fmt::format("{}; they keep their release (acting version {})", rs.note, p.acting));
   m.generation = p.generation;
-  if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) return s.error();
+  if (auto s = rewrite_marker(share, m); !s) return s.error();
   if (auto s = write_pointer(share, p, opt); !s) return s.error();
   rep.generation = p.generation;
   rs.acting = p.acting.empty() ? p.release : p.acting;
@@ -129,7 +129,7 @@ Error after_switch_error(Share& share, Error e, const std::string& action, const
                                 const std::string& target, int64_t gen, const MasterOptions& opt) {
   if (e.code != Exit::Interrupted) return e;
   release_marker(share, opt);
-  (void)share.audit(action, fmt::format("{} -> {}", rep.previous.empty() ? "-" : rep.previous, target),
+  audit_or_say(share, opt, action, fmt::format("{} -> {}", rep.previous.empty() ? "-" : rep.previous, target),
                     "switched; interrupted while hosts started");
   return interrupted_error(opt, fmt::format("while hosts were starting {}: the switch is done (generation {}), "
                                             "nothing to back out; hosts go on starting it ('nfsup-install status')",
@@ -152,7 +152,7 @@ Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<
   rs.master_pid = getpid();
   rs.lease_ms = opt.lease_ms;
   for (const auto& h : go) rs.installed[h] = target;
-  (void)write_rollout(share, rs);
+  record_rollout(share, rs, opt);
   crash_point("switch-after-pointer");
   note(opt, fmt::format("current -> {}", target));
   if (!opt.wait) {
@@ -160,13 +160,13 @@ Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<
     crash_point("switch-after-unmark");
     note(opt, "marker removed; hosts restart on the new release");
     for (const auto& h : go) rep.hosts.push_back({h, "ok", "not waited for (--no-wait)"});
-    (void)share.audit(action, fmt::format("{} -> {}", rep.previous, target), "switched");
+    audit_or_say(share, opt, action, fmt::format("{} -> {}", rep.previous, target), "switched");
     return rep;
   }
   // The marker stays up, holding nobody: the hosts start the target, other masters stay out,
   // and every host reads the pointer at each poll until the acting version is fenced.
   m.targets = std::vector<std::string>{};
-  if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) return s.error();
+  if (auto s = rewrite_marker(share, m); !s) return s.error();
   note(opt, "hosts restart on the new release");
   auto started = wait_started(share, go, m, gen, target, opt);
   if (!started) return after_switch_error(share, started.error(), action, rep, target, gen, opt);
@@ -174,13 +174,13 @@ Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<
   if (!settled) return after_switch_error(share, settled.error(), action, rep, target, gen, opt);
   if (auto s = fence_acting(share, m, settled->acting.empty() ? settled->release : settled->acting, opt, rep, rs); !s)
     return after_switch_error(share, s.error(), action, rep, target, gen, opt);
-  (void)write_rollout(share, rs);
+  record_rollout(share, rs, opt);
   if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
   crash_point("switch-after-unmark");
   note(opt, "marker removed");
   std::sort(rep.hosts.begin(), rep.hosts.end(), [](auto& a, auto& b) { return a.host < b.host; });
   if (auto deps = check_dependencies(share, opt.stale_after_ms); deps) rep.dependency_problems = *deps;
-  (void)share.audit(action, fmt::format("{} -> {}{}", rep.previous.empty() ? "-" : rep.previous, target,
+  audit_or_say(share, opt, action, fmt::format("{} -> {}{}", rep.previous.empty() ? "-" : rep.previous, target,
                                         rep.undone_to.empty() ? "" : fmt::format(" undone: {}", rs.note)),
                     !rep.undone_to.empty() ? "undone" : rep.all_ok() ? "ok" : "failed");
   return rep;
@@ -228,7 +228,7 @@ Result<bool> acquire_marker(Share& share, const Marker& m, Result<std::optional<
                             const MasterOptions& opt, const std::string& step) {
   if (interrupted(opt)) return interrupted_error(opt, "nothing was switched");
   stop_point((step + "-before-marker").c_str());
-  auto created = share.fs().publish_new(share.marker_path(), pack_marker(m), 0644);
+  auto created = write_marker(share, m, MarkerWrite::Create);
   if (!created) return created.error();
   if (!*created)
     return err(Exit::Busy, fmt::format("{}: another master created the marker first", share.marker_path()));
@@ -291,12 +291,12 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
     rep.generation = (*ptr ? (*ptr)->generation : 0) + 1;
     m.generation = rep.generation;
     m.previous = rep.previous;
-    if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) {
+    if (auto s = rewrite_marker(share, m); !s) {
       release_marker(share, opt);
       return s.error();
     }
   }
-  (void)share.audit(action, fmt::format("start {} -> {} generation {}", rep.previous.empty() ? "-" : rep.previous,
+  audit_or_say(share, opt, action, fmt::format("start {} -> {} generation {}", rep.previous.empty() ? "-" : rep.previous,
                                         target, m.generation),
                     "started");
   note(opt, fmt::format("marker written: {} {} -> {} (generation {})", action,
@@ -326,7 +326,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
                                               : fmt::format("no live host of class '{}'", opt.cls));
     }
     m.targets = keep;
-    if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) return s.error();
+    if (auto s = rewrite_marker(share, m); !s) return s.error();
   }
   for (auto& s : fleet->skipped) {
     note(opt, fmt::format("skipping {}: {}", s.host, s.detail));
@@ -344,7 +344,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
       m.targets = *go;
     }
     m.phase = "stop";
-    if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) return s.error();
+    if (auto s = rewrite_marker(share, m); !s) return s.error();
   }
   const bool subset = m.targets.has_value();
   auto stopped = wait_hosts(share, fleet->live, &m, opt,
@@ -357,7 +357,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
   const std::optional<Pointer> old = *ptr;
   if (!stopped && stopped.error().code == Exit::Interrupted) {
     auto b = back_out(share, old, gen, opt);
-    (void)share.audit(action, fmt::format("{} -> {} interrupted while hosts stopped; backed out", rep.previous, target),
+    audit_or_say(share, opt, action, fmt::format("{} -> {} interrupted while hosts stopped; backed out", rep.previous, target),
                       "interrupted");
     if (!b) return b.error();
     return interrupted_error(opt, fmt::format("the {} of {} backed out while hosts were stopping; the marker is "
@@ -377,7 +377,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
     // the same generation so hosts that did stop resume it.
     note(opt, fmt::format("{} host(s) did not stop; backing out", not_stopped.size()));
     if (auto s = back_out(share, old, gen, opt); !s) return s.error();
-    (void)share.audit(action, fmt::format("{} -> {} backed out", rep.previous, target), "failed");
+    audit_or_say(share, opt, action, fmt::format("{} -> {} backed out", rep.previous, target), "failed");
     for (auto& o : not_stopped) rep.hosts.push_back(o);
     return rep;
   }
@@ -393,7 +393,7 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
         Error e = s.error();
         if (auto b = back_out(share, old, gen, opt); !b) e.msg += "; backing out: " + b.error().msg;
         else if (e.code == Exit::Interrupted) e.msg += "; backed out: the marker is removed and hosts resume " + rep.previous;
-        (void)share.audit(action, fmt::format("{} -> {}", rep.previous, target), "failed: " + s.error().msg);
+        audit_or_say(share, opt, action, fmt::format("{} -> {}", rep.previous, target), "failed: " + s.error().msg);
         return e;
       }
   }

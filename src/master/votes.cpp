@@ -34,7 +34,7 @@ Result<std::vector<std::string>> vote_round(Share& share, Marker& m, const std::
   while (got.size() < hosts.size() && boot_ms() < until) {
     if (interrupted(opt)) {
       release_marker(share, opt);
-      (void)share.audit(m.action, fmt::format("{} interrupted during the vote", what), "interrupted");
+      audit_or_say(share, opt, m.action, fmt::format("{} interrupted during the vote", what), "interrupted");
       return interrupted_error(opt, fmt::format("the {} of {} backed out during the vote, before any host stopped; "
                                                 "the marker is removed",
                                                 m.action, m.release));
@@ -70,12 +70,12 @@ Result<std::vector<std::string>> vote_round(Share& share, Marker& m, const std::
   if (vetoes.empty()) return accepted;
   if (opt.force) {
     note(opt, fmt::format("--force: overriding vetoes: {}", join(vetoes, "; ")));
-    (void)share.audit(m.action, fmt::format("forced over vetoes: {}", join(vetoes, "; ")), "forced");
+    audit_or_say(share, opt, m.action, fmt::format("forced over vetoes: {}", join(vetoes, "; ")), "forced");
     return hosts;
   }
   if (!opt.skip_vetoed || accepted.empty()) {
     release_marker(share, opt);
-    (void)share.audit(m.action, fmt::format("{} vetoed: {}", what, join(vetoes, "; ")), "vetoed");
+    audit_or_say(share, opt, m.action, fmt::format("{} vetoed: {}", what, join(vetoes, "; ")), "vetoed");
     return err(Exit::Vetoed, fmt::format("{} of {} vetoed before any host stopped:\n  {}", m.action, m.release,
                                          join(vetoes, "\n  ")));
   }

@@ -111,7 +111,7 @@ Status renew_lease(Share& share, Marker& m, int64_t& last_renew) {
     return err(Exit::Busy, fmt::format("{}: the marker was removed or replaced by someone else (abort?)",
                                        share.marker_path()));
   m.renewal += 1;
-  if (auto s = share.fs().write_atomic(share.marker_path(), pack_marker(m), 0644); !s) return s;
+  if (auto s = rewrite_marker(share, m); !s) return s;
   last_renew = boot_ms();
   return ok_status();
 }
