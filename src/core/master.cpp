@@ -306,7 +306,7 @@ static Result<std::vector<std::string>> vote_round(Share& share, Marker& m, cons
     }
     if (got.size() == hosts.size()) break;
     if (auto s = renew_lease(share, m, last_renew); !s) return s.error();
-    std::this_thread::sleep_for(std::chrono::milliseconds(master_pace_ms(min_poll_ms, 0, opt, 0, 0)));
+    sleep_ms(master_pace_ms(min_poll_ms, 0, opt, 0, 0));
   }
   std::vector<std::string> accepted, vetoes;
   for (const auto& h : hosts) {
@@ -403,7 +403,7 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
       break;
     }
     int64_t pause = master_pace_ms(min_poll, boot_ms() - now, opt, hosts.size() - result.size(), hosts.size());
-    std::this_thread::sleep_for(std::chrono::milliseconds(pause));
+    sleep_ms(pause);
   }
   std::vector<HostOutcome> out;
   for (const auto& h : hosts) out.push_back(result[h]);
@@ -1655,7 +1655,7 @@ Result<AbortReport> abort_push(Share& share, const MasterOptions& opt) {
                             format_duration_ms(mk.lease_ms)));
       int64_t until = boot_ms() + mk.lease_ms + opt.poll_ms;
       while (boot_ms() < until) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(opt.poll_ms));
+        sleep_ms(opt.poll_ms);
         auto again = share.read_marker();
         if (!again) return again.error();
         if (!*again || (*again)->nonce != mk.nonce) {
