@@ -63,15 +63,19 @@ class World;
 // older copy for up to ttl_ms, and that fails every call during a fault window.
 class HostFs : public FileSystem {
  public:
-  HostFs(FakeFs& srv, const int64_t& now, int64_t ttl_ms) : srv_(srv), now_(now), ttl_ms_(ttl_ms) {}
+  HostFs(FakeFs& srv, const int64_t& now, int64_t ttl_ms, std::mt19937_64& rng)
+      : srv_(srv), now_(now), ttl_ms_(ttl_ms), rng_(rng) {}
   int64_t fail_until = 0;
 
   Result<std::optional<std::string>> read_file(const std::string& path, size_t max) override {
     if (auto e = fault("read_file", path)) return *e;
     auto it = cache_.find(path);
-    if (it != cache_.end() && now_ - it->second.first <= ttl_ms_) return it->second.second;
+    if (it != cache_.end() && now_ < it->second.first) return it->second.second;
     auto r = srv_.read_file(path, max);
-    if (r) cache_[path] = {now_, *r};
+    // Each cached copy lives for its own random time up to ttl, as attribute and dentry caches
+    // of different files expire independently: the marker's absence can be fresh while the
+    // pointer read with it is old.
+    if (r) cache_[path] = {now_ + (ttl_ms_ ? std::uniform_int_distribution<int64_t>(0, ttl_ms_)(rng_) : 0), *r};
     return r;
   }
   Status write_atomic(const std::string& path, std::string_view data, uint32_t mode) override {
@@ -122,20 +126,22 @@ class HostFs : public FileSystem {
   FakeFs& srv_;
   const int64_t& now_;
   int64_t ttl_ms_;
-  std::map<std::string, std::pair<int64_t, std::optional<std::string>>> cache_;
+  std::mt19937_64& rng_;
+  std::map<std::string, std::pair<int64_t, std::optional<std::string>>> cache_;  ///< path -> (expiry, copy)
 };
 
 struct HostParams {
   int64_t poll_ms = 500, heartbeat_ms = 1000, ttl_ms = 0, drain_ms = 0, stop_ms = 0;
   double veto = 0;      ///< chance to veto a switch it is asked about
   double eio = 0;       ///< chance per poll that the share fails for a while
+  bool checks = true;   ///< votes with local checks (a marker then starts in its vote phase)
 };
 
 // One host: the watchdog's decisions (decide) and lifecycle (host::step) over its own view.
 class Host {
  public:
   Host(std::string name, FakeFs& srv, const int64_t& now, HostParams p, std::mt19937_64& rng)
-      : name(std::move(name)), p(p), fs_(srv, now, p.ttl_ms), share_(fs_, kRoot), now_(now), rng_(rng) {
+      : name(std::move(name)), p(p), fs_(srv, now, p.ttl_ms, rng), share_(fs_, kRoot), now_(now), rng_(rng) {
     to_.drain = p.drain_ms > 0;
     to_.drain_ms = 4000;
     to_.stop_ms = 4000;
@@ -322,7 +328,7 @@ class Host {
     s.heartbeat = ++heartbeat_;
     s.mode = "daemon";
     s.trust = "unsigned";
-    s.checks = "yes";
+    s.checks = p.checks ? "yes" : "no";
     s.poll_ms = p.poll_ms;
     s.acting = acting_;
     if (share_.write_status(s)) written_state_ = state_;
@@ -377,6 +383,7 @@ class World {
     srv.add_file(share.pointer_path(), pack_pointer(p0));
     see_pointer();
     int n = pick(2, 5);
+    bool checks = pick(0, 2) != 0;  // with no host voting, markers skip the vote phase
     for (int i = 0; i < n; ++i) {
       HostParams hp;
       hp.poll_ms = pick(200, 700);
@@ -384,7 +391,8 @@ class World {
       hp.ttl_ms = pick(0, 3) == 0 ? 0 : pick(0, 1200);
       hp.drain_ms = pick(0, 2) == 0 ? 0 : pick(0, 1500);
       hp.stop_ms = pick(0, 800);
-      hp.veto = pick(0, 3) == 0 ? 0.4 : 0;
+      hp.checks = checks;
+      hp.veto = checks && pick(0, 3) == 0 ? 0.4 : 0;
       hp.eio = pick(0, 3) == 0 ? 0.03 : 0;
       auto h = std::make_unique<Host>(fmt::format("h{}", i + 1), srv, now, hp, rng_);
       h->next_poll = now + pick(0, static_cast<int>(hp.poll_ms));
@@ -549,10 +557,6 @@ class World {
       if (h->agent_up) up.insert(h->running);
     if (up.size() > 1)
       throw Violation{fmt::format("one-release: agents of {} run at once", join({up.begin(), up.end()}, " and "))};
-    if (in_master_ && nonce_.empty()) {
-      if (auto t = srv.content(kRoot + "/MARKER"))
-        if (auto m = unpack_marker(*t, "MARKER"); m && m->phase == "vote") nonce_ = m->nonce;
-    }
   }
 
   // Runs every host event due up to now + ms, in time order.
@@ -587,6 +591,9 @@ class World {
   }
 
   void at_crash_point(const char* point) {
+    if (in_master_ && std::strcmp(point, "switch-after-marker") == 0)
+      if (auto t = srv.content(kRoot + "/MARKER"))
+        if (auto m = unpack_marker(*t, "MARKER")) nonce_ = m->nonce;
     static const char* const kPoints[] = {"switch-after-marker", "switch-after-stopped", "switch-after-pointer",
                                           "switch-after-unmark"};
     if (in_master_ && crash_point_ >= 0 && std::strcmp(point, kPoints[crash_point_]) == 0) {
