@@ -85,7 +85,9 @@ Result<Pointer> settle_switch(Share& share, Marker& m, const std::optional<Point
     return np;
   }
   const bool over = opt.max_failures >= 0 && static_cast<int>(failed.size()) > opt.max_failures;
-  const bool undo = m.action == "push" && old && (ok.empty() || over);
+  // (A switch again to the pointer's own release has nothing to undo to: its failed hosts get
+  // host lines, and the acting version comes down to what they run.)
+  const bool undo = m.action == "push" && old && old->release != m.release && (ok.empty() || over);
   rs.note = failure_note(m.release, ok.empty(), failed, opt.max_failures);
   Pointer p = undo ? *old : np;
   p.generation = m.generation + 1;
