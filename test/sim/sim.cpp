@@ -494,12 +494,13 @@ class World {
       if (!h->agent_up)
         throw Violation{fmt::format("liveness: {} has no agent {} ms after the master {}", h->name, limit,
                                     died ? "died" : interrupted ? "was interrupted" : "returned")};
-    // Known gap (found by this simulator, left for `resume`): a master that dies after
-    // switching the pointer leaves the failure policy unapplied; `abort` removes the marker and
-    // keeps the pointer, so a host whose agent would not start goes back below the acting
-    // version. Counted and printed, not checked, until abort or resume settles such a switch.
+    // Known gap (found by this simulator, left for `resume`): a master that dies, or is
+    // interrupted, after switching the pointer leaves the failure policy unapplied (`abort`
+    // removes the marker and keeps the pointer; SIGINT while hosts start says "nothing to back
+    // out"), so a host whose agent would not start goes back below the acting version.
+    // Counted and printed, not checked, until abort or resume settles such a switch.
     bool gap = false;
-    if (died && current().generation > before.generation)
+    if ((died || interrupted) && current().generation > before.generation)
       for (auto& h : hosts) gap = gap || h->p.bad == current().release;
     if (gap) ++known_gap;
     in_gap_ = in_gap_ || gap;  // for the rest of this schedule
@@ -724,8 +725,8 @@ int main(int argc, char** argv) {
   }
   std::printf("%llu schedules, %zu steps, %zu violated\n", static_cast<unsigned long long>(count), steps, failed);
   if (gaps)
-    std::printf("known gap hit %zu times: a master died after switching the pointer and an agent would not start; "
-                "abort keeps the acting version above that host (not checked until resume settles it)\n",
+    std::printf("known gap hit %zu times: a master died or was interrupted after switching the pointer and an "
+                "agent would not start; the acting version stays above that host (not checked until resume settles it)\n",
                 gaps);
   return failed ? 1 : 0;
 }
