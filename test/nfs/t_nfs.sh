@@ -158,7 +158,7 @@ test_nfs_flow_push_rollback_abort_default_caches() {
   t0=$(nfs_now_ms)
   mpush "'$T/rel/2.0' --version 2.0 -q" >"$T/push.out" 2>&1 &
   p=$!
-  local tm="" h worst=0 n
+  local tm="" h worst=0 n limit
   declare -A seen=()
   while :; do
     n=$(nfs_now_ms)
@@ -179,11 +179,13 @@ test_nfs_flow_push_rollback_abort_default_caches() {
   for h in "${HOSTS[@]}"; do
     [ -n "${seen[$h]:-}" ] || { fail "$h never answered the marker"; continue; }
     fig "marker_noticed_ms_$h" "${seen[$h]}"
+    # A daemon: poll 1 s + scheduling on a loaded 2-core machine, 4 s. The cron host: its loop
+    # sleeps 1 s between ticks, each a process started in a ptraced guest (0.5-1.5 s at load
+    # ~14; 4.5 s seen in all), 6 s. Both far below the 30-60 s the directory cache alone allows.
+    limit=4000; [ "$(cat "$T/hosts/$h/mode")" = daemon ] || limit=6000
+    (( seen[$h] <= limit )) || fail "$h noticed the marker only after ${seen[$h]} ms (poll 1s, limit $limit ms)"
     (( seen[$h] > worst )) && worst=${seen[$h]}
   done
-  # poll 1 s (+ cron loop 1 s + a forked tick) + scheduling on a loaded 2-core machine: 4 s,
-  # far below the 30-60 s the directory cache alone would allow.
-  (( worst <= 4000 )) || fail "a host noticed the marker only after $worst ms (poll 1s)"
   wait_until 30 all_run 2.0 || fail "hosts not all on 2.0"
   local before
   before=$(cat "$T"/hosts/*/watchdog.log | grep -c "started agent 1.0" || true)
