@@ -233,8 +233,11 @@ nfs_up() {
     NFS_N=$n
     NFS_EXPORT=$NFS_DIR/export
     mkdir -p "$NFS_EXPORT" "$NFS_DIR/bin" "$NFS_DIR/modroot/lib/modules" "$NFS_DIR/srv" "$NFS_DIR/uml"
-    printf 'runid=%s\nowner=%s\nowner_start=%s\nns=%s\n' "$NFS_RUNID" "$BASHPID" \
-        "$(cut -d' ' -f22 "/proc/$BASHPID/stat")" "$NFS_NS" >"$NFS_DIR/state"
+    # (the owner's pid taken here: inside "$(...)" $BASHPID is the subshell's, whose start time
+    # made nfs_gc take every live run for an abandoned one and tear it down)
+    local me=$BASHPID
+    printf 'runid=%s\nowner=%s\nowner_start=%s\nns=%s\n' "$NFS_RUNID" "$me" \
+        "$(cut -d' ' -f22 "/proc/$me/stat")" "$NFS_NS" >"$NFS_DIR/state"
     local kver
     kver=$(basename "$(compgen -G '/usr/lib/uml/modules/*' | head -n1)")
     ln -s "/usr/lib/uml/modules/$kver" "$NFS_DIR/modroot/lib/modules/$kver"
@@ -268,7 +271,7 @@ nfs_exec() {
     id=c$(nfs_now_ms)$RANDOM
     printf '%s\n' "$code" >"$d/.$id" && mv "$d/.$id" "$d/$id.sh"
     t0=$(nfs_now_ms)
-    until [ -e "$d/$id.rc" ]; do
+    until [ -s "$d/$id.rc" ]; do
         if (($(nfs_now_ms) - t0 > limit * 1000)); then
             _nfs_log "$g: no answer within $limit s to: ${code:0:80}"
             return 124
