@@ -20,6 +20,28 @@
 
 namespace nfsup {
 
+// What planning needs, from what the dry run read (the real run reads the same under the marker).
+static PlanInput plan_input(const std::string& action, const std::string& target, const Pointer* ptr,
+                            const std::vector<std::string>& hosts, const std::map<std::string, HostStatus>& st,
+                            const std::vector<std::string>& voters, const MasterOptions& opt) {
+  PlanInput in;
+  in.action = action;
+  in.strategy = action == "push" ? opt.strategy : "all-at-once";
+  in.from = ptr ? ptr->release : "";
+  in.acting = ptr ? ptr->acting : "";
+  in.to = target;
+  in.hosts = hosts;
+  in.fleet = st.size();
+  for (const auto& [h, s] : st) in.groups[h] = s.group;
+  in.vote = !voters.empty();
+  in.subset = !opt.hosts.empty() || !opt.cls.empty();
+  in.batch = opt.batch;
+  in.max_unavailable = opt.max_unavailable;
+  in.max_failures = opt.max_failures;
+  in.hold_acting = opt.hold_acting;
+  return in;
+}
+
 Result<DryRunPlan> dry_run_plan(Share& share, const std::string& action, const std::string& target,
                                               const Manifest* staged, const MasterOptions& opt) {
   DryRunPlan out;
@@ -111,6 +133,9 @@ Result<DryRunPlan> dry_run_plan(Share& share, const std::string& action, const s
   if (!rolling) {
     say(fmt::format("would {} {} host(s) all at once: {} -> {}: {}", action == "push" ? "switch" : "roll back",
                     live.size(), cur.empty() ? "-" : cur, target, join(live, " ")));
+    auto plan = build_plan(plan_input(action, target, ptr->has_value() ? &**ptr : nullptr, live, st, voters, opt));
+    if (!plan) return plan.error();
+    for (auto& l : describe_plan(*plan)) say(std::move(l));
     return out;
   }
   if (!*ptr) {
@@ -122,14 +147,15 @@ Result<DryRunPlan> dry_run_plan(Share& share, const std::string& action, const s
       if (!s.running.empty() && compare_versions(s.running, staged->min_compatible) < 0)
         refuse(Exit::Usage, fmt::format("{} runs {}, below --min-compatible {}: push it all-at-once", h, s.running,
                                         staged->min_compatible));
-  int b = batch_size(opt.batch, st.size());
-  if (b < 0) return err(Exit::Usage, fmt::format("--batch '{}': use a number or a percentage like 25%", opt.batch));
-  std::vector<std::string> remaining = todo;
-  for (int i = 1; !remaining.empty(); ++i)
-    say(fmt::format("rolling batch {} ({} at most, {} per group): {}", i, b, opt.max_unavailable,
-                    join(next_batch(remaining, st, b, opt.max_unavailable), " ")));
+  auto plan = build_plan(plan_input(action, target, ptr->has_value() ? &**ptr : nullptr, todo, st, voters, opt));
+  if (!plan) return plan.error();
+  int i = 0;
+  for (const auto& batch : plan->batches())
+    say(fmt::format("rolling batch {} ({} at most, {} per group): {}", ++i, plan->batch_size, opt.max_unavailable,
+                    join(batch, " ")));
   say(fmt::format("acting version {} until every host runs {}{}", (*ptr)->acting.empty() ? cur : (*ptr)->acting,
                   target, opt.hold_acting ? " and 'finalize' is run (--hold-acting)" : ""));
+  for (auto& l : describe_plan(*plan)) say(std::move(l));
   return out;
 }
 

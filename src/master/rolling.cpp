@@ -1,5 +1,6 @@
 // nfsup master: the rolling upgrade, batch by batch.
 #include "internal.h"
+#include "plan.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -20,34 +21,11 @@
 
 namespace nfsup {
 
-int batch_size(const std::string& spec, size_t n) {
-  if (!spec.empty() && spec.back() == '%') {
-    auto p = parse_i64(spec.substr(0, spec.size() - 1));
-    if (!p || *p <= 0) return -1;
-    return std::max<int>(1, static_cast<int>((static_cast<int64_t>(n) * *p + 99) / 100));
-  }
-  auto v = parse_i64(spec);
-  return v && *v > 0 ? static_cast<int>(*v) : -1;
-}
-
-// Takes the next batch out of `remaining` (in order): at most b hosts, at most
-// max_unavailable of any one redundancy group.
-std::vector<std::string> next_batch(std::vector<std::string>& remaining,
-                                           const std::map<std::string, HostStatus>& st, int b, int max_unavailable) {
-  std::vector<std::string> batch, rest;
-  std::map<std::string, int> per_group;
-  for (const auto& h : remaining) {
-    auto it = st.find(h);
-    const std::string g = it == st.end() ? "" : it->second.group;
-    if (static_cast<int>(batch.size()) < b && (g.empty() || per_group[g] < max_unavailable)) {
-      batch.push_back(h);
-      if (!g.empty()) ++per_group[g];
-    } else {
-      rest.push_back(h);
-    }
-  }
-  remaining = rest;
-  return batch;
+// The hosts each host's status names as its redundancy group.
+static std::map<std::string, std::string> groups_of(const std::map<std::string, HostStatus>& st) {
+  std::map<std::string, std::string> g;
+  for (const auto& [h, s] : st) g[h] = s.group;
+  return g;
 }
 
 Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, const MasterOptions& opt,
@@ -154,7 +132,26 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
   cur.acting = acting0;
   std::vector<std::string> upgraded, failed;
   int64_t gen = m.generation;
-  size_t nbatches = todo.empty() ? 0 : (todo.size() + b - 1) / b, bi = 0;
+  // The batches are planned from the hosts that go on after the vote (vetoed ones left out).
+  PlanInput pin;
+  pin.strategy = "rolling";
+  pin.from = base.release;
+  pin.to = target;
+  pin.acting = acting0;
+  pin.hosts = todo;
+  pin.fleet = st.size();
+  pin.groups = groups_of(st);
+  pin.batch = opt.batch;
+  pin.max_unavailable = opt.max_unavailable;
+  pin.max_failures = opt.max_failures;
+  pin.hold_acting = opt.hold_acting;
+  auto plan = build_plan(pin);
+  if (!plan) {
+    release_marker(share, opt);
+    return plan.error();
+  }
+  const auto batches = plan->batches();
+  size_t nbatches = batches.size(), bi = 0;
 
   // Undo: every upgraded host goes back to the base release under a new generation; after a
   // failure the master waits for them, after a signal it does not.
@@ -200,10 +197,8 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
                                               target, when, base.release));
   };
 
-  std::vector<std::string> remaining = todo;
-  while (!remaining.empty()) {
+  for (const auto& batch : batches) {
     if (interrupted(opt)) return interrupted_out("between batches");
-    std::vector<std::string> batch = next_batch(remaining, st, b, opt.max_unavailable);
     ++bi;
     gen += 1;
     m.generation = gen;
