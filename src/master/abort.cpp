@@ -41,7 +41,7 @@ Result<AbortReport> abort_push(Share& share, const MasterOptions& opt) {
                             format_duration_ms(mk.lease_ms)));
       int64_t until = boot_ms() + mk.lease_ms + opt.poll_ms;
       while (boot_ms() < until) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(opt.poll_ms));
+        sleep_ms(opt.poll_ms);
         auto again = share.read_marker();
         if (!again) return again.error();
         if (!*again || (*again)->nonce != mk.nonce) {

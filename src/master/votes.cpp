@@ -48,7 +48,7 @@ Result<std::vector<std::string>> vote_round(Share& share, Marker& m, const std::
     }
     if (got.size() == hosts.size()) break;
     if (auto s = renew_lease(share, m, last_renew); !s) return s.error();
-    std::this_thread::sleep_for(std::chrono::milliseconds(master_pace_ms(min_poll_ms, 0, opt, 0, 0)));
+    sleep_ms(master_pace_ms(min_poll_ms, 0, opt, 0, 0));
   }
   std::vector<std::string> accepted, vetoes;
   for (const auto& h : hosts) {

@@ -177,7 +177,7 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
       break;
     }
     int64_t pause = master_pace_ms(min_poll, boot_ms() - now, opt, hosts.size() - result.size(), hosts.size());
-    std::this_thread::sleep_for(std::chrono::milliseconds(pause));
+    sleep_ms(pause);
   }
   std::vector<HostOutcome> out;
   for (const auto& h : hosts) out.push_back(result[h]);
