@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "master.h"
+#include "plan.h"
 
 namespace nfsup {
 
@@ -86,11 +87,6 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
                                      const MasterOptions& opt, SwitchReport rep);
 
 // ---- rolling.cpp
-int batch_size(const std::string& spec, size_t n);
-/// Takes the next batch out of `remaining` (in order): at most b hosts, at most
-/// max_unavailable of any one redundancy group.
-std::vector<std::string> next_batch(std::vector<std::string>& remaining, const std::map<std::string, HostStatus>& st,
-                                    int b, int max_unavailable);
 Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, const MasterOptions& opt,
                                       SwitchReport rep);
 

@@ -20,16 +20,21 @@
 
 namespace nfsup {
 
-Result<std::vector<std::string>> check_dependencies(Share& share, int64_t stale_after_ms) {
-  std::vector<std::string> out;
+namespace {
+
+struct Running {
+  std::string host;
+  std::vector<ModuleInfo> mods;
+};
+using Providers = std::map<std::string, std::vector<std::pair<std::string, std::string>>>;  // api -> (version, host)
+
+// The modules each live host runs (its release's modules for its class); hosts whose release
+// declares none are left out.
+Result<std::vector<Running>> running_modules(Share& share, int64_t stale_after_ms) {
   auto hosts = share.list_hosts();
   if (!hosts) return hosts.error();
   int64_t now = server_now_ms(share);
   std::map<std::string, std::optional<Manifest>> cache;
-  struct Running {
-    std::string host;
-    std::vector<ModuleInfo> mods;
-  };
   std::vector<Running> fleet;
   for (const auto& h : *hosts) {
     auto s = share.read_status(h);
@@ -48,38 +53,56 @@ Result<std::vector<std::string>> check_dependencies(Share& share, int64_t stale_
     for (const auto* mod : man.modules_for(c)) r.mods.push_back(*mod);
     fleet.push_back(std::move(r));
   }
-  std::map<std::string, std::vector<std::pair<std::string, std::string>>> providers;  // api -> (version, host)
-  for (const auto& r : fleet)
+  return fleet;
+}
+
+// Module dependencies inside one host.
+void check_depends(const Running& r, const ModuleInfo& m, std::vector<std::string>& out) {
+  for (const auto& [dep, minv] : m.depends) {
+    auto it = std::find_if(r.mods.begin(), r.mods.end(), [&](auto& x) { return x.name == dep; });
+    if (it == r.mods.end())
+      out.push_back(fmt::format("{}: module {} needs module {} >= {}, which this host does not run", r.host, m.name,
+                                dep, minv));
+    else if (compare_versions(it->version, minv) < 0)
+      out.push_back(fmt::format("{}: module {} needs module {} >= {}, this host runs {}", r.host, m.name, dep, minv,
+                                it->version));
+  }
+}
+
+// APIs a module consumes, against what live hosts provide.
+void check_consumes(const Running& r, const ModuleInfo& m, Providers& providers, std::vector<std::string>& out) {
+  for (const auto& [api, minv] : m.consumes) {
+    bool ok = false;
+    std::string best;
+    for (const auto& [v, h] : providers[api]) {
+      if (compare_versions(v, minv) >= 0) ok = true;
+      if (best.empty() || compare_versions(v, best) > 0) best = v;
+    }
+    if (!ok)
+      out.push_back(fmt::format("{}: module {} consumes API {} >= {}, but {}", r.host, m.name, api, minv,
+                                best.empty() ? "no live host provides it"
+                                             : fmt::format("live hosts provide only {}", best)));
+  }
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> check_dependencies(Share& share, int64_t stale_after_ms) {
+  auto fleet = running_modules(share, stale_after_ms);
+  if (!fleet) return fleet.error();
+  Providers providers;
+  for (const auto& r : *fleet)
     for (const auto& m : r.mods)
       for (const auto& [api, v] : m.provides) providers[api].push_back({v, r.host});
-  for (const auto& r : fleet) {
+  std::vector<std::string> out;
+  for (const auto& r : *fleet)
     for (const auto& m : r.mods) {
-      for (const auto& dm : m.depends) {
-        const std::string &dep = dm.first, &minv = dm.second;
-        auto it = std::find_if(r.mods.begin(), r.mods.end(), [&](auto& x) { return x.name == dep; });
-        if (it == r.mods.end())
-          out.push_back(fmt::format("{}: module {} needs module {} >= {}, which this host does not run", r.host, m.name,
-                                    dep, minv));
-        else if (compare_versions(it->version, minv) < 0)
-          out.push_back(fmt::format("{}: module {} needs module {} >= {}, this host runs {}", r.host, m.name, dep, minv,
-                                    it->version));
-      }
-      for (const auto& [api, minv] : m.consumes) {
-        bool ok = false;
-        std::string best;
-        for (const auto& [v, h] : providers[api]) {
-          if (compare_versions(v, minv) >= 0) ok = true;
-          if (best.empty() || compare_versions(v, best) > 0) best = v;
-        }
-        if (!ok)
-          out.push_back(fmt::format("{}: module {} consumes API {} >= {}, but {}", r.host, m.name, api, minv,
-                                    best.empty() ? "no live host provides it"
-                                                 : fmt::format("live hosts provide only {}", best)));
-      }
+      check_depends(r, m, out);
+      check_consumes(r, m, providers, out);
     }
-  }
   return out;
 }
+
 Result<StatusReport> share_status(Share& share, int64_t stale_after_ms) {
   if (auto s = share.check(); !s) return s.error();
   StatusReport rep;

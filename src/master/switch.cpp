@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <variant>
 #include <chrono>
 #include <random>
 #include <set>
@@ -238,192 +239,260 @@ Result<bool> acquire_marker(Share& share, const Marker& m, Result<std::optional<
   return reread_pointer_under_marker(share, ptr, opt);
 }
 
-Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, const std::string& action,
-                                const MasterOptions& opt, SwitchReport rep) {
-  auto ptr = share.read_pointer();
-  if (!ptr) return ptr.error();
-  rep.target = target;
-  rep.previous = *ptr ? (*ptr)->release : "";
-  rep.generation = (*ptr ? (*ptr)->generation : 0) + 1;
-  auto existing = share.read_marker();
-  if (!existing) return existing.error();
-  if (*existing)
+namespace {
+
+std::string or_dash(const std::string& s) { return s.empty() ? "-" : s; }
+
+// One all-at-once switch (push, rollback, or a --hosts/--class subset): one method per phase.
+struct Switch {
+  Share& share;
+  const std::string& target;
+  const std::string& action;
+  const MasterOptions& opt;
+  SwitchReport rep;
+  Result<std::optional<Pointer>> ptr = std::optional<Pointer>{};
+  Fleet hints, fleet;
+  Marker m;
+  bool partial = false;
+
+  Switch(Share& s, const std::string& t, const std::string& a, const MasterOptions& o, SwitchReport r)
+      : share(s), target(t), action(a), opt(o), rep(std::move(r)), partial(!o.hosts.empty() || !o.cls.empty()) {}
+
+  void from_pointer() {
+    rep.previous = *ptr ? (*ptr)->release : "";
+    rep.generation = (*ptr ? (*ptr)->generation : 0) + 1;
+  }
+
+  Status refuse_if_busy() {
+    auto existing = share.read_marker();
+    if (!existing) return existing.error();
+    if (!*existing) return ok_status();
     return err(Exit::Busy, fmt::format("{}: {} of {} by {} (pid {}) holds the marker since {}; if it died, run "
                                        "'nfsup-install abort {}'",
                                        share.marker_path(), (*existing)->action, (*existing)->release,
                                        (*existing)->master_host, (*existing)->master_pid, (*existing)->started,
                                        share.root()));
-  if (*ptr && (*ptr)->release == target) {
-    // Already the pointer's release: done if every live host runs it; otherwise switch again
-    // under a new generation so hosts that refused or failed it try once more.
-    auto fleet = survey(share, server_now_ms(share), opt.stale_after_ms);
-    if (!fleet) return fleet.error();
+  }
+
+  // Already the pointer's release: done if every live host runs it; otherwise switch again
+  // under a new generation so hosts that refused or failed it try once more.
+  Result<bool> already_done() {
+    if (!*ptr || (*ptr)->release != target) return false;
+    auto f = survey(share, server_now_ms(share), opt.stale_after_ms);
+    if (!f) return f.error();
     bool all = true;
-    for (const auto& h : fleet->live) {
+    for (const auto& h : f->live) {
       auto s = share.read_status(h);
       if (!s || !*s || (*s)->state != "running" || (*s)->running != target) all = false;
     }
     if (all) {
-      rep.nothing_to_do = true;
       note(opt, fmt::format("{} is already the current release on every live host; nothing to switch", target));
-      return rep;
+      return true;
     }
     note(opt, fmt::format("{} is the current release but not every live host runs it; switching again", target));
+    return false;
   }
-  note(opt, fmt::format("verifying release {}", target));
-  auto problems = share.verify_release(target);
-  if (!problems) return problems.error();
-  if (!problems->empty())
-    return err(Exit::Integrity, fmt::format("release {} fails verification: {}", target, (*problems)[0]));
+
+  Status verify() {
+    note(opt, fmt::format("verifying release {}", target));
+    auto problems = share.verify_release(target);
+    if (!problems) return problems.error();
+    if (!problems->empty())
+      return err(Exit::Integrity, fmt::format("release {} fails verification: {}", target, (*problems)[0]));
+    return ok_status();
+  }
 
   // Hosts say in their status whether they vote with local checks. When no live host does,
   // a vote could only accept: the marker starts in its stop phase and saves hosts one poll
   // (a cron-mode host: one tick). A host that does not say (older status) gets a vote phase.
-  auto hints = survey(share, server_now_ms(share), opt.stale_after_ms);
-  if (!hints) return hints.error();
-  Marker m = make_marker(rep.generation, action, target, rep.previous, opt);
-  const bool partial = !opt.hosts.empty() || !opt.cls.empty();
-  if (!opt.hosts.empty()) m.targets = opt.hosts;
-  // (--class names its hosts only after the survey below: until then, a vote phase holds nobody.)
-  m.phase = hints->votes || !opt.cls.empty() ? "vote" : "stop";
-  auto moved = acquire_marker(share, m, ptr, opt, "switch");
-  if (!moved) return moved.error();
-  if (*moved) {
-    rep.previous = *ptr ? (*ptr)->release : "";
-    rep.generation = (*ptr ? (*ptr)->generation : 0) + 1;
-    m.generation = rep.generation;
-    m.previous = rep.previous;
-    if (auto s = rewrite_marker(share, m); !s) {
-      release_marker(share, opt);
-      return s.error();
+  // (--class names its hosts only after the survey: until then, a vote phase holds nobody.)
+  Status acquire() {
+    auto h = survey(share, server_now_ms(share), opt.stale_after_ms);
+    if (!h) return h.error();
+    hints = *h;
+    m = make_marker(rep.generation, action, target, rep.previous, opt);
+    if (!opt.hosts.empty()) m.targets = opt.hosts;
+    m.phase = hints.votes || !opt.cls.empty() ? "vote" : "stop";
+    auto moved = acquire_marker(share, m, ptr, opt, "switch");
+    if (!moved) return moved.error();
+    if (*moved) {
+      from_pointer();
+      m.generation = rep.generation;
+      m.previous = rep.previous;
+      if (auto s = rewrite_marker(share, m); !s) {
+        release_marker(share, opt);
+        return s;
+      }
     }
+    audit_or_say(share, opt, action,
+                 fmt::format("start {} -> {} generation {}", or_dash(rep.previous), target, m.generation), "started");
+    note(opt, fmt::format("marker written: {} {} -> {} (generation {})", action, or_dash(rep.previous), target,
+                          m.generation));
+    return ok_status();
   }
-  audit_or_say(share, opt, action, fmt::format("start {} -> {} generation {}", rep.previous.empty() ? "-" : rep.previous,
-                                        target, m.generation),
-                    "started");
-  note(opt, fmt::format("marker written: {} {} -> {} (generation {})", action,
-                        rep.previous.empty() ? "-" : rep.previous, target, m.generation));
 
-  // Which hosts are live, judged by server-stamped times only.
-  int64_t now = 0;
-  {
+  // Which hosts are live, judged by server-stamped times only; a subset keeps only its hosts.
+  Status take_fleet() {
     auto st = share.fs().stat(share.marker_path());
-    now = (st && *st) ? (*st)->mtime_ms : server_now_ms(share);
+    const int64_t now = (st && *st) ? (*st)->mtime_ms : server_now_ms(share);
+    auto f = survey(share, now, opt.stale_after_ms);
+    if (!f) return f.error();
+    fleet = *f;
+    if (partial)
+      if (auto s = narrow_fleet(); !s) return s;
+    for (auto& s : fleet.skipped) {
+      note(opt, fmt::format("skipping {}: {}", s.host, s.detail));
+      rep.hosts.push_back(s);
+    }
+    return ok_status();
   }
-  auto fleet = survey(share, now, opt.stale_after_ms);
-  if (!fleet) return fleet.error();
-  auto drop_marker = [&]() { release_marker(share, opt); };
-  if (partial) {
-    // Only the named hosts, or the hosts of one class, take part.
-    std::vector<std::string> keep = targeted(share, fleet->live, opt);
+
+  // Only the named hosts, or the hosts of one class, take part.
+  Status narrow_fleet() {
+    std::vector<std::string> keep = targeted(share, fleet.live, opt);
     std::vector<HostOutcome> skipped;
-    for (auto& s : fleet->skipped)
+    for (auto& s : fleet.skipped)
       if (opt.hosts.empty() || std::find(opt.hosts.begin(), opt.hosts.end(), s.host) != opt.hosts.end())
         skipped.push_back(s);
-    fleet->skipped = skipped;
-    fleet->live = keep;
+    fleet.skipped = skipped;
+    fleet.live = keep;
     if (keep.empty()) {
-      drop_marker();
+      release_marker(share, opt);
       return err(Exit::Usage, opt.cls.empty() ? "none of the --hosts is live"
                                               : fmt::format("no live host of class '{}'", opt.cls));
     }
     m.targets = keep;
-    if (auto s = rewrite_marker(share, m); !s) return s.error();
+    return rewrite_marker(share, m);
   }
-  for (auto& s : fleet->skipped) {
-    note(opt, fmt::format("skipping {}: {}", s.host, s.detail));
-    rep.hosts.push_back(s);
-  }
-  const int64_t gen = m.generation;
 
   // Votes: every targeted live host runs its checks and answers before anybody stops.
-  if (m.phase == "vote") {
-    auto go = vote_round(share, m, fleet->live, hints->min_poll_ms, opt, rep,
-                         fmt::format("{} -> {}", rep.previous.empty() ? "-" : rep.previous, target));
+  Status vote() {
+    auto go = vote_round(share, m, fleet.live, hints.min_poll_ms, opt, rep,
+                         fmt::format("{} -> {}", or_dash(rep.previous), target));
     if (!go) return go.error();
-    if (go->size() != fleet->live.size()) {
-      fleet->live = *go;
+    if (go->size() != fleet.live.size()) {
+      fleet.live = *go;
       m.targets = *go;
     }
     m.phase = "stop";
-    if (auto s = rewrite_marker(share, m); !s) return s.error();
+    return rewrite_marker(share, m);
   }
-  const bool subset = m.targets.has_value();
-  auto stopped = wait_hosts(share, fleet->live, &m, opt,
-                            [&](const HostStatus& s) -> std::optional<HostOutcome> {
-                              if (s.generation >= gen && (s.state == "stopped" || s.state == "unchanged"))
+
+  // Waits for every live host to stop. Returns the hosts that stopped, or ends the switch:
+  // backed out (a signal, or a host that never stopped) or an error.
+  std::variant<std::vector<std::string>, Result<SwitchReport>> stop() {
+    const int64_t gen = m.generation;
+    auto stopped = wait_hosts(share, fleet.live, &m, opt,
+                              [&](const HostStatus& s) -> std::optional<HostOutcome> {
+                                if (s.generation >= gen && (s.state == "stopped" || s.state == "unchanged"))
                                   return HostOutcome{s.host, "ok", ""};
-                              return std::nullopt;
-                            },
-                            "stopping");
-  const std::optional<Pointer> old = *ptr;
-  if (!stopped && stopped.error().code == Exit::Interrupted) {
-    auto b = back_out(share, old, gen, opt);
-    audit_or_say(share, opt, action, fmt::format("{} -> {} interrupted while hosts stopped; backed out", rep.previous, target),
-                      "interrupted");
+                                return std::nullopt;
+                              },
+                              "stopping");
+    if (!stopped && stopped.error().code == Exit::Interrupted) return interrupted_out();
+    if (!stopped) return Result<SwitchReport>(stopped.error());
+    std::vector<std::string> go;
+    std::vector<HostOutcome> not_stopped;
+    for (const auto& o : *stopped) {
+      if (o.outcome == "ok") go.push_back(o.host);
+      else if (o.outcome == "lost") rep.hosts.push_back(o);
+      else not_stopped.push_back(o);
+    }
+    if (not_stopped.empty()) return go;
+    // Some live host never stopped: back out. The pointer is re-written with the old release and
+    // the same generation so hosts that did stop resume it.
+    note(opt, fmt::format("{} host(s) did not stop; backing out", not_stopped.size()));
+    if (auto s = back_out(share, *ptr, gen, opt); !s) return Result<SwitchReport>(s.error());
+    audit_or_say(share, opt, action, fmt::format("{} -> {} backed out", rep.previous, target), "failed");
+    for (auto& o : not_stopped) rep.hosts.push_back(o);
+    return Result<SwitchReport>(rep);
+  }
+
+  Result<SwitchReport> interrupted_out() {
+    auto b = back_out(share, *ptr, m.generation, opt);
+    audit_or_say(share, opt, action,
+                 fmt::format("{} -> {} interrupted while hosts stopped; backed out", rep.previous, target),
+                 "interrupted");
     if (!b) return b.error();
     return interrupted_error(opt, fmt::format("the {} of {} backed out while hosts were stopping; the marker is "
                                               "removed and hosts resume {}",
                                               action, target, rep.previous.empty() ? "nothing" : rep.previous));
   }
-  if (!stopped) return stopped.error();
-  std::vector<std::string> go;
-  std::vector<HostOutcome> not_stopped;
-  for (const auto& o : *stopped) {
-    if (o.outcome == "ok") go.push_back(o.host);
-    else if (o.outcome == "lost") rep.hosts.push_back(o);
-    else not_stopped.push_back(o);
-  }
-  if (!not_stopped.empty()) {
-    // Some live host never stopped: back out. The pointer is re-written with the old release and
-    // the same generation so hosts that did stop resume it.
-    note(opt, fmt::format("{} host(s) did not stop; backing out", not_stopped.size()));
-    if (auto s = back_out(share, old, gen, opt); !s) return s.error();
-    audit_or_say(share, opt, action, fmt::format("{} -> {} backed out", rep.previous, target), "failed");
-    for (auto& o : not_stopped) rep.hosts.push_back(o);
-    return rep;
-  }
-  crash_point("switch-after-stopped");
-  if (action == "push" && *ptr && !subset) {
-    // Every live host is stopped: the moment to bring shared data to the new format.
-    // (A switch of part of the fleet leaves the acting version and the data alone.)
+
+  // Every live host is stopped: the moment to bring shared data to the new format. (A switch
+  // of part of the fleet leaves the acting version and the data alone.) A failure backs out.
+  Status migrate() {
+    if (action != "push" || !*ptr || m.targets.has_value()) return ok_status();
     RolloutState rs;
-    if (auto old = read_rollout(share); old && *old) rs = **old;
+    if (auto last = read_rollout(share); last && *last) rs = **last;
     std::string from = (*ptr)->acting.empty() ? (*ptr)->release : (*ptr)->acting;
-    if (compare_versions(target, from) > 0)
-      if (auto s = run_migration(share, from, target, rs, m, opt); !s) {
-        Error e = s.error();
-        if (auto b = back_out(share, old, gen, opt); !b) e.msg += "; backing out: " + b.error().msg;
-        else if (e.code == Exit::Interrupted) e.msg += "; backed out: the marker is removed and hosts resume " + rep.previous;
-        audit_or_say(share, opt, action, fmt::format("{} -> {}", rep.previous, target), "failed: " + s.error().msg);
-        return e;
-      }
+    if (compare_versions(target, from) <= 0) return ok_status();
+    auto s = run_migration(share, from, target, rs, m, opt);
+    if (s) return s;
+    Error e = s.error();
+    if (auto b = back_out(share, *ptr, m.generation, opt); !b) e.msg += "; backing out: " + b.error().msg;
+    else if (e.code == Exit::Interrupted) e.msg += "; backed out: the marker is removed and hosts resume " + rep.previous;
+    audit_or_say(share, opt, action, fmt::format("{} -> {}", rep.previous, target), "failed: " + s.error().msg);
+    return e;
   }
-  Pointer np;
-  np.generation = gen;
-  np.release = target;
-  np.previous = rep.previous;
-  np.action = action;
-  np.updated = utc_now_iso();
-  np.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
-  np.acting = target;  // all-at-once: every host runs the target, so it is the acting version
-  if (subset && *ptr) {
-    // Part of the fleet: the others keep the release they have; the named hosts get overrides.
-    np = **ptr;
-    np.generation = gen;
+
+  // The pointer that switches: all-at-once, every host runs the target, so it is the acting
+  // version; a subset keeps the others on their release and gives the named hosts overrides.
+  Pointer new_pointer(const std::vector<std::string>& go) {
+    Pointer np;
+    np.release = target;
+    np.previous = rep.previous;
+    np.acting = target;
+    if (m.targets.has_value() && *ptr) {
+      np = **ptr;
+      for (const auto& h : go) np.overrides[h] = target;
+      for (auto it = np.overrides.begin(); it != np.overrides.end();)
+        it = it->second == np.release ? np.overrides.erase(it) : std::next(it);
+      np.acting = np.release;
+      for (const auto& [h, v] : np.overrides)
+        if (compare_versions(v, np.acting) < 0) np.acting = v;
+    }
+    np.generation = m.generation;
     np.action = action;
     np.updated = utc_now_iso();
     np.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
-    for (const auto& h : go) np.overrides[h] = target;
-    for (auto it = np.overrides.begin(); it != np.overrides.end();)
-      it = it->second == np.release ? np.overrides.erase(it) : std::next(it);
-    std::string lowest = np.release;
-    for (const auto& [h, v] : np.overrides)
-      if (compare_versions(v, lowest) < 0) lowest = v;
-    np.acting = lowest;
+    return np;
   }
-  if (auto s = write_pointer(share, np, opt); !s) return s.error();
-  return finish_switch(share, m, *ptr, np, go, opt, std::move(rep));
+
+  Result<SwitchReport> run() {
+    ptr = share.read_pointer();
+    if (!ptr) return ptr.error();
+    rep.target = target;
+    from_pointer();
+    if (auto s = refuse_if_busy(); !s) return s.error();
+    auto done = already_done();
+    if (!done) return done.error();
+    if (*done) {
+      rep.nothing_to_do = true;
+      return rep;
+    }
+    if (auto s = verify(); !s) return s.error();
+    if (auto s = acquire(); !s) return s.error();
+    if (auto s = take_fleet(); !s) return s.error();
+    if (m.phase == "vote")
+      if (auto s = vote(); !s) return s.error();
+    auto stopped = stop();
+    if (auto* end = std::get_if<Result<SwitchReport>>(&stopped)) return std::move(*end);
+    const auto& go = std::get<std::vector<std::string>>(stopped);
+    crash_point("switch-after-stopped");
+    if (auto s = migrate(); !s) return s.error();
+    Pointer np = new_pointer(go);
+    if (auto s = write_pointer(share, np, opt); !s) return s.error();
+    return finish_switch(share, m, *ptr, np, go, opt, std::move(rep));
+  }
+};
+
+}  // namespace
+
+Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, const std::string& action,
+                                     const MasterOptions& opt, SwitchReport rep) {
+  Switch sw(share, target, action, opt, std::move(rep));
+  return sw.run();
 }
 
 }  // namespace nfsup

@@ -168,6 +168,11 @@ test_dry_run_prints_the_plan_and_changes_nothing() {
   assert_contains "$out" "rolling batch 3 (2 at most, 1 per group): r5"
   assert_contains "$out" "rolling batch 4 (2 at most, 1 per group): r6"
   assert_contains "$out" "acting version 1.0 until every host runs 2.0"
+  # The steps the engine's plan holds (the same builder as the real run).
+  assert_contains "$out" "plan step 3 stop [batch 1]: r1 r3 (2)"
+  assert_contains "$out" "plan step 4 switch [batch 1]: pointer gives 2.0 to r1 r3"
+  assert_contains "$out" "run the migration hook of 2.0"
+  assert_contains "$out" "plan on failure: before the switch, backed out; after it (more than 0 failed host(s)), every upgraded host goes back"
   assert_eq "$(share_snapshot)" "$snap" "a dry run changed the share"
   # A refusal the real push would make: the same exit code, and still nothing written.
   set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 --strategy rolling --min-compatible 2.0 --dry-run "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
@@ -181,6 +186,9 @@ test_dry_run_prints_the_plan_and_changes_nothing() {
   assert_contains "$out" "already running 2.0: r1 r2 r3 r4 r5 r6"
   out=$("$INSTALL" rollback "$SHARE" --dry-run "${MASTER_OPTS[@]}" 2>&1)
   assert_contains "$out" "would roll back 6 host(s) all at once: 2.0 -> 1.0: r1 r2 r3 r4 r5 r6"
+  assert_contains "$out" "plan step 2 vote: r1 r2 r3 r4 r5 r6 (6)"
+  assert_contains "$out" "plan step 4 switch: pointer names 1.0"
+  case "$out" in *"migration hook"*) fail "a rollback plans a migration: $out" ;; esac
 }
 
 test_spooled_writes_wait_for_the_fence() {
