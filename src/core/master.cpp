@@ -65,6 +65,7 @@ static Marker make_marker(int64_t generation, const std::string& action, const s
   m.nonce = random_nonce();
   m.lease_ms = opt.lease_ms;
   m.started = utc_now_iso();
+  m.signer = opt.sign_key;  // every write of this marker is signed when the master has a key
   return m;
 }
 
@@ -218,6 +219,18 @@ std::vector<std::string> targeted(Share& share, const std::vector<std::string>& 
     if (in) keep.push_back(h);
   }
   return keep;
+}
+
+// A live host in signed mode ignores a marker its keys did not sign: refuse before anything
+// is written rather than wait out the timeout on hosts that never stop.
+Status check_signer(Share& share, const MasterOptions& opt) {
+  auto fleet = survey(share, server_now_ms(share), opt.stale_after_ms);
+  if (!fleet) return fleet.error();
+  std::vector<HostStatus> live;
+  for (const auto& h : fleet->live)
+    if (auto s = share.read_status(h); s && *s) live.push_back(**s);
+  if (auto why = signer_refusal(live, opt.sign_key); !why.empty()) return err(Exit::Usage, why);
+  return ok_status();
 }
 
 // --hosts and --class, checked against the share before anything is staged or audited (only
@@ -1544,6 +1557,7 @@ static Status check_push_flags(Share& share, const PushRequest& req, const Maste
                                         "push all-at-once first",
                                         share.pointer_path(), (*p)->overrides.begin()->first));
   if (auto s = check_targets(share, opt); !s) return s.error();
+  if (auto s = check_signer(share, opt); !s) return s.error();
   if (opt.strategy == "rolling" && !req.stage.min_compatible.empty()) {
     // Refuse an incompatible rolling push before anything is written.
     auto fleet = survey(share, server_now_ms(share), opt.stale_after_ms);
@@ -1630,6 +1644,7 @@ Result<SwitchReport> rollback(Share& share, const std::string& to_in, const Mast
   auto to = rollback_target(share, to_in);
   if (!to) return to.error();
   if (auto s = check_targets(share, opt); !s) return s.error();
+  if (auto s = check_signer(share, opt); !s) return s.error();
   SwitchReport rep;
   return run_switch(share, *to, "rollback", opt, rep);
 }

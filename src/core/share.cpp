@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <set>
 
+#include "crypto.h"
 #include "hash.h"
 
 namespace nfsup {
@@ -87,7 +88,23 @@ std::string pack_marker(const Marker& m) {
   r.add("strategy", {m.strategy});
   if (m.targets) r.add("targets", *m.targets);
   if (m.phase != "stop") r.add("phase", {m.phase});
+  std::string text = pack_record(r);
+  if (!m.signer) return text;
+  auto sig = sign_data(*m.signer, text);
+  if (!sig) return text;
+  r.add("sig", {m.signer->id, *sig});
   return pack_record(r);
+}
+
+std::string marker_signing_bytes(std::string_view text) {
+  std::string out;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl == std::string_view::npos ? text.size() : nl + 1);
+    text.remove_prefix(line.size());
+    if (!starts_with(line, "sig ")) out += line;
+  }
+  return out;
 }
 
 #define TRY_ASSIGN(dst, expr)        \
@@ -127,6 +144,13 @@ Result<Marker> unpack_marker(std::string_view text, std::string_view what) {
       if (auto e = check_host_name(h)) return rd.bad(l, "targets: " + *e);
     m.targets = l.args;
   }
+  for (const auto& l : rec->lines) {
+    if (l.key != "sig") continue;
+    if (l.args.size() != 2 || l.args[0].size() != 16 || l.args[1].size() != 128)
+      return rd.bad(l, "sig needs: key-id (16 hex) signature (128 hex)");
+    m.sigs.emplace_back(l.args[0], l.args[1]);
+  }
+  if (!m.sigs.empty()) m.signed_bytes = marker_signing_bytes(text);
   if (m.strategy != "all-at-once" && m.strategy != "rolling") return bad_value(what, "strategy", "unknown strategy");
   m.phase = rd.str_or("phase", "stop");
   if (m.phase != "stop" && m.phase != "vote") return bad_value(what, "phase", "must be vote or stop");
@@ -215,11 +239,27 @@ std::string pack_status(const HostStatus& s) {
   if (s.poll_ms > 0) r.add("poll", {std::to_string(s.poll_ms)});
   if (!s.checks.empty()) r.add("checks", {s.checks});
   if (!s.watchdog_version.empty()) r.add("watchdog_version", {s.watchdog_version});
+  if (!s.keys.empty()) r.add("keys", s.keys);
   return pack_record(r);
 }
 
 static const char* kStates[] = {"idle", "starting", "running", "stopping", "stopped", "failed", "draining", "voting",
                                 "unchanged"};
+
+static bool is_key_id(const std::string& id) {
+  return id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) { return isxdigit(static_cast<unsigned char>(c)); });
+}
+
+// The `keys` line of a status: the ids of the keys the host trusts.
+static Status unpack_status_keys(const Record& rec, const RecordReader& rd, HostStatus& s) {
+  for (const auto& l : rec.lines) {
+    if (l.key != "keys") continue;
+    if (l.args.size() > 1000 || !std::all_of(l.args.begin(), l.args.end(), is_key_id))
+      return rd.bad(l, "keys needs: key ids (16 hex each)");
+    s.keys = l.args;
+  }
+  return ok_status();
+}
 
 Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
   auto rec = unpack_record(text, "status", kFormatVersion, what);
@@ -250,6 +290,7 @@ Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
       return rd.bad(l, "module needs: name version");
     s.modules[l.args[0]] = l.args[1];
   }
+  if (auto k = unpack_status_keys(*rec, rd, s); !k) return k.error();
   if (!s.cls.empty())
     if (auto e = check_host_name(s.cls)) return bad_value(what, "class", *e);
   s.acting = undash(rd.str_or("acting", "-"));

@@ -1017,6 +1017,7 @@ class Watchdog {
     s.reason = st_.reason;
     s.updated = utc_now_iso();
     s.trust = cfg_.trust.signed_mode() ? "signed" : "unsigned";
+    if (cfg_.trust.signed_mode()) s.keys = trusted_key_ids(cfg_.trust);
     s.group = cfg_.group;
     s.acting = st_.acting;
     s.cls = st_.cls.empty() ? cfg_.cls : st_.cls;
@@ -1116,6 +1117,7 @@ class Watchdog {
       return obs;
     }
     obs.marker = *mk;
+    if (obs.marker && !marker_is_trusted(*obs.marker)) obs.marker.reset();
     if (obs.marker && obs.marker->targets_host(cfg_.host) && marker_is_stale(*obs.marker)) obs.marker.reset();
     if (obs.marker) {
       LeaseTracker lt{st_.lease_nonce, st_.lease_renewal, st_.lease_changed_ms};
@@ -1138,6 +1140,21 @@ class Watchdog {
     // heartbeat).
     if (!held && (want_pointer || obs.marker || fast_poll_)) read_pointer(obs);
     return obs;
+  }
+
+  // On a signed host, a marker counts only if a trusted key signed it: whoever can write to the
+  // share could otherwise stop the fleet for a lease. Said once per marker (nonce, generation).
+  bool marker_is_trusted(const Marker& m) {
+    if (!cfg_.trust.signed_mode()) return true;
+    std::string problem = marker_trust_problem(m, cfg_.trust);
+    if (problem.empty()) return true;
+    std::string key = fmt::format("{}/{}", m.nonce, m.generation);
+    if (untrusted_marker_ != key)
+      log(LogLevel::Warn, fmt::format("{}: ignoring {} (generation {}, master {}): not signed by a trusted key ({}); "
+                                      "it stops nothing",
+                                      cfg_.host, share_.marker_path(), m.generation, m.master_host, problem));
+    untrusted_marker_ = key;
+    return false;
   }
 
   // A marker whose generation is not newer than the pointer's is over (the master switched, or
@@ -2050,6 +2067,7 @@ class Watchdog {
   std::string pending_, pending_cls_;   // release being switched to, and its class
   std::map<std::string, std::string> pending_mods_;
   std::pair<std::string, bool> unchanged_cache_;
+  std::string untrusted_marker_;  // the last untrusted marker logged (nonce/generation)
   std::pair<std::string, bool> stale_marker_;  // (marker nonce/generation, judged stale)
   struct Prepared {
     std::string key;     // "to|from"
