@@ -48,6 +48,96 @@ std::string pack_local(const LocalState& s) {
   return pack_record(r);
 }
 
+namespace {
+
+// One line of the local state file: its arguments, "" past the last one.
+struct LocalLine {
+  const std::vector<std::string>& a;
+  std::string at(size_t i) const { return i < a.size() ? a[i] : std::string(); }
+  std::string opt(size_t i) const { return at(i) == "-" ? "" : at(i); }  // "-": none
+  int64_t num(size_t i) const { return parse_i64(at(i)).value_or(0); }
+};
+
+using LocalField = void (*)(LocalState&, const LocalLine&);
+
+// What each line sets. Unknown lines are ignored (a newer watchdog's state read by an older one).
+const std::map<std::string, LocalField, std::less<>>& local_fields() {
+  static const std::map<std::string, LocalField, std::less<>> t = {
+      {"boot_id", [](LocalState& s, const LocalLine& l) { s.boot_id = l.at(0); }},
+      {"running", [](LocalState& s, const LocalLine& l) { s.running = l.opt(0); }},
+      {"agent",
+       [](LocalState& s, const LocalLine& l) {
+         s.agent_pid = l.num(0);
+         s.agent_start = static_cast<uint64_t>(l.num(1));
+         s.agent_wanted = l.at(2) == "1";
+       }},
+      {"held",
+       [](LocalState& s, const LocalLine& l) {
+         s.held_gen = l.num(0);
+         s.held_since_ms = l.num(1);
+       }},
+      {"failed_gen", [](LocalState& s, const LocalLine& l) { s.failed_gen = l.num(0); }},
+      {"state", [](LocalState& s, const LocalLine& l) { s.state = l.at(0); }},
+      {"reason", [](LocalState& s, const LocalLine& l) { s.reason = l.opt(0); }},
+      {"status",
+       [](LocalState& s, const LocalLine& l) {
+         s.status_gen = l.num(0);
+         s.heartbeat = l.num(1);
+         s.last_status_ms = l.num(2);
+         s.last_pointer_ms = l.num(3);
+       }},
+      {"lease",
+       [](LocalState& s, const LocalLine& l) {
+         s.lease_nonce = l.opt(0);
+         s.lease_renewal = l.num(1);
+         s.lease_changed_ms = l.num(2);
+       }},
+      {"crashes",
+       [](LocalState& s, const LocalLine& l) {
+         for (const auto& t : l.a)
+           if (t != "-") s.crashes.push_back(parse_i64(t).value_or(0));
+       }},
+      {"gave_up", [](LocalState& s, const LocalLine& l) { s.gave_up = l.at(0) == "1"; }},
+      {"cached",
+       [](LocalState& s, const LocalLine& l) {
+         s.cached = l.opt(0).empty() || check_version_name(l.at(0)) ? "" : l.at(0);
+         s.runs_from = l.opt(1).empty() || check_version_name(l.at(1)) ? "" : l.at(1);
+       }},
+      {"class",
+       [](LocalState& s, const LocalLine& l) {
+         s.cls = l.opt(0).empty() || check_host_name(l.at(0)) ? "" : l.at(0);
+         s.voted_gen = l.num(1);
+         s.voted_nonce = l.opt(2);
+       }},
+      {"acting",
+       [](LocalState& s, const LocalLine& l) {
+         s.acting = l.opt(0);
+         s.previous = l.opt(1);
+       }},
+      {"newest",
+       [](LocalState& s, const LocalLine& l) {
+         s.newest = l.opt(0);
+         s.seen_gen = l.num(1);
+       }},
+      {"lifecycle",
+       [](LocalState& s, const LocalLine& l) {
+         s.lc = {host::parse_phase(l.at(0)).value_or(host::Phase::Steady), l.num(1)};
+         if (s.lc.phase == host::Phase::Steady) s.lc.deadline_ms = 0;
+         s.trial = l.at(2) == "1";
+         s.restart_at = l.num(3);
+       }},
+      {"conf", [](LocalState& s, const LocalLine& l) { s.published_conf = l.at(0); }},
+      {"modules",
+       [](LocalState& s, const LocalLine& l) {
+         for (size_t i = 0; i + 1 < l.a.size(); i += 2)
+           if (!check_host_name(l.a[i]) && !check_version_name(l.a[i + 1])) s.modules[l.a[i]] = l.a[i + 1];
+       }},
+  };
+  return t;
+}
+
+}  // namespace
+
 LocalState unpack_local(const std::string& text, const std::string& path, Logger& log) {
   LocalState s;
   auto rec = unpack_record(text, "hoststate", kFormatVersion, path);
@@ -55,61 +145,8 @@ LocalState unpack_local(const std::string& text, const std::string& path, Logger
     if (log) log(LogLevel::Warn, rec.error().msg + " (starting from a clean local state)");
     return s;
   }
-  auto num = [](const std::string& x) { return parse_i64(x).value_or(0); };
-  for (const auto& l : rec->lines) {
-    const auto& a = l.args;
-    auto at = [&](size_t i) { return i < a.size() ? a[i] : std::string(); };
-    if (l.key == "boot_id") s.boot_id = at(0);
-    else if (l.key == "running") s.running = at(0) == "-" ? "" : at(0);
-    else if (l.key == "agent") {
-      s.agent_pid = num(at(0));
-      s.agent_start = static_cast<uint64_t>(num(at(1)));
-      s.agent_wanted = at(2) == "1";
-    } else if (l.key == "held") {
-      s.held_gen = num(at(0));
-      s.held_since_ms = num(at(1));
-    } else if (l.key == "failed_gen") s.failed_gen = num(at(0));
-    else if (l.key == "state") s.state = at(0);
-    else if (l.key == "reason") s.reason = at(0) == "-" ? "" : at(0);
-    else if (l.key == "status") {
-      s.status_gen = num(at(0));
-      s.heartbeat = num(at(1));
-      s.last_status_ms = num(at(2));
-      s.last_pointer_ms = num(at(3));
-    } else if (l.key == "lease") {
-      s.lease_nonce = at(0) == "-" ? "" : at(0);
-      s.lease_renewal = num(at(1));
-      s.lease_changed_ms = num(at(2));
-    } else if (l.key == "crashes") {
-      for (const auto& t : a)
-        if (t != "-") s.crashes.push_back(num(t));
-    } else if (l.key == "gave_up") s.gave_up = at(0) == "1";
-    else if (l.key == "cached") {
-      s.cached = at(0) == "-" || check_version_name(at(0)) ? "" : at(0);
-      s.runs_from = at(1) == "-" || at(1).empty() || check_version_name(at(1)) ? "" : at(1);
-    }
-    else if (l.key == "class") {
-      s.cls = at(0) == "-" || check_host_name(at(0)) ? "" : at(0);
-      s.voted_gen = num(at(1));
-      s.voted_nonce = at(2) == "-" ? "" : at(2);
-    } else if (l.key == "acting") {
-      s.acting = at(0) == "-" ? "" : at(0);
-      s.previous = at(1) == "-" ? "" : at(1);
-    } else if (l.key == "newest") {
-      s.newest = at(0) == "-" ? "" : at(0);
-      s.seen_gen = num(at(1));
-    } else if (l.key == "lifecycle") {
-      s.lc = {host::parse_phase(at(0)).value_or(host::Phase::Steady), num(at(1))};
-      if (s.lc.phase == host::Phase::Steady) s.lc.deadline_ms = 0;
-      s.trial = at(2) == "1";
-      s.restart_at = num(at(3));
-    } else if (l.key == "conf") {
-      s.published_conf = at(0);
-    } else if (l.key == "modules") {
-      for (size_t i = 0; i + 1 < a.size(); i += 2)
-        if (!check_host_name(a[i]) && !check_version_name(a[i + 1])) s.modules[a[i]] = a[i + 1];
-    }
-  }
+  for (const auto& l : rec->lines)
+    if (auto it = local_fields().find(l.key); it != local_fields().end()) it->second(s, LocalLine{l.args});
   if (!s.running.empty() && check_version_name(s.running)) s.running.clear();
   if (!s.newest.empty() && check_version_name(s.newest)) s.newest.clear();
   if (!s.previous.empty() && check_version_name(s.previous)) s.previous.clear();
