@@ -19,6 +19,42 @@ const char* decision_name(Decision::Kind k) {
   return "?";
 }
 
+namespace {
+
+// A live marker that names this host: vote in its vote phase, else hold (stop) for it.
+Decision decide_marker(const Marker& m, const LocalView& local) {
+  Decision d;
+  d.generation = m.generation;
+  d.to = m.release;
+  if (m.phase == "vote") {
+    d.kind = Decision::Vote;
+    d.nonce = m.nonce;
+    d.from = local.running;
+    d.why = fmt::format("vote on {} -> {} (generation {})", local.running.empty() ? "-" : local.running, m.release,
+                        m.generation);
+    return d;
+  }
+  d.kind = Decision::Hold;
+  d.why = fmt::format("{} to {} in progress (generation {})", m.action, m.release, m.generation);
+  return d;
+}
+
+// The share has no pointer: nothing pushed yet, or keep what runs here.
+Decision decide_no_pointer(const LocalView& local) {
+  Decision d;
+  if (local.running.empty()) {
+    d.kind = Decision::Idle;
+    d.why = "no release has been pushed yet";
+    return d;
+  }
+  d.kind = local.agent_up || local.gave_up ? Decision::Keep : Decision::Start;
+  d.to = local.running;
+  d.why = "the share has no current pointer; keeping what runs here";
+  return d;
+}
+
+}  // namespace
+
 NFSUP_HOT Decision decide(const Observation& obs, const LocalView& local) {
   Decision d;
   if (!obs.share_ok) {
@@ -26,39 +62,12 @@ NFSUP_HOT Decision decide(const Observation& obs, const LocalView& local) {
     d.why = "share unreachable: " + obs.share_error;
     return d;
   }
-  if (obs.marker && !obs.marker_lapsed && obs.marker->phase == "vote" && obs.marker->targets_host(local.host)) {
-    d.kind = Decision::Vote;
-    d.generation = obs.marker->generation;
-    d.nonce = obs.marker->nonce;
-    d.from = local.running;
-    d.to = obs.marker->release;
-    d.why = fmt::format("vote on {} -> {} (generation {})", local.running.empty() ? "-" : local.running,
-                        obs.marker->release, obs.marker->generation);
-    return d;
-  }
-  if (obs.marker && !obs.marker_lapsed && obs.marker->targets_host(local.host)) {
-    d.kind = Decision::Hold;
-    d.generation = obs.marker->generation;
-    d.to = obs.marker->release;
-    d.why = fmt::format("{} to {} in progress (generation {})", obs.marker->action, obs.marker->release,
-                        obs.marker->generation);
-    return d;
-  }
+  if (obs.marker && !obs.marker_lapsed && obs.marker->targets_host(local.host)) return decide_marker(*obs.marker, local);
   if (!obs.pointer_read) {
     d.kind = Decision::NeedPointer;
     return d;
   }
-  if (!obs.pointer) {
-    if (local.running.empty()) {
-      d.kind = Decision::Idle;
-      d.why = "no release has been pushed yet";
-      return d;
-    }
-    d.kind = local.agent_up || local.gave_up ? Decision::Keep : Decision::Start;
-    d.to = local.running;
-    d.why = "the share has no current pointer; keeping what runs here";
-    return d;
-  }
+  if (!obs.pointer) return decide_no_pointer(local);
   const Pointer& p = *obs.pointer;
   const std::string& want = p.release_for(local.host);
   d.generation = p.generation;
