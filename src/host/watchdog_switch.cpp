@@ -70,6 +70,52 @@ bool Watchdog::config_restore_due(const std::string& to) {
   return !c || !*c || **c != **b;
 }
 
+namespace {
+
+// The modules whose content differs between the two releases' module hashes.
+std::vector<std::string> modules_changing(const std::map<std::string, std::string>& now_h,
+                                          const std::map<std::string, std::string>& next_h) {
+  std::vector<std::string> changing;
+  for (const auto& [m, h] : next_h)
+    if (auto it = now_h.find(m); it == now_h.end() || it->second != h) changing.push_back(m);
+  for (const auto& [m, h] : now_h)
+    if (!next_h.count(m)) changing.push_back(m);
+  return changing;
+}
+
+// The executable regular files in checks_dir (none without one), sorted.
+std::vector<std::string> list_checks(const std::string& checks_dir) {
+  std::vector<std::string> checks;
+  if (checks_dir.empty()) return checks;
+  if (DIR* dir = ::opendir(checks_dir.c_str())) {
+    while (dirent* de = ::readdir(dir)) {
+      std::string n = de->d_name;
+      if (n.empty() || n[0] == '.') continue;
+      std::string p = path_join(checks_dir, n);
+      struct stat cs{};
+      if (::stat(p.c_str(), &cs) == 0 && S_ISREG(cs.st_mode) && (cs.st_mode & 0111)) checks.push_back(p);
+    }
+    ::closedir(dir);
+  }
+  std::sort(checks.begin(), checks.end());
+  return checks;
+}
+
+// Why check `c` vetoes: its first output line, else how it ended.
+std::string check_refusal(const std::string& c, const Result<RunResult>& r) {
+  std::string out;
+  if (r)
+    for (const auto& l : split(r->output, '\n'))
+      if (!l.empty() && out.empty()) out = l;
+  return fmt::format("{}: {}", basename_of(c),
+                     !out.empty()     ? out
+                     : !r             ? r.error().msg
+                     : r->timed_out   ? std::string("timed out")
+                                      : fmt::format("exit code {}", r->exit_code));
+}
+
+}  // namespace
+
 // Runs the checks in checks_dir and writes this host's vote for the marker's generation.
 void Watchdog::vote(const Decision& d) {
   if (st_.voted_gen == d.generation && st_.voted_nonce == d.nonce) return;
@@ -78,30 +124,14 @@ void Watchdog::vote(const Decision& d) {
   std::vector<std::string> changing;
   if (resolve(d.to, &cls, nullptr, &next_h, &why)) {
     if (!d.from.empty()) resolve(d.from, &cls, nullptr, &now_h, &why);
-    for (const auto& [m, h] : next_h)
-      if (!now_h.count(m) || now_h[m] != h) changing.push_back(m);
-    for (const auto& [m, h] : now_h)
-      if (!next_h.count(m)) changing.push_back(m);
+    changing = modules_changing(now_h, next_h);
   }
   Vote v;
   v.host = cfg_.host;
   v.generation = d.generation;
   v.nonce = d.nonce;
   v.target = d.to;
-  std::vector<std::string> checks;
-  if (!cfg_.checks_dir.empty())
-    if (DIR* dir = ::opendir(cfg_.checks_dir.c_str())) {
-      while (dirent* de = ::readdir(dir)) {
-        std::string n = de->d_name;
-        if (n.empty() || n[0] == '.') continue;
-        std::string p = path_join(cfg_.checks_dir, n);
-        struct stat cs{};
-        if (::stat(p.c_str(), &cs) == 0 && S_ISREG(cs.st_mode) && (cs.st_mode & 0111)) checks.push_back(p);
-      }
-      ::closedir(dir);
-    }
-  std::sort(checks.begin(), checks.end());
-  for (const auto& c : checks) {
+  for (const auto& c : list_checks(cfg_.checks_dir)) {
     SpawnSpec s;
     s.argv = {c};
     s.env = {{"NFSUP_HOST", cfg_.host},
@@ -111,16 +141,8 @@ void Watchdog::vote(const Decision& d) {
              {"NFSUP_SHARE", cfg_.share}};
     auto r = run_with_timeout(s, 30000);
     if (r && !r->timed_out && r->exit_code == 0) continue;
-    std::string out;
-    if (r)
-      for (const auto& l : split(r->output, '\n'))
-        if (!l.empty() && out.empty()) out = l;
     v.accept = false;
-    v.reason = fmt::format("{}: {}", basename_of(c),
-                           !out.empty() ? out
-                           : !r         ? r.error().msg
-                           : r->timed_out ? std::string("timed out")
-                                          : fmt::format("exit code {}", r->exit_code));
+    v.reason = check_refusal(c, r);
     break;
   }
   std::string t;
