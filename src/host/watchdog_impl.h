@@ -151,6 +151,11 @@ class Watchdog {
   bool stopped_for_switch(const std::string& from, const std::string& to, int64_t gen, const ReconfigPlan& plan);
 
   void do_switch(const Decision& d);
+  void switch_failed(const Decision& d, const std::string& reason);
+  std::string refuses_going_back(const std::string& to) const;
+  void switch_modules_unchanged(const Decision& d);
+  Result<ReconfigPlan> read_reconfig_plan(const std::string& from, const std::string& to);
+  void restore_config(const std::string& failed, const std::string& to_old);
 
   void notice_cron_agent_exit();
 
@@ -159,6 +164,11 @@ class Watchdog {
   void start_again(Decision& d, const Observation& obs);
 
   NFSUP_HOT Decision tick(bool first);
+  Decision tick_without_share(const Observation& obs, bool agent_up);
+  void hold(const Decision& d);
+  void keep(const Observation& obs, bool agent_up, bool heartbeat_due);
+  void act(Decision& d, const Observation& obs, bool agent_up, bool heartbeat_due);
+  bool nothing_under_way(const Decision& d, const Observation& obs) const;
 
   bool count_crash();
 

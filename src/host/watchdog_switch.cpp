@@ -218,6 +218,77 @@ bool Watchdog::stopped_for_switch(const std::string& from, const std::string& to
   return false;
 }
 
+// Switch `d` failed for `reason`: back to its `from` release (if the agent is down), and say so.
+void Watchdog::switch_failed(const Decision& d, const std::string& reason) {
+  const std::string& from = d.from;
+  log(LogLevel::Error, fmt::format("{}: switch {} -> {} failed: {}", cfg_.host, from.empty() ? "-" : from, d.to, reason));
+  st_.failed_gen = d.generation;
+  if (!from.empty() && !ctl_->up(st_)) {
+    std::string w2;
+    if (!start_agent(from, &w2))
+      log(LogLevel::Error, fmt::format("{}: could not restart {} either: {}", cfg_.host, from, w2));
+    else
+      log(LogLevel::Info, fmt::format("{}: kept on {}", cfg_.host, from));
+  }
+  set_state("failed", d.generation, reason);
+  publish_status(true);
+  save_state();
+}
+
+// "" if a signed host may go to `to`; else why not: going below the newest release it accepted
+// needs the pointer to be a rollback to `to` signed by a trusted key.
+std::string Watchdog::refuses_going_back(const std::string& to) const {
+  if (!cfg_.trust.signed_mode() || st_.newest.empty() || compare_versions(to, st_.newest) >= 0) return "";
+  if (last_pointer_.action == "rollback" && last_pointer_.release_for(cfg_.host) == to &&
+      pointer_signed_by_trusted(last_pointer_, cfg_.trust))
+    return "";
+  return fmt::format("refusing to go back from {} (newest accepted here) to {}: {} is not a rollback "
+                     "signed by a trusted key",
+                     st_.newest, to, share_.pointer_path());
+}
+
+// Switch `d` changes none of this host's modules: keep the agent, move the bookkeeping.
+void Watchdog::switch_modules_unchanged(const Decision& d) {
+  const std::string &from = d.from, &to = d.to;
+  if (st_.runs_from.empty()) st_.runs_from = from;
+  st_.previous = from;
+  st_.running = to;
+  st_.cls = pending_cls_;
+  st_.modules = pending_mods_;
+  pending_.clear();
+  st_.failed_gen = 0;
+  st_.held_gen = 0;
+  st_.held_since_ms = 0;
+  if (st_.newest.empty() || compare_versions(to, st_.newest) > 0) st_.newest = to;
+  set_state("running", d.generation, fmt::format("modules unchanged; agent not restarted (runs from {})", st_.runs_from));
+  log(LogLevel::Info, fmt::format("{}: {} -> {}: {}", cfg_.host, from, to, st_.reason));
+  publish_status(true);
+  save_state();
+}
+
+// How the configuration goes from `from` to `to`, read from the share under its deadline.
+Result<ReconfigPlan> Watchdog::read_reconfig_plan(const std::string& from, const std::string& to) {
+  std::string t;
+  auto got = share_call<Result<ReconfigPlan>>(
+      [this, cfg = cfg_, from, to] { return plan_reconfig(share_, cfg, from, to); }, cfg_.share_timeout_ms, &t);
+  if (!got) {
+    note_share_error(t);
+    return err(Exit::Share, "reading the reconfig script: " + t);
+  }
+  return std::move(*got);
+}
+
+// Puts back the configuration kept under `to_old` (the start of `failed` did not work). Best
+// effort: the old release is started either way, and a failure here shows in its own start.
+void Watchdog::restore_config(const std::string& failed, const std::string& to_old) {
+  ReconfigPlan back;
+  back.kind = ReconfigPlan::Restore;
+  back.from = failed;
+  back.to = to_old;
+  back.backup_source = backup_path(cfg_, to_old);
+  (void)apply_reconfig(cfg_, back, false);
+}
+
 void Watchdog::do_switch(const Decision& d) {
   std::string from = d.from, to = d.to;
   // A stop begun by an earlier pass of this switch goes on first; the switch proper (checks
@@ -232,26 +303,8 @@ void Watchdog::do_switch(const Decision& d) {
   log(LogLevel::Info, fmt::format("{}: switching {} -> {} (generation {}{})", cfg_.host, from.empty() ? "-" : from, to,
                                   d.generation, prep ? "; prepared while stopped" : ""));
   std::string why;
-  auto fail = [&](const std::string& reason) {
-    log(LogLevel::Error, fmt::format("{}: switch {} -> {} failed: {}", cfg_.host, from.empty() ? "-" : from, to, reason));
-    st_.failed_gen = d.generation;
-    if (!from.empty() && !ctl_->up(st_)) {
-      std::string w2;
-      if (!start_agent(from, &w2))
-        log(LogLevel::Error, fmt::format("{}: could not restart {} either: {}", cfg_.host, from, w2));
-      else
-        log(LogLevel::Info, fmt::format("{}: kept on {}", cfg_.host, from));
-    }
-    set_state("failed", d.generation, reason);
-    publish_status(true);
-    save_state();
-  };
-  if (cfg_.trust.signed_mode() && !st_.newest.empty() && compare_versions(to, st_.newest) < 0 &&
-      !(last_pointer_.action == "rollback" && last_pointer_.release_for(cfg_.host) == to &&
-        pointer_signed_by_trusted(last_pointer_, cfg_.trust)))
-    return fail(fmt::format("refusing to go back from {} (newest accepted here) to {}: {} is not a rollback "
-                            "signed by a trusted key",
-                            st_.newest, to, share_.pointer_path()));
+  auto fail = [&](const std::string& reason) { switch_failed(d, reason); };
+  if (auto no = refuses_going_back(to); !no.empty()) return fail(no);
   if (prep) {
     pending_ = to;
     pending_cls_ = prep->cls;
@@ -265,36 +318,12 @@ void Watchdog::do_switch(const Decision& d) {
     pending_mods_ = mods;
   }
   if (!verify(to, &why, prep.has_value())) return fail(why);
-  if (unchanged_for(to)) {
-    // Same module hashes for this host: keep the agent, move the bookkeeping.
-    if (st_.runs_from.empty()) st_.runs_from = from;
-    st_.previous = from;
-    st_.running = to;
-    st_.cls = pending_cls_;
-    st_.modules = pending_mods_;
-    pending_.clear();
-    st_.failed_gen = 0;
-    st_.held_gen = 0;
-    st_.held_since_ms = 0;
-    if (st_.newest.empty() || compare_versions(to, st_.newest) > 0) st_.newest = to;
-    set_state("running", d.generation, fmt::format("modules unchanged; agent not restarted (runs from {})", st_.runs_from));
-    log(LogLevel::Info, fmt::format("{}: {} -> {}: {}", cfg_.host, from, to, st_.reason));
-    publish_status(true);
-    save_state();
-    return;
-  }
+  if (unchanged_for(to)) return switch_modules_unchanged(d);
   ReconfigPlan plan;
   if (prep) {
     plan = prep->plan;
   } else {
-    std::string t;
-    auto got = share_call<Result<ReconfigPlan>>(
-        [this, cfg = cfg_, from, to] { return plan_reconfig(share_, cfg, from, to); }, cfg_.share_timeout_ms, &t);
-    if (!got) {
-      note_share_error(t);
-      return fail("reading the reconfig script: " + t);
-    }
-    Result<ReconfigPlan> p = std::move(*got);
+    auto p = read_reconfig_plan(from, to);
     if (!p) return fail(p.error().msg);
     plan = *p;
   }
@@ -326,14 +355,7 @@ void Watchdog::do_switch(const Decision& d) {
     st_.cls = old_cls;
     st_.modules = old_mods;
     // Put the old configuration back before restarting the old release.
-    if (!from.empty() && plan.kind != ReconfigPlan::Nothing) {
-      ReconfigPlan back;
-      back.kind = ReconfigPlan::Restore;
-      back.from = to;
-      back.to = from;
-      back.backup_source = backup_path(cfg_, from);
-      (void)apply_reconfig(cfg_, back, false);
-    }
+    if (!from.empty() && plan.kind != ReconfigPlan::Nothing) restore_config(to, from);
     return fail("starting " + to + ": " + why);
   }
   log(LogLevel::Info, fmt::format("{}: started {}", cfg_.host, to));

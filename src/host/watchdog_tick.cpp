@@ -37,23 +37,9 @@ void Watchdog::start_again(Decision& d, const Observation& obs) {
   else set_state("starting", d.generation ? d.generation : st_.status_gen, "");
 }
 
-// One pass of observe -> decide -> act. Returns the decision taken.
-Decision Watchdog::tick(bool first) {
-  idle_ = false;
-  bool agent_up = ctl_->up(st_);
-  if (!opt_.daemon && !agent_up) notice_cron_agent_exit();
-  // What the status says about this host's configuration (checks, poll, class...) changed
-  // (a reload, an edited file before a cron tick): say so now, not at the next heartbeat.
-  if (status_conf() != st_.published_conf) status_dirty_ = true;
-  bool heartbeat_due = boot_ms() - st_.last_pointer_ms >= cfg_.heartbeat_interval_ms;
-  // One heartbeat = one pointer read and one status write, in the same tick (so that an idle
-  // cron tick writes either nothing or both, never one now and the other at the next tick).
-  if (heartbeat_due) status_dirty_ = true;
-  // While the share is down, only a full look (pointer, and the share's format file when
-  // there is no pointer) says it is back: the marker alone would, in an empty mountpoint.
-  bool want_pointer = first || force_pointer_ || st_.held_gen > 0 || !agent_up || heartbeat_due || share_down_;
-  Observation obs = observe(want_pointer);
-  if (!obs.share_ok && obs.garbled) {
+// The share did not answer, or one file on it is malformed: keep the agent as it is.
+Decision Watchdog::tick_without_share(const Observation& obs, bool agent_up) {
+  if (obs.garbled) {
     // The share answers; one file is malformed (or caught mid-replace). Keep the agent as
     // it is, keep the heartbeat going, try again next poll.
     if (obs.share_error != garbled_logged_) {
@@ -65,36 +51,52 @@ Decision Watchdog::tick(bool first) {
     return decide(obs, view(agent_up));
   }
   garbled_logged_.clear();
-  if (!obs.share_ok) {
-    note_share_error(obs.share_error);
-    start_from_local_copy();
-    save_state();
-    return decide(obs, view());
+  note_share_error(obs.share_error);
+  start_from_local_copy();
+  save_state();
+  return decide(obs, view());
+}
+
+// Decision Hold: a marker names this host; stop (or say its modules do not change).
+void Watchdog::hold(const Decision& d) {
+  if (st_.held_gen != d.generation) {
+    log(LogLevel::Info, fmt::format("{}: marker seen: {}", cfg_.host, d.why));
+    prepared_ = {};  // a new push: prepared anew, from the share as it is now
+    prepare_tried_.clear();
+    st_.held_gen = d.generation;
+    st_.held_since_ms = 0;
   }
-  note_share_ok();
-  force_pointer_ = false;
-  if (obs.marker) lease_ms_ = obs.marker->lease_ms;
-  Decision d = decide(obs, view(agent_up));
-  if (host::stopping(st_.lc.phase) && d.kind != Decision::Hold && d.kind != Decision::Switch)
-    d = finish_unwanted_stop(obs);
+  if (!host::stopping(st_.lc.phase) && unchanged_for(d.to)) {
+    set_state("unchanged", d.generation, fmt::format("modules of {} unchanged for this host; not restarted", d.to));
+    return;
+  }
+  if (advance_stop(d.why, d.generation)) set_state("stopped", d.generation, d.why);
+}
+
+// Decision Keep: nothing to switch; the chores of a steady host.
+void Watchdog::keep(const Observation& obs, bool agent_up, bool heartbeat_due) {
+  if (obs.pointer && st_.held_gen && obs.pointer->generation >= st_.held_gen) {
+    st_.held_gen = 0;
+    st_.held_since_ms = 0;
+  }
+  if (heartbeat_due && !obs.marker) flush_backup();
+  // (a cron tick makes it at the tick after the one that started the agent)
+  if (copy_due() && boot_ms() >= cache_at_ms_ && !obs.marker && agent_up && st_.state == "running")
+    cache_release(st_.running);
+  // (A note that the agent runs from its local copy stays until the next switch.)
+  if (agent_up && st_.state == "running" && obs.pointer)
+    set_state("running", obs.pointer->generation, starts_with(st_.reason, "started ") ? st_.reason : "");
+}
+
+// Carries out decision `d`.
+void Watchdog::act(Decision& d, const Observation& obs, bool agent_up, bool heartbeat_due) {
   switch (d.kind) {
     case Decision::NeedPointer:
       // Fast idle path: the marker is absent and nothing says the pointer moved.
       d.kind = Decision::Keep;
       break;
     case Decision::Hold:
-      if (st_.held_gen != d.generation) {
-        log(LogLevel::Info, fmt::format("{}: marker seen: {}", cfg_.host, d.why));
-        prepared_ = {};  // a new push: prepared anew, from the share as it is now
-        prepare_tried_.clear();
-        st_.held_gen = d.generation;
-        st_.held_since_ms = 0;
-      }
-      if (!host::stopping(st_.lc.phase) && unchanged_for(d.to)) {
-        set_state("unchanged", d.generation, fmt::format("modules of {} unchanged for this host; not restarted", d.to));
-        break;
-      }
-      if (advance_stop(d.why, d.generation)) set_state("stopped", d.generation, d.why);
+      hold(d);
       break;
     case Decision::WaitPointer:
       if (!st_.held_since_ms) st_.held_since_ms = boot_ms();
@@ -113,19 +115,42 @@ Decision Watchdog::tick(bool first) {
       start_again(d, obs);
       break;
     case Decision::Keep:
-      if (obs.pointer && st_.held_gen && obs.pointer->generation >= st_.held_gen) {
-        st_.held_gen = 0;
-        st_.held_since_ms = 0;
-      }
-      if (heartbeat_due && !obs.marker) flush_backup();
-      // (a cron tick makes it at the tick after the one that started the agent)
-      if (copy_due() && boot_ms() >= cache_at_ms_ && !obs.marker && agent_up && st_.state == "running")
-        cache_release(st_.running);
-      // (A note that the agent runs from its local copy stays until the next switch.)
-      if (agent_up && st_.state == "running" && obs.pointer)
-        set_state("running", obs.pointer->generation, starts_with(st_.reason, "started ") ? st_.reason : "");
+      keep(obs, agent_up, heartbeat_due);
       break;
   }
+}
+
+// After decision `d`: nothing under way here (no marker, no stop, no back-off, a settled state).
+bool Watchdog::nothing_under_way(const Decision& d, const Observation& obs) const {
+  return d.kind == Decision::Keep && !obs.marker && !share_down_ && !st_.held_gen && !st_.restart_at &&
+         st_.lc.phase == host::Phase::Steady && (st_.state == "running" || st_.state == "idle" || st_.state == "failed");
+}
+
+// One pass of observe -> decide -> act. Returns the decision taken.
+Decision Watchdog::tick(bool first) {
+  idle_ = false;
+  bool agent_up = ctl_->up(st_);
+  if (!opt_.daemon && !agent_up) notice_cron_agent_exit();
+  // What the status says about this host's configuration (checks, poll, class...) changed
+  // (a reload, an edited file before a cron tick): say so now, not at the next heartbeat.
+  if (status_conf() != st_.published_conf) status_dirty_ = true;
+  bool heartbeat_due = boot_ms() - st_.last_pointer_ms >= cfg_.heartbeat_interval_ms;
+  // One heartbeat = one pointer read and one status write, in the same tick (so that an idle
+  // cron tick writes either nothing or both, never one now and the other at the next tick).
+  if (heartbeat_due) status_dirty_ = true;
+  // While the share is down, only a full look (pointer, and the share's format file when
+  // there is no pointer) says it is back: the marker alone would, in an empty mountpoint.
+  bool want_pointer = first || force_pointer_ || st_.held_gen > 0 || !agent_up || heartbeat_due || share_down_;
+  Observation obs = observe(want_pointer);
+  if (!obs.share_ok) return tick_without_share(obs, agent_up);
+  garbled_logged_.clear();
+  note_share_ok();
+  force_pointer_ = false;
+  if (obs.marker) lease_ms_ = obs.marker->lease_ms;
+  Decision d = decide(obs, view(agent_up));
+  if (host::stopping(st_.lc.phase) && d.kind != Decision::Hold && d.kind != Decision::Switch)
+    d = finish_unwanted_stop(obs);
+  act(d, obs, agent_up, heartbeat_due);
   promote_if_settled();
   if (!obs.marker && heartbeat_due && d.kind == Decision::Keep) deliver_spool();
   publish_status(false);
@@ -136,8 +161,7 @@ Decision Watchdog::tick(bool first) {
   // master has switched the pointer (see held_poll_ms()).
   fast_poll_ = obs.marker && !obs.marker_lapsed;
   // Nothing under way: until the next heartbeat, polls only need to look for the marker.
-  idle_ = d.kind == Decision::Keep && !obs.marker && !share_down_ && !st_.held_gen && !st_.restart_at &&
-          st_.lc.phase == host::Phase::Steady && (st_.state == "running" || st_.state == "idle" || st_.state == "failed");
+  idle_ = nothing_under_way(d, obs);
   return d;
 }
 
