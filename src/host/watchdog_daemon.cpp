@@ -55,42 +55,115 @@ void note_lock_holder(int fd, const char* what) {
   if (::ftruncate(fd, 0) == 0) (void)!::pwrite(fd, t.data(), t.size(), 0);
 }
 
+// The lock on <state_dir>/lock, held for the daemon's lifetime (close-on-exec: the agent does
+// not inherit it). A cron tick holding it finishes within its own time limit: wait up to a
+// minute for it. Another daemon does not finish: give up at once. Returns 0 or the exit code.
+int take_daemon_lock(const WatchdogConfig& cfg, const WatchdogRuntimeOptions& opt) {
+  ::mkdir(cfg.state_dir.c_str(), 0755);
+  std::string lock = path_join(cfg.state_dir, "lock");
+  int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (opt.log) opt.log(LogLevel::Error, fmt::format("open({}): {}", lock, errno_str(errno)));
+    return static_cast<int>(Exit::Usage);
+  }
+  int64_t until = boot_ms() + 60000;
+  bool told = false;
+  while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    std::string who = lock_holder(fd);
+    if (starts_with(who, "daemon ") || boot_ms() >= until) {
+      if (opt.log)
+        opt.log(LogLevel::Error, fmt::format("{}: {} is held by {}; one watchdog per state_dir", cfg.host, lock,
+                                             who.empty() ? std::string("another process") : who));
+      ::close(fd);
+      return static_cast<int>(Exit::Busy);
+    }
+    if (!told && opt.log)
+      opt.log(LogLevel::Warn, fmt::format("{}: waiting for {} ({} holds it)", cfg.host, lock,
+                                          who.empty() ? std::string("a cron tick") : who));
+    told = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  note_lock_holder(fd, "daemon");
+  return 0;  // fd stays open (and locked) until the process ends
+}
+
+// SIGHUP: the configuration is read again; share, host and state_dir cannot change.
+void reload_config(Watchdog& wd, const WatchdogRuntimeOptions& opt) {
+  if (!opt.reload) return;
+  auto n = opt.reload();
+  if (!n) {
+    wd.log(LogLevel::Error, "reload failed, keeping the old config: " + n.error().msg);
+  } else if (n->share != wd.cfg_.share || n->host != wd.cfg_.host || n->state_dir != wd.cfg_.state_dir) {
+    wd.log(LogLevel::Error, "reload: share, host and state_dir cannot change without a restart; kept the old config");
+  } else {
+    wd.cfg_ = *n;
+    wd.log(LogLevel::Info, "config reloaded");
+  }
+}
+
+// How long the daemon loop may sleep: until the next tick, a restart or a start's deadline.
+// Idle, it only has to notice a probe stuck on a hung mount (share_timeout) and keep
+// systemd's watchdog fed; otherwise it wakes at least once a second.
+int64_t daemon_wait_ms(const Watchdog& wd, const WatchdogRuntimeOptions& opt, int64_t next_tick) {
+  int64_t wait = std::max<int64_t>(0, next_tick - boot_ms());
+  if (wd.st_.restart_at) wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd.st_.restart_at - boot_ms()));
+  if (wd.st_.lc.phase == host::Phase::Starting)
+    wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd.st_.lc.deadline_ms - boot_ms()));
+  int64_t cap = wd.idle_ ? std::clamp<int64_t>(wd.cfg_.share_timeout_ms / 2, 100, 5000) : 1000;
+  if (opt.alive_interval_ms > 0) cap = std::min(cap, opt.alive_interval_ms);
+  return std::min<int64_t>(wait, cap);
+}
+
+// SIGTERM/SIGINT: the watchdog shuts down (returns true: the daemon exits). SIGHUP: reload,
+// forget crashes, look at the pointer now.
+bool on_signals(Watchdog& wd, const WatchdogRuntimeOptions& opt, const std::vector<int>& sigs, int64_t& next_tick) {
+  for (int sig : sigs) {
+    if (sig == SIGTERM || sig == SIGINT) {
+      wd.shutdown();
+      wd.log(LogLevel::Info, fmt::format("{}: watchdog exiting ({})", wd.cfg_.host, signal_name(sig)));
+      return true;
+    }
+    if (sig == SIGHUP) {
+      reload_config(wd, opt);
+      wd.st_.gave_up = false;
+      wd.st_.crashes.clear();
+      wd.force_pointer_ = true;
+      next_tick = boot_ms();
+    }
+  }
+  return false;
+}
+
+// After a tick: when the next one is due; idle, the share worker probes for the marker
+// meanwhile and wakes the loop through wake_fd.
+int64_t schedule_next_tick(Watchdog& wd, const std::function<bool()>& probe, int wake_fd) {
+  int64_t now = boot_ms();
+  int64_t poll_ms = wd.cfg_.poll_interval_ms;
+  int64_t next_tick = now + (wd.fast_poll_ ? wd.held_poll_ms() : poll_ms);
+  if (wd.idle_ && wake_fd >= 0) {
+    next_tick = std::max(next_tick, wd.next_heartbeat_ms());
+    wd.worker_.set_probe(probe, poll_ms, now + poll_ms, wake_fd);
+  }
+  return next_tick;
+}
+
+// An agent that exited: handled now, and the next tick brought forward (an agent that was told
+// to go: the stop completes at once, at the next tick).
+void reap_agent(Watchdog& wd, int64_t& next_tick) {
+  auto st = wd.ctl_->reap(wd.st_);
+  if (!st) return;
+  wd.on_agent_exit(*st);
+  wd.idle_ = false;
+  wd.worker_.clear_probe();
+  next_tick = std::min(next_tick, host::stopping(wd.st_.lc.phase) ? boot_ms() : boot_ms() + wd.cfg_.poll_interval_ms);
+}
+
 }  // namespace
 
 int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
   // Two threads, little allocation: one malloc arena (no second 64 MiB arena for the worker).
   ::mallopt(M_ARENA_MAX, 1);
-  {
-    // Held for the daemon's lifetime (close-on-exec: the agent does not inherit it). A cron
-    // tick holding it finishes within its own time limit: wait up to a minute for it. Another
-    // daemon does not finish: give up at once.
-    ::mkdir(cfg.state_dir.c_str(), 0755);
-    std::string lock = path_join(cfg.state_dir, "lock");
-    int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      if (opt.log) opt.log(LogLevel::Error, fmt::format("open({}): {}", lock, errno_str(errno)));
-      return static_cast<int>(Exit::Usage);
-    }
-    int64_t until = boot_ms() + 60000;
-    bool told = false;
-    while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      std::string who = lock_holder(fd);
-      if (starts_with(who, "daemon ") || boot_ms() >= until) {
-        if (opt.log)
-          opt.log(LogLevel::Error, fmt::format("{}: {} is held by {}; one watchdog per state_dir", cfg.host, lock,
-                                               who.empty() ? std::string("another process") : who));
-        ::close(fd);
-        return static_cast<int>(Exit::Busy);
-      }
-      if (!told && opt.log)
-        opt.log(LogLevel::Warn, fmt::format("{}: waiting for {} ({} holds it)", cfg.host, lock,
-                                            who.empty() ? std::string("a cron tick") : who));
-      told = true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    note_lock_holder(fd, "daemon");
-    (void)fd;  // kept open (and locked) until the process ends
-  }
+  if (int rc = take_daemon_lock(cfg, opt); rc != 0) return rc;
   int sigfd = install_signal_pipe();
   auto wd = std::make_unique<Watchdog>(cfg, opt);
   if (auto s = wd->load_state(); !s) {
@@ -112,7 +185,6 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
   while (true) {
     if (opt.on_alive) opt.on_alive();
     int64_t now = boot_ms();
-    int64_t poll_ms = wd->cfg_.poll_interval_ms;
     bool probe_stuck = wd->idle_ && wd->worker_.busy_for_ms() > wd->cfg_.share_timeout_ms;
     if (now >= next_tick || woken || probe_stuck) {
       woken = false;
@@ -120,12 +192,7 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
       wd->tick(first);
       if (first && opt.on_ready) opt.on_ready();
       first = false;
-      now = boot_ms();
-      next_tick = now + (wd->fast_poll_ ? wd->held_poll_ms() : poll_ms);
-      if (wd->idle_ && wake_fd >= 0) {
-        next_tick = std::max(next_tick, wd->next_heartbeat_ms());
-        wd->worker_.set_probe(probe, poll_ms, now + poll_ms, wake_fd);
-      }
+      next_tick = schedule_next_tick(*wd, probe, wake_fd);
       if (wd->idle_ && !was_idle) shed_startup_memory();  // after start-up, and after each switch
       was_idle = wd->idle_;
     }
@@ -136,16 +203,8 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
     }
     // A drain or a stop under way is looked at again at its deadline at the latest.
     if (host::stopping(wd->st_.lc.phase)) next_tick = std::min(next_tick, wd->st_.lc.deadline_ms);
-    int64_t wait = std::max<int64_t>(0, next_tick - boot_ms());
-    if (wd->st_.restart_at) wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd->st_.restart_at - boot_ms()));
-    if (wd->st_.lc.phase == host::Phase::Starting)
-      wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd->st_.lc.deadline_ms - boot_ms()));
     pollfd pf[2] = {{sigfd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
-    // Idle, this thread only has to notice a probe stuck on a hung mount (share_timeout) and
-    // keep systemd's watchdog fed; otherwise it wakes at least once a second.
-    int64_t cap = wd->idle_ ? std::clamp<int64_t>(wd->cfg_.share_timeout_ms / 2, 100, 5000) : 1000;
-    if (opt.alive_interval_ms > 0) cap = std::min(cap, opt.alive_interval_ms);
-    int ready = ::poll(pf, wake_fd >= 0 ? 2 : 1, static_cast<int>(std::min<int64_t>(wait, cap)));
+    int ready = ::poll(pf, wake_fd >= 0 ? 2 : 1, static_cast<int>(daemon_wait_ms(*wd, opt, next_tick)));
     std::vector<int> sigs;
     if (ready > 0 && (pf[0].revents & POLLIN)) sigs = read_signals(sigfd);
     if (ready > 0 && wake_fd >= 0 && (pf[1].revents & POLLIN)) {
@@ -153,38 +212,11 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
       (void)!::read(wake_fd, &n, sizeof n);
       woken = true;
     }
-    for (int sig : sigs) {
-      if (sig == SIGTERM || sig == SIGINT) {
-        wd->shutdown();
-        wd->log(LogLevel::Info, fmt::format("{}: watchdog exiting ({})", cfg.host, signal_name(sig)));
-        (void)wd.release();  // a share call stuck in the kernel may still hold it; the process ends now
-        return 0;
-      }
-      if (sig == SIGHUP) {
-        if (opt.reload) {
-          auto n = opt.reload();
-          if (!n) {
-            wd->log(LogLevel::Error, "reload failed, keeping the old config: " + n.error().msg);
-          } else if (n->share != wd->cfg_.share || n->host != wd->cfg_.host || n->state_dir != wd->cfg_.state_dir) {
-            wd->log(LogLevel::Error, "reload: share, host and state_dir cannot change without a restart; kept the old config");
-          } else {
-            wd->cfg_ = *n;
-            wd->log(LogLevel::Info, "config reloaded");
-          }
-        }
-        wd->st_.gave_up = false;
-        wd->st_.crashes.clear();
-        wd->force_pointer_ = true;
-        next_tick = boot_ms();
-      }
+    if (on_signals(*wd, opt, sigs, next_tick)) {
+      (void)wd.release();  // a share call stuck in the kernel may still hold it; the process ends now
+      return 0;
     }
-    if (auto st = wd->ctl_->reap(wd->st_)) {
-      wd->on_agent_exit(*st);
-      wd->idle_ = false;
-      wd->worker_.clear_probe();
-      // (an agent that was told to go: the stop completes at once, at the next tick)
-      next_tick = std::min(next_tick, host::stopping(wd->st_.lc.phase) ? boot_ms() : boot_ms() + wd->cfg_.poll_interval_ms);
-    }
+    reap_agent(*wd, next_tick);
     wd->promote_if_settled();
   }
 }
