@@ -180,6 +180,188 @@ Result<WatchdogConfig> parse_watchdog_config_with_yaml_cpp(std::string_view yaml
 
 namespace {
 
+// The host's identity and where things are: share, host, group, class, traits, checks_dir.
+template <typename N>
+Status parse_identity(const Ctx& c, const N& root, const Map<N>& R, const std::string& path, WatchdogConfig& cfg) {
+  if (!R["share"]) return err(Exit::Usage, fmt::format("{}: missing required key 'share'", path));
+  TAKE(cfg.share, get_str(c, R["share"], "share"));
+  if (cfg.share.empty() || cfg.share[0] != '/') return c.at(R["share"], "'share' must be an absolute path");
+  while (cfg.share.size() > 1 && cfg.share.back() == '/') cfg.share.pop_back();
+  cfg.host = short_hostname();
+  if (R["host"]) TAKE(cfg.host, get_str(c, R["host"], "host"));
+  if (auto e = check_host_name(cfg.host)) return c.at(R["host"] ? R["host"] : root, "'host': " + *e);
+  if (R["group"]) {
+    TAKE(cfg.group, get_str(c, R["group"], "group"));
+    if (auto e = check_host_name(cfg.group)) return c.at(R["group"], "'group': " + *e);
+  }
+  if (R["class"]) {
+    TAKE(cfg.cls, get_str(c, R["class"], "class"));
+    if (auto e = check_host_name(cfg.cls)) return c.at(R["class"], "'class': " + *e);
+  }
+  if (R["traits"]) {
+    const auto& t = R["traits"];
+    if (!t.IsMap()) return c.at(t, "'traits' must be a mapping like {arch: aarch64, role: edge}");
+    if (auto s = check_unique_keys(c, t, " in 'traits'"); !s) return s.error();
+    for (const auto& kv : t) {
+      if (!kv.first.IsScalar() || !kv.second.IsScalar()) return c.at(kv.first, "'traits' values must be strings");
+      cfg.traits[kv.first.Scalar()] = kv.second.Scalar();
+    }
+  }
+  if (R["checks_dir"]) {
+    TAKE(cfg.checks_dir, get_str(c, R["checks_dir"], "checks_dir"));
+    if (cfg.checks_dir.empty() || cfg.checks_dir[0] != '/') return c.at(R["checks_dir"], "'checks_dir' must be an absolute path");
+  }
+  return ok_status();
+}
+
+// Timers and the state directory.
+template <typename N>
+Status parse_timing(const Ctx& c, const N& root, const Map<N>& R, WatchdogConfig& cfg) {
+  if (R["poll_interval"]) TAKE(cfg.poll_interval_ms, get_dur(c, R["poll_interval"], "poll_interval"));
+  if (R["heartbeat_interval"])
+    TAKE(cfg.heartbeat_interval_ms, get_dur(c, R["heartbeat_interval"], "heartbeat_interval"));
+  if (R["share_timeout"]) TAKE(cfg.share_timeout_ms, get_dur(c, R["share_timeout"], "share_timeout"));
+  if (R["state_dir"]) TAKE(cfg.state_dir, get_str(c, R["state_dir"], "state_dir"));
+  if (R["verify_before_start"])
+    TAKE(cfg.verify_before_start, get_bool(c, R["verify_before_start"], "verify_before_start"));
+  auto node = [&](const char* k) { return R[k] ? R[k] : root; };
+  if (cfg.state_dir.empty() || cfg.state_dir[0] != '/')
+    return c.at(node("state_dir"), "'state_dir' must be an absolute path on local disk");
+  if (starts_with(cfg.state_dir + "/", cfg.share + "/"))
+    return c.at(node("state_dir"), "'state_dir' must be local, not inside the share");
+  if (cfg.poll_interval_ms < 50) return c.at(node("poll_interval"), "'poll_interval' must be at least 50ms");
+  if (cfg.share_timeout_ms < 100) return c.at(node("share_timeout"), "'share_timeout' must be at least 100ms");
+  if (cfg.heartbeat_interval_ms < cfg.poll_interval_ms) cfg.heartbeat_interval_ms = cfg.poll_interval_ms;
+  return ok_status();
+}
+
+// Signatures: trusted keys are loaded now so a bad key file is a config error.
+template <typename N>
+Status parse_trust(const Ctx& c, const Map<N>& R, WatchdogConfig& cfg) {
+  if (R["trusted_keys"]) {
+    const auto& tk = R["trusted_keys"];
+    if (!tk.IsSequence()) return c.at(tk, "'trusted_keys' must be a list of public key files");
+    for (const auto& k : tk) {
+      if (!k.IsScalar()) return c.at(k, "'trusted_keys' entries must be file paths");
+      auto pk = load_public_key(k.Scalar());
+      if (!pk) return c.at(k, "trusted_keys: " + pk.error().msg);
+      cfg.trust.trusted.push_back(*pk);
+      cfg.trusted_key_paths.push_back(k.Scalar());
+    }
+  }
+  if (R["revoked_keys"]) {
+    const auto& rk = R["revoked_keys"];
+    if (!rk.IsSequence()) return c.at(rk, "'revoked_keys' must be a list of key ids or public key files");
+    for (const auto& k : rk) {
+      if (!k.IsScalar()) return c.at(k, "'revoked_keys' entries must be key ids or file paths");
+      const std::string& v = k.Scalar();
+      if (v.size() == 16 && v.find_first_not_of("0123456789abcdef") == std::string::npos) {
+        cfg.trust.revoked.insert(v);
+      } else {
+        auto pk = load_public_key(v);
+        if (!pk) return c.at(k, "revoked_keys: " + pk.error().msg);
+        cfg.trust.revoked.insert(pk->id);
+      }
+    }
+  }
+  cfg.trust.allow_unsigned = cfg.trust.trusted.empty();
+  if (R["allow_unsigned"]) TAKE(cfg.trust.allow_unsigned, get_bool(c, R["allow_unsigned"], "allow_unsigned"));
+  if (!cfg.trust.allow_unsigned && cfg.trust.trusted.empty())
+    return c.at(R["allow_unsigned"], "allow_unsigned: false needs at least one key in 'trusted_keys'");
+  return ok_status();
+}
+
+template <typename N>
+Result<int> signal_of(const Ctx& c, const N& n, const std::string& key) {
+  std::string s;
+  TAKE(s, get_str(c, n, key));
+  int v = parse_signal(s);
+  if (v == 0) return c.at(n, fmt::format("'{}': unknown signal '{}'", key, s));
+  return v;
+}
+
+template <typename N>
+Status parse_drain(const Ctx& c, const N& d, AgentConfig& ag) {
+  if (!d.IsMap()) return c.at(d, "'agent.drain' must be a mapping: {signal: USR1, timeout: 60s} or {command: [...]}");
+  const Map<N> D(d);
+  if (auto s = check_keys(c, d, {"signal", "command", "timeout"}, " in 'agent.drain'"); !s) return s.error();
+  if (D["signal"]) TAKE(ag.drain_signal, signal_of(c, D["signal"], "agent.drain.signal"));
+  if (D["command"]) TAKE(ag.drain_command, get_argv(c, D["command"], "agent.drain.command"));
+  if ((ag.drain_signal != 0) == !ag.drain_command.empty())
+    return c.at(d, "'agent.drain' needs exactly one of 'signal' or 'command'");
+  if (D["timeout"]) TAKE(ag.drain_timeout_ms, get_dur(c, D["timeout"], "agent.drain.timeout"));
+  return ok_status();
+}
+
+template <typename N>
+Status parse_health(const Ctx& c, const N& h, AgentConfig& ag) {
+  if (!h.IsMap()) return c.at(h, "'agent.health' must be a mapping: {command: [bin/healthcheck], timeout: 20s}");
+  const Map<N> H(h);
+  if (auto s = check_keys(c, h, {"command", "timeout"}, " in 'agent.health'"); !s) return s.error();
+  if (!H["command"]) return c.at(h, "'agent.health' needs a 'command'");
+  TAKE(ag.health_command, get_argv(c, H["command"], "agent.health.command"));
+  if (auto e = check_rel_path(ag.health_command[0]))
+    return c.at(H["command"], "agent.health.command[0] must be relative to the release directory: " + *e);
+  if (H["timeout"]) TAKE(ag.health_timeout_ms, get_dur(c, H["timeout"], "agent.health.timeout"));
+  return ok_status();
+}
+
+// Restarts and the commands of an agent run by start/stop commands.
+template <typename N>
+Status parse_agent_rest(const Ctx& c, const N& a, const Map<N>& A, AgentConfig& ag) {
+  if (A["start_grace"]) TAKE(ag.start_grace_ms, get_dur(c, A["start_grace"], "agent.start_grace"));
+  if (A["restart_window"]) TAKE(ag.restart_window_ms, get_dur(c, A["restart_window"], "agent.restart_window"));
+  if (A["restart_limit"]) {
+    std::string s;
+    TAKE(s, get_str(c, A["restart_limit"], "agent.restart_limit"));
+    auto v = parse_duration_ms(s);
+    if (s.find_first_not_of("0123456789") != std::string::npos || s.empty() || !v)
+      return c.at(A["restart_limit"], "'agent.restart_limit' must be a whole number");
+    ag.restart_limit = std::stoi(s);
+  }
+  if (A["start_command"]) TAKE(ag.start_command, get_argv(c, A["start_command"], "agent.start_command"));
+  if (A["stop_command"]) TAKE(ag.stop_command, get_argv(c, A["stop_command"], "agent.stop_command"));
+  if (A["status_command"]) TAKE(ag.status_command, get_argv(c, A["status_command"], "agent.status_command"));
+  if (ag.start_command.empty() != ag.stop_command.empty())
+    return c.at(a, "'agent.start_command' and 'agent.stop_command' go together: give both or neither");
+  return ok_status();
+}
+
+template <typename N>
+Status parse_agent(const Ctx& c, const N& a, AgentConfig& ag) {
+  if (!a.IsMap()) return c.at(a, "'agent' must be a mapping");
+  const Map<N> A(a);
+  if (auto s = check_keys(c, a,
+                          {"command", "config", "stop_signal", "stop_timeout", "start_command", "stop_command",
+                           "status_command", "restart_limit", "restart_window", "reconfig_timeout", "start_grace",
+                           "acting_signal", "drain", "health"},
+                          " in 'agent'"); !s)
+    return s.error();
+  if (!A["command"]) return c.at(a, "'agent' needs a 'command' list");
+  TAKE(ag.command, get_argv(c, A["command"], "agent.command"));
+  if (auto e = check_rel_path(ag.command[0]))
+    return c.at(A["command"], "agent.command[0] must be a path relative to the release directory: " + *e);
+  if (A["config"]) {
+    TAKE(ag.config, get_str(c, A["config"], "agent.config"));
+    if (ag.config.empty() || ag.config[0] != '/') return c.at(A["config"], "'agent.config' must be an absolute path");
+  }
+  if (A["stop_signal"]) {
+    std::string s;
+    TAKE(s, get_str(c, A["stop_signal"], "agent.stop_signal"));
+    ag.stop_signal = parse_signal(s);
+    if (ag.stop_signal == 0) return c.at(A["stop_signal"], fmt::format("unknown signal '{}'", s));
+  }
+  if (A["stop_timeout"]) TAKE(ag.stop_timeout_ms, get_dur(c, A["stop_timeout"], "agent.stop_timeout"));
+  if (A["reconfig_timeout"])
+    TAKE(ag.reconfig_timeout_ms, get_dur(c, A["reconfig_timeout"], "agent.reconfig_timeout"));
+  if (A["acting_signal"]) TAKE(ag.acting_signal, signal_of(c, A["acting_signal"], "agent.acting_signal"));
+  if (A["drain"])
+    if (auto s = parse_drain(c, A["drain"], ag); !s) return s.error();
+  if (A["health"])
+    if (auto s = parse_health(c, A["health"], ag); !s) return s.error();
+  return parse_agent_rest(c, a, A, ag);
+}
+
 template <typename N>
 Result<WatchdogConfig> build_watchdog_config(const N& root, const std::string& path) {
   Ctx c{path};
@@ -194,155 +376,12 @@ Result<WatchdogConfig> build_watchdog_config(const N& root, const std::string& p
                              "class", "traits", "checks_dir"},
                             ""); !s)
       return s.error();
-    if (!R["share"]) return err(Exit::Usage, fmt::format("{}: missing required key 'share'", path));
-    TAKE(cfg.share, get_str(c, R["share"], "share"));
-    if (cfg.share.empty() || cfg.share[0] != '/') return c.at(R["share"], "'share' must be an absolute path");
-    while (cfg.share.size() > 1 && cfg.share.back() == '/') cfg.share.pop_back();
-    cfg.host = short_hostname();
-    if (R["host"]) TAKE(cfg.host, get_str(c, R["host"], "host"));
-    if (auto e = check_host_name(cfg.host)) return c.at(R["host"] ? R["host"] : root, "'host': " + *e);
-    if (R["group"]) {
-      TAKE(cfg.group, get_str(c, R["group"], "group"));
-      if (auto e = check_host_name(cfg.group)) return c.at(R["group"], "'group': " + *e);
-    }
-    if (R["class"]) {
-      TAKE(cfg.cls, get_str(c, R["class"], "class"));
-      if (auto e = check_host_name(cfg.cls)) return c.at(R["class"], "'class': " + *e);
-    }
-    if (R["traits"]) {
-      const auto& t = R["traits"];
-      if (!t.IsMap()) return c.at(t, "'traits' must be a mapping like {arch: aarch64, role: edge}");
-      if (auto s = check_unique_keys(c, t, " in 'traits'"); !s) return s.error();
-      for (const auto& kv : t) {
-        if (!kv.first.IsScalar() || !kv.second.IsScalar()) return c.at(kv.first, "'traits' values must be strings");
-        cfg.traits[kv.first.Scalar()] = kv.second.Scalar();
-      }
-    }
-    if (R["checks_dir"]) {
-      TAKE(cfg.checks_dir, get_str(c, R["checks_dir"], "checks_dir"));
-      if (cfg.checks_dir.empty() || cfg.checks_dir[0] != '/') return c.at(R["checks_dir"], "'checks_dir' must be an absolute path");
-    }
-    if (R["poll_interval"]) TAKE(cfg.poll_interval_ms, get_dur(c, R["poll_interval"], "poll_interval"));
-    if (R["heartbeat_interval"])
-      TAKE(cfg.heartbeat_interval_ms, get_dur(c, R["heartbeat_interval"], "heartbeat_interval"));
-    if (R["share_timeout"]) TAKE(cfg.share_timeout_ms, get_dur(c, R["share_timeout"], "share_timeout"));
-    if (R["state_dir"]) TAKE(cfg.state_dir, get_str(c, R["state_dir"], "state_dir"));
-    if (R["verify_before_start"])
-      TAKE(cfg.verify_before_start, get_bool(c, R["verify_before_start"], "verify_before_start"));
-    auto node = [&](const char* k) { return R[k] ? R[k] : root; };
-    if (cfg.state_dir.empty() || cfg.state_dir[0] != '/')
-      return c.at(node("state_dir"), "'state_dir' must be an absolute path on local disk");
-    if (starts_with(cfg.state_dir + "/", cfg.share + "/"))
-      return c.at(node("state_dir"), "'state_dir' must be local, not inside the share");
-    if (cfg.poll_interval_ms < 50) return c.at(node("poll_interval"), "'poll_interval' must be at least 50ms");
-    if (cfg.share_timeout_ms < 100) return c.at(node("share_timeout"), "'share_timeout' must be at least 100ms");
-    if (cfg.heartbeat_interval_ms < cfg.poll_interval_ms) cfg.heartbeat_interval_ms = cfg.poll_interval_ms;
-
-    // Signatures: trusted keys are loaded now so a bad key file is a config error.
-    if (R["trusted_keys"]) {
-      const auto& tk = R["trusted_keys"];
-      if (!tk.IsSequence()) return c.at(tk, "'trusted_keys' must be a list of public key files");
-      for (const auto& k : tk) {
-        if (!k.IsScalar()) return c.at(k, "'trusted_keys' entries must be file paths");
-        auto pk = load_public_key(k.Scalar());
-        if (!pk) return c.at(k, "trusted_keys: " + pk.error().msg);
-        cfg.trust.trusted.push_back(*pk);
-        cfg.trusted_key_paths.push_back(k.Scalar());
-      }
-    }
-    if (R["revoked_keys"]) {
-      const auto& rk = R["revoked_keys"];
-      if (!rk.IsSequence()) return c.at(rk, "'revoked_keys' must be a list of key ids or public key files");
-      for (const auto& k : rk) {
-        if (!k.IsScalar()) return c.at(k, "'revoked_keys' entries must be key ids or file paths");
-        const std::string& v = k.Scalar();
-        if (v.size() == 16 && v.find_first_not_of("0123456789abcdef") == std::string::npos) {
-          cfg.trust.revoked.insert(v);
-        } else {
-          auto pk = load_public_key(v);
-          if (!pk) return c.at(k, "revoked_keys: " + pk.error().msg);
-          cfg.trust.revoked.insert(pk->id);
-        }
-      }
-    }
-    cfg.trust.allow_unsigned = cfg.trust.trusted.empty();
-    if (R["allow_unsigned"]) TAKE(cfg.trust.allow_unsigned, get_bool(c, R["allow_unsigned"], "allow_unsigned"));
-    if (!cfg.trust.allow_unsigned && cfg.trust.trusted.empty())
-      return c.at(R["allow_unsigned"], "allow_unsigned: false needs at least one key in 'trusted_keys'");
-
+    if (auto s = parse_identity(c, root, R, path, cfg); !s) return s.error();
+    if (auto s = parse_timing(c, root, R, cfg); !s) return s.error();
+    if (auto s = parse_trust(c, R, cfg); !s) return s.error();
     const N a = R["agent"];
     if (!a) return err(Exit::Usage, fmt::format("{}: missing required key 'agent'", path));
-    if (!a.IsMap()) return c.at(a, "'agent' must be a mapping");
-    const Map<N> A(a);
-    if (auto s = check_keys(c, a,
-                            {"command", "config", "stop_signal", "stop_timeout", "start_command", "stop_command",
-                             "status_command", "restart_limit", "restart_window", "reconfig_timeout", "start_grace",
-                             "acting_signal", "drain", "health"},
-                            " in 'agent'"); !s)
-      return s.error();
-    AgentConfig& ag = cfg.agent;
-    if (!A["command"]) return c.at(a, "'agent' needs a 'command' list");
-    TAKE(ag.command, get_argv(c, A["command"], "agent.command"));
-    if (auto e = check_rel_path(ag.command[0]))
-      return c.at(A["command"], "agent.command[0] must be a path relative to the release directory: " + *e);
-    if (A["config"]) {
-      TAKE(ag.config, get_str(c, A["config"], "agent.config"));
-      if (ag.config.empty() || ag.config[0] != '/') return c.at(A["config"], "'agent.config' must be an absolute path");
-    }
-    if (A["stop_signal"]) {
-      std::string s;
-      TAKE(s, get_str(c, A["stop_signal"], "agent.stop_signal"));
-      ag.stop_signal = parse_signal(s);
-      if (ag.stop_signal == 0) return c.at(A["stop_signal"], fmt::format("unknown signal '{}'", s));
-    }
-    if (A["stop_timeout"]) TAKE(ag.stop_timeout_ms, get_dur(c, A["stop_timeout"], "agent.stop_timeout"));
-    if (A["reconfig_timeout"])
-      TAKE(ag.reconfig_timeout_ms, get_dur(c, A["reconfig_timeout"], "agent.reconfig_timeout"));
-    auto sig_of = [&](const N& n, const std::string& key) -> Result<int> {
-      std::string s;
-      TAKE(s, get_str(c, n, key));
-      int v = parse_signal(s);
-      if (v == 0) return c.at(n, fmt::format("'{}': unknown signal '{}'", key, s));
-      return v;
-    };
-    if (A["acting_signal"]) TAKE(ag.acting_signal, sig_of(A["acting_signal"], "agent.acting_signal"));
-    if (A["drain"]) {
-      const auto& d = A["drain"];
-      if (!d.IsMap()) return c.at(d, "'agent.drain' must be a mapping: {signal: USR1, timeout: 60s} or {command: [...]}");
-      const Map<N> D(d);
-      if (auto s = check_keys(c, d, {"signal", "command", "timeout"}, " in 'agent.drain'"); !s) return s.error();
-      if (D["signal"]) TAKE(ag.drain_signal, sig_of(D["signal"], "agent.drain.signal"));
-      if (D["command"]) TAKE(ag.drain_command, get_argv(c, D["command"], "agent.drain.command"));
-      if ((ag.drain_signal != 0) == !ag.drain_command.empty())
-        return c.at(d, "'agent.drain' needs exactly one of 'signal' or 'command'");
-      if (D["timeout"]) TAKE(ag.drain_timeout_ms, get_dur(c, D["timeout"], "agent.drain.timeout"));
-    }
-    if (A["health"]) {
-      const auto& h = A["health"];
-      if (!h.IsMap()) return c.at(h, "'agent.health' must be a mapping: {command: [bin/healthcheck], timeout: 20s}");
-      const Map<N> H(h);
-      if (auto s = check_keys(c, h, {"command", "timeout"}, " in 'agent.health'"); !s) return s.error();
-      if (!H["command"]) return c.at(h, "'agent.health' needs a 'command'");
-      TAKE(ag.health_command, get_argv(c, H["command"], "agent.health.command"));
-      if (auto e = check_rel_path(ag.health_command[0]))
-        return c.at(H["command"], "agent.health.command[0] must be relative to the release directory: " + *e);
-      if (H["timeout"]) TAKE(ag.health_timeout_ms, get_dur(c, H["timeout"], "agent.health.timeout"));
-    }
-    if (A["start_grace"]) TAKE(ag.start_grace_ms, get_dur(c, A["start_grace"], "agent.start_grace"));
-    if (A["restart_window"]) TAKE(ag.restart_window_ms, get_dur(c, A["restart_window"], "agent.restart_window"));
-    if (A["restart_limit"]) {
-      std::string s;
-      TAKE(s, get_str(c, A["restart_limit"], "agent.restart_limit"));
-      auto v = parse_duration_ms(s);
-      if (s.find_first_not_of("0123456789") != std::string::npos || s.empty() || !v)
-        return c.at(A["restart_limit"], "'agent.restart_limit' must be a whole number");
-      ag.restart_limit = std::stoi(s);
-    }
-    if (A["start_command"]) TAKE(ag.start_command, get_argv(c, A["start_command"], "agent.start_command"));
-    if (A["stop_command"]) TAKE(ag.stop_command, get_argv(c, A["stop_command"], "agent.stop_command"));
-    if (A["status_command"]) TAKE(ag.status_command, get_argv(c, A["status_command"], "agent.status_command"));
-    if (ag.start_command.empty() != ag.stop_command.empty())
-      return c.at(a, "'agent.start_command' and 'agent.stop_command' go together: give both or neither");
+    if (auto s = parse_agent(c, a, cfg.agent); !s) return s.error();
   } catch (const YAML::Exception& e) {
     return err(Exit::Usage, fmt::format("{}:{}:{}: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg));
   }

@@ -172,26 +172,63 @@ Status write_backup(const WatchdogConfig& cfg, const std::string& path, std::str
   return write_local_atomic(path, content, 0600);
 }
 
+// Plan Nothing: the configuration stays; it is still kept as it was under `from`, so a
+// rollback can restore it.
+static Result<ReconfigOutcome> keep_config(const WatchdogConfig& cfg, const ReconfigPlan& plan, bool dry_run,
+                                           bool defer_backup) {
+  ReconfigOutcome out;
+  const std::string& conf = cfg.agent.config;
+  out.message = plan.describe();
+  if (dry_run || conf.empty() || plan.from.empty() || plan.from == plan.to) return out;
+  auto cur = read_local(conf);
+  if (!cur || !*cur) return out;
+  if (defer_backup) {
+    out.backup_path = backup_path(cfg, plan.from);
+    out.backup = std::move(**cur);
+  } else if (auto s = write_backup(cfg, backup_path(cfg, plan.from), **cur); !s) {
+    return s.error();
+  }
+  return out;
+}
+
+// Runs the release's reconfig script on the candidate copy `tmp` of the configuration.
+static Status run_reconfig_script(const WatchdogConfig& cfg, const ReconfigPlan& plan, const std::string& tmp) {
+  const std::string& conf = cfg.agent.config;
+  SpawnSpec s;
+  s.argv = {plan.local_script};
+  s.env = {{"NFSUP_HOST", cfg.host},
+           {"NFSUP_FROM_VERSION", plan.from},
+           {"NFSUP_TO_VERSION", plan.to},
+           {"NFSUP_CONFIG", tmp},
+           {"NFSUP_ORIGINAL_CONFIG", conf}};
+  s.cwd = cfg.state_dir;
+  auto r = run_with_timeout(s, cfg.agent.reconfig_timeout_ms);
+  if (!r) return r.error();
+  if (!r->timed_out && r->exit_code == 0) return ok_status();
+  std::string last;
+  for (const auto& l : split(r->output, '\n'))
+    if (!l.empty()) last = l;
+  std::string why = r->timed_out ? fmt::format("timed out after {}", format_duration_ms(cfg.agent.reconfig_timeout_ms))
+                    : r->signal ? fmt::format("killed by {}", signal_name(r->signal))
+                                : fmt::format("exit code {}", r->exit_code);
+  return err(Exit::Failed, fmt::format("reconfig script of {} failed ({}){}{}; {} left unchanged", plan.to, why,
+                                       last.empty() ? "" : ": ", last, conf));
+}
+
+// Makes `tmp` the new configuration: the backup it is restored from, or the script's output.
+static Status make_candidate(const WatchdogConfig& cfg, const ReconfigPlan& plan, const std::string& tmp,
+                             uint32_t mode) {
+  if (plan.kind != ReconfigPlan::Restore) return run_reconfig_script(cfg, plan, tmp);
+  auto b = read_local(plan.backup_source);
+  if (!b || !*b) return err(Exit::Failed, fmt::format("{}: cannot read the backup", plan.backup_source));
+  return write_local_atomic(tmp, **b, mode);
+}
+
 Result<ReconfigOutcome> apply_reconfig(const WatchdogConfig& cfg, const ReconfigPlan& plan, bool dry_run,
                                        bool defer_backup) {
   ReconfigOutcome out;
   const std::string& conf = cfg.agent.config;
-  if (plan.kind == ReconfigPlan::Nothing) {
-    out.message = plan.describe();
-    if (!dry_run && !conf.empty() && !plan.from.empty() && plan.from != plan.to) {
-      // Still keep the configuration as it was under `from`, so a rollback can restore it.
-      auto cur = read_local(conf);
-      if (cur && *cur) {
-        if (defer_backup) {
-          out.backup_path = backup_path(cfg, plan.from);
-          out.backup = std::move(**cur);
-        } else if (auto s = write_backup(cfg, backup_path(cfg, plan.from), **cur); !s) {
-          return s.error();
-        }
-      }
-    }
-    return out;
-  }
+  if (plan.kind == ReconfigPlan::Nothing) return keep_config(cfg, plan, dry_run, defer_backup);
   struct stat st{};
   if (::stat(conf.c_str(), &st) != 0)
     return err(Exit::Failed, fmt::format("{}: {}", conf, errno_str(errno)));
@@ -205,41 +242,9 @@ Result<ReconfigOutcome> apply_reconfig(const WatchdogConfig& cfg, const Reconfig
   auto drop = [&]() { ::unlink(tmp.c_str()); };
   if (auto s = write_local_atomic(tmp, **current, mode); !s) return s.error();
 
-  if (plan.kind == ReconfigPlan::Restore) {
-    auto b = read_local(plan.backup_source);
-    if (!b || !*b) {
-      drop();
-      return err(Exit::Failed, fmt::format("{}: cannot read the backup", plan.backup_source));
-    }
-    if (auto s = write_local_atomic(tmp, **b, mode); !s) {
-      drop();
-      return s.error();
-    }
-  } else {
-    SpawnSpec s;
-    s.argv = {plan.local_script};
-    s.env = {{"NFSUP_HOST", cfg.host},
-             {"NFSUP_FROM_VERSION", plan.from},
-             {"NFSUP_TO_VERSION", plan.to},
-             {"NFSUP_CONFIG", tmp},
-             {"NFSUP_ORIGINAL_CONFIG", conf}};
-    s.cwd = cfg.state_dir;
-    auto r = run_with_timeout(s, cfg.agent.reconfig_timeout_ms);
-    if (!r) {
-      drop();
-      return r.error();
-    }
-    if (r->timed_out || r->exit_code != 0) {
-      drop();
-      std::string last;
-      for (const auto& l : split(r->output, '\n'))
-        if (!l.empty()) last = l;
-      std::string why = r->timed_out ? fmt::format("timed out after {}", format_duration_ms(cfg.agent.reconfig_timeout_ms))
-                        : r->signal ? fmt::format("killed by {}", signal_name(r->signal))
-                                    : fmt::format("exit code {}", r->exit_code);
-      return err(Exit::Failed, fmt::format("reconfig script of {} failed ({}){}{}; {} left unchanged", plan.to, why,
-                                           last.empty() ? "" : ": ", last, conf));
-    }
+  if (auto s = make_candidate(cfg, plan, tmp, mode); !s) {
+    drop();
+    return s.error();
   }
   auto after = read_local(tmp);
   if (!after || !*after) {

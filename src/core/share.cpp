@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <set>
 
+#include "crypto.h"
 #include "hash.h"
 
 namespace nfsup {
@@ -87,7 +88,23 @@ std::string pack_marker(const Marker& m) {
   r.add("strategy", {m.strategy});
   if (m.targets) r.add("targets", *m.targets);
   if (m.phase != "stop") r.add("phase", {m.phase});
+  std::string text = pack_record(r);
+  if (!m.signer) return text;
+  auto sig = sign_data(*m.signer, text);
+  if (!sig) return text;
+  r.add("sig", {m.signer->id, *sig});
   return pack_record(r);
+}
+
+std::string marker_signing_bytes(std::string_view text) {
+  std::string out;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl == std::string_view::npos ? text.size() : nl + 1);
+    text.remove_prefix(line.size());
+    if (!starts_with(line, "sig ")) out += line;
+  }
+  return out;
 }
 
 #define TRY_ASSIGN(dst, expr)        \
@@ -99,6 +116,26 @@ std::string pack_marker(const Marker& m) {
 
 static Error bad_value(std::string_view what, std::string_view key, const std::string& why) {
   return err(Exit::Integrity, fmt::format("{}: {}: {}", what, key, why));
+}
+
+// The marker's repeated lines: its targets and its signatures.
+static Status unpack_marker_lists(const Record& rec, const RecordReader& rd, std::string_view text, Marker& m) {
+  for (const auto& l : rec.lines) {
+    if (l.key == "sig") {
+      if (l.args.size() != 2 || l.args[0].size() != 16 || l.args[1].size() != 128)
+        return rd.bad(l, "sig needs: key-id (16 hex) signature (128 hex)");
+      m.sigs.emplace_back(l.args[0], l.args[1]);
+      continue;
+    }
+    if (l.key != "targets") continue;
+    if (m.targets) return rd.bad(l, "targets listed twice");
+    if (l.args.size() > 100000) return rd.bad(l, "too many targets");
+    for (const auto& h : l.args)
+      if (auto e = check_host_name(h)) return rd.bad(l, "targets: " + *e);
+    m.targets = l.args;
+  }
+  if (!m.sigs.empty()) m.signed_bytes = marker_signing_bytes(text);
+  return ok_status();
 }
 
 Result<Marker> unpack_marker(std::string_view text, std::string_view what) {
@@ -119,14 +156,7 @@ Result<Marker> unpack_marker(std::string_view text, std::string_view what) {
   TRY_ASSIGN(m.renewal, rd.num("renewal"));
   m.started = undash(rd.str_or("started", "-"));
   m.strategy = rd.str_or("strategy", "all-at-once");
-  for (const auto& l : rec->lines) {
-    if (l.key != "targets") continue;
-    if (m.targets) return rd.bad(l, "targets listed twice");
-    if (l.args.size() > 100000) return rd.bad(l, "too many targets");
-    for (const auto& h : l.args)
-      if (auto e = check_host_name(h)) return rd.bad(l, "targets: " + *e);
-    m.targets = l.args;
-  }
+  if (auto s = unpack_marker_lists(*rec, rd, text, m); !s) return s.error();
   if (m.strategy != "all-at-once" && m.strategy != "rolling") return bad_value(what, "strategy", "unknown strategy");
   m.phase = rd.str_or("phase", "stop");
   if (m.phase != "stop" && m.phase != "vote") return bad_value(what, "phase", "must be vote or stop");
@@ -215,11 +245,27 @@ std::string pack_status(const HostStatus& s) {
   if (s.poll_ms > 0) r.add("poll", {std::to_string(s.poll_ms)});
   if (!s.checks.empty()) r.add("checks", {s.checks});
   if (!s.watchdog_version.empty()) r.add("watchdog_version", {s.watchdog_version});
+  if (!s.keys.empty()) r.add("keys", s.keys);
   return pack_record(r);
 }
 
 static const char* kStates[] = {"idle", "starting", "running", "stopping", "stopped", "failed", "draining", "voting",
                                 "unchanged"};
+
+static bool is_key_id(const std::string& id) {
+  return id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) { return isxdigit(static_cast<unsigned char>(c)); });
+}
+
+// The `keys` line of a status: the ids of the keys the host trusts.
+static Status unpack_status_keys(const Record& rec, const RecordReader& rd, HostStatus& s) {
+  for (const auto& l : rec.lines) {
+    if (l.key != "keys") continue;
+    if (l.args.size() > 1000 || !std::all_of(l.args.begin(), l.args.end(), is_key_id))
+      return rd.bad(l, "keys needs: key ids (16 hex each)");
+    s.keys = l.args;
+  }
+  return ok_status();
+}
 
 Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
   auto rec = unpack_record(text, "status", kFormatVersion, what);
@@ -250,6 +296,7 @@ Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
       return rd.bad(l, "module needs: name version");
     s.modules[l.args[0]] = l.args[1];
   }
+  if (auto k = unpack_status_keys(*rec, rd, s); !k) return k.error();
   if (!s.cls.empty())
     if (auto e = check_host_name(s.cls)) return bad_value(what, "class", *e);
   s.acting = undash(rd.str_or("acting", "-"));
@@ -319,6 +366,143 @@ static std::optional<uint32_t> parse_mode(const std::string& s) {
   return v;
 }
 
+namespace {
+
+// The kind of every path listed so far.
+using ManifestPaths = std::map<std::string, int>;
+using ManifestLine = Status (*)(Manifest&, const RecordLine&, const RecordReader&, ManifestPaths&);
+
+// Checks entry `e` (its path is the line's first argument) and adds it to `m`.
+Status add_entry(Manifest& m, ManifestEntry e, const RecordLine& l, const RecordReader& rd, ManifestPaths& seen) {
+  e.path = l.args[0];
+  if (auto why = check_rel_path(e.path)) return rd.bad(l, *why);
+  if (seen.count(e.path)) return rd.bad(l, fmt::format("path '{}' listed twice", e.path));
+  seen[e.path] = e.kind;
+  if (e.kind == ManifestEntry::Symlink) {
+    // The link must resolve inside the release: count depth along the target.
+    int depth = static_cast<int>(std::count(e.path.begin(), e.path.end(), '/'));
+    for (const auto& c : split(e.target, '/')) {
+      if (c == "..") --depth;
+      else if (!c.empty() && c != ".") ++depth;
+      if (depth < 0) return rd.bad(l, fmt::format("symlink '{}' points outside the release", e.path));
+    }
+  }
+  m.entries.push_back(std::move(e));
+  return ok_status();
+}
+
+Status file_line(Manifest& m, const RecordLine& l, const RecordReader& rd, ManifestPaths& seen) {
+  if (l.args.size() != 4) return rd.bad(l, "file needs: path mode size sha256");
+  ManifestEntry e;
+  e.kind = ManifestEntry::File;
+  auto mode = parse_mode(l.args[1]);
+  auto size = parse_i64(l.args[2]);
+  if (!mode || (*mode & 07022) != 0) return rd.bad(l, "bad mode (must be octal, not group/world-writable, no setuid)");
+  if (!size || *size < 0) return rd.bad(l, "bad size");
+  if (!is_sha256_hex(l.args[3])) return rd.bad(l, "bad sha256");
+  e.mode = *mode;
+  e.size = static_cast<uint64_t>(*size);
+  e.sha256 = l.args[3];
+  return add_entry(m, std::move(e), l, rd, seen);
+}
+
+Status dir_line(Manifest& m, const RecordLine& l, const RecordReader& rd, ManifestPaths& seen) {
+  if (l.args.size() != 2) return rd.bad(l, "dir needs: path mode");
+  ManifestEntry e;
+  e.kind = ManifestEntry::Dir;
+  auto mode = parse_mode(l.args[1]);
+  if (!mode || (*mode & 07022) != 0) return rd.bad(l, "bad mode");
+  e.mode = *mode;
+  return add_entry(m, std::move(e), l, rd, seen);
+}
+
+Status symlink_line(Manifest& m, const RecordLine& l, const RecordReader& rd, ManifestPaths& seen) {
+  if (l.args.size() != 2) return rd.bad(l, "symlink needs: path target");
+  ManifestEntry e;
+  e.kind = ManifestEntry::Symlink;
+  e.target = l.args[1];
+  if (e.target.empty() || e.target[0] == '/' || e.target.size() > 4096)
+    return rd.bad(l, "symlink target must be relative");
+  if (std::any_of(e.target.begin(), e.target.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+    return rd.bad(l, "symlink target contains a control character");
+  return add_entry(m, std::move(e), l, rd, seen);
+}
+
+Status module_line(Manifest& m, const RecordLine& l, const RecordReader& rd, ManifestPaths&) {
+  if (l.args.size() < 5) return rd.bad(l, "module needs: name version sha256 size path...");
+  ModuleInfo mod;
+  mod.name = l.args[0];
+  mod.version = l.args[1];
+  mod.sha256 = l.args[2];
+  auto sz = parse_i64(l.args[3]);
+  if (check_host_name(mod.name)) return rd.bad(l, "bad module name");
+  if (auto e2 = check_version_name(mod.version)) return rd.bad(l, "module version: " + *e2);
+  if (!is_sha256_hex(mod.sha256)) return rd.bad(l, "bad module sha256");
+  if (!sz || *sz < 0) return rd.bad(l, "bad module size");
+  mod.size = static_cast<uint64_t>(*sz);
+  for (size_t i = 4; i < l.args.size(); ++i) {
+    if (auto e2 = check_rel_path(l.args[i])) return rd.bad(l, "module path: " + *e2);
+    mod.paths.push_back(l.args[i]);
+  }
+  if (m.module(mod.name)) return rd.bad(l, "module listed twice");
+  m.modules.push_back(std::move(mod));
+  return ok_status();
+}
+
+// depends, provides, consumes: module name version.
+Status module_api_line(Manifest& m, const RecordLine& l, const RecordReader& rd, ManifestPaths&) {
+  if (l.args.size() != 3) return rd.bad(l, l.key + " needs: module name version");
+  ModuleInfo* mod = nullptr;
+  for (auto& x : m.modules)
+    if (x.name == l.args[0]) mod = &x;
+  if (!mod) return rd.bad(l, fmt::format("{} names unknown module '{}'", l.key, l.args[0]));
+  if (check_host_name(l.args[1]) || check_version_name(l.args[2])) return rd.bad(l, "bad name or version");
+  (l.key == "depends" ? mod->depends : l.key == "provides" ? mod->provides : mod->consumes)[l.args[1]] = l.args[2];
+  return ok_status();
+}
+
+Status class_line(Manifest& m, const RecordLine& l, const RecordReader& rd, ManifestPaths&) {
+  if (l.args.empty() || check_host_name(l.args[0])) return rd.bad(l, "class needs: name module...");
+  ClassInfo c;
+  c.name = l.args[0];
+  for (size_t i = 1; i < l.args.size(); ++i) {
+    if (!m.module(l.args[i])) return rd.bad(l, fmt::format("class {} names unknown module '{}'", c.name, l.args[i]));
+    c.modules.push_back(l.args[i]);
+  }
+  m.classes.push_back(std::move(c));
+  return ok_status();
+}
+
+Status match_line(Manifest& m, const RecordLine& l, const RecordReader& rd, ManifestPaths&) {
+  if (l.args.size() != 3) return rd.bad(l, "match needs: class key value");
+  ClassInfo* c = nullptr;
+  for (auto& x : m.classes)
+    if (x.name == l.args[0]) c = &x;
+  if (!c) return rd.bad(l, fmt::format("match names unknown class '{}'", l.args[0]));
+  c->match[l.args[1]] = l.args[2];
+  return ok_status();
+}
+
+// The repeated lines of a manifest. Single-value lines are read by name; keys from newer minor
+// revisions are ignored (format breaks bump the version).
+const std::map<std::string, ManifestLine, std::less<>> kManifestLines = {
+    {"file", file_line},         {"dir", dir_line},           {"symlink", symlink_line},
+    {"module", module_line},     {"depends", module_api_line}, {"provides", module_api_line},
+    {"consumes", module_api_line}, {"class", class_line},     {"match", match_line},
+};
+
+// A script the manifest names (reconfig, migrate) must be one of its files.
+Status check_listed_file(std::string_view what, const char* key, const std::string& path, ManifestPaths& seen,
+                         const char* noun) {
+  if (path.empty()) return ok_status();
+  if (auto why = check_rel_path(path)) return bad_value(what, key, *why);
+  if (!seen.count(path) || seen[path] != ManifestEntry::File)
+    return bad_value(what, key, fmt::format("{} is not listed as a file", noun));
+  return ok_status();
+}
+
+}  // namespace
+
 Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
   auto rec = unpack_record(text, "manifest", kFormatVersion, what);
   if (!rec) return rec.error();
@@ -338,111 +522,12 @@ Result<Manifest> unpack_manifest(std::string_view text, std::string_view what) {
     if (!x) return x.error();
     m.expires = *x;
   }
-  std::map<std::string, int> seen;
-  for (const auto& l : rec->lines) {
-    ManifestEntry e;
-    if (l.key == "file") {
-      if (l.args.size() != 4) return rd.bad(l, "file needs: path mode size sha256");
-      e.kind = ManifestEntry::File;
-      auto mode = parse_mode(l.args[1]);
-      auto size = parse_i64(l.args[2]);
-      if (!mode || (*mode & 07022) != 0) return rd.bad(l, "bad mode (must be octal, not group/world-writable, no setuid)");
-      if (!size || *size < 0) return rd.bad(l, "bad size");
-      if (!is_sha256_hex(l.args[3])) return rd.bad(l, "bad sha256");
-      e.mode = *mode;
-      e.size = static_cast<uint64_t>(*size);
-      e.sha256 = l.args[3];
-    } else if (l.key == "dir") {
-      if (l.args.size() != 2) return rd.bad(l, "dir needs: path mode");
-      e.kind = ManifestEntry::Dir;
-      auto mode = parse_mode(l.args[1]);
-      if (!mode || (*mode & 07022) != 0) return rd.bad(l, "bad mode");
-      e.mode = *mode;
-    } else if (l.key == "symlink") {
-      if (l.args.size() != 2) return rd.bad(l, "symlink needs: path target");
-      e.kind = ManifestEntry::Symlink;
-      e.target = l.args[1];
-      if (e.target.empty() || e.target[0] == '/' || e.target.size() > 4096)
-        return rd.bad(l, "symlink target must be relative");
-      if (std::any_of(e.target.begin(), e.target.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
-        return rd.bad(l, "symlink target contains a control character");
-    } else if (l.key == "module") {
-      if (l.args.size() < 5) return rd.bad(l, "module needs: name version sha256 size path...");
-      ModuleInfo mod;
-      mod.name = l.args[0];
-      mod.version = l.args[1];
-      mod.sha256 = l.args[2];
-      auto sz = parse_i64(l.args[3]);
-      if (check_host_name(mod.name)) return rd.bad(l, "bad module name");
-      if (auto e2 = check_version_name(mod.version)) return rd.bad(l, "module version: " + *e2);
-      if (!is_sha256_hex(mod.sha256)) return rd.bad(l, "bad module sha256");
-      if (!sz || *sz < 0) return rd.bad(l, "bad module size");
-      mod.size = static_cast<uint64_t>(*sz);
-      for (size_t i = 4; i < l.args.size(); ++i) {
-        if (auto e2 = check_rel_path(l.args[i])) return rd.bad(l, "module path: " + *e2);
-        mod.paths.push_back(l.args[i]);
-      }
-      if (m.module(mod.name)) return rd.bad(l, "module listed twice");
-      m.modules.push_back(std::move(mod));
-      continue;
-    } else if (l.key == "depends" || l.key == "provides" || l.key == "consumes") {
-      if (l.args.size() != 3) return rd.bad(l, l.key + " needs: module name version");
-      ModuleInfo* mod = nullptr;
-      for (auto& x : m.modules)
-        if (x.name == l.args[0]) mod = &x;
-      if (!mod) return rd.bad(l, fmt::format("{} names unknown module '{}'", l.key, l.args[0]));
-      if (check_host_name(l.args[1]) || check_version_name(l.args[2])) return rd.bad(l, "bad name or version");
-      (l.key == "depends" ? mod->depends : l.key == "provides" ? mod->provides : mod->consumes)[l.args[1]] = l.args[2];
-      continue;
-    } else if (l.key == "class") {
-      if (l.args.empty() || check_host_name(l.args[0])) return rd.bad(l, "class needs: name module...");
-      ClassInfo c;
-      c.name = l.args[0];
-      for (size_t i = 1; i < l.args.size(); ++i) {
-        if (!m.module(l.args[i])) return rd.bad(l, fmt::format("class {} names unknown module '{}'", c.name, l.args[i]));
-        c.modules.push_back(l.args[i]);
-      }
-      m.classes.push_back(std::move(c));
-      continue;
-    } else if (l.key == "match") {
-      if (l.args.size() != 3) return rd.bad(l, "match needs: class key value");
-      ClassInfo* c = nullptr;
-      for (auto& x : m.classes)
-        if (x.name == l.args[0]) c = &x;
-      if (!c) return rd.bad(l, fmt::format("match names unknown class '{}'", l.args[0]));
-      c->match[l.args[1]] = l.args[2];
-      continue;
-    } else if (l.key == "version" || l.key == "created" || l.key == "created_by" || l.key == "reconfig" ||
-               l.key == "expires" || l.key == "min_compatible" || l.key == "migrate") {
-      continue;
-    } else {
-      continue;  // keys from newer minor revisions are ignored; format breaks bump the version
-    }
-    e.path = l.args[0];
-    if (auto why = check_rel_path(e.path)) return rd.bad(l, *why);
-    if (seen.count(e.path)) return rd.bad(l, fmt::format("path '{}' listed twice", e.path));
-    seen[e.path] = e.kind;
-    if (e.kind == ManifestEntry::Symlink) {
-      // The link must resolve inside the release: count depth along the target.
-      int depth = static_cast<int>(std::count(e.path.begin(), e.path.end(), '/'));
-      for (const auto& c : split(e.target, '/')) {
-        if (c == "..") --depth;
-        else if (!c.empty() && c != ".") ++depth;
-        if (depth < 0) return rd.bad(l, fmt::format("symlink '{}' points outside the release", e.path));
-      }
-    }
-    m.entries.push_back(std::move(e));
-  }
-  if (!m.reconfig.empty()) {
-    if (auto why = check_rel_path(m.reconfig)) return bad_value(what, "reconfig", *why);
-    if (!seen.count(m.reconfig) || seen[m.reconfig] != ManifestEntry::File)
-      return bad_value(what, "reconfig", "script is not listed as a file");
-  }
-  if (!m.migrate.empty()) {
-    if (auto why = check_rel_path(m.migrate)) return bad_value(what, "migrate", *why);
-    if (!seen.count(m.migrate) || seen[m.migrate] != ManifestEntry::File)
-      return bad_value(what, "migrate", "hook is not listed as a file");
-  }
+  ManifestPaths seen;
+  for (const auto& l : rec->lines)
+    if (auto it = kManifestLines.find(l.key); it != kManifestLines.end())
+      if (auto s = it->second(m, l, rd, seen); !s) return s.error();
+  if (auto s = check_listed_file(what, "reconfig", m.reconfig, seen, "script"); !s) return s.error();
+  if (auto s = check_listed_file(what, "migrate", m.migrate, seen, "hook"); !s) return s.error();
   return m;
 }
 

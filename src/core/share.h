@@ -46,6 +46,13 @@ struct Marker {
   std::optional<std::vector<std::string>> targets;
   bool targets_host(const std::string& h) const;
   std::string phase = "stop";   ///< vote: targeted hosts vote, nobody stops yet | stop
+  /// pack_marker signs with this key when set (a master with --sign-key); not stored.
+  const struct SecretKey* signer = nullptr;
+  /// Read from the file: `sig <key-id> <hex>` lines, each over `signed_bytes`.
+  std::vector<std::pair<std::string, std::string>> sigs;
+  /// Read from the file: its exact bytes without the sig lines (what a signature covers, so a
+  /// field a newer master adds is covered too).
+  std::string signed_bytes;
 };
 
 /// A host's answer to a vote (hosts/<host>/vote). Format 2 names the switch it answers: the
@@ -96,6 +103,7 @@ struct HostStatus {
   std::string reason;
   std::string updated;
   std::string trust;            ///< signed | unsigned (what this host requires)
+  std::vector<std::string> keys;  ///< ids of the keys a signed host trusts (empty: not reported)
   std::string group;            ///< redundancy group ("" none)
   std::string cls;              ///< host class ("" none)
   std::map<std::string, std::string> modules;  ///< module -> version this host runs
@@ -155,7 +163,11 @@ struct Manifest {
   static bool in_module(const ModuleInfo& m, const std::string& p);
 };
 
+/// The marker file; with `m.signer` set, one `sig` line (appended last) signs every line before
+/// it. If signing fails the marker goes out unsigned: signed hosts then ignore it (fail safe).
 std::string pack_marker(const Marker& m);
+/// `text` without its `sig` lines.
+std::string marker_signing_bytes(std::string_view text);
 Result<Marker> unpack_marker(std::string_view text, std::string_view what);
 std::string pack_pointer(const Pointer& p);
 Result<Pointer> unpack_pointer(std::string_view text, std::string_view what);

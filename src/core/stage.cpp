@@ -436,6 +436,97 @@ static Result<uint64_t> put_object(Share& share, RealFs& fs, const std::string& 
   return h->size;
 }
 
+// The local path each manifest entry is copied from (scan_source does not return them).
+static std::vector<std::string> local_paths(const StageRequest& req, const Manifest& m) {
+  std::vector<std::string> local;
+  struct stat st{};
+  ::stat(req.source.c_str(), &st);
+  for (const auto& e : m.entries) {
+    if (e.path == ".nfsup/reconfig") local.push_back(req.reconfig);
+    else if (e.path == ".nfsup/migrate") local.push_back(req.migrate);
+    else if (S_ISDIR(st.st_mode)) local.push_back(path_join(req.source, e.path));
+    else local.push_back(req.source);
+  }
+  return local;
+}
+
+// Puts entry `e` into the staging tree: a directory, a symlink, or a hard link to its object
+// (stored first when the store lacks it). Returns the bytes written to the share.
+static Result<uint64_t> place_entry(Share& share, RealFs& fs, const std::string& src, const ManifestEntry& e,
+                                    const std::string& staging) {
+  uint64_t written = 0;
+  std::string dst = path_join(staging, e.path);
+  StallGuard::Section g("stage", dst);
+  if (e.kind == ManifestEntry::Dir) {
+    if (auto s = fs.mkdir(dst, 0755); !s) return s.error();
+    return 0;
+  }
+  if (e.kind == ManifestEntry::Symlink) {
+    if (int se = fs.symlink(e.target, dst); se != 0) return fs_error("symlink", dst, se);
+    return 0;
+  }
+  std::string obj = share.object_path(e.sha256, e.mode);
+  auto have = fs.stat(obj);
+  if (!have) return have.error();
+  bool placed = false;
+  if (*have && (*have)->size == e.size) {
+    if (int le = fs.link(obj, dst); le == 0) {
+      placed = true;
+    } else {
+      if (no_hard_links(le)) {
+        // The share does not do hard links: store a private copy instead.
+        auto w = put_object(share, fs, src, e, dst);
+        if (!w) return w.error();
+        written += *w;
+        placed = true;
+      } else if (le != ENOENT) {  // ENOENT: a prune took the object meanwhile; store it again
+        return fs_error("link", obj + " -> " + dst, le);
+      }
+    }
+  }
+  if (!placed) {
+    if (auto s = fs.mkdir(dirname_of(obj), 0755); !s) return s.error();
+    bool no_links = false;
+    auto w = put_object(share, fs, src, e, obj, dst, &no_links);
+    if (!w && no_links) w = put_object(share, fs, src, e, dst);  // no hard links: a private copy
+    if (!w) return w.error();
+    written += *w;
+  }
+  return written;
+}
+
+// Per-class trees: hard links to the same objects, so each host class runs exactly its modules.
+static Status make_class_trees(RealFs& fs, const Manifest& m, const std::string& staging) {
+  for (const auto& c : m.classes) {
+    std::string cdir = path_join(staging, ".nfsup/class/" + c.name);
+    if (auto s = fs.mkdir(path_join(staging, ".nfsup/class"), 0755); !s) return s.error();
+    if (auto s = fs.mkdir(cdir, 0755); !s) return s.error();
+    auto mods = m.modules_for(&c);
+    for (const auto& e : m.entries) {
+      bool mine = false;
+      for (const auto* mod : mods) mine = mine || Manifest::in_module(*mod, e.path);
+      if (!mine) continue;
+      std::string dst = path_join(cdir, e.path);
+      // Parents of a module path are created as plain directories.
+      std::string parent = dirname_of(dst);
+      std::vector<std::string> chain;
+      while (parent.size() > cdir.size()) {
+        chain.push_back(parent);
+        parent = dirname_of(parent);
+      }
+      for (auto it = chain.rbegin(); it != chain.rend(); ++it) (void)fs.mkdir(*it, 0755);
+      if (e.kind == ManifestEntry::Dir) {
+        if (auto s = fs.mkdir(dst, 0755); !s) return s.error();
+      } else if (e.kind == ManifestEntry::Symlink) {
+        if (int se = fs.symlink(e.target, dst); se != 0) return fs_error("symlink", dst, se);
+      } else if (int le = fs.link(path_join(staging, e.path), dst); le != 0) {
+        return fs_error("link", dst, le);
+      }
+    }
+  }
+  return ok_status();
+}
+
 Result<StageResult> stage_release(Share& share, const StageRequest& req) {
   auto scanned = scan_source(req);
   if (!scanned) return scanned.error();
@@ -456,18 +547,7 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
     return res;
   }
 
-  // Local paths again (scan_source does not return them).
-  std::vector<std::string> local;
-  {
-    struct stat st{};
-    ::stat(req.source.c_str(), &st);
-    for (const auto& e : res.manifest.entries) {
-      if (e.path == ".nfsup/reconfig") local.push_back(req.reconfig);
-      else if (e.path == ".nfsup/migrate") local.push_back(req.migrate);
-      else if (S_ISDIR(st.st_mode)) local.push_back(path_join(req.source, e.path));
-      else local.push_back(req.source);
-    }
-  }
+  std::vector<std::string> local = local_paths(req, res.manifest);
 
   std::string staging = path_join(share.releases_dir(),
                                   fmt::format(".staging-{}.{}.{}", req.version, short_hostname(), getpid()));
@@ -485,74 +565,14 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
       return cleanup(err(Exit::Interrupted, fmt::format("interrupted while staging {}: nothing was published or "
                                                         "switched",
                                                         req.version)));
-    std::string dst = path_join(staging, e.path);
-    StallGuard::Section g("stage", dst);
-    if (e.kind == ManifestEntry::Dir) {
-      if (auto s = fs.mkdir(dst, 0755); !s) return cleanup(s.error());
-      continue;
-    }
-    if (e.kind == ManifestEntry::Symlink) {
-      if (int se = fs.symlink(e.target, dst); se != 0) return cleanup(fs_error("symlink", dst, se));
-      continue;
-    }
-    std::string obj = share.object_path(e.sha256, e.mode);
-    auto have = fs.stat(obj);
-    if (!have) return cleanup(have.error());
-    bool placed = false;
-    if (*have && (*have)->size == e.size) {
-      if (int le = fs.link(obj, dst); le == 0) {
-        placed = true;
-      } else {
-        if (no_hard_links(le)) {
-          // The share does not do hard links: store a private copy instead.
-          auto w = put_object(share, fs, local[i], e, dst);
-          if (!w) return cleanup(w.error());
-          res.bytes_written += *w;
-          placed = true;
-        } else if (le != ENOENT) {  // ENOENT: a prune took the object meanwhile; store it again
-          return cleanup(fs_error("link", obj + " -> " + dst, le));
-        }
-      }
-    }
-    if (!placed) {
-      if (auto s = fs.mkdir(dirname_of(obj), 0755); !s) return cleanup(s.error());
-      bool no_links = false;
-      auto w = put_object(share, fs, local[i], e, obj, dst, &no_links);
-      if (!w && no_links) w = put_object(share, fs, local[i], e, dst);  // no hard links: a private copy
-      if (!w) return cleanup(w.error());
-      res.bytes_written += *w;
-    }
+    auto w = place_entry(share, fs, local[i], e, staging);
+    if (!w) return cleanup(w.error());
+    res.bytes_written += *w;
+    if (e.kind != ManifestEntry::File) continue;
     done += e.size;
     if (req.progress) req.progress(done, res.bytes_total);
   }
-  // Per-class trees: hard links to the same objects, so each host class runs exactly its modules.
-  for (const auto& c : res.manifest.classes) {
-    std::string cdir = path_join(staging, ".nfsup/class/" + c.name);
-    if (auto s = fs.mkdir(path_join(staging, ".nfsup/class"), 0755); !s) return cleanup(s.error());
-    if (auto s = fs.mkdir(cdir, 0755); !s) return cleanup(s.error());
-    auto mods = res.manifest.modules_for(&c);
-    for (const auto& e : res.manifest.entries) {
-      bool mine = false;
-      for (const auto* mod : mods) mine = mine || Manifest::in_module(*mod, e.path);
-      if (!mine) continue;
-      std::string dst = path_join(cdir, e.path);
-      // Parents of a module path are created as plain directories.
-      std::string parent = dirname_of(dst);
-      std::vector<std::string> chain;
-      while (parent.size() > cdir.size()) {
-        chain.push_back(parent);
-        parent = dirname_of(parent);
-      }
-      for (auto it = chain.rbegin(); it != chain.rend(); ++it) (void)fs.mkdir(*it, 0755);
-      if (e.kind == ManifestEntry::Dir) {
-        if (auto s = fs.mkdir(dst, 0755); !s) return cleanup(s.error());
-      } else if (e.kind == ManifestEntry::Symlink) {
-        if (int se = fs.symlink(e.target, dst); se != 0) return cleanup(fs_error("symlink", dst, se));
-      } else if (int le = fs.link(path_join(staging, e.path), dst); le != 0) {
-        return cleanup(fs_error("link", dst, le));
-      }
-    }
-  }
+  if (auto s = make_class_trees(fs, res.manifest, staging); !s) return cleanup(s.error());
   crash_point("stage-before-manifest");
   std::string mtext = pack_manifest(res.manifest);
   if (auto s = fs.write_atomic(path_join(staging, ".nfsup/manifest"), mtext, 0444); !s) return cleanup(s.error());

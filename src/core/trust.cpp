@@ -1,6 +1,7 @@
 // nfsup core: trust decisions.
 #include "trust.h"
 
+#include <algorithm>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -66,6 +67,38 @@ static bool any_trusted(const std::vector<std::pair<std::string, std::string>>& 
 bool pointer_signed_by_trusted(const Pointer& p, const TrustPolicy& policy) {
   std::string who;
   return any_trusted(p.sigs, pointer_signing_text(p), policy, &who);
+}
+
+std::string marker_trust_problem(const Marker& m, const TrustPolicy& policy) {
+  std::string who;
+  if (any_trusted(m.sigs, m.signed_bytes, policy, &who)) return "";
+  return who;
+}
+
+std::vector<std::string> trusted_key_ids(const TrustPolicy& policy) {
+  std::vector<std::string> out;
+  for (const auto& k : policy.trusted)
+    if (!policy.revoked.count(k.id)) out.push_back(k.id);
+  return out;
+}
+
+std::string signer_refusal(const std::vector<HostStatus>& live, const SecretKey* key) {
+  std::vector<std::string> keyless, untrusting;
+  for (const auto& s : live) {
+    if (s.trust != "signed") continue;
+    if (!key) keyless.push_back(s.host);
+    else if (!s.keys.empty() && std::find(s.keys.begin(), s.keys.end(), key->id) == s.keys.end())
+      untrusting.push_back(s.host);
+  }
+  if (!keyless.empty())
+    return fmt::format("host(s) {} run in signed mode (trusted_keys) and ignore an unsigned marker: sign with "
+                       "--sign-key",
+                       join(keyless, ", "));
+  if (!untrusting.empty())
+    return fmt::format("host(s) {} do not trust key {} ({}) and would ignore its marker: sign with a key they "
+                       "trust (their trusted_keys)",
+                       join(untrusting, ", "), key->id, key->path);
+  return "";
 }
 
 Result<std::string> check_release_trust(Share& share, const std::string& version, const TrustPolicy& policy,

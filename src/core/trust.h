@@ -38,6 +38,15 @@ Result<std::string> check_release_trust(Share& share, const std::string& version
 Result<std::string> check_manifest_trust(Share& share, const std::string& version, const std::string& text,
                                          const TrustPolicy& policy, int64_t now_unix);
 bool pointer_signed_by_trusted(const Pointer& p, const TrustPolicy& policy);
+/// "" if a trusted, unrevoked key signed marker `m` (as read: its sigs over its signed_bytes),
+/// else who signed it ("no signatures", "signed by <id> (not trusted)"). A signed host ignores
+/// a marker that is not: anyone who can write to the share could otherwise stop the fleet.
+std::string marker_trust_problem(const Marker& m, const TrustPolicy& policy);
+/// The key ids a host under `policy` trusts (revoked ones left out), reported in its status.
+std::vector<std::string> trusted_key_ids(const TrustPolicy& policy);
+/// Why a master signing with `key` (null: none) must not switch live hosts `live`: a host in
+/// signed mode ignores a marker its keys did not sign. "" when every such host would act.
+std::string signer_refusal(const std::vector<HostStatus>& live, const SecretKey* key);
 
 /// Makes `dst` (a local directory) a copy of the run tree of `version` for class `cls` that
 /// holds exactly the bytes its manifest lists: the manifest is read once, its signature and

@@ -112,6 +112,7 @@ Status check_push_flags(Share& share, const PushRequest& req, const MasterOption
                                         "push all-at-once first",
                                         share.pointer_path(), (*p)->overrides.begin()->first));
   if (auto s = check_targets(share, opt); !s) return s.error();
+  if (auto s = check_signer(share, opt); !s) return s.error();
   if (opt.strategy == "rolling" && !req.stage.min_compatible.empty()) {
     // Refuse an incompatible rolling push before anything is written.
     auto fleet = survey(share, server_now_ms(share), opt.stale_after_ms);
@@ -198,6 +199,7 @@ Result<SwitchReport> rollback(Share& share, const std::string& to_in, const Mast
   auto to = rollback_target(share, to_in);
   if (!to) return to.error();
   if (auto s = check_targets(share, opt); !s) return s.error();
+  if (auto s = check_signer(share, opt); !s) return s.error();
   SwitchReport rep;
   return run_switch(share, *to, "rollback", opt, rep);
 }

@@ -55,6 +55,8 @@ Result<Fleet> survey(Share& share, int64_t now_ms, int64_t stale_after_ms);
 std::vector<std::string> targeted(Share& share, const std::vector<std::string>& live, const MasterOptions& opt);
 /// --hosts and --class, checked against the share before anything is staged or audited.
 Status check_targets(Share& share, const MasterOptions& opt);
+/// Refuses (Exit::Usage) a switch of live signed-mode hosts without a key they trust.
+Status check_signer(Share& share, const MasterOptions& opt);
 int64_t master_pace_ms(int64_t min_host_poll_ms, int64_t last_round_ms, const MasterOptions& opt, size_t pending,
                        size_t total);
 /// Rewrites the marker with renewal+1 when due. Fails if the marker is no longer ours.

@@ -65,6 +65,7 @@ Marker make_marker(int64_t generation, const std::string& action, const std::str
   m.nonce = random_nonce();
   m.lease_ms = opt.lease_ms;
   m.started = utc_now_iso();
+  m.signer = opt.sign_key;  // every write of this marker is signed when the master has a key
   return m;
 }
 

@@ -61,6 +61,18 @@ std::vector<std::string> targeted(Share& share, const std::vector<std::string>& 
 // --hosts and --class, checked against the share before anything is staged or audited (only
 // a clock probe is written, and removed at once). The same check runs again under the
 // marker: a host may go silent meanwhile.
+// A live host in signed mode ignores a marker its keys did not sign: refuse before anything
+// is written rather than wait out the timeout on hosts that never stop.
+Status check_signer(Share& share, const MasterOptions& opt) {
+  auto fleet = survey(share, server_now_ms(share), opt.stale_after_ms);
+  if (!fleet) return fleet.error();
+  std::vector<HostStatus> live;
+  for (const auto& h : fleet->live)
+    if (auto s = share.read_status(h); s && *s) live.push_back(**s);
+  if (auto why = signer_refusal(live, opt.sign_key); !why.empty()) return err(Exit::Usage, why);
+  return ok_status();
+}
+
 Status check_targets(Share& share, const MasterOptions& opt) {
   if (opt.hosts.empty() && opt.cls.empty()) return ok_status();
   auto known = share.list_hosts();

@@ -45,14 +45,58 @@ test_keygen_modes_and_refusals() {
   assert_eq "$rc" 2; assert_contains "$out" "allow_unsigned: false needs at least one key"
 }
 
+expect_master_refused() {  # expect_master_refused VERSION TEXT [push args...]: refused before anything is written
+  local v=$1 text=$2; shift 2
+  local before; before=$(cat "$SHARE/current")
+  set +e; out=$("$INSTALL" push "$SHARE" "$(make_release "$v")" --version "$v" "${MASTER_OPTS[@]}" "$@" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2 "push of $v refused by the master"
+  assert_contains "$out" "$text"
+  [ ! -e "$SHARE/releases/$v" ] || fail "$v was staged"
+  [ ! -e "$SHARE/MARKER" ] || fail "a marker was left"
+  assert_eq "$(cat "$SHARE/current")" "$before" "the pointer"
+  for h in s1 s2 s3; do assert_eq "$(agent_alive_version $h)" 1.0 "$h keeps running 1.0"; done
+}
+
+# 2.0 pushed and rolled back (both signed); then `rollback --to 2.0` after its manifest.sig was
+# changed by the caller's command: every host refuses it and keeps 1.0.
+expect_hosts_refuse_2_0() {  # expect_hosts_refuse_2_0 TEXT COMMAND...
+  local text=$1; shift
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" -q
+  "$INSTALL" rollback "$SHARE" --to 1.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "1.0 not back everywhere"
+  chmod u+w "$SHARE/releases/2.0/.nfsup"
+  "$@"
+  set +e; out=$("$INSTALL" rollback "$SHARE" --to 2.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 1 "switch to 2.0 should fail on every host"
+  for h in s1 s2 s3; do
+    assert_contains "$out" "$h: failed: "
+    assert_eq "$(agent_alive_version $h)" 1.0 "$h keeps running 1.0"
+  done
+  assert_contains "$out" "$text"
+}
+
+# sign_as KEYNAME FILE: a signature file over FILE by $T/keys/KEYNAME.key (as the master writes one).
+sign_as() {
+  local id sig
+  id=$(openssl pkey -pubin -in "$T/keys/$1.pub" -outform DER | tail -c 32 | sha256sum | cut -c1-16)
+  sig=$(openssl pkeyutl -sign -rawin -inkey "$T/keys/$1.key" -in "$2" | od -An -v -tx1 | tr -d ' \n')
+  printf 'nfsup-signature 1\nalg ed25519\nsig %s %s\n' "$id" "$sig"
+}
+
+# A keyless master is refused by a signed fleet before staging (its marker would be ignored);
+# the hosts refuse an unsigned release on their own too (here: 2.0's signature removed).
 test_unsigned_release_refused_by_every_host() {
   begin; signed_hosts
-  expect_refused 2.0 "release 2.0 is not signed"
+  expect_master_refused 2.0 "host(s) s1, s2, s3 run in signed mode (trusted_keys) and ignore an unsigned marker"
+  expect_hosts_refuse_2_0 "release 2.0 is not signed" rm -f "$SHARE/releases/2.0/.nfsup/manifest.sig"
 }
 
 test_wrongly_signed_release_refused() {
   begin; signed_hosts
-  expect_refused 2.0 "no valid signature by a trusted key (signed by" --sign-key "$T/keys/other.key"
+  id=$(openssl pkey -pubin -in "$T/keys/other.pub" -outform DER | tail -c 32 | sha256sum | cut -c1-16)
+  expect_master_refused 2.0 "host(s) s1, s2, s3 do not trust key $id" --sign-key "$T/keys/other.key"
+  resign() { sign_as other "$SHARE/releases/2.0/.nfsup/manifest" > "$T/sig"; mv -f "$T/sig" "$SHARE/releases/2.0/.nfsup/manifest.sig"; }
+  expect_hosts_refuse_2_0 "no valid signature by a trusted key (signed by $id (not trusted))" resign
 }
 
 test_rotated_key_accepted_and_revoked_key_refused() {
@@ -98,9 +142,21 @@ test_unsigned_rollback_refused_signed_rollback_accepted() {
   begin; signed_hosts
   "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" -q
   set +e; out=$("$INSTALL" rollback "$SHARE" --to 1.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
-  assert_eq "$rc" 1 "unsigned rollback"
-  assert_contains "$out" "refusing to go back from 2.0 (newest accepted here) to 1.0"
-  for h in s1 s2 s3; do assert_eq "$(agent_alive_version $h)" 2.0; done
+  assert_eq "$rc" 2 "keyless rollback"
+  assert_contains "$out" "ignore an unsigned marker: sign with --sign-key"
+  # An unsigned rollback pointer written on the share: each host refuses to go back. (Its
+  # generation is far ahead: a host marks itself failed at the generation it refuses.)
+  cp "$SHARE/current" "$T/good"
+  gen=$(awk '$1=="generation" {print $2}' "$T/good")
+  sed -e "s/^generation .*/generation $((gen + 50))/" -e 's/^release .*/release 1.0/' -e 's/^previous .*/previous 2.0/' \
+      -e 's/^action .*/action rollback/' -e '/^sig /d' "$T/good" > "$SHARE/current.tmp"
+  mv "$SHARE/current.tmp" "$SHARE/current"
+  for h in s1 s2 s3; do
+    wait_until 10 bash -c "grep -q 'refusing to go back from 2.0 (newest accepted here) to 1.0' $T/hosts/$h/watchdog.log" ||
+      fail "$h did not refuse the unsigned rollback"
+    assert_eq "$(agent_alive_version $h)" 2.0
+  done
+  cp "$T/good" "$SHARE/current.tmp"; mv "$SHARE/current.tmp" "$SHARE/current"
   out=$("$INSTALL" rollback "$SHARE" --to 1.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" 2>&1)
   assert_contains "$out" "3 host(s) ok, 0 failed"
 }
@@ -202,6 +258,32 @@ test_replayed_marker_stops_no_agent() {
   printf 'nfsup-marker 1\ngeneration\n' > "$SHARE/MARKER"
   sleep 1.5
   assert_eq "$(agent_pids)" "$before" "agents after a malformed marker"
+  rm -f "$SHARE/MARKER"
+  out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" 2>&1)
+  assert_contains "$out" "3 host(s) ok, 0 failed"
+}
+
+# A marker newer than the pointer but not signed by a trusted key (written by someone who can
+# write to the share and holds no key) stops no agent on a signed host: each host says so once
+# and keeps its agent; the next signed push goes through.
+test_forged_unsigned_marker_stops_no_agent() {
+  begin; signed_hosts
+  before=$(agent_pids)
+  gen=$(awk '$1=="generation" {print $2}' "$SHARE/current")
+  printf 'nfsup-marker 1\ngeneration %s\naction push\nrelease 1.0\nprevious -\nmaster_host evil\nmaster_pid 1\nnonce 0123456789abcdef\nlease_ms 60000\nrenewal 0\nstarted -\nstrategy all-at-once\n' \
+    "$((gen + 1))" > "$SHARE/MARKER.tmp"
+  mv "$SHARE/MARKER.tmp" "$SHARE/MARKER"
+  sleep 1.5  # 15 polls, three heartbeats
+  assert_eq "$(agent_pids)" "$before" "agents after a forged unsigned marker"
+  for h in s1 s2 s3; do assert_eq "$(host_field $h state)" running "$h state"; alive_is $h 1.0 || fail "$h stopped"; done
+  # A signature by a key the hosts do not trust is no better than none.
+  sed -i '/^sig /d' "$SHARE/MARKER"
+  printf 'sig %s %s\n' 0123456789abcdef "$(printf '%0128d' 0)" >> "$SHARE/MARKER"
+  sleep 1.5
+  assert_eq "$(agent_pids)" "$before" "agents after a badly signed marker"
+  for h in s1 s2 s3; do
+    assert_eq "$(grep -c 'ignoring .*MARKER.*not signed by a trusted key' "$T/hosts/$h/watchdog.log")" 1 "$h says so once"
+  done
   rm -f "$SHARE/MARKER"
   out=$("$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}" 2>&1)
   assert_contains "$out" "3 host(s) ok, 0 failed"
