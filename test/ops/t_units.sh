@@ -90,6 +90,7 @@ check_daemon_unit_settings() {
   assert_eq "$(prop $f Restart)" on-failure
   assert_eq "$(prop $f KillMode)" mixed
   assert_eq "$(prop $f ExecStart)" "/usr/bin/nfsup-watchdog run --syslog -c /etc/nfsup/watchdog.yaml"
+  assert_eq "$(prop $f ExecStartPre)" "/usr/bin/nfsup-watchdog validate -q -c /etc/nfsup/watchdog.yaml"
   assert_eq "$(prop $f ExecReload)" '/bin/kill -HUP $MAINPID'
   assert_eq "$(prop $f StateDirectory)" nfsup
   assert_eq "$(prop $f PrivateTmp)" yes
@@ -126,11 +127,15 @@ check_exec_lines_run() {
   # binary: validate accepts a config, and a tick on an empty share exits 0.
   local share="$TMP/share" cmd rc=0
   new_share "$share"
-  sed -e "s|^share: .*|share: $share|" -e "s|^state_dir: .*|state_dir: $TMP/state|" \
+  sed -e "s|^#\?share: .*|share: $share|" -e "s|^state_dir: .*|state_dir: $TMP/state|" \
     "$NFSUP_SRC/etc/watchdog.yaml" >"$TMP/watchdog.yaml"
   cmd=$(prop nfsup-watchdog.service ExecStartPre | sed -e "s|/usr/bin/nfsup-watchdog|$WATCHDOG|" -e "s|/etc/nfsup/watchdog.yaml|$TMP/watchdog.yaml|")
   [ -n "$cmd" ] || fail "no ExecStartPre= in nfsup-watchdog.service"
   $cmd || fail "ExecStartPre= failed: $cmd"
+  # ... and refuses the unedited shipped file (share: left unset), with exit 2.
+  rc=0; $WATCHDOG validate -q -c "$NFSUP_SRC/etc/watchdog.yaml" 2>/dev/null || rc=$?
+  assert_eq "$rc" 2 "ExecStartPre= on the unedited etc/watchdog.yaml"
+  rc=0
   cmd=$(prop nfsup-watchdog-check.service ExecStart | sed -e "s|/usr/bin/nfsup-watchdog|$WATCHDOG|" -e "s|/etc/nfsup/watchdog.yaml|$TMP/watchdog.yaml|")
   $cmd || rc=$?
   assert_eq "$rc" 0 "the check unit's ExecStart= on an empty share"
