@@ -86,7 +86,7 @@ check_daemon_unit_settings() {
   local f=nfsup-watchdog.service
   assert_eq "$(prop $f Type)" notify
   assert_eq "$(prop $f NotifyAccess)" main
-  assert_eq "$(prop $f WatchdogSec)" 60
+  assert_eq "$(prop $f WatchdogSec)" 3min
   assert_eq "$(prop $f Restart)" on-failure
   assert_eq "$(prop $f KillMode)" mixed
   assert_eq "$(prop $f ExecStart)" "/usr/bin/nfsup-watchdog run --syslog -c /etc/nfsup/watchdog.yaml"
@@ -120,6 +120,34 @@ check_check_unit_and_timer_settings() {
   assert_eq "$(prop nfsup-watchdog-check.timer OnBootSec)" 1min
   assert_eq "$(prop nfsup-watchdog-check.timer OnUnitActiveSec)" 1min
   assert_eq "$(prop nfsup-watchdog-check.timer AccuracySec)" 5s
+}
+
+# exposure UNIT: the overall exposure figure of `systemd-analyze security --offline=true`.
+exposure() {
+  SYSTEMD_LOG_COLOR=0 systemd-analyze security --offline=true --no-pager "$U/$1" 2>/dev/null \
+    | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p'
+}
+
+check_security_exposure() {
+  # The units were rated 7.8 (daemon) and 8.0 (check) by systemd-analyze security; what an
+  # ordinary agent cannot need is now taken away (nfsup-watchdog(8), HARDENING).
+  command -v systemd-analyze >/dev/null || skip "systemd-analyze is not installed"
+  prepare
+  local f e limit
+  for f in nfsup-watchdog.service:7.0 nfsup-watchdog-check.service:7.2; do
+    limit=${f#*:}; f=${f%%:*}
+    e=$(exposure "$f")
+    [ -n "$e" ] || skip "systemd-analyze security --offline cannot rate units here"
+    awk -v e="$e" -v l="$limit" 'BEGIN { exit !(e <= l) }' || fail "$f: exposure $e, expected at most $limit"
+    echo "    $f: exposure $e" >&2
+  done
+  local key
+  for key in ProtectHostname CapabilityBoundingSet SystemCallFilter SystemCallErrorNumber; do
+    for f in nfsup-watchdog.service nfsup-watchdog-check.service; do
+      [ -n "$(prop $f $key)" ] || fail "$f has no $key="
+    done
+    grep -q "$key" "$NFSUP_SRC/doc/nfsup-watchdog.8" || fail "nfsup-watchdog(8) does not document $key"
+  done
 }
 
 check_exec_lines_run() {
