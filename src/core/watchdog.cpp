@@ -26,6 +26,7 @@
 
 #include "hash.h"
 #include "lifecycle.h"
+#include "metrics.h"
 #include "process.h"
 #include "nfsup_version.h"
 #include "reconfig.h"
@@ -1001,6 +1002,16 @@ class Watchdog {
 
   // Callers publish first and save the local state after: a write bumps the heartbeat and
   // its time, kept in the local state, so one local write covers both.
+  // metrics_file (Prometheus textfile) beside each status write: local disk, best effort; a
+  // failure is logged once until a write succeeds again.
+  void note_metrics(const HostStatus& s, bool share_up, int64_t latency_ms) {
+    if (cfg_.metrics_file.empty()) return;
+    HostSample m{s.host, s.state, s.running, s.watchdog_version, s.agent_pid, share_up, latency_ms, ::time(nullptr)};
+    auto w = write_host_metrics(cfg_.metrics_file, m);
+    if (!w && std::exchange(metrics_ok_, false)) log(LogLevel::Warn, fmt::format("{}: metrics_file: {}", cfg_.host, w.error().msg));
+    if (w) metrics_ok_ = true;
+  }
+
   void publish_status(bool force) {
     int64_t now = boot_ms();
     if (!force && !status_dirty_ && st_.last_status_ms && now - st_.last_status_ms < cfg_.heartbeat_interval_ms)
@@ -1026,7 +1037,9 @@ class Watchdog {
     s.checks = cfg_.checks_dir.empty() ? "no" : "yes";
     s.watchdog_version = NFSUP_VERSION;
     std::string why;
+    int64_t t0 = boot_ms();
     auto got = share_call<Status>([this, s] { return share_.write_status(s); }, cfg_.share_timeout_ms, &why);
+    note_metrics(s, got && *got, boot_ms() - t0);
     if (!got) {
       note_share_error(why);
       return;
@@ -2027,6 +2040,7 @@ class Watchdog {
 
   WatchdogConfig cfg_;
   WatchdogRuntimeOptions opt_;
+  bool metrics_ok_ = true;
   RealFs fs_;
   Share share_;
   ShareWorker worker_;                 // daemon: share operations run here, under deadlines

@@ -11,6 +11,7 @@
 #include "crypto.h"
 #include "reconfig.h"
 #include "master.h"
+#include "metrics.h"
 #include "mounts.h"
 #include "report.h"
 #include "trust.h"
@@ -22,7 +23,7 @@ namespace {
 
 struct Opts {
   std::string share, source, version, reconfig, to;
-  bool no_wait = false, json = false, force = false, dry_run = false;
+  bool no_wait = false, json = false, force = false, dry_run = false, prometheus = false;
   std::string lease = "30s", stale_after = "45s", timeout = "10m", share_timeout = "60s";
   std::string sign_key, expires, out_dir, key_name = "fleet";
   std::string strategy = "all-at-once", batch = "1", min_compatible, migrate;
@@ -396,6 +397,8 @@ int cmd_status(Share& share, const Opts& o, int64_t stale_after_ms) {
   if (!o.watch) {
     auto r = share_status(share, stale_after_ms);
     if (!r) return fail(r.error());
+    if (o.prometheus) fmt::print("{}", render_fleet_metrics(*r, status_exit_code(*r) == 0));
+    if (o.prometheus) return status_exit_code(*r);
     return print_status(*r, o.json, o.share);
   }
   auto iv = duration_flag("--interval", o.interval);
@@ -509,10 +512,13 @@ int main(int argc, char** argv) {
   add_wait_opts(push_c);
   auto* status_c = app.add_subcommand("status", "show the release pointer, marker and every host");
   status_c->add_option("share", o.share, "the shared directory")->required();
-  status_c->add_flag("--json", o.json, "machine-readable output (schema nfsup-status/1)");
+  auto* status_json = status_c->add_flag("--json", o.json, "machine-readable output (schema nfsup-status/1)");
   status_c->add_option("--stale-after", o.stale_after, "hosts silent this long are shown stale (default 45s)");
-  status_c->add_flag("--watch", o.watch, "refresh until interrupted (a push in progress, a rollout)");
+  auto* status_watch = status_c->add_flag("--watch", o.watch, "refresh until interrupted (a push in progress, a rollout)");
   status_c->add_option("--interval", o.interval, "refresh interval for --watch (default 1s)");
+  status_c->add_flag("--prometheus", o.prometheus, "the fleet in Prometheus text format (textfile collector)")
+      ->excludes(status_json)
+      ->excludes(status_watch);
   auto* rep_c = app.add_subcommand("report", "write a self-contained HTML page: last rollout per host, downtime, audit trail");
   rep_c->add_option("share", o.share, "the shared directory")->required();
   rep_c->add_option("--html", o.html, "output file")->required();
