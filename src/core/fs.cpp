@@ -474,7 +474,14 @@ NFSUP_HOT bool certainly_absent(const char* dir, const char* name) {
   return fd < 0 && e == ENOENT;
 }
 
+namespace {
+FaultHooks g_fault_hooks;
+}
+
+void set_fault_hooks(const FaultHooks& h) { g_fault_hooks = h; }
+
 void crash_point(const char* point) {
+  if (g_fault_hooks.crash) return g_fault_hooks.crash(g_fault_hooks.ctx, point);
   static const char* want = std::getenv("NFSUP_CRASH_AT");
   if (want && std::strcmp(want, point) == 0) {
     ::kill(::getpid(), SIGKILL);
@@ -483,6 +490,7 @@ void crash_point(const char* point) {
 }
 
 void stop_point(const char* point) {
+  if (g_fault_hooks.stop) return g_fault_hooks.stop(g_fault_hooks.ctx, point);
   static const char* want = std::getenv("NFSUP_STOP_AT");
   if (want && std::strcmp(want, point) == 0) ::raise(SIGSTOP);
 }

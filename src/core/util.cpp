@@ -1,6 +1,9 @@
 // nfsup core: error values, name and version rules, durations.
 #include "util.h"
 
+#include <chrono>
+#include <thread>
+
 #include <fmt/format.h>
 #include <string.h>
 #include <time.h>
@@ -122,7 +125,22 @@ std::string format_duration_ms(int64_t ms) {
   return fmt::format("{:.1f}s", static_cast<double>(ms) / 1000.0);
 }
 
+namespace {
+TestClock g_test_clock;
+}
+
+void set_test_clock(const TestClock& c) { g_test_clock = c; }
+
+void sleep_ms(int64_t ms) {
+  if (g_test_clock.sleep_ms) {
+    g_test_clock.sleep_ms(g_test_clock.ctx, ms);
+    return;
+  }
+  if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
 int64_t boot_ms() {
+  if (g_test_clock.now_ms) return g_test_clock.now_ms(g_test_clock.ctx);
   timespec ts{};
   clock_gettime(CLOCK_BOOTTIME, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;

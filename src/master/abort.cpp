@@ -1,0 +1,96 @@
+// nfsup master: abort: backs out of a push whose master is gone.
+#include "internal.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "hash.h"
+#include "process.h"
+#include "reconfig.h"
+#include "trust.h"
+
+namespace nfsup {
+
+Result<AbortReport> abort_push(Share& share, const MasterOptions& opt) {
+  if (auto s = share.check(); !s) return s.error();
+  AbortReport rep;
+  auto m = share.read_marker();
+  if (!m) return m.error();
+  if (*m) {
+    rep.had_marker = true;
+    const Marker& mk = **m;
+    bool alive = false;
+    if (mk.master_host == short_hostname()) {
+      alive = ::kill(static_cast<pid_t>(mk.master_pid), 0) == 0 || errno == EPERM;
+      if (alive && !opt.force)
+        return err(Exit::Busy, fmt::format("the {} by pid {} on this host is still running; stop it first, or "
+                                           "use --force",
+                                           mk.action, mk.master_pid));
+    } else if (!opt.force) {
+      // Another host's master: it is alive if it renews the lease.
+      note(opt, fmt::format("watching the lease of {} (pid {}) for up to {}", mk.master_host, mk.master_pid,
+                            format_duration_ms(mk.lease_ms)));
+      int64_t until = boot_ms() + mk.lease_ms + opt.poll_ms;
+      while (boot_ms() < until) {
+        sleep_ms(opt.poll_ms);
+        auto again = share.read_marker();
+        if (!again) return again.error();
+        if (!*again || (*again)->nonce != mk.nonce) {
+          rep.notes.push_back("the marker went away by itself");
+          return rep;
+        }
+        if ((*again)->renewal != mk.renewal)
+          return err(Exit::Busy, fmt::format("the {} by {} (pid {}) is alive (it renewed its lease); use --force "
+                                             "to abort it anyway",
+                                             mk.action, mk.master_host, mk.master_pid));
+      }
+    }
+    auto ptr = share.read_pointer();
+    if (!ptr) return ptr.error();
+    if (*ptr && (*ptr)->generation < mk.generation) {
+      Pointer back = **ptr;
+      back.generation = mk.generation;
+      back.action = "abort";
+      back.updated = utc_now_iso();
+      back.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
+      if (auto s = write_pointer(share, back, opt); !s) return s.error();
+      rep.resumed = back.release;
+    } else if (*ptr) {
+      rep.resumed = (*ptr)->release;  // the dead push had already switched the pointer
+    }
+    crash_point("abort-after-pointer");
+    if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
+    rep.notes.push_back(fmt::format("removed the marker of the {} of {} by {} (pid {})", mk.action, mk.release,
+                                    mk.master_host, mk.master_pid));
+    audit_or_say(share, opt, "abort", fmt::format("{} of {} by {}:{}", mk.action, mk.release, mk.master_host, mk.master_pid),
+                      "ok");
+  }
+  // Leftover staging directories of dead pushes from this host.
+  auto l = share.fs().list_dir(share.releases_dir());
+  if (!l) return l.error();
+  std::string mine = fmt::format(".{}.", short_hostname());
+  for (const auto& e : *l) {
+    if (!starts_with(e.name, ".staging-")) continue;
+    auto dot = e.name.rfind('.');
+    auto pid = parse_i64(e.name.substr(dot + 1));
+    bool same_host = e.name.find(mine) != std::string::npos;
+    bool dead = pid && ::kill(static_cast<pid_t>(*pid), 0) != 0 && errno == ESRCH;
+    if ((same_host && dead) || opt.force) {
+      if (auto s = remove_tree(share.fs(), path_join(share.releases_dir(), e.name)); s) ++rep.removed_staging;
+    } else {
+      rep.notes.push_back(fmt::format("left {} (another host's push; use --force to remove it)", e.name));
+    }
+  }
+  return rep;
+}
+
+}  // namespace nfsup

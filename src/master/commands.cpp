@@ -1,0 +1,205 @@
+// nfsup master: push, rollback and finalize: checks before anything is written, then a switch.
+#include "internal.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "hash.h"
+#include "process.h"
+#include "reconfig.h"
+#include "trust.h"
+
+namespace nfsup {
+
+// Why finalize has nothing to do (a message) or cannot (an error); nullopt: it can go on.
+std::optional<Result<std::string>> finalize_refusal(const std::optional<Pointer>& p) {
+  if (!p) return Result<std::string>(err(Exit::Usage, "nothing has been pushed yet"));
+  std::string acting = p->acting.empty() ? p->release : p->acting;
+  if (acting == p->release && p->overrides.empty()) return Result<std::string>("acting version is already " + acting);
+  if (!p->overrides.empty())
+    return Result<std::string>(err(Exit::Usage, fmt::format("hosts {} do not run {} yet; cannot finalize",
+                                                            p->overrides.begin()->first, p->release)));
+  return std::nullopt;
+}
+
+Result<std::string> finalize(Share& share, const MasterOptions& opt) {
+  if (auto s = share.check(); !s) return s.error();
+  auto ptr = share.read_pointer();
+  if (!ptr) return ptr.error();
+  if (auto r = finalize_refusal(*ptr)) return *r;
+  auto acting_of = [](const Pointer& p) { return p.acting.empty() ? p.release : p.acting; };
+  Marker m = make_marker((*ptr)->generation + 1, "push", (*ptr)->release, acting_of(**ptr), opt);
+  m.strategy = "rolling";
+  m.targets = std::vector<std::string>{};  // holds the lock, stops nobody
+  auto moved = acquire_marker(share, m, ptr, opt, "finalize");
+  if (!moved) return moved.error();
+  if (*moved) {
+    if (auto r = finalize_refusal(*ptr)) {
+      release_marker(share, opt);
+      return *r;
+    }
+    m.generation = (*ptr)->generation + 1;
+    m.release = (*ptr)->release;
+    m.previous = acting_of(**ptr);
+    if (auto s = rewrite_marker(share, m); !s) {
+      release_marker(share, opt);
+      return s.error();
+    }
+  }
+  Pointer cur = **ptr;
+  const std::string acting = acting_of(cur);
+  RolloutState rs;
+  if (auto old = read_rollout(share); old && *old) rs = **old;
+  auto mig = run_migration(share, acting, cur.release, rs, m, opt);
+  if (!mig) {
+    release_marker(share, opt);
+    Error e = mig.error();
+    if (e.code == Exit::Interrupted) {
+      e.msg += fmt::format("; backed out: the acting version stays {}; the marker is removed", acting);
+      audit_or_say(share, opt, "finalize", fmt::format("acting {} -> {}", acting, cur.release), "interrupted");
+    }
+    return e;
+  }
+  cur.acting = cur.release;
+  cur.generation = m.generation;
+  if (auto s = write_pointer(share, cur, opt); !s) {
+    release_marker(share, opt);
+    return s.error();
+  }
+  rs.acting = cur.release;
+  rs.phase = "done";
+  rs.note.clear();
+  SwitchReport fenced;
+  if (auto s = fence_acting(share, m, cur.release, opt, fenced, rs); !s) {
+    release_marker(share, opt);
+    return s.error();
+  }
+  release_marker(share, opt);
+  record_rollout(share, rs, opt);
+  audit_or_say(share, opt, "finalize", fmt::format("acting {} -> {}", acting, cur.release), rs.phase == "done" ? "ok" : "failed");
+  if (rs.phase != "done") {
+    std::vector<std::string> lines;
+    for (const auto& h : fenced.hosts)
+      if (h.outcome != "stale") lines.push_back(fmt::format("{}: {}", h.host, h.detail));
+    return err(Exit::Failed, fmt::format("acting version {} -> {}, but not every live host has taken it:\n  {}", acting,
+                                         cur.release, join(lines, "\n  ")));
+  }
+  return fmt::format("acting version {} -> {}", acting, cur.release);
+}
+// Every flag of a push, checked before the release is staged: a refused push writes nothing.
+Status check_push_flags(Share& share, const PushRequest& req, const MasterOptions& opt) {
+  if (!valid_batch(opt.batch))
+    return err(Exit::Usage, fmt::format("--batch '{}': use a number or a percentage like 25%", opt.batch));
+  if (opt.strategy == "rolling" && (!opt.hosts.empty() || !opt.cls.empty()))
+    return err(Exit::Usage, "--hosts and --class do not combine with --strategy rolling (a rollout covers the fleet)");
+  auto p = share.read_pointer();
+  if (!p) return p.error();
+  if (!*p && (!opt.hosts.empty() || !opt.cls.empty()))
+    return err(Exit::Usage, "the first release goes to every host; --hosts and --class need a current release");
+  if (!*p && opt.strategy == "rolling")
+    return err(Exit::Usage, "the first release must be pushed all-at-once (no release runs yet)");
+  if (*p && opt.strategy == "rolling" && !(*p)->overrides.empty())
+    return err(Exit::Usage, fmt::format("{}: a rollout is unfinished (hosts {} have their own release); roll back or "
+                                        "push all-at-once first",
+                                        share.pointer_path(), (*p)->overrides.begin()->first));
+  if (auto s = check_targets(share, opt); !s) return s.error();
+  if (opt.strategy == "rolling" && !req.stage.min_compatible.empty()) {
+    // Refuse an incompatible rolling push before anything is written.
+    auto fleet = survey(share, server_now_ms(share), opt.stale_after_ms);
+    if (!fleet) return fleet.error();
+    std::vector<std::string> bad;
+    for (const auto& h : fleet->live) {
+      auto s = share.read_status(h);
+      if (s && *s && !(*s)->running.empty() && compare_versions((*s)->running, req.stage.min_compatible) < 0)
+        bad.push_back(h + " runs " + (*s)->running);
+    }
+    if (!bad.empty())
+      return err(Exit::Usage, fmt::format("a rolling upgrade to {} would run it beside releases it cannot run beside "
+                                          "(--min-compatible {}; {}); push it with --strategy all-at-once",
+                                          req.stage.version, req.stage.min_compatible, join(bad, ", ")));
+  }
+  return ok_status();
+}
+
+Result<SwitchReport> push(Share& share, const PushRequest& req, const MasterOptions& opt) {
+  if (auto s = share.check(); !s) return s.error();
+  auto existing = share.read_marker();
+  if (!existing) return existing.error();
+  if (*existing)
+    return err(Exit::Busy, fmt::format("{}: {} of {} by {} (pid {}) is in progress; if it died, run "
+                                       "'nfsup-install abort {}'",
+                                       share.marker_path(), (*existing)->action, (*existing)->release,
+                                       (*existing)->master_host, (*existing)->master_pid, share.root()));
+  if (auto s = check_push_flags(share, req, opt); !s) return s.error();
+  SwitchReport rep;
+  StageRequest sr = req.stage;
+  sr.interrupt = opt.interrupt;
+  sr.progress = opt.progress;
+  sr.sign_key = opt.sign_key;
+  auto staged = stage_release(share, sr);
+  if (!staged) return staged.error();
+  rep.stage = *staged;
+  note(opt, staged->already_published
+                ? fmt::format("release {} is already on the share with the same content; nothing copied", sr.version)
+                : fmt::format("staged {}: {} bytes, {} written to the share", sr.version, staged->bytes_total,
+                              staged->bytes_written));
+  if (!staged->already_published)
+    audit_or_say(share, opt, "stage", fmt::format("{} {} bytes ({} written)", sr.version, staged->bytes_total,
+                                           staged->bytes_written),
+                      "ok");
+  crash_point("push-after-stage");
+  if (interrupted(opt)) return interrupted_error(opt, fmt::format("{} is staged; nothing was switched", sr.version));
+  if (opt.strategy == "rolling") return run_rolling(share, sr.version, opt, rep);
+  return run_switch(share, sr.version, "push", opt, rep);
+}
+
+bool valid_batch(const std::string& spec) { return batch_size(spec, 1) > 0; }
+
+Result<std::string> rollback_target(Share& share, const std::string& to) {
+  auto ptr = share.read_pointer();
+  if (!ptr) return ptr.error();
+  if (!*ptr) return err(Exit::Usage, fmt::format("{}: no release has been pushed yet; nothing to roll back", share.root()));
+  auto kept = share.list_releases();
+  if (!kept) return kept.error();
+  auto is_kept = [&](const std::string& v) { return std::find(kept->begin(), kept->end(), v) != kept->end(); };
+  if (!to.empty()) {
+    if (auto e = check_version_name(to)) return err(Exit::Usage, fmt::format("--to: {}", *e));
+    if (!is_kept(to))
+      return err(Exit::Usage, fmt::format("--to {}: no such release on the share (kept: {})", to, join(*kept, ", ")));
+    return to;
+  }
+  // The release the last switch replaced, not the newest one below: a release can sit on the
+  // share without ever having run (its push was refused or its master died after staging).
+  const Pointer& p = **ptr;
+  if (p.previous.empty() || p.previous == p.release)
+    return err(Exit::Usage, fmt::format("{} names no previous release to go back to; use --to (kept: {})",
+                                        share.pointer_path(), join(*kept, ", ")));
+  if (compare_versions(p.previous, p.release) > 0)
+    return err(Exit::Usage, fmt::format("the last switch went from {} back to {}; a rollback without --to would "
+                                        "return to {}: name the release with --to (kept: {})",
+                                        p.previous, p.release, p.previous, join(*kept, ", ")));
+  if (!is_kept(p.previous))
+    return err(Exit::Usage, fmt::format("the previous release {} is no longer on the share; use --to (kept: {})",
+                                        p.previous, join(*kept, ", ")));
+  return p.previous;
+}
+
+Result<SwitchReport> rollback(Share& share, const std::string& to_in, const MasterOptions& opt) {
+  if (auto s = share.check(); !s) return s.error();
+  auto to = rollback_target(share, to_in);
+  if (!to) return to.error();
+  if (auto s = check_targets(share, opt); !s) return s.error();
+  SwitchReport rep;
+  return run_switch(share, *to, "rollback", opt, rep);
+}
+
+}  // namespace nfsup
