@@ -8,6 +8,7 @@
 #include <ctime>
 
 #include "common.h"
+#include "master_log.h"
 #include "crypto.h"
 #include "reconfig.h"
 #include "master.h"
@@ -462,7 +463,7 @@ int cmd_verify(Share& share, bool json) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int install_main(int argc, char** argv) {
   program() = "nfsup-install";
   CLI::App app{"nfsup-install: stage releases on a shared export and switch every host to them"};
   app.require_subcommand(1);
@@ -471,6 +472,8 @@ int main(int argc, char** argv) {
   bool quiet = false, verbose = false;
   app.add_flag("-q,--quiet", quiet, "only errors");
   app.add_flag("-v,--verbose", verbose, "more detail");
+  std::string log_file;
+  app.add_option("--log", log_file, "append what this run does to FILE (local disk): start, reports, exit code");
   Opts o;
   auto add_wait_opts = [&](CLI::App* c) {
     c->add_flag("--no-wait", o.no_wait, "return once the pointer is switched; do not wait for hosts to start");
@@ -556,6 +559,12 @@ int main(int argc, char** argv) {
   bool done = false;
   int pc = parse_or_exit(app, argc, argv, &done);
   if (done) return pc;
+  if (!log_file.empty()) {
+    if (auto s = MasterLog::get().open(log_file, app.get_subcommands().at(0)->get_name(), argc, argv); !s) return fail(s.error());
+    report_tap = [](LogLevel l, const std::string& m) {
+      MasterLog::get().line(fmt::format("{}{}", l == LogLevel::Error ? "error: " : l == LogLevel::Warn ? "warning: " : "", m));
+    };
+  }
   o.max_failures_given = push_c->count("--max-failures") > 0;
   verbosity = quiet ? -1 : verbose ? 1 : 0;
   for (auto* opt : rolling_only)
@@ -730,4 +739,11 @@ int main(int argc, char** argv) {
   if (*ver) return cmd_verify(share, o.json);
   if (*rel) return cmd_releases(share, o.json);
   return static_cast<int>(Exit::Usage);
+}
+
+// --log: the end line comes after every return path of install_main.
+int main(int argc, char** argv) {
+  int rc = install_main(argc, argv);
+  MasterLog::get().end(rc);
+  return rc;
 }
