@@ -150,6 +150,7 @@ Result<MasterOptions> master_opts(const Opts& o) {
   if (tty && verbosity >= 0)
     m.progress = [](uint64_t done, uint64_t total) {
       static uint64_t last = 0;
+      if (total < (1u << 20)) return;  // a small release is staged before a line would help
       if (done != total && done - last < (8u << 20)) return;
       last = done;
       fmt::print(stderr, "\rstaging: {:.1f}/{:.1f} MiB", done / 1048576.0, total / 1048576.0);
