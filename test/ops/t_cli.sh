@@ -178,4 +178,21 @@ check_readme_has_install_and_first_fleet_near_the_top() {
   ! grep -q "What changed the figures since the first benchmark (" "$r" || fail "README still carries the benchmark history"
 }
 
+check_status_json_host_keys_are_documented() {
+  # Every key that `status --json` prints for a host appears in nfsup-install(1)'s example
+  # (runs_from and watchdog_version were missing, and the page said status does not show
+  # runs_from).
+  local d="$TMP/sj" keys k
+  mkdir -p "$d/state"
+  new_share "$d/share"
+  printf 'share: %s\nhost: h1\nstate_dir: %s\nagent:\n  command: [bin/agent]\n' "$d/share" "$d/state" >"$d/w.yaml"
+  "$WATCHDOG" check -q -c "$d/w.yaml" || true
+  keys=$("$INSTALL" status "$d/share" --json | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["hosts"][0].keys()))')
+  [ -n "$keys" ] || fail "no host keys from status --json"
+  for k in $keys; do
+    grep -q "\"$k\":" "$NFSUP_SRC/doc/nfsup-install.1" || fail "nfsup-install(1) does not show the host key '$k' of status --json"
+  done
+  ! grep -q "^does not show\.\?$" "$NFSUP_SRC/doc/nfsup-install.1" || fail "nfsup-install(1) still says status does not show runs_from"
+}
+
 run_checks
