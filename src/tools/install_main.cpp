@@ -179,7 +179,9 @@ void catch_interrupts(MasterOptions& m) {
   m.interrupt = &g_interrupt;
 }
 
-int report_switch(Result<SwitchReport> r, const char* what) {
+// `targeted`: a switch of part of the fleet (--hosts, --class); its summary names the hosts it
+// switched, since the others keep their release and "<current> -> X" would say otherwise.
+int report_switch(Result<SwitchReport> r, const char* what, bool targeted = false) {
   if (!r) return fail(r.error());
   const SwitchReport& rep = *r;
   if (rep.nothing_to_do) {
@@ -210,8 +212,15 @@ int report_switch(Result<SwitchReport> r, const char* what) {
     fmt::print(stderr, "{}: error: {} of {} undone: current is {} again\n", program(), what, rep.target, rep.undone_to);
   }
   size_t ok = std::count_if(rep.hosts.begin(), rep.hosts.end(), [](auto& h) { return h.outcome == "ok"; });
-  say(fmt::format("{} {} -> {} (generation {}): {} host(s) ok, {} failed", what,
-                  rep.previous.empty() ? "-" : rep.previous, rep.target, rep.generation, ok, bad));
+  std::vector<std::string> switched;
+  for (const auto& h : rep.hosts)
+    if (h.outcome == "ok") switched.push_back(printable(h.host));
+  if (targeted)
+    say(fmt::format("{} {} on {} (generation {}; the other hosts keep their release): {} host(s) ok, {} failed", what,
+                    rep.target, switched.empty() ? "no host" : join(switched, " "), rep.generation, ok, bad));
+  else
+    say(fmt::format("{} {} -> {} (generation {}): {} host(s) ok, {} failed", what,
+                    rep.previous.empty() ? "-" : rep.previous, rep.target, rep.generation, ok, bad));
   return bad ? static_cast<int>(Exit::Failed) : 0;
 }
 
@@ -631,7 +640,7 @@ int install_main(int argc, char** argv) {
     }
     catch_interrupts(*mo);
     auto pushed = push(share, req, *mo);
-    int rc = report_switch(pushed, "push");
+    int rc = report_switch(pushed, "push", !o.hosts.empty() || !o.cls.empty());
     if (pushed && !pushed->nothing_to_do && req.stage.expires)
       say(fmt::format("release {} expires at {}; hosts refuse to start it after that", o.version,
                       unix_to_iso(req.stage.expires)));
@@ -648,7 +657,7 @@ int install_main(int argc, char** argv) {
       return plan->exit_code;
     }
     catch_interrupts(*mo);
-    return report_switch(rollback(share, o.to, *mo), "rollback");
+    return report_switch(rollback(share, o.to, *mo), "rollback", !o.hosts.empty());
   }
   if (*ab) {
     if (o.dry_run) {
