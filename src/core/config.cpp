@@ -20,6 +20,14 @@ namespace nfsup {
 
 namespace {
 
+// What is wrong with a metrics_file value, if anything: it is written at every status write,
+// so it must be on local disk (never the share) and name a file.
+std::optional<std::string> metrics_file_problem(const std::string& f, const std::string& share) {
+  if (f.empty() || f[0] != '/' || f.back() == '/') return "'metrics_file' must be the absolute path of a file on local disk";
+  if (starts_with(f, share + "/")) return "'metrics_file' must be local, not inside the share";
+  return std::nullopt;
+}
+
 struct Ctx {
   std::string path;
   template <typename N>
@@ -229,6 +237,10 @@ Status parse_timing(const Ctx& c, const N& root, const Map<N>& R, WatchdogConfig
     return c.at(node("state_dir"), "'state_dir' must be an absolute path on local disk");
   if (starts_with(cfg.state_dir + "/", cfg.share + "/"))
     return c.at(node("state_dir"), "'state_dir' must be local, not inside the share");
+  if (R["metrics_file"]) {
+    TAKE(cfg.metrics_file, get_str(c, R["metrics_file"], "metrics_file"));
+    if (auto e = metrics_file_problem(cfg.metrics_file, cfg.share)) return c.at(R["metrics_file"], *e);
+  }
   if (cfg.poll_interval_ms < 50) return c.at(node("poll_interval"), "'poll_interval' must be at least 50ms");
   if (cfg.share_timeout_ms < 100) return c.at(node("share_timeout"), "'share_timeout' must be at least 100ms");
   if (cfg.heartbeat_interval_ms < cfg.poll_interval_ms) cfg.heartbeat_interval_ms = cfg.poll_interval_ms;
@@ -373,7 +385,7 @@ Result<WatchdogConfig> build_watchdog_config(const N& root, const std::string& p
     if (auto s = check_keys(c, root,
                             {"share", "host", "poll_interval", "heartbeat_interval", "share_timeout", "state_dir",
                              "verify_before_start", "agent", "trusted_keys", "revoked_keys", "allow_unsigned", "group",
-                             "class", "traits", "checks_dir"},
+                             "class", "traits", "checks_dir", "metrics_file"},
                             ""); !s)
       return s.error();
     if (auto s = parse_identity(c, root, R, path, cfg); !s) return s.error();

@@ -39,6 +39,7 @@ struct WatchdogConfig {
   std::string cls;               ///< host class (selects a release's module subset)
   std::map<std::string, std::string> traits;  ///< characteristics matched by release classes
   std::string checks_dir;        ///< executables run before an upgrade: non-zero exit = veto
+  std::string metrics_file;      ///< Prometheus textfile written at each status write ("" none)
   int64_t poll_interval_ms = 2000;
   int64_t heartbeat_interval_ms = 10000;
   int64_t share_timeout_ms = 10000;

@@ -23,6 +23,7 @@
 #include <fstream>
 #include "hash.h"
 #include "lifecycle.h"
+#include "metrics.h"
 #include "process.h"
 #include "nfsup_version.h"
 #include "reconfig.h"
@@ -97,6 +98,9 @@ class Watchdog {
   std::string status_conf() const;
 
   void publish_status(bool force);
+  /// metrics_file (Prometheus textfile) beside each status write: local disk, best effort; a
+  /// failure is logged once until a write succeeds again.
+  void note_metrics(const HostStatus& s, bool share_up, int64_t latency_ms);
 
   [[noreturn]] void give_up_on_share(const std::string& why);
 
@@ -188,6 +192,7 @@ class Watchdog {
 
   WatchdogConfig cfg_;
   WatchdogRuntimeOptions opt_;
+  bool metrics_ok_ = true;
   RealFs fs_;
   Share share_;
   ShareWorker worker_;                 // daemon: share operations run here, under deadlines

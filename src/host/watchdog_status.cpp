@@ -175,6 +175,14 @@ std::string Watchdog::status_conf() const {
                      cfg_.checks_dir.empty() ? "no" : "yes");
 }
 
+void Watchdog::note_metrics(const HostStatus& s, bool share_up, int64_t latency_ms) {
+  if (cfg_.metrics_file.empty()) return;
+  HostSample m{s.host, s.state, s.running, s.watchdog_version, s.agent_pid, share_up, latency_ms, ::time(nullptr)};
+  auto w = write_host_metrics(cfg_.metrics_file, m);
+  if (!w && std::exchange(metrics_ok_, false)) log(LogLevel::Warn, fmt::format("{}: metrics_file: {}", cfg_.host, w.error().msg));
+  if (w) metrics_ok_ = true;
+}
+
 // Callers publish first and save the local state after: a write bumps the heartbeat and
 // its time, kept in the local state, so one local write covers both.
 void Watchdog::publish_status(bool force) {
@@ -203,7 +211,9 @@ void Watchdog::publish_status(bool force) {
   s.checks = cfg_.checks_dir.empty() ? "no" : "yes";
   s.watchdog_version = NFSUP_VERSION;
   std::string why;
+  int64_t t0 = boot_ms();
   auto got = share_call<Status>([this, s] { return share_.write_status(s); }, cfg_.share_timeout_ms, &why);
+  note_metrics(s, got && *got, boot_ms() - t0);
   if (!got) {
     note_share_error(why);
     return;

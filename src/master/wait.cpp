@@ -139,6 +139,19 @@ Status keep_waiting(Share& share, Marker* marker, int64_t& last_renew, const Mas
 
 using Done = std::function<std::optional<HostOutcome>(const HostStatus&)>;
 
+// A wait that has not moved for this long names the hosts it still waits for (and again as
+// long as it does not move).
+constexpr int64_t kNameWaitedForMs = 5000;
+
+// The hosts of `hosts` without an outcome yet, at most 10 named.
+static std::string waited_for(const std::vector<std::string>& hosts, const std::map<std::string, HostOutcome>& result) {
+  std::vector<std::string> w;
+  for (const auto& h : hosts)
+    if (!result.count(h)) w.push_back(h);
+  if (w.size() <= 10) return join(w, " ");
+  return join(std::vector<std::string>(w.begin(), w.begin() + 10), " ") + fmt::format(" and {} more", w.size() - 10);
+}
+
 // Waits until `done` gives an outcome for every host in `hosts`, renewing the lease while
 // `marker` is held. Hosts whose heartbeat stops for stale_after are declared stale.
 Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std::string>& hosts, Marker* marker,
@@ -149,7 +162,7 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
   int64_t last_renew = boot_ms();
   for (const auto& h : hosts) watch[h] = Watch{-1, start};
   size_t last_count = static_cast<size_t>(-1);
-  int64_t min_poll = 0;
+  int64_t min_poll = 0, last_note = start;
   while (true) {
     if (auto s = keep_waiting(share, marker, last_renew, opt, phase); !s) return s.error();
     int64_t now = boot_ms();
@@ -178,7 +191,13 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
         result[h] = HostOutcome{h, "lost", fmt::format("status unreadable while {}", phase)};
     if (result.size() != last_count) {
       last_count = result.size();
+      last_note = now;
       note(opt, fmt::format("{}: {}/{} hosts", phase, result.size(), hosts.size()));
+    } else if (now - last_note >= kNameWaitedForMs) {
+      // No progress for a while: say whom the wait is for.
+      last_note = now;
+      note(opt, fmt::format("{}: {}/{} hosts; waiting for {}", phase, result.size(), hosts.size(),
+                            waited_for(hosts, result)));
     }
     if (result.size() == hosts.size()) break;
     if (now - start > opt.timeout_ms) {

@@ -24,8 +24,12 @@ inline const char*& program() {
 inline int verbosity = 0;  // -1 quiet, 0 normal, 1 verbose
 inline bool use_syslog = false;
 
+/// Where nfsup-install --log copies what the tool reports (null: nowhere).
+inline void (*report_tap)(LogLevel, const std::string&) = nullptr;
+
 /// `nfsup-X: error: <message>` on stderr; returns the exit code.
 inline int fail(const Error& e) {
+  if (report_tap) report_tap(LogLevel::Error, e.msg);
   fmt::print(stderr, "{}: error: {}\n", program(), e.msg);
   return static_cast<int>(e.code);
 }
@@ -35,10 +39,12 @@ inline int fail(const Error& e) {
 inline void print_line(const std::string& s) { fmt::print("{}\n", printable(s)); }
 
 inline void say(const std::string& s) {
+  if (report_tap) report_tap(LogLevel::Info, s);
   if (verbosity >= 0) fmt::print("{}\n", s);
 }
 
 inline void log_line(LogLevel l, const std::string& msg) {
+  if (report_tap && l != LogLevel::Debug) report_tap(l, msg);
   if (l == LogLevel::Debug && verbosity < 1) return;
   if (l == LogLevel::Info && verbosity < 0) return;
   if (use_syslog) {
@@ -86,12 +92,18 @@ inline void add_version_flag(CLI::App& app, bool old_spelling = false) {
 }
 
 /// The first word on the command line, if it is not an option and names no subcommand of `app`
-/// (CLI11 would only say "A subcommand is required"). Global options take no values.
+/// (CLI11 would only say "A subcommand is required"). The value of a global option that takes
+/// one (`--log FILE`) is skipped.
 inline std::optional<std::string> unknown_subcommand(CLI::App& app, int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--") return std::nullopt;
-    if (a.empty() || a[0] == '-') continue;
+    if (!a.empty() && a[0] == '-') {
+      const CLI::Option* opt = app.get_option_no_throw(a);
+      if (opt && opt->get_expected_min() > 0 && a.find('=') == std::string::npos) ++i;
+      continue;
+    }
+    if (a.empty()) continue;
     for (auto* c : app.get_subcommands([](CLI::App*) { return true; }))
       if (c->check_name(a)) return std::nullopt;
     return a;

@@ -8,9 +8,11 @@
 #include <ctime>
 
 #include "common.h"
+#include "master_log.h"
 #include "crypto.h"
 #include "reconfig.h"
 #include "master.h"
+#include "metrics.h"
 #include "mounts.h"
 #include "report.h"
 #include "trust.h"
@@ -22,7 +24,7 @@ namespace {
 
 struct Opts {
   std::string share, source, version, reconfig, to;
-  bool no_wait = false, json = false, force = false, dry_run = false;
+  bool no_wait = false, json = false, force = false, dry_run = false, prometheus = false;
   std::string lease = "30s", stale_after = "45s", timeout = "10m", share_timeout = "60s";
   std::string sign_key, expires, out_dir, key_name = "fleet";
   std::string strategy = "all-at-once", batch = "1", min_compatible, migrate;
@@ -148,6 +150,7 @@ Result<MasterOptions> master_opts(const Opts& o) {
   if (tty && verbosity >= 0)
     m.progress = [](uint64_t done, uint64_t total) {
       static uint64_t last = 0;
+      if (total < (1u << 20)) return;  // a small release is staged before a line would help
       if (done != total && done - last < (8u << 20)) return;
       last = done;
       fmt::print(stderr, "\rstaging: {:.1f}/{:.1f} MiB", done / 1048576.0, total / 1048576.0);
@@ -176,7 +179,9 @@ void catch_interrupts(MasterOptions& m) {
   m.interrupt = &g_interrupt;
 }
 
-int report_switch(Result<SwitchReport> r, const char* what) {
+// `targeted`: a switch of part of the fleet (--hosts, --class); its summary names the hosts it
+// switched, since the others keep their release and "<current> -> X" would say otherwise.
+int report_switch(Result<SwitchReport> r, const char* what, bool targeted = false) {
   if (!r) return fail(r.error());
   const SwitchReport& rep = *r;
   if (rep.nothing_to_do) {
@@ -207,8 +212,15 @@ int report_switch(Result<SwitchReport> r, const char* what) {
     fmt::print(stderr, "{}: error: {} of {} undone: current is {} again\n", program(), what, rep.target, rep.undone_to);
   }
   size_t ok = std::count_if(rep.hosts.begin(), rep.hosts.end(), [](auto& h) { return h.outcome == "ok"; });
-  say(fmt::format("{} {} -> {} (generation {}): {} host(s) ok, {} failed", what,
-                  rep.previous.empty() ? "-" : rep.previous, rep.target, rep.generation, ok, bad));
+  std::vector<std::string> switched;
+  for (const auto& h : rep.hosts)
+    if (h.outcome == "ok") switched.push_back(printable(h.host));
+  if (targeted)
+    say(fmt::format("{} {} on {} (generation {}; the other hosts keep their release): {} host(s) ok, {} failed", what,
+                    rep.target, switched.empty() ? "no host" : join(switched, " "), rep.generation, ok, bad));
+  else
+    say(fmt::format("{} {} -> {} (generation {}): {} host(s) ok, {} failed", what,
+                    rep.previous.empty() ? "-" : rep.previous, rep.target, rep.generation, ok, bad));
   return bad ? static_cast<int>(Exit::Failed) : 0;
 }
 
@@ -396,6 +408,8 @@ int cmd_status(Share& share, const Opts& o, int64_t stale_after_ms) {
   if (!o.watch) {
     auto r = share_status(share, stale_after_ms);
     if (!r) return fail(r.error());
+    if (o.prometheus) fmt::print("{}", render_fleet_metrics(*r, status_exit_code(*r) == 0));
+    if (o.prometheus) return status_exit_code(*r);
     return print_status(*r, o.json, o.share);
   }
   auto iv = duration_flag("--interval", o.interval);
@@ -459,7 +473,7 @@ int cmd_verify(Share& share, bool json) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int install_main(int argc, char** argv) {
   program() = "nfsup-install";
   CLI::App app{"nfsup-install: stage releases on a shared export and switch every host to them"};
   app.require_subcommand(1);
@@ -468,6 +482,8 @@ int main(int argc, char** argv) {
   bool quiet = false, verbose = false;
   app.add_flag("-q,--quiet", quiet, "only errors");
   app.add_flag("-v,--verbose", verbose, "more detail");
+  std::string log_file;
+  app.add_option("--log", log_file, "append what this run does to FILE (local disk): start, reports, exit code");
   Opts o;
   auto add_wait_opts = [&](CLI::App* c) {
     c->add_flag("--no-wait", o.no_wait, "return once the pointer is switched; do not wait for hosts to start");
@@ -509,10 +525,13 @@ int main(int argc, char** argv) {
   add_wait_opts(push_c);
   auto* status_c = app.add_subcommand("status", "show the release pointer, marker and every host");
   status_c->add_option("share", o.share, "the shared directory")->required();
-  status_c->add_flag("--json", o.json, "machine-readable output (schema nfsup-status/1)");
+  auto* status_json = status_c->add_flag("--json", o.json, "machine-readable output (schema nfsup-status/1)");
   status_c->add_option("--stale-after", o.stale_after, "hosts silent this long are shown stale (default 45s)");
-  status_c->add_flag("--watch", o.watch, "refresh until interrupted (a push in progress, a rollout)");
+  auto* status_watch = status_c->add_flag("--watch", o.watch, "refresh until interrupted (a push in progress, a rollout)");
   status_c->add_option("--interval", o.interval, "refresh interval for --watch (default 1s)");
+  status_c->add_flag("--prometheus", o.prometheus, "the fleet in Prometheus text format (textfile collector)")
+      ->excludes(status_json)
+      ->excludes(status_watch);
   auto* rep_c = app.add_subcommand("report", "write a self-contained HTML page: last rollout per host, downtime, audit trail");
   rep_c->add_option("share", o.share, "the shared directory")->required();
   rep_c->add_option("--html", o.html, "output file")->required();
@@ -550,6 +569,12 @@ int main(int argc, char** argv) {
   bool done = false;
   int pc = parse_or_exit(app, argc, argv, &done);
   if (done) return pc;
+  if (!log_file.empty()) {
+    if (auto s = MasterLog::get().open(log_file, app.get_subcommands().at(0)->get_name(), argc, argv); !s) return fail(s.error());
+    report_tap = [](LogLevel l, const std::string& m) {
+      MasterLog::get().line(fmt::format("{}{}", l == LogLevel::Error ? "error: " : l == LogLevel::Warn ? "warning: " : "", m));
+    };
+  }
   o.max_failures_given = push_c->count("--max-failures") > 0;
   verbosity = quiet ? -1 : verbose ? 1 : 0;
   for (auto* opt : rolling_only)
@@ -615,7 +640,7 @@ int main(int argc, char** argv) {
     }
     catch_interrupts(*mo);
     auto pushed = push(share, req, *mo);
-    int rc = report_switch(pushed, "push");
+    int rc = report_switch(pushed, "push", !o.hosts.empty() || !o.cls.empty());
     if (pushed && !pushed->nothing_to_do && req.stage.expires)
       say(fmt::format("release {} expires at {}; hosts refuse to start it after that", o.version,
                       unix_to_iso(req.stage.expires)));
@@ -632,7 +657,7 @@ int main(int argc, char** argv) {
       return plan->exit_code;
     }
     catch_interrupts(*mo);
-    return report_switch(rollback(share, o.to, *mo), "rollback");
+    return report_switch(rollback(share, o.to, *mo), "rollback", !o.hosts.empty());
   }
   if (*ab) {
     if (o.dry_run) {
@@ -724,4 +749,11 @@ int main(int argc, char** argv) {
   if (*ver) return cmd_verify(share, o.json);
   if (*rel) return cmd_releases(share, o.json);
   return static_cast<int>(Exit::Usage);
+}
+
+// --log: the end line comes after every return path of install_main.
+int main(int argc, char** argv) {
+  int rc = install_main(argc, argv);
+  MasterLog::get().end(rc);
+  return rc;
 }

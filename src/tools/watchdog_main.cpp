@@ -19,21 +19,23 @@ namespace {
 // How long one pass of the daemon's loop may keep it from on_alive, which pings the systemd
 // watchdog. A switch does its steps one after another, and each step has its own deadline:
 // verifying the release (6 x share_timeout), the signature check, reading the reconfig
-// script, and status and pointer I/O (one share_timeout each); draining the agent (the drain
-// command, then the wait for the agent to exit); stopping it (stop_timeout, then SIGKILL);
-// the reconfig script; and starting the new release, or the old one again if the switch
-// fails. The health gate runs in the same pass and may be followed by a stop and a restart
-// of the previous release. With agent.start_command, each start and status call may take
-// as long as the core allows it (60s or stop_timeout, and 30s).
+// script, and status and pointer I/O (one share_timeout each); the reconfig script; and
+// starting the new release, or the old one again if the switch fails. The health gate runs
+// in the same pass and may be followed by a stop and a restart of the previous release.
+// With agent.start_command, each start and status call may take as long as the core allows
+// it (60s or stop_timeout, and 30s), and stop_command blocks the pass as well. A drain, and
+// the stop of an agent the watchdog started itself, do not count: they are lifecycle phases
+// with their own deadline, and the loop keeps pinging while they run (advance_stop).
+// With the defaults this is 174s, which the unit's WatchdogSec=3min covers (doc: SYSTEMD).
 // The core knows these steps better; it could export this number (or ping during them).
 int64_t longest_tick_ms(const WatchdogConfig& c) {
   const AgentConfig& a = c.agent;
   int64_t share = 10 * c.share_timeout_ms;
-  int64_t drain = a.drain_signal ? a.drain_timeout_ms : !a.drain_command.empty() ? 2 * a.drain_timeout_ms : 0;
   int64_t stop = a.stop_timeout_ms + 5000 + (a.stop_command.empty() ? 0 : 5000);
+  int64_t blocking_stop = a.start_command.empty() ? 0 : stop;
   int64_t start = a.start_command.empty() ? 2000 : std::max<int64_t>(a.stop_timeout_ms, 60000) + 2 * 30000;
   int64_t health = a.health_command.empty() ? 0 : a.health_timeout_ms + 1000 + stop + start;
-  return share + drain + stop + a.reconfig_timeout_ms + 2 * start + health + 10000;
+  return share + blocking_stop + a.reconfig_timeout_ms + 2 * start + health + 10000;
 }
 
 // WatchdogSec= in the unit is the normal limit. If the configuration allows a single switch

@@ -141,9 +141,9 @@ check_init_refuses_local_disk_without_local() {
 }
 
 check_docs_do_not_say_rolling_pushes_skip_the_vote() {
-  # A rolling push holds a vote round (src/core/master.cpp, rolling); the docs once said it did not.
-  grep -q "Hosts that vote with local checks answer for the whole rollout" "$NFSUP_SRC/src/core/master.cpp" \
-    || skip "the rolling vote round moved in master.cpp; re-check this claim"
+  # A rolling push holds a vote round (src/master/rolling.cpp, rolling); the docs once said it did not.
+  grep -q "Hosts that vote with local checks answer for the whole rollout" "$NFSUP_SRC/src/master/rolling.cpp" \
+    || skip "the rolling vote round moved out of src/master/rolling.cpp; re-check this claim"
   local hits
   hits=$(grep -rniE "rolling push(es)? (do(es)? not|never) vote|rolling pushes do not vote|rolling push has no vote" \
     "$NFSUP_SRC/doc" "$NFSUP_SRC/etc" "$NFSUP_SRC/README.md" || true)
@@ -176,6 +176,23 @@ check_readme_has_install_and_first_fleet_near_the_top() {
   # The benchmark history lives in doc/benchmarks.md; README keeps the current table.
   [ -f "$NFSUP_SRC/doc/benchmarks.md" ] || fail "no doc/benchmarks.md"
   ! grep -q "What changed the figures since the first benchmark (" "$r" || fail "README still carries the benchmark history"
+}
+
+check_status_json_host_keys_are_documented() {
+  # Every key that `status --json` prints for a host appears in nfsup-install(1)'s example
+  # (runs_from and watchdog_version were missing, and the page said status does not show
+  # runs_from).
+  local d="$TMP/sj" keys k
+  mkdir -p "$d/state"
+  new_share "$d/share"
+  printf 'share: %s\nhost: h1\nstate_dir: %s\nagent:\n  command: [bin/agent]\n' "$d/share" "$d/state" >"$d/w.yaml"
+  "$WATCHDOG" check -q -c "$d/w.yaml" || true
+  keys=$("$INSTALL" status "$d/share" --json | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["hosts"][0].keys()))')
+  [ -n "$keys" ] || fail "no host keys from status --json"
+  for k in $keys; do
+    grep -q "\"$k\":" "$NFSUP_SRC/doc/nfsup-install.1" || fail "nfsup-install(1) does not show the host key '$k' of status --json"
+  done
+  ! grep -q "^does not show\.\?$" "$NFSUP_SRC/doc/nfsup-install.1" || fail "nfsup-install(1) still says status does not show runs_from"
 }
 
 run_checks

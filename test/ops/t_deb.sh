@@ -77,8 +77,14 @@ check_installed_files() {
   # The README (possibly compressed by dh_compress) and a copyright file with a notice.
   ls /usr/share/doc/nfsup/README.md* >/dev/null 2>&1 || fail "README.md is not in /usr/share/doc/nfsup"
   grep -qE '^Copyright: [0-9]{4} ' /usr/share/doc/nfsup/copyright || fail "copyright file has no notice with a year"
-  # The shipped configuration is valid as it is.
-  /usr/bin/nfsup-watchdog validate -c /etc/nfsup/watchdog.yaml >/dev/null || fail "the shipped config does not validate"
+  # The shipped configuration leaves share: unset: validate (the daemon's ExecStartPre=)
+  # refuses it until it is edited, and accepts it once share: is set.
+  local rc=0
+  /usr/bin/nfsup-watchdog validate -q -c /etc/nfsup/watchdog.yaml 2>"$TMP/v.err" || rc=$?
+  assert_eq "$rc" 2 "validate on the unedited /etc/nfsup/watchdog.yaml"
+  assert_contains "$(cat "$TMP/v.err")" "/etc/nfsup/watchdog.yaml: missing required key 'share'"
+  sed 's|^#share: .*|share: /mnt/fleet/myagent|' /etc/nfsup/watchdog.yaml >"$TMP/edited.yaml"
+  /usr/bin/nfsup-watchdog validate -c "$TMP/edited.yaml" >/dev/null || fail "the shipped config with share: set does not validate"
 }
 
 check_smoke_test_installed_binaries() {
@@ -89,7 +95,7 @@ check_smoke_test_installed_binaries() {
   /usr/bin/nfsup-install -q push "$share" "$TMP/rel" --version 1.0 --no-wait >/dev/null || fail "nfsup-install push"
   # The installed config, pointed at the temp share and the fixture agent.
   echo "level: one" >"$TMP/agent.yaml"
-  sed -e "s|^share: .*|share: $share|" -e "s|^state_dir: .*|state_dir: $state|" -e "s|^#host: .*|host: debtest|" \
+  sed -e "s|^#\?share: .*|share: $share|" -e "s|^state_dir: .*|state_dir: $state|" -e "s|^#host: .*|host: debtest|" \
     -e "s|^  command: .*|  command: [bin/agent, \"{config}\"]|" -e "s|^  config: .*|  config: $TMP/agent.yaml|" \
     /etc/nfsup/watchdog.yaml >"$TMP/watchdog.yaml"
   /usr/bin/nfsup-watchdog check -q -c "$TMP/watchdog.yaml" || rc=$?

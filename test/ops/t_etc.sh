@@ -10,7 +10,7 @@ CRON="$NFSUP_SRC/etc/cron.d/nfsup-watchdog"
 
 # example_copy OUT SHARE [STATE]: etc/watchdog.yaml with share: (and state_dir:) replaced.
 example_copy() {
-  sed -e "s|^share: .*|share: $2|" -e "s|^state_dir: .*|state_dir: ${3:-/var/lib/nfsup}|" "$EXAMPLE" >"$1"
+  sed -e "s|^#\?share: .*|share: $2|" -e "s|^state_dir: .*|state_dir: ${3:-/var/lib/nfsup}|" "$EXAMPLE" >"$1"
   grep -q "^share: $2\$" "$1" || fail "etc/watchdog.yaml has no top-level 'share:' line to replace"
 }
 
@@ -23,6 +23,46 @@ check_example_validates() {
   assert_contains "$out" "share $TMP/share1"
   assert_contains "$out" "poll 2s"
   assert_contains "$out" "agent bin/myagent"
+}
+
+check_shipped_file_is_refused_until_share_is_set() {
+  # The file as shipped (and installed as /etc/nfsup/watchdog.yaml) must not pass `validate`,
+  # which the daemon unit runs as ExecStartPre=: a placeholder share would let an unedited host
+  # start and poll a path that is not an nfsup share. One line, naming the file and the key.
+  local out rc=0
+  out=$("$WATCHDOG" validate -c "$EXAMPLE" 2>&1) || rc=$?
+  assert_eq "$rc" 2 "exit code of validate on the unedited example"
+  assert_eq "$(grep -c . <<<"$out")" 1 "number of lines (got: $out)"
+  assert_contains "$out" "$EXAMPLE"
+  assert_contains "$out" "'share'"
+}
+
+check_broken_config_is_one_line_naming_file_and_key() {
+  # Whatever is wrong, validate prints one line that names the file (and the key, where one is
+  # at fault) and exits 2; it never touches the share (here: a path that does not exist).
+  local f="$TMP/broken.yaml" out rc
+  local -a cases=(
+    "poll_intervall: 2s|poll_intervall"
+    "poll_interval: 2 parsecs|poll_interval"
+    "share_timeout: 1ms|share_timeout"
+    "state_dir: relative/dir|state_dir"
+    "heartbeat_interval: 10s|heartbeat_interval"
+  )
+  local c line key
+  for c in "${cases[@]}"; do
+    line=${c%%|*}; key=${c##*|}
+    printf 'share: /nonexistent/nfsup-share\nheartbeat_interval: 10s\nagent:\n  command: [bin/a]\n%s\n' "$line" >"$f"
+    rc=0; out=$("$WATCHDOG" validate -c "$f" 2>&1) || rc=$?
+    assert_eq "$rc" 2 "exit code for '$line'"
+    assert_eq "$(grep -c . <<<"$out")" 1 "one line for '$line' (got: $out)"
+    assert_contains "$out" "$f:"
+    assert_contains "$out" "$key"
+  done
+  [ ! -e /nonexistent/nfsup-share ] || fail "validate created the share path"
+  rc=0; out=$("$WATCHDOG" validate -c "$TMP/no-such.yaml" 2>&1) || rc=$?
+  assert_eq "$rc" 2 "exit code for a missing file"
+  assert_eq "$(grep -c . <<<"$out")" 1 "one line for a missing file (got: $out)"
+  assert_contains "$out" "$TMP/no-such.yaml"
 }
 
 check_example_documents_every_key() {
