@@ -59,7 +59,8 @@ Result<std::vector<Running>> running_modules(Share& share, int64_t stale_after_m
 // Module dependencies inside one host.
 void check_depends(const Running& r, const ModuleInfo& m, std::vector<std::string>& out) {
   for (const auto& [dep, minv] : m.depends) {
-    auto it = std::find_if(r.mods.begin(), r.mods.end(), [&](auto& x) { return x.name == dep; });
+    const std::string& want = dep;  // (clang before 16 cannot capture a structured binding)
+    auto it = std::find_if(r.mods.begin(), r.mods.end(), [&](auto& x) { return x.name == want; });
     if (it == r.mods.end())
       out.push_back(fmt::format("{}: module {} needs module {} >= {}, which this host does not run", r.host, m.name,
                                 dep, minv));
