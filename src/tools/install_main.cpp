@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <ctime>
+#include <map>
 
 #include "common.h"
 #include "install_status.h"
@@ -282,20 +283,14 @@ int cmd_verify(Share& share, bool json) {
   return rc;
 }
 
-}  // namespace
+// The subcommands and their flags, in the order --help lists them.
+struct Cli {
+  CLI::App* push = nullptr;
+  std::vector<CLI::Option*> rolling_only;  ///< push flags that only --strategy rolling takes
+};
 
-int install_main(int argc, char** argv) {
-  program() = "nfsup-install";
-  CLI::App app{"nfsup-install: stage releases on a shared export and switch every host to them"};
-  app.require_subcommand(1);
-  app.fallthrough();
-  add_version_flag(app, true);
-  bool quiet = false, verbose = false;
-  app.add_flag("-q,--quiet", quiet, "only errors");
-  app.add_flag("-v,--verbose", verbose, "more detail");
-  std::string log_file;
-  app.add_option("--log", log_file, "append what this run does to FILE (local disk): start, reports, exit code");
-  Opts o;
+Cli add_subcommands(CLI::App& app, Opts& o) {
+  Cli cli;
   auto add_wait_opts = [&](CLI::App* c) {
     c->add_flag("--no-wait", o.no_wait, "return once the pointer is switched; do not wait for hosts to start");
     c->add_option("--lease", o.lease, "marker lease; hosts resume the current release if not renewed (default 30s)");
@@ -377,32 +372,215 @@ int install_main(int argc, char** argv) {
   rel->add_option("share", o.share, "the shared directory")->required();
   rel->add_flag("--json", o.json, "machine-readable output: [{version, expires}], oldest first");
 
-  bool done = false;
-  int pc = parse_or_exit(app, argc, argv, &done);
-  if (done) return pc;
-  if (!log_file.empty()) {
-    if (auto s = MasterLog::get().open(log_file, app.get_subcommands().at(0)->get_name(), argc, argv); !s) return fail(s.error());
-    report_tap = [](LogLevel l, const std::string& m) {
-      MasterLog::get().line(fmt::format("{}{}", l == LogLevel::Error ? "error: " : l == LogLevel::Warn ? "warning: " : "", m));
-    };
-  }
-  o.max_failures_given = push_c->count("--max-failures") > 0;
-  verbosity = quiet ? -1 : verbose ? 1 : 0;
-  for (auto* opt : rolling_only)
-    if (opt->count() > 0) o.rolling_given.push_back(opt->get_name());
-  while (o.share.size() > 1 && o.share.back() == '/') o.share.pop_back();
+  cli.push = push_c;
+  cli.rolling_only = rolling_only;
+  return cli;
+}
 
-  if (*kg && o.dry_run) {
+// What every subcommand but keygen works on: the parsed flags, the share, the master's options.
+struct Ctx {
+  Opts& o;
+  Share& share;
+  MasterOptions& mo;
+};
+
+int cmd_keygen(const Opts& o) {
+  if (o.dry_run) {
     say(fmt::format("would write {}/{}.key (0600) and {}/{}.pub", o.out_dir, o.key_name, o.out_dir, o.key_name));
     return 0;
   }
-  if (*kg) {
-    auto k = generate_keypair(o.out_dir, o.key_name);
-    if (!k) return fail(k.error());
-    say(fmt::format("key {}: {}/{}.key (secret, 0600) and {} (give this to the watchdogs' trusted_keys)", k->id,
-                    o.out_dir, o.key_name, k->path));
+  auto k = generate_keypair(o.out_dir, o.key_name);
+  if (!k) return fail(k.error());
+  say(fmt::format("key {}: {}/{}.key (secret, 0600) and {} (give this to the watchdogs' trusted_keys)", k->id,
+                  o.out_dir, o.key_name, k->path));
+  return 0;
+}
+
+int cmd_init(Ctx& c) {
+  const Opts& o = c.o;
+  if (auto s = check_share_location(o.share, o.local); !s) return fail(s.error());
+  if (o.dry_run) {
+    say(fmt::format("would create {}/{{nfsup-share,releases,objects,hosts,audit}} (existing files are kept)", o.share));
     return 0;
   }
+  if (auto s = init_share(c.share); !s) return fail(s.error());
+  say(fmt::format("{}: nfsup share ready", o.share));
+  return 0;
+}
+
+int push_dry_run(Ctx& c, const PushRequest& req) {
+  if (auto s = c.share.check(); !s) return fail(s.error());
+  auto m = scan_source(req.stage);
+  if (!m) return fail(m.error());
+  auto plan = dry_run_plan(c.share, "push", c.o.version, &*m, c.mo);
+  if (!plan) return fail(plan.error());
+  for (const auto& l : plan->lines) fmt::print("{}\n", l);
+  if (req.stage.expires) say(fmt::format("the release would expire at {}", unix_to_iso(req.stage.expires)));
+  return plan->exit_code;
+}
+
+int cmd_push(Ctx& c) {
+  const Opts& o = c.o;
+  PushRequest req;
+  req.stage.source = o.source;
+  req.stage.version = o.version;
+  req.stage.reconfig = o.reconfig;
+  req.stage.min_compatible = o.min_compatible;
+  req.stage.migrate = o.migrate;
+  req.stage.modules = o.modules;
+  if (!o.expires.empty()) {
+    auto at = expires_at(o.expires);
+    if (!at) return fail(at.error());
+    req.stage.expires = *at;
+  }
+  if (o.dry_run) return push_dry_run(c, req);
+  catch_interrupts(c.mo);
+  auto pushed = push(c.share, req, c.mo);
+  int rc = report_switch(pushed, "push", !o.hosts.empty() || !o.cls.empty());
+  if (pushed && !pushed->nothing_to_do && req.stage.expires)
+    say(fmt::format("release {} expires at {}; hosts refuse to start it after that", o.version,
+                    unix_to_iso(req.stage.expires)));
+  return rc == 0 ? no_live_host_check(*pushed, o.allow_empty, !o.no_wait) : rc;
+}
+
+int cmd_rollback(Ctx& c) {
+  if (c.o.dry_run) {
+    if (auto s = c.share.check(); !s) return fail(s.error());
+    auto to = rollback_target(c.share, c.o.to);  // the same target as the real rollback
+    if (!to) return fail(to.error());
+    auto plan = dry_run_plan(c.share, "rollback", *to, nullptr, c.mo);
+    if (!plan) return fail(plan.error());
+    for (const auto& l : plan->lines) fmt::print("{}\n", l);
+    return plan->exit_code;
+  }
+  catch_interrupts(c.mo);
+  return report_switch(rollback(c.share, c.o.to, c.mo), "rollback", !c.o.hosts.empty());
+}
+
+int cmd_abort(Ctx& c) {
+  if (c.o.dry_run) {
+    if (auto s = c.share.check(); !s) return fail(s.error());
+    auto m = c.share.read_marker();
+    if (!m) return fail(m.error());
+    say(*m ? fmt::format("would remove the marker of the {} of {} by {} pid {}", (*m)->action, (*m)->release,
+                         (*m)->master_host, (*m)->master_pid)
+           : "no marker; would only remove this host's leftover staging directories");
+    return 0;
+  }
+  auto r = abort_push(c.share, c.mo);
+  if (!r) return fail(r.error());
+  for (const auto& n : r->notes) say(n);
+  if (!r->had_marker) say("no push in progress");
+  if (!r->resumed.empty()) say(fmt::format("hosts resume {}", r->resumed));
+  if (r->removed_staging) say(fmt::format("removed {} unfinished staging director{}", r->removed_staging,
+                                          r->removed_staging == 1 ? "y" : "ies"));
+  return 0;
+}
+
+int cmd_prune(Ctx& c) {
+  const Opts& o = c.o;
+  auto r = prune(c.share, o.keep, o.dry_run, c.mo);
+  if (!r) return fail(r.error());
+  for (const auto& v : r->deleted) say(fmt::format("{} {}", o.dry_run ? "would delete" : "deleted", v));
+  for (const auto& v : r->kept) say(fmt::format("kept {}", v));
+  for (const auto& d : r->leftovers_removed) say(fmt::format("removed {} (left by an earlier prune)", d));
+  for (const auto& d : r->leftovers_kept)
+    say(fmt::format("left {}: a file in it is still open on a client; a later prune removes it", d));
+  if (r->objects_removed) say(fmt::format("removed {} unreferenced objects ({} bytes)", r->objects_removed, r->bytes_freed));
+  return 0;
+}
+
+int cmd_finalize(Ctx& c) {
+  if (c.o.dry_run) {
+    if (auto s = c.share.check(); !s) return fail(s.error());
+    auto p = c.share.read_pointer();
+    if (!p) return fail(p.error());
+    if (!*p) return fail(err(Exit::Usage, "nothing has been pushed yet"));
+    std::string acting = (*p)->acting.empty() ? (*p)->release : (*p)->acting;
+    say(acting == (*p)->release ? "acting version is already " + acting
+                                : fmt::format("would move the acting version {} -> {} (running {}'s migration hook once)",
+                                              acting, (*p)->release, (*p)->release));
+    return 0;
+  }
+  catch_interrupts(c.mo);
+  auto r = finalize(c.share, c.mo);
+  if (!r) return fail(r.error());
+  say(*r);
+  return 0;
+}
+
+int cmd_status_of(Ctx& c) {
+  const Opts& o = c.o;
+  return cmd_status(c.share, StatusFlags{o.share, o.json, o.prometheus, o.watch, o.interval}, c.mo.stale_after_ms);
+}
+
+int cmd_report(Ctx& c) {
+  const Opts& o = c.o;
+  auto r = share_status(c.share, c.mo.stale_after_ms);
+  if (!r) return fail(r.error());
+  auto tl = read_last_timeline(c.share);
+  if (!tl) return fail(tl.error());
+  std::vector<std::string> warn;
+  auto au = read_audit(c.share, &warn);
+  if (!au) return fail(au.error());
+  for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
+  std::string html = render_html_report(o.share, *tl, *r, *au);
+  if (auto s = write_local_atomic(o.html, html, 0644); !s) return fail(s.error());
+  say(fmt::format("wrote {} ({} bytes)", o.html, html.size()));
+  return 0;
+}
+
+std::string history_json(const std::vector<AuditEvent>& au) {
+  std::string js = "[";
+  for (size_t i = 0; i < au.size(); ++i) {
+    const auto& e = au[i];
+    js += fmt::format("{}{{\"time\":{},\"host\":{},\"user\":{},\"pid\":{},\"action\":{},\"detail\":{},\"result\":{}}}",
+                      i ? "," : "", json_str(e.time), json_str(e.host), json_str(e.user),
+                      !e.pid.empty() && e.pid.size() < 19 && e.pid.find_first_not_of("0123456789") == std::string::npos
+                          ? e.pid
+                          : "null",
+                      json_str(e.action), json_str(e.detail), json_str(e.result));
+  }
+  return js + "]";
+}
+
+int cmd_history(Ctx& c) {
+  if (auto s = c.share.check(); !s) return fail(s.error());
+  std::vector<std::string> warn;
+  auto au = read_audit(c.share, &warn);
+  if (!au) return fail(au.error());
+  for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
+  if (c.o.json) {
+    fmt::print("{}\n", history_json(*au));
+    return 0;
+  }
+  for (const auto& e : *au)
+    print_line(fmt::format("{}  {:<12} {:<10} {:<9} {}  [{}]", e.time, e.host, e.user, e.action, e.detail, e.result));
+  return 0;
+}
+
+// Subcommand name -> what it does (keygen, which needs no share, is run before these).
+const std::map<std::string, int (*)(Ctx&)>& subcommand_table() {
+  static const std::map<std::string, int (*)(Ctx&)> table = {
+      {"init", cmd_init},
+      {"push", cmd_push},
+      {"rollback", cmd_rollback},
+      {"abort", cmd_abort},
+      {"prune", cmd_prune},
+      {"finalize", cmd_finalize},
+      {"status", cmd_status_of},
+      {"report", cmd_report},
+      {"history", cmd_history},
+      {"verify", [](Ctx& c) { return cmd_verify(c.share, c.o.json); }},
+      {"releases", [](Ctx& c) { return cmd_releases(c.share, c.o.json); }},
+  };
+  return table;
+}
+
+// Runs the parsed subcommand `name`: the master's options and the signing key first (their
+// errors come before the subcommand's own), then the subcommand.
+int run_subcommand(const std::string& name, Opts& o) {
+  if (name == "keygen") return cmd_keygen(o);
   RealFs fs(short_hostname());
   Share share(fs, o.share);
   auto mo = master_opts(o);
@@ -414,152 +592,44 @@ int install_main(int argc, char** argv) {
     skey = *k;
     mo->sign_key = &*skey;
   }
+  auto it = subcommand_table().find(name);
+  if (it == subcommand_table().end()) return static_cast<int>(Exit::Usage);
+  Ctx c{o, share, *mo};
+  return it->second(c);
+}
 
-  if (*init)
-    if (auto s = check_share_location(o.share, o.local); !s) return fail(s.error());
-  if (*init && o.dry_run) {
-    say(fmt::format("would create {}/{{nfsup-share,releases,objects,hosts,audit}} (existing files are kept)", o.share));
-    return 0;
+}  // namespace
+
+int install_main(int argc, char** argv) {
+  program() = "nfsup-install";
+  CLI::App app{"nfsup-install: stage releases on a shared export and switch every host to them"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  add_version_flag(app, true);
+  bool quiet = false, verbose = false;
+  app.add_flag("-q,--quiet", quiet, "only errors");
+  app.add_flag("-v,--verbose", verbose, "more detail");
+  std::string log_file;
+  app.add_option("--log", log_file, "append what this run does to FILE (local disk): start, reports, exit code");
+  Opts o;
+  Cli cli = add_subcommands(app, o);
+
+  bool done = false;
+  int pc = parse_or_exit(app, argc, argv, &done);
+  if (done) return pc;
+  const std::string name = app.get_subcommands().at(0)->get_name();
+  if (!log_file.empty()) {
+    if (auto s = MasterLog::get().open(log_file, name, argc, argv); !s) return fail(s.error());
+    report_tap = [](LogLevel l, const std::string& m) {
+      MasterLog::get().line(fmt::format("{}{}", l == LogLevel::Error ? "error: " : l == LogLevel::Warn ? "warning: " : "", m));
+    };
   }
-  if (*init) {
-    if (auto s = init_share(share); !s) return fail(s.error());
-    say(fmt::format("{}: nfsup share ready", o.share));
-    return 0;
-  }
-  if (*push_c) {
-    PushRequest req;
-    req.stage.source = o.source;
-    req.stage.version = o.version;
-    req.stage.reconfig = o.reconfig;
-    req.stage.min_compatible = o.min_compatible;
-    req.stage.migrate = o.migrate;
-    req.stage.modules = o.modules;
-    if (!o.expires.empty()) {
-      auto at = expires_at(o.expires);
-      if (!at) return fail(at.error());
-      req.stage.expires = *at;
-    }
-    if (o.dry_run) {
-      if (auto s = share.check(); !s) return fail(s.error());
-      auto m = scan_source(req.stage);
-      if (!m) return fail(m.error());
-      auto plan = dry_run_plan(share, "push", o.version, &*m, *mo);
-      if (!plan) return fail(plan.error());
-      for (const auto& l : plan->lines) fmt::print("{}\n", l);
-      if (req.stage.expires) say(fmt::format("the release would expire at {}", unix_to_iso(req.stage.expires)));
-      return plan->exit_code;
-    }
-    catch_interrupts(*mo);
-    auto pushed = push(share, req, *mo);
-    int rc = report_switch(pushed, "push", !o.hosts.empty() || !o.cls.empty());
-    if (pushed && !pushed->nothing_to_do && req.stage.expires)
-      say(fmt::format("release {} expires at {}; hosts refuse to start it after that", o.version,
-                      unix_to_iso(req.stage.expires)));
-    return rc == 0 ? no_live_host_check(*pushed, o.allow_empty, !o.no_wait) : rc;
-  }
-  if (*rb) {
-    if (o.dry_run) {
-      if (auto s = share.check(); !s) return fail(s.error());
-      auto to = rollback_target(share, o.to);  // the same target as the real rollback
-      if (!to) return fail(to.error());
-      auto plan = dry_run_plan(share, "rollback", *to, nullptr, *mo);
-      if (!plan) return fail(plan.error());
-      for (const auto& l : plan->lines) fmt::print("{}\n", l);
-      return plan->exit_code;
-    }
-    catch_interrupts(*mo);
-    return report_switch(rollback(share, o.to, *mo), "rollback", !o.hosts.empty());
-  }
-  if (*ab) {
-    if (o.dry_run) {
-      if (auto s = share.check(); !s) return fail(s.error());
-      auto m = share.read_marker();
-      if (!m) return fail(m.error());
-      say(*m ? fmt::format("would remove the marker of the {} of {} by {} pid {}", (*m)->action, (*m)->release,
-                           (*m)->master_host, (*m)->master_pid)
-             : "no marker; would only remove this host's leftover staging directories");
-      return 0;
-    }
-    auto r = abort_push(share, *mo);
-    if (!r) return fail(r.error());
-    for (const auto& n : r->notes) say(n);
-    if (!r->had_marker) say("no push in progress");
-    if (!r->resumed.empty()) say(fmt::format("hosts resume {}", r->resumed));
-    if (r->removed_staging) say(fmt::format("removed {} unfinished staging director{}", r->removed_staging,
-                                            r->removed_staging == 1 ? "y" : "ies"));
-    return 0;
-  }
-  if (*pr) {
-    auto r = prune(share, o.keep, o.dry_run, *mo);
-    if (!r) return fail(r.error());
-    for (const auto& v : r->deleted) say(fmt::format("{} {}", o.dry_run ? "would delete" : "deleted", v));
-    for (const auto& v : r->kept) say(fmt::format("kept {}", v));
-    for (const auto& d : r->leftovers_removed) say(fmt::format("removed {} (left by an earlier prune)", d));
-    for (const auto& d : r->leftovers_kept)
-      say(fmt::format("left {}: a file in it is still open on a client; a later prune removes it", d));
-    if (r->objects_removed) say(fmt::format("removed {} unreferenced objects ({} bytes)", r->objects_removed, r->bytes_freed));
-    return 0;
-  }
-  if (*fin && o.dry_run) {
-    if (auto s = share.check(); !s) return fail(s.error());
-    auto p = share.read_pointer();
-    if (!p) return fail(p.error());
-    if (!*p) return fail(err(Exit::Usage, "nothing has been pushed yet"));
-    std::string acting = (*p)->acting.empty() ? (*p)->release : (*p)->acting;
-    say(acting == (*p)->release ? "acting version is already " + acting
-                                : fmt::format("would move the acting version {} -> {} (running {}'s migration hook once)",
-                                              acting, (*p)->release, (*p)->release));
-    return 0;
-  }
-  if (*fin) {
-    catch_interrupts(*mo);
-    auto r = finalize(share, *mo);
-    if (!r) return fail(r.error());
-    say(*r);
-    return 0;
-  }
-  if (*status_c) return cmd_status(share, StatusFlags{o.share, o.json, o.prometheus, o.watch, o.interval}, mo->stale_after_ms);
-  if (*rep_c) {
-    auto r = share_status(share, mo->stale_after_ms);
-    if (!r) return fail(r.error());
-    auto tl = read_last_timeline(share);
-    if (!tl) return fail(tl.error());
-    std::vector<std::string> warn;
-    auto au = read_audit(share, &warn);
-    if (!au) return fail(au.error());
-    for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
-    std::string html = render_html_report(o.share, *tl, *r, *au);
-    if (auto s = write_local_atomic(o.html, html, 0644); !s) return fail(s.error());
-    say(fmt::format("wrote {} ({} bytes)", o.html, html.size()));
-    return 0;
-  }
-  if (*hist) {
-    if (auto s = share.check(); !s) return fail(s.error());
-    std::vector<std::string> warn;
-    auto au = read_audit(share, &warn);
-    if (!au) return fail(au.error());
-    for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
-    if (o.json) {
-      std::string js = "[";
-      for (size_t i = 0; i < au->size(); ++i) {
-        const auto& e = (*au)[i];
-        js += fmt::format("{}{{\"time\":{},\"host\":{},\"user\":{},\"pid\":{},\"action\":{},\"detail\":{},\"result\":{}}}",
-                          i ? "," : "", json_str(e.time), json_str(e.host), json_str(e.user),
-                          !e.pid.empty() && e.pid.size() < 19 && e.pid.find_first_not_of("0123456789") == std::string::npos
-                              ? e.pid
-                              : "null",
-                          json_str(e.action), json_str(e.detail), json_str(e.result));
-      }
-      fmt::print("{}]\n", js);
-      return 0;
-    }
-    for (const auto& e : *au)
-      print_line(fmt::format("{}  {:<12} {:<10} {:<9} {}  [{}]", e.time, e.host, e.user, e.action, e.detail, e.result));
-    return 0;
-  }
-  if (*ver) return cmd_verify(share, o.json);
-  if (*rel) return cmd_releases(share, o.json);
-  return static_cast<int>(Exit::Usage);
+  o.max_failures_given = cli.push->count("--max-failures") > 0;
+  verbosity = quiet ? -1 : verbose ? 1 : 0;
+  for (auto* opt : cli.rolling_only)
+    if (opt->count() > 0) o.rolling_given.push_back(opt->get_name());
+  while (o.share.size() > 1 && o.share.back() == '/') o.share.pop_back();
+  return run_subcommand(name, o);
 }
 
 // --log: the end line comes after every return path of install_main.
