@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <atomic>
 #include <ctime>
+#include <map>
 
 #include "common.h"
+#include "install_status.h"
 #include "master_log.h"
 #include "crypto.h"
 #include "reconfig.h"
@@ -239,196 +241,6 @@ int no_live_host_check(const SwitchReport& rep, bool allow_empty, bool waited) {
   return static_cast<int>(Exit::Failed);
 }
 
-// For monitoring (documented in nfsup-install(1)): 0 when every host runs the release meant
-// for it and no switch is under way, 1 when any host failed, is stale or unreadable, or has
-// not converged yet. (3, share unreachable, comes from share_status' own error.)
-int status_exit_code(const StatusReport& r) {
-  if (r.marker) return static_cast<int>(Exit::Failed);
-  for (const auto& h : r.hosts) {
-    if (!h.status || h.stale) return static_cast<int>(Exit::Failed);
-    const auto& s = *h.status;
-    if (!r.pointer) {
-      if (s.state == "failed") return static_cast<int>(Exit::Failed);
-      continue;
-    }
-    auto ov = r.pointer->overrides.find(h.host);
-    const std::string& want = ov != r.pointer->overrides.end() ? ov->second : r.pointer->release;
-    if ((s.state != "running" && s.state != "unchanged") || s.running != want) return static_cast<int>(Exit::Failed);
-  }
-  return 0;
-}
-
-std::string age_str(int64_t ms) {
-  if (ms < 0) return "?";
-  if (ms < 60000) return fmt::format("{}s ago", ms / 1000);
-  if (ms < 3600000) return fmt::format("{}m ago", ms / 60000);
-  return fmt::format("{}h ago", ms / 3600000);
-}
-
-// Colour only on a terminal, and never with NO_COLOR set or TERM=dumb (no-color.org).
-bool color_out() {
-  const char* term = getenv("TERM");
-  return isatty(1) && !getenv("NO_COLOR") && !(term && std::string(term) == "dumb");
-}
-
-int print_status(const StatusReport& r, bool json, const std::string& share) {
-  if (json) {
-    std::string o = "{\"schema\":\"nfsup-status/1\",\"share\":" + json_str(share);
-    if (r.pointer) {
-      std::string ov;
-      for (const auto& [h, v] : r.pointer->overrides) ov += (ov.empty() ? "" : ",") + json_str(h) + ":" + json_str(v);
-      o += fmt::format(",\"current\":{{\"release\":{},\"generation\":{},\"previous\":{},\"action\":{},"
-                       "\"acting\":{},\"min_supported\":{},\"overrides\":{{{}}}}}",
-                       json_str(r.pointer->release), r.pointer->generation, json_str(r.pointer->previous),
-                       json_str(r.pointer->action),
-                       json_str(r.pointer->acting.empty() ? r.pointer->release : r.pointer->acting),
-                       json_str(r.pointer->min_supported), ov);
-    } else {
-      o += ",\"current\":null";
-    }
-    if (r.rollout)
-      o += fmt::format(",\"rollout\":{{\"phase\":{},\"target\":{},\"acting\":{},\"note\":{}}}",
-                       json_str(r.rollout->phase), json_str(r.rollout->target), json_str(r.rollout->acting),
-                       json_str(r.rollout->note));
-    else
-      o += ",\"rollout\":null";
-    if (r.marker)
-      o += fmt::format(",\"marker\":{{\"action\":{},\"release\":{},\"previous\":{},\"generation\":{},\"master_host\":{},"
-                       "\"master_pid\":{},\"started\":{}}}",
-                       json_str(r.marker->action), json_str(r.marker->release), json_str(r.marker->previous),
-                       r.marker->generation, json_str(r.marker->master_host), r.marker->master_pid,
-                       json_str(r.marker->started));
-    else
-      o += ",\"marker\":null";
-    o += ",\"releases\":[";
-    for (size_t i = 0; i < r.releases.size(); ++i) o += (i ? "," : "") + json_str(r.releases[i]);
-    o += "],\"hosts\":[";
-    for (size_t i = 0; i < r.hosts.size(); ++i) {
-      const auto& h = r.hosts[i];
-      o += i ? "," : "";
-      if (!h.status) {
-        o += fmt::format("{{\"host\":{},\"error\":{},\"stale\":true}}", json_str(h.host), json_str(h.error));
-        continue;
-      }
-      const auto& s = *h.status;
-      o += fmt::format("{{\"host\":{},\"state\":{},\"running\":{},\"generation\":{},\"heartbeat\":{},\"mode\":{},"
-                       "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{},\"trust\":{},\"group\":{},\"acting\":{},\"class\":{},\"runs_from\":{},\"watchdog_version\":{},\"modules\":{{{}}}}}",
-                       json_str(h.host), json_str(s.state), s.running.empty() ? "null" : json_str(s.running),
-                       s.generation, s.heartbeat, json_str(s.mode), json_str(s.reason), h.age_ms,
-                       h.stale ? "true" : "false", json_str(s.updated), json_str(s.trust.empty() ? "unsigned" : s.trust),
-                       json_str(s.group), json_str(s.acting), json_str(s.cls), json_str(s.runs_from),
-                       s.watchdog_version.empty() ? "null" : json_str(s.watchdog_version), [&] {
-                         std::string mj;
-                         for (const auto& [mn, mv] : s.modules) mj += (mj.empty() ? "" : ",") + json_str(mn) + ":" + json_str(mv);
-                         return mj;
-                       }());
-    }
-    o += "],\"dependency_problems\":[";
-    for (size_t i = 0; i < r.dependency_problems.size(); ++i) o += (i ? "," : "") + json_str(r.dependency_problems[i]);
-    o += "],\"warnings\":[";
-    for (size_t i = 0; i < r.warnings.size(); ++i) o += (i ? "," : "") + json_str(r.warnings[i]);
-    o += "]}";
-    fmt::print("{}\n", o);
-    return status_exit_code(r);
-  }
-  // Everything below but the colours comes from the share: each line goes through printable().
-  print_line(fmt::format("share:    {}", share));
-  if (r.pointer)
-    print_line(fmt::format("current:  {} (generation {}, previous {}, by {})", r.pointer->release,
-                           r.pointer->generation, r.pointer->previous.empty() ? "-" : r.pointer->previous,
-                           r.pointer->action));
-  else
-    fmt::print("current:  none (nothing pushed yet)\n");
-  if (r.marker)
-    print_line(fmt::format("marker:   {} {} -> {} (generation {}) by {} pid {} since {}", r.marker->action,
-                           r.marker->previous.empty() ? "-" : r.marker->previous, r.marker->release,
-                           r.marker->generation, r.marker->master_host, r.marker->master_pid, r.marker->started));
-  if (r.pointer) {
-    std::string acting = r.pointer->acting.empty() ? r.pointer->release : r.pointer->acting;
-    print_line(fmt::format("acting:   {}{}", acting,
-                           acting != r.pointer->release
-                               ? fmt::format(" (held below {}; 'finalize' releases it)", r.pointer->release)
-                               : ""));
-    if (!r.pointer->overrides.empty()) {
-      std::vector<std::string> o;
-      for (const auto& [h, v] : r.pointer->overrides) o.push_back(h + "=" + v);
-      print_line(fmt::format("rolling:  {}", join(o, " ")));
-    }
-  }
-  if (r.rollout && !r.rollout->phase.empty())
-    print_line(fmt::format("rollout:  {} to {}{}", r.rollout->phase, r.rollout->target,
-                           r.rollout->note.empty() ? "" : " (" + r.rollout->note + ")"));
-  print_line(fmt::format("releases: {}", r.releases.empty() ? "none" : join(r.releases, " ")));
-  {
-    std::vector<std::string> unsigned_hosts;
-    for (const auto& h : r.hosts)
-      if (h.status && h.status->trust != "signed") unsigned_hosts.push_back(h.host);
-    if (!unsigned_hosts.empty())
-      fmt::print("{}WARNING: UNSIGNED MODE on {} host(s) ({}): anyone who can write to the share can run code on "
-                 "them; set trusted_keys{}\n",
-                 color_out() ? "\033[1;31m" : "", unsigned_hosts.size(), unsigned_hosts.size() <= 10
-                     ? join(unsigned_hosts, " ")
-                     : join(std::vector<std::string>(unsigned_hosts.begin(), unsigned_hosts.begin() + 10), " ") +
-                           fmt::format(" and {} more", unsigned_hosts.size() - 10),
-                 color_out() ? "\033[0m" : "");
-  }
-  for (const auto& w : r.warnings) print_line("warning:  " + w);
-  for (const auto& d : r.dependency_problems) print_line("DEPENDENCY: " + d);
-  fmt::print("\n{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {:<9} {}\n", "HOST", "GROUP", "STATE", "RUNNING", "GEN", "SEEN",
-             "WATCHDOG", "REASON");
-  bool color = color_out();
-  for (const auto& h : r.hosts) {
-    if (!h.status) {
-      print_line(fmt::format("{:<20} {:<10} {:<9} {:<12} {:>4} {:<10} {:<9} {}", h.host, "-", "?", "-", "-", "-", "-",
-                             h.error));
-      continue;
-    }
-    const auto& s = *h.status;
-    std::string state = printable(h.stale ? "stale" : s.state);
-    std::string shown = fmt::format("{:<9}", state);
-    if (color) {
-      const char* c = state == "running" ? "\033[32m" : (state == "failed" || state == "stale") ? "\033[31m" : "\033[33m";
-      shown = std::string(c) + shown + "\033[0m";
-    }
-    std::string reason = s.reason;
-    if (r.pointer && !r.pointer->min_supported.empty() && !s.running.empty() &&
-        compare_versions(s.running, r.pointer->min_supported) < 0)
-      reason = fmt::format("BELOW LOWEST SUPPORTED {}{}{}", r.pointer->min_supported, reason.empty() ? "" : "; ", reason);
-    fmt::print("{:<20} {:<10} {} {:<12} {:>4} {:<10} {:<9} {}\n", printable(h.host),
-               printable(s.group.empty() ? "-" : s.group), shown, printable(s.running.empty() ? "-" : s.running),
-               s.generation, age_str(h.age_ms), printable(s.watchdog_version.empty() ? "-" : s.watchdog_version),
-               printable(reason));
-  }
-  return status_exit_code(r);
-}
-
-// status [--watch]: one report, or one every interval until interrupted. With --json and
-// --watch, one document per line (NDJSON) on stdout; the time line goes to stderr.
-int cmd_status(Share& share, const Opts& o, int64_t stale_after_ms) {
-  if (!o.watch) {
-    auto r = share_status(share, stale_after_ms);
-    if (!r) return fail(r.error());
-    if (o.prometheus) fmt::print("{}", render_fleet_metrics(*r, status_exit_code(*r) == 0));
-    if (o.prometheus) return status_exit_code(*r);
-    return print_status(*r, o.json, o.share);
-  }
-  auto iv = duration_flag("--interval", o.interval);
-  if (!iv) return fail(iv.error());
-  if (*iv < 100) return fail(err(Exit::Usage, fmt::format("--interval '{}': at least 100ms (each pass reads the share)", o.interval)));
-  bool tty = isatty(1) && !o.json;
-  while (true) {
-    auto r = share_status(share, stale_after_ms);
-    if (tty) fmt::print("\033[H\033[2J");
-    fmt::print(o.json ? stderr : stdout, "{}  (every {}; Ctrl-C to stop)\n", utc_now_iso(), format_duration_ms(*iv));
-    if (!r) fmt::print(stderr, "{}: error: {}\n", program(), r.error().msg);
-    else print_status(*r, o.json, o.share);
-    if (!tty && !o.json) fmt::print("\n");
-    std::fflush(stdout);
-    std::fflush(stderr);
-    usleep(static_cast<useconds_t>(*iv * 1000));
-  }
-}
-
 int cmd_releases(Share& share, bool json) {
   if (auto s = share.check(); !s) return fail(s.error());
   auto r = share.list_releases();
@@ -471,20 +283,14 @@ int cmd_verify(Share& share, bool json) {
   return rc;
 }
 
-}  // namespace
+// The subcommands and their flags, in the order --help lists them.
+struct Cli {
+  CLI::App* push = nullptr;
+  std::vector<CLI::Option*> rolling_only;  ///< push flags that only --strategy rolling takes
+};
 
-int install_main(int argc, char** argv) {
-  program() = "nfsup-install";
-  CLI::App app{"nfsup-install: stage releases on a shared export and switch every host to them"};
-  app.require_subcommand(1);
-  app.fallthrough();
-  add_version_flag(app, true);
-  bool quiet = false, verbose = false;
-  app.add_flag("-q,--quiet", quiet, "only errors");
-  app.add_flag("-v,--verbose", verbose, "more detail");
-  std::string log_file;
-  app.add_option("--log", log_file, "append what this run does to FILE (local disk): start, reports, exit code");
-  Opts o;
+Cli add_subcommands(CLI::App& app, Opts& o) {
+  Cli cli;
   auto add_wait_opts = [&](CLI::App* c) {
     c->add_flag("--no-wait", o.no_wait, "return once the pointer is switched; do not wait for hosts to start");
     c->add_option("--lease", o.lease, "marker lease; hosts resume the current release if not renewed (default 30s)");
@@ -566,32 +372,215 @@ int install_main(int argc, char** argv) {
   rel->add_option("share", o.share, "the shared directory")->required();
   rel->add_flag("--json", o.json, "machine-readable output: [{version, expires}], oldest first");
 
-  bool done = false;
-  int pc = parse_or_exit(app, argc, argv, &done);
-  if (done) return pc;
-  if (!log_file.empty()) {
-    if (auto s = MasterLog::get().open(log_file, app.get_subcommands().at(0)->get_name(), argc, argv); !s) return fail(s.error());
-    report_tap = [](LogLevel l, const std::string& m) {
-      MasterLog::get().line(fmt::format("{}{}", l == LogLevel::Error ? "error: " : l == LogLevel::Warn ? "warning: " : "", m));
-    };
-  }
-  o.max_failures_given = push_c->count("--max-failures") > 0;
-  verbosity = quiet ? -1 : verbose ? 1 : 0;
-  for (auto* opt : rolling_only)
-    if (opt->count() > 0) o.rolling_given.push_back(opt->get_name());
-  while (o.share.size() > 1 && o.share.back() == '/') o.share.pop_back();
+  cli.push = push_c;
+  cli.rolling_only = rolling_only;
+  return cli;
+}
 
-  if (*kg && o.dry_run) {
+// What every subcommand but keygen works on: the parsed flags, the share, the master's options.
+struct Ctx {
+  Opts& o;
+  Share& share;
+  MasterOptions& mo;
+};
+
+int cmd_keygen(const Opts& o) {
+  if (o.dry_run) {
     say(fmt::format("would write {}/{}.key (0600) and {}/{}.pub", o.out_dir, o.key_name, o.out_dir, o.key_name));
     return 0;
   }
-  if (*kg) {
-    auto k = generate_keypair(o.out_dir, o.key_name);
-    if (!k) return fail(k.error());
-    say(fmt::format("key {}: {}/{}.key (secret, 0600) and {} (give this to the watchdogs' trusted_keys)", k->id,
-                    o.out_dir, o.key_name, k->path));
+  auto k = generate_keypair(o.out_dir, o.key_name);
+  if (!k) return fail(k.error());
+  say(fmt::format("key {}: {}/{}.key (secret, 0600) and {} (give this to the watchdogs' trusted_keys)", k->id,
+                  o.out_dir, o.key_name, k->path));
+  return 0;
+}
+
+int cmd_init(Ctx& c) {
+  const Opts& o = c.o;
+  if (auto s = check_share_location(o.share, o.local); !s) return fail(s.error());
+  if (o.dry_run) {
+    say(fmt::format("would create {}/{{nfsup-share,releases,objects,hosts,audit}} (existing files are kept)", o.share));
     return 0;
   }
+  if (auto s = init_share(c.share); !s) return fail(s.error());
+  say(fmt::format("{}: nfsup share ready", o.share));
+  return 0;
+}
+
+int push_dry_run(Ctx& c, const PushRequest& req) {
+  if (auto s = c.share.check(); !s) return fail(s.error());
+  auto m = scan_source(req.stage);
+  if (!m) return fail(m.error());
+  auto plan = dry_run_plan(c.share, "push", c.o.version, &*m, c.mo);
+  if (!plan) return fail(plan.error());
+  for (const auto& l : plan->lines) fmt::print("{}\n", l);
+  if (req.stage.expires) say(fmt::format("the release would expire at {}", unix_to_iso(req.stage.expires)));
+  return plan->exit_code;
+}
+
+int cmd_push(Ctx& c) {
+  const Opts& o = c.o;
+  PushRequest req;
+  req.stage.source = o.source;
+  req.stage.version = o.version;
+  req.stage.reconfig = o.reconfig;
+  req.stage.min_compatible = o.min_compatible;
+  req.stage.migrate = o.migrate;
+  req.stage.modules = o.modules;
+  if (!o.expires.empty()) {
+    auto at = expires_at(o.expires);
+    if (!at) return fail(at.error());
+    req.stage.expires = *at;
+  }
+  if (o.dry_run) return push_dry_run(c, req);
+  catch_interrupts(c.mo);
+  auto pushed = push(c.share, req, c.mo);
+  int rc = report_switch(pushed, "push", !o.hosts.empty() || !o.cls.empty());
+  if (pushed && !pushed->nothing_to_do && req.stage.expires)
+    say(fmt::format("release {} expires at {}; hosts refuse to start it after that", o.version,
+                    unix_to_iso(req.stage.expires)));
+  return rc == 0 ? no_live_host_check(*pushed, o.allow_empty, !o.no_wait) : rc;
+}
+
+int cmd_rollback(Ctx& c) {
+  if (c.o.dry_run) {
+    if (auto s = c.share.check(); !s) return fail(s.error());
+    auto to = rollback_target(c.share, c.o.to);  // the same target as the real rollback
+    if (!to) return fail(to.error());
+    auto plan = dry_run_plan(c.share, "rollback", *to, nullptr, c.mo);
+    if (!plan) return fail(plan.error());
+    for (const auto& l : plan->lines) fmt::print("{}\n", l);
+    return plan->exit_code;
+  }
+  catch_interrupts(c.mo);
+  return report_switch(rollback(c.share, c.o.to, c.mo), "rollback", !c.o.hosts.empty());
+}
+
+int cmd_abort(Ctx& c) {
+  if (c.o.dry_run) {
+    if (auto s = c.share.check(); !s) return fail(s.error());
+    auto m = c.share.read_marker();
+    if (!m) return fail(m.error());
+    say(*m ? fmt::format("would remove the marker of the {} of {} by {} pid {}", (*m)->action, (*m)->release,
+                         (*m)->master_host, (*m)->master_pid)
+           : "no marker; would only remove this host's leftover staging directories");
+    return 0;
+  }
+  auto r = abort_push(c.share, c.mo);
+  if (!r) return fail(r.error());
+  for (const auto& n : r->notes) say(n);
+  if (!r->had_marker) say("no push in progress");
+  if (!r->resumed.empty()) say(fmt::format("hosts resume {}", r->resumed));
+  if (r->removed_staging) say(fmt::format("removed {} unfinished staging director{}", r->removed_staging,
+                                          r->removed_staging == 1 ? "y" : "ies"));
+  return 0;
+}
+
+int cmd_prune(Ctx& c) {
+  const Opts& o = c.o;
+  auto r = prune(c.share, o.keep, o.dry_run, c.mo);
+  if (!r) return fail(r.error());
+  for (const auto& v : r->deleted) say(fmt::format("{} {}", o.dry_run ? "would delete" : "deleted", v));
+  for (const auto& v : r->kept) say(fmt::format("kept {}", v));
+  for (const auto& d : r->leftovers_removed) say(fmt::format("removed {} (left by an earlier prune)", d));
+  for (const auto& d : r->leftovers_kept)
+    say(fmt::format("left {}: a file in it is still open on a client; a later prune removes it", d));
+  if (r->objects_removed) say(fmt::format("removed {} unreferenced objects ({} bytes)", r->objects_removed, r->bytes_freed));
+  return 0;
+}
+
+int cmd_finalize(Ctx& c) {
+  if (c.o.dry_run) {
+    if (auto s = c.share.check(); !s) return fail(s.error());
+    auto p = c.share.read_pointer();
+    if (!p) return fail(p.error());
+    if (!*p) return fail(err(Exit::Usage, "nothing has been pushed yet"));
+    std::string acting = (*p)->acting.empty() ? (*p)->release : (*p)->acting;
+    say(acting == (*p)->release ? "acting version is already " + acting
+                                : fmt::format("would move the acting version {} -> {} (running {}'s migration hook once)",
+                                              acting, (*p)->release, (*p)->release));
+    return 0;
+  }
+  catch_interrupts(c.mo);
+  auto r = finalize(c.share, c.mo);
+  if (!r) return fail(r.error());
+  say(*r);
+  return 0;
+}
+
+int cmd_status_of(Ctx& c) {
+  const Opts& o = c.o;
+  return cmd_status(c.share, StatusFlags{o.share, o.json, o.prometheus, o.watch, o.interval}, c.mo.stale_after_ms);
+}
+
+int cmd_report(Ctx& c) {
+  const Opts& o = c.o;
+  auto r = share_status(c.share, c.mo.stale_after_ms);
+  if (!r) return fail(r.error());
+  auto tl = read_last_timeline(c.share);
+  if (!tl) return fail(tl.error());
+  std::vector<std::string> warn;
+  auto au = read_audit(c.share, &warn);
+  if (!au) return fail(au.error());
+  for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
+  std::string html = render_html_report(o.share, *tl, *r, *au);
+  if (auto s = write_local_atomic(o.html, html, 0644); !s) return fail(s.error());
+  say(fmt::format("wrote {} ({} bytes)", o.html, html.size()));
+  return 0;
+}
+
+std::string history_json(const std::vector<AuditEvent>& au) {
+  std::string js = "[";
+  for (size_t i = 0; i < au.size(); ++i) {
+    const auto& e = au[i];
+    js += fmt::format("{}{{\"time\":{},\"host\":{},\"user\":{},\"pid\":{},\"action\":{},\"detail\":{},\"result\":{}}}",
+                      i ? "," : "", json_str(e.time), json_str(e.host), json_str(e.user),
+                      !e.pid.empty() && e.pid.size() < 19 && e.pid.find_first_not_of("0123456789") == std::string::npos
+                          ? e.pid
+                          : "null",
+                      json_str(e.action), json_str(e.detail), json_str(e.result));
+  }
+  return js + "]";
+}
+
+int cmd_history(Ctx& c) {
+  if (auto s = c.share.check(); !s) return fail(s.error());
+  std::vector<std::string> warn;
+  auto au = read_audit(c.share, &warn);
+  if (!au) return fail(au.error());
+  for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
+  if (c.o.json) {
+    fmt::print("{}\n", history_json(*au));
+    return 0;
+  }
+  for (const auto& e : *au)
+    print_line(fmt::format("{}  {:<12} {:<10} {:<9} {}  [{}]", e.time, e.host, e.user, e.action, e.detail, e.result));
+  return 0;
+}
+
+// Subcommand name -> what it does (keygen, which needs no share, is run before these).
+const std::map<std::string, int (*)(Ctx&)>& subcommand_table() {
+  static const std::map<std::string, int (*)(Ctx&)> table = {
+      {"init", cmd_init},
+      {"push", cmd_push},
+      {"rollback", cmd_rollback},
+      {"abort", cmd_abort},
+      {"prune", cmd_prune},
+      {"finalize", cmd_finalize},
+      {"status", cmd_status_of},
+      {"report", cmd_report},
+      {"history", cmd_history},
+      {"verify", [](Ctx& c) { return cmd_verify(c.share, c.o.json); }},
+      {"releases", [](Ctx& c) { return cmd_releases(c.share, c.o.json); }},
+  };
+  return table;
+}
+
+// Runs the parsed subcommand `name`: the master's options and the signing key first (their
+// errors come before the subcommand's own), then the subcommand.
+int run_subcommand(const std::string& name, Opts& o) {
+  if (name == "keygen") return cmd_keygen(o);
   RealFs fs(short_hostname());
   Share share(fs, o.share);
   auto mo = master_opts(o);
@@ -603,152 +592,44 @@ int install_main(int argc, char** argv) {
     skey = *k;
     mo->sign_key = &*skey;
   }
+  auto it = subcommand_table().find(name);
+  if (it == subcommand_table().end()) return static_cast<int>(Exit::Usage);
+  Ctx c{o, share, *mo};
+  return it->second(c);
+}
 
-  if (*init)
-    if (auto s = check_share_location(o.share, o.local); !s) return fail(s.error());
-  if (*init && o.dry_run) {
-    say(fmt::format("would create {}/{{nfsup-share,releases,objects,hosts,audit}} (existing files are kept)", o.share));
-    return 0;
+}  // namespace
+
+int install_main(int argc, char** argv) {
+  program() = "nfsup-install";
+  CLI::App app{"nfsup-install: stage releases on a shared export and switch every host to them"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  add_version_flag(app, true);
+  bool quiet = false, verbose = false;
+  app.add_flag("-q,--quiet", quiet, "only errors");
+  app.add_flag("-v,--verbose", verbose, "more detail");
+  std::string log_file;
+  app.add_option("--log", log_file, "append what this run does to FILE (local disk): start, reports, exit code");
+  Opts o;
+  Cli cli = add_subcommands(app, o);
+
+  bool done = false;
+  int pc = parse_or_exit(app, argc, argv, &done);
+  if (done) return pc;
+  const std::string name = app.get_subcommands().at(0)->get_name();
+  if (!log_file.empty()) {
+    if (auto s = MasterLog::get().open(log_file, name, argc, argv); !s) return fail(s.error());
+    report_tap = [](LogLevel l, const std::string& m) {
+      MasterLog::get().line(fmt::format("{}{}", l == LogLevel::Error ? "error: " : l == LogLevel::Warn ? "warning: " : "", m));
+    };
   }
-  if (*init) {
-    if (auto s = init_share(share); !s) return fail(s.error());
-    say(fmt::format("{}: nfsup share ready", o.share));
-    return 0;
-  }
-  if (*push_c) {
-    PushRequest req;
-    req.stage.source = o.source;
-    req.stage.version = o.version;
-    req.stage.reconfig = o.reconfig;
-    req.stage.min_compatible = o.min_compatible;
-    req.stage.migrate = o.migrate;
-    req.stage.modules = o.modules;
-    if (!o.expires.empty()) {
-      auto at = expires_at(o.expires);
-      if (!at) return fail(at.error());
-      req.stage.expires = *at;
-    }
-    if (o.dry_run) {
-      if (auto s = share.check(); !s) return fail(s.error());
-      auto m = scan_source(req.stage);
-      if (!m) return fail(m.error());
-      auto plan = dry_run_plan(share, "push", o.version, &*m, *mo);
-      if (!plan) return fail(plan.error());
-      for (const auto& l : plan->lines) fmt::print("{}\n", l);
-      if (req.stage.expires) say(fmt::format("the release would expire at {}", unix_to_iso(req.stage.expires)));
-      return plan->exit_code;
-    }
-    catch_interrupts(*mo);
-    auto pushed = push(share, req, *mo);
-    int rc = report_switch(pushed, "push", !o.hosts.empty() || !o.cls.empty());
-    if (pushed && !pushed->nothing_to_do && req.stage.expires)
-      say(fmt::format("release {} expires at {}; hosts refuse to start it after that", o.version,
-                      unix_to_iso(req.stage.expires)));
-    return rc == 0 ? no_live_host_check(*pushed, o.allow_empty, !o.no_wait) : rc;
-  }
-  if (*rb) {
-    if (o.dry_run) {
-      if (auto s = share.check(); !s) return fail(s.error());
-      auto to = rollback_target(share, o.to);  // the same target as the real rollback
-      if (!to) return fail(to.error());
-      auto plan = dry_run_plan(share, "rollback", *to, nullptr, *mo);
-      if (!plan) return fail(plan.error());
-      for (const auto& l : plan->lines) fmt::print("{}\n", l);
-      return plan->exit_code;
-    }
-    catch_interrupts(*mo);
-    return report_switch(rollback(share, o.to, *mo), "rollback", !o.hosts.empty());
-  }
-  if (*ab) {
-    if (o.dry_run) {
-      if (auto s = share.check(); !s) return fail(s.error());
-      auto m = share.read_marker();
-      if (!m) return fail(m.error());
-      say(*m ? fmt::format("would remove the marker of the {} of {} by {} pid {}", (*m)->action, (*m)->release,
-                           (*m)->master_host, (*m)->master_pid)
-             : "no marker; would only remove this host's leftover staging directories");
-      return 0;
-    }
-    auto r = abort_push(share, *mo);
-    if (!r) return fail(r.error());
-    for (const auto& n : r->notes) say(n);
-    if (!r->had_marker) say("no push in progress");
-    if (!r->resumed.empty()) say(fmt::format("hosts resume {}", r->resumed));
-    if (r->removed_staging) say(fmt::format("removed {} unfinished staging director{}", r->removed_staging,
-                                            r->removed_staging == 1 ? "y" : "ies"));
-    return 0;
-  }
-  if (*pr) {
-    auto r = prune(share, o.keep, o.dry_run, *mo);
-    if (!r) return fail(r.error());
-    for (const auto& v : r->deleted) say(fmt::format("{} {}", o.dry_run ? "would delete" : "deleted", v));
-    for (const auto& v : r->kept) say(fmt::format("kept {}", v));
-    for (const auto& d : r->leftovers_removed) say(fmt::format("removed {} (left by an earlier prune)", d));
-    for (const auto& d : r->leftovers_kept)
-      say(fmt::format("left {}: a file in it is still open on a client; a later prune removes it", d));
-    if (r->objects_removed) say(fmt::format("removed {} unreferenced objects ({} bytes)", r->objects_removed, r->bytes_freed));
-    return 0;
-  }
-  if (*fin && o.dry_run) {
-    if (auto s = share.check(); !s) return fail(s.error());
-    auto p = share.read_pointer();
-    if (!p) return fail(p.error());
-    if (!*p) return fail(err(Exit::Usage, "nothing has been pushed yet"));
-    std::string acting = (*p)->acting.empty() ? (*p)->release : (*p)->acting;
-    say(acting == (*p)->release ? "acting version is already " + acting
-                                : fmt::format("would move the acting version {} -> {} (running {}'s migration hook once)",
-                                              acting, (*p)->release, (*p)->release));
-    return 0;
-  }
-  if (*fin) {
-    catch_interrupts(*mo);
-    auto r = finalize(share, *mo);
-    if (!r) return fail(r.error());
-    say(*r);
-    return 0;
-  }
-  if (*status_c) return cmd_status(share, o, mo->stale_after_ms);
-  if (*rep_c) {
-    auto r = share_status(share, mo->stale_after_ms);
-    if (!r) return fail(r.error());
-    auto tl = read_last_timeline(share);
-    if (!tl) return fail(tl.error());
-    std::vector<std::string> warn;
-    auto au = read_audit(share, &warn);
-    if (!au) return fail(au.error());
-    for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
-    std::string html = render_html_report(o.share, *tl, *r, *au);
-    if (auto s = write_local_atomic(o.html, html, 0644); !s) return fail(s.error());
-    say(fmt::format("wrote {} ({} bytes)", o.html, html.size()));
-    return 0;
-  }
-  if (*hist) {
-    if (auto s = share.check(); !s) return fail(s.error());
-    std::vector<std::string> warn;
-    auto au = read_audit(share, &warn);
-    if (!au) return fail(au.error());
-    for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
-    if (o.json) {
-      std::string js = "[";
-      for (size_t i = 0; i < au->size(); ++i) {
-        const auto& e = (*au)[i];
-        js += fmt::format("{}{{\"time\":{},\"host\":{},\"user\":{},\"pid\":{},\"action\":{},\"detail\":{},\"result\":{}}}",
-                          i ? "," : "", json_str(e.time), json_str(e.host), json_str(e.user),
-                          !e.pid.empty() && e.pid.size() < 19 && e.pid.find_first_not_of("0123456789") == std::string::npos
-                              ? e.pid
-                              : "null",
-                          json_str(e.action), json_str(e.detail), json_str(e.result));
-      }
-      fmt::print("{}]\n", js);
-      return 0;
-    }
-    for (const auto& e : *au)
-      print_line(fmt::format("{}  {:<12} {:<10} {:<9} {}  [{}]", e.time, e.host, e.user, e.action, e.detail, e.result));
-    return 0;
-  }
-  if (*ver) return cmd_verify(share, o.json);
-  if (*rel) return cmd_releases(share, o.json);
-  return static_cast<int>(Exit::Usage);
+  o.max_failures_given = cli.push->count("--max-failures") > 0;
+  verbosity = quiet ? -1 : verbose ? 1 : 0;
+  for (auto* opt : cli.rolling_only)
+    if (opt->count() > 0) o.rolling_given.push_back(opt->get_name());
+  while (o.share.size() > 1 && o.share.back() == '/') o.share.pop_back();
+  return run_subcommand(name, o);
 }
 
 // --log: the end line comes after every return path of install_main.
