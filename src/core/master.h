@@ -81,6 +81,10 @@ std::string pack_timeline(const Timeline& t);
 Result<Timeline> unpack_timeline(std::string_view text, std::string_view what);
 /// The newest timeline in SHARE/rollouts/, if any.
 Result<std::optional<Timeline>> read_last_timeline(Share& share);
+/// Generations that have a timeline in SHARE/rollouts/, oldest first.
+Result<std::vector<int64_t>> list_timelines(Share& share);
+/// The timeline of `generation` (0: the newest), or nothing when the share has none for it.
+Result<std::optional<Timeline>> read_timeline(Share& share, int64_t generation);
 
 struct HostOutcome {
   std::string host;

@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <time.h>
+
 #include <algorithm>
 #include <set>
 
@@ -69,12 +71,27 @@ static const char* color_of(const std::string& state) {
   if (state == "draining") return "#f0b429";
   if (state == "stopping") return "#f08a29";
   if (state == "stopped") return "#c0392b";
-  if (state == "failed") return "#6c1a1a";
+  if (state == "failed") return "#222222";  // near black: never read as a darker "stopped" red
   return "#999999";
 }
 
+std::string iso_of_ms(int64_t unix_ms) {
+  time_t t = static_cast<time_t>(unix_ms / 1000);
+  tm tmv{};
+  gmtime_r(&t, &tmv);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tmv);
+  return fmt::format("{}.{:03d}Z", buf, static_cast<int>(unix_ms % 1000));
+}
+
+static std::string drawn_heading(const Timeline& t, const ReportContext& ctx) {
+  if (t.generation == ctx.newest_rollout) return fmt::format("Rollout of generation {} (the newest)", t.generation);
+  return fmt::format("Rollout of generation {} (not the newest: {})", t.generation, ctx.newest_rollout);
+}
+
 std::string render_html_report(const std::string& share, const std::optional<Timeline>& tl,
-                               const StatusReport& status, const std::vector<AuditEvent>& audit) {
+                               const StatusReport& status, const std::vector<AuditEvent>& audit,
+                               const ReportContext& ctx) {
   std::string h;
   h += "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>nfsup report</title><style>"
        "body{font:14px system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}h2{font-size:16px;margin-top:28px}"
@@ -86,12 +103,14 @@ std::string render_html_report(const std::string& share, const std::optional<Tim
     h += fmt::format("; current release <b id=\"current\">{}</b> (generation {}), acting version <b>{}</b>",
                      esc(status.pointer->release), status.pointer->generation,
                      esc(status.pointer->acting.empty() ? status.pointer->release : status.pointer->acting));
-  h += ".</p>";
-  h += "<h2>Last rollout</h2>";
+  h += fmt::format(".</p><p>Report generated <time id=\"generated\">{}</time>.</p>", esc(ctx.generated));
   if (!tl) {
-    h += "<p>No rollout recorded yet.</p>";
+    h += "<h2 id=\"drawn\">Last rollout</h2><p>No rollout recorded yet.</p>";
   } else {
     const Timeline& t = *tl;
+    h += fmt::format("<h2 id=\"drawn\">{}</h2>", drawn_heading(t, ctx));
+    h += fmt::format("<p>Started <time id=\"rollout-start\">{}</time>, ended <time id=\"rollout-end\">{}</time>.</p>",
+                     iso_of_ms(t.start_ms), iso_of_ms(t.end_ms));
     h += fmt::format("<p id=\"rollout\">{} {} &rarr; {} ({}, generation {}), {:.1f} s</p>", esc(t.action),
                      esc(t.from.empty() ? "-" : t.from), esc(t.to), esc(t.strategy), t.generation,
                      (t.end_ms - t.start_ms) / 1000.0);

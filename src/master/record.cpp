@@ -75,24 +75,39 @@ Result<Timeline> unpack_timeline(std::string_view text, std::string_view what) {
   return t;
 }
 
-Result<std::optional<Timeline>> read_last_timeline(Share& share) {
+Result<std::vector<int64_t>> list_timelines(Share& share) {
+  std::vector<int64_t> out;
   std::string dir = path_join(share.root(), "rollouts");
   auto st = share.fs().stat(dir);
   if (!st) return st.error();
-  if (!*st) return std::optional<Timeline>();
+  if (!*st) return out;
   auto l = share.fs().list_dir(dir);
   if (!l) return l.error();
-  std::string best;
-  for (const auto& e : *l)
-    if (e.type == FileInfo::File && !e.name.empty() && e.name[0] != '.' && e.name > best) best = e.name;
-  if (best.empty()) return std::optional<Timeline>();
-  auto t = share.fs().read_file(path_join(dir, best), kManifestMax);
+  for (const auto& e : *l) {
+    if (e.type != FileInfo::File || e.name.size() != 12 || e.name.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    if (auto g = parse_i64(e.name); g) out.push_back(*g);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<std::optional<Timeline>> read_timeline(Share& share, int64_t generation) {
+  auto gens = list_timelines(share);
+  if (!gens) return gens.error();
+  if (gens->empty()) return std::optional<Timeline>();
+  int64_t g = generation > 0 ? generation : gens->back();
+  if (std::find(gens->begin(), gens->end(), g) == gens->end()) return std::optional<Timeline>();
+  std::string path = path_join(path_join(share.root(), "rollouts"), fmt::format("{:012d}", g));
+  auto t = share.fs().read_file(path, kManifestMax);
   if (!t) return t.error();
   if (!*t) return std::optional<Timeline>();
-  auto tl = unpack_timeline(**t, path_join(dir, best));
+  auto tl = unpack_timeline(**t, path);
   if (!tl) return tl.error();
   return std::optional<Timeline>(*tl);
 }
+
+Result<std::optional<Timeline>> read_last_timeline(Share& share) { return read_timeline(share, 0); }
 
 std::string pack_rollout(const RolloutState& s) {
   Record r{"rollout", kFormatVersion, {}};

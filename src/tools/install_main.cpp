@@ -38,6 +38,7 @@ struct Opts {
   bool assume_accept = false, skip_vetoed = false;
   int keep = 5;
   std::string interval = "1s", html;
+  int64_t report_generation = 0;
   bool local = false, allow_empty = false;
   std::vector<std::string> rolling_given;  ///< rolling-only flags given on the command line
 };
@@ -341,6 +342,8 @@ Cli add_subcommands(CLI::App& app, Opts& o) {
   auto* rep_c = app.add_subcommand("report", "write a self-contained HTML page: last rollout per host, downtime, audit trail");
   rep_c->add_option("share", o.share, "the shared directory")->required();
   rep_c->add_option("--html", o.html, "output file")->required();
+  rep_c->add_option("--generation", o.report_generation, "draw the rollout of generation N (default: the newest)")
+      ->check(CLI::PositiveNumber);
   auto* hist = app.add_subcommand("history", "show the audit trail (who pushed, rolled back, aborted what, when)");
   hist->add_option("share", o.share, "the shared directory")->required();
   hist->add_flag("--json", o.json, "machine-readable output");
@@ -518,13 +521,18 @@ int cmd_report(Ctx& c) {
   const Opts& o = c.o;
   auto r = share_status(c.share, c.mo.stale_after_ms);
   if (!r) return fail(r.error());
-  auto tl = read_last_timeline(c.share);
+  auto gens = list_timelines(c.share);
+  if (!gens) return fail(gens.error());
+  auto tl = read_timeline(c.share, o.report_generation);
   if (!tl) return fail(tl.error());
+  if (o.report_generation > 0 && !*tl)
+    return fail(err(Exit::Usage, fmt::format("--generation {}: no rollout of that generation in {}/rollouts",
+                                             o.report_generation, o.share)));
   std::vector<std::string> warn;
   auto au = read_audit(c.share, &warn);
   if (!au) return fail(au.error());
   for (const auto& w : warn) fmt::print(stderr, "{}: warning: {}\n", program(), printable(w));
-  std::string html = render_html_report(o.share, *tl, *r, *au);
+  std::string html = render_html_report(o.share, *tl, *r, *au, {utc_now_iso(), gens->empty() ? 0 : gens->back()});
   if (auto s = write_local_atomic(o.html, html, 0644); !s) return fail(s.error());
   say(fmt::format("wrote {} ({} bytes)", o.html, html.size()));
   return 0;

@@ -105,4 +105,35 @@ test_host_written_text_is_escaped_everywhere() {
   done
 }
 
+# The report says when it was written, when the rollout it draws began and ended, which one it
+# draws (--generation N, default the newest; an unknown N is exit 2 naming it), and "stopped"
+# and "failed" differ in colour.
+test_html_report_picks_and_marks_its_rollout() {
+  begin
+  add_host r1; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 "${MASTER_OPTS[@]}" -q
+  "$INSTALL" report "$SHARE" --html "$T/new.html" -q
+  html=$(cat "$T/new.html")
+  grep -q 'id="generated">[0-9]\{4\}-[0-9][0-9]-[0-9][0-9]T[0-9:]*Z<' <<<"$html" || fail "no generation time: $html"
+  grep -q 'id="rollout-start">[0-9]\{4\}-[0-9-]*T[0-9:.]*Z<' <<<"$html" || fail "no rollout start"
+  grep -q 'id="rollout-end">[0-9]\{4\}-[0-9-]*T[0-9:.]*Z<' <<<"$html" || fail "no rollout end"
+  assert_contains "$html" '<h2 id="drawn">Rollout of generation 2 (the newest)</h2>'
+  "$INSTALL" report "$SHARE" --html "$T/old.html" --generation 1 -q
+  old=$(cat "$T/old.html")
+  assert_contains "$old" '<h2 id="drawn">Rollout of generation 1 (not the newest: 2)</h2>'
+  assert_contains "$old" 'push - &rarr; 1.0 (all-at-once, generation 1)'
+  rc=0; err=$("$INSTALL" report "$SHARE" --html "$T/x.html" --generation 7 2>&1) || rc=$?
+  assert_eq "$rc" 2 "exit code for an unknown generation"
+  assert_eq "$(wc -l <<<"$err")" 1 "one line: $err"
+  assert_contains "$err" "generation 7"
+  [ -e "$T/x.html" ] && fail "a report was written for an unknown generation"
+  stopped=$(grep -o '<span style="background:[^"]*">stopped<' <<<"$html" | cut -d: -f2 | cut -d'"' -f1)
+  failed=$(grep -o '<span style="background:[^"]*">failed<' <<<"$html" | cut -d: -f2 | cut -d'"' -f1)
+  [ -n "$stopped" ] && [ -n "$failed" ] || fail "legend lacks stopped/failed"
+  # Not just different strings: far apart (not two shades of red), by RGB distance.
+  d=$(python3 -c 'import sys; a,b=[[int(x[i:i+2],16) for i in (1,3,5)] for x in sys.argv[1:]]; print(int(sum((p-q)**2 for p,q in zip(a,b))**0.5))' "$stopped" "$failed")
+  [ "$d" -ge 150 ] || fail "stopped $stopped and failed $failed are too alike (distance $d)"
+}
+
 run_tests

@@ -153,4 +153,25 @@ check_fallback_without_binary() {
   expect "check run validate" /nonexistent/nfsup-watchdog ""
 }
 
+# --hosts and --class values come from the share named on the command line (SHARE/hosts/*/status,
+# its class line); no completion lists a candidate twice.
+check_install_hosts_classes_no_duplicates() {
+  source "$COMPLETION"
+  setup_share
+  local h c
+  for h in web01:web web02:web db01:db; do
+    mkdir -p "$SHARE/hosts/${h%%:*}"
+    printf 'nfsup-status 1\nhost %s\nstate running\nclass %s\n' "${h%%:*}" "${h#*:}" >"$SHARE/hosts/${h%%:*}/status"
+  done
+  expect "db01 web01 web02" "$INSTALL" push "$SHARE" "$TMP/rel" --hosts ""
+  expect "web01 web02" "$INSTALL" push "$SHARE" "$TMP/rel" --hosts w
+  expect "db web" "$INSTALL" push "$SHARE" "$TMP/rel" --class ""
+  for c in "push $SHARE -" "status $SHARE -" "report $SHARE -" "rollback $SHARE -" "-" ""; do
+    # shellcheck disable=SC2086
+    d=$(complete_words "$INSTALL" $c "" | uniq -d)
+    [ "$c" = "" ] || d=$(complete_words "$INSTALL" $c | uniq -d)
+    [ -z "$d" ] || fail "duplicate candidates for [$c]: $d"
+  done
+}
+
 run_checks
