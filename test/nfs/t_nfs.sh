@@ -582,9 +582,17 @@ for VERS in $NFS_RUNS; do
   MNT=$NFS_DIR/mnt/v$VERS
   for g in g1 g2 g3; do nfs_mount $g "$MNT" "$VERS" & done; wait
   nfs_mount g1 "$NFS_DIR/mnt/soft$VERS" "$VERS" "soft,timeo=20,retrans=1"
-  # NFSv3 runs every scenario but the RPC table (NFS_V3_RPC=1 adds it): no lease (the lease
-  # pause is the same pause there), no open state, NLM-free exclusive create, soft timeouts.
-  if [ "$VERS" = 3 ] && [ -z "${ONLY:-}" ] && [ -z "${NFS_V3_RPC:-}" ]; then ONLY='^test_nfs_([^r]|r[^p])' run_suite; else run_suite; fi
+  # NFSv3 reruns what differs there: the flow, the server pause and grace restart, the link
+  # cut, prune's silly renames and the masters' race (no open state, NLM-free exclusive create,
+  # soft timeouts). Left to NFS_V3_ALL=1 (the suite's 8-minute CI budget: the full set took
+  # 509 s in CI on 2 cores): the RPC table, the lease pause (NFSv3 has no lease), and the hang
+  # while verifying and the local-copy restart (client-side behaviour of a hard mount, the same
+  # on both versions and covered on v3 by the server pause).
+  if [ "$VERS" = 3 ] && [ -z "${ONLY:-}" ] && [ -z "${NFS_V3_ALL:-}" ]; then
+    ONLY='^test_nfs_(flow|server|link_cut|prune|two_masters)' run_suite
+  else
+    run_suite
+  fi
 done
 echo "figures (real NFS, default caches unless named):"
 sort "$FIGFILE" 2>/dev/null | sed 's/^/  /'
