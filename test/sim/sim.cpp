@@ -167,10 +167,7 @@ class Host {
   void poll() {
     if (std::uniform_real_distribution<>(0, 1)(rng_) < p.eio)
       fs_.fail_until = now_ + std::uniform_int_distribution<int64_t>(100, 800)(rng_);
-    if (exit_at_ >= 0 && now_ >= exit_at_) {
-      agent_up = false;
-      exit_at_ = -1;
-    }
+    tick();
     Observation obs = observe();
     LocalView lv;
     lv.host = name;
@@ -364,12 +361,6 @@ class Host {
   std::string pending_;
   int64_t pending_gen_ = 0, held_gen_ = 0, wait_since_ = 0, seen_gen_ = 0, gen_ = 0, heartbeat_ = 0, exit_at_ = -1;
   std::string acting_, previous_;
-};
-
-struct Schedule {
-  int hosts = 3;
-  int switches = 3;
-  int64_t lease_ms = 6000;
 };
 
 class World {
