@@ -166,6 +166,9 @@ check_install_hosts_classes_no_duplicates() {
   expect "db01 web01 web02" "$INSTALL" push "$SHARE" "$TMP/rel" --hosts ""
   expect "web01 web02" "$INSTALL" push "$SHARE" "$TMP/rel" --hosts w
   expect "db web" "$INSTALL" push "$SHARE" "$TMP/rel" --class ""
+  # A comma-separated list: the word after the last comma, among the hosts not listed yet.
+  expect "web01,db01 web01,web02" "$INSTALL" push "$SHARE" "$TMP/rel" --hosts web01,
+  expect "web01,db01,web02" "$INSTALL" push "$SHARE" "$TMP/rel" --hosts web01,db01,w
   for c in "push $SHARE -" "status $SHARE -" "report $SHARE -" "rollback $SHARE -" "-" ""; do
     # shellcheck disable=SC2086
     d=$(complete_words "$INSTALL" $c "" | uniq -d)
