@@ -1,5 +1,6 @@
 // nfsup core: process control.
 #include "process.h"
+#include "spawner.h"
 
 #include <fcntl.h>
 #include <cstdio>
@@ -22,32 +23,6 @@
 extern char** environ;
 
 namespace nfsup {
-
-static void child_exec(const SpawnSpec& spec, int out_fd) {
-  // Runs in the child after fork: only async-signal-safe-ish work, then exec.
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int s = 1; s < 32; ++s) signal(s, SIG_DFL);
-  if (spec.new_session) setsid();
-  if (out_fd >= 0) {
-    dup2(out_fd, 1);
-    dup2(out_fd, 2);
-  }
-  int devnull = open("/dev/null", O_RDONLY);
-  if (devnull >= 0) dup2(devnull, 0);
-  if (!spec.cwd.empty() && chdir(spec.cwd.c_str()) != 0) {
-    dprintf(2, "nfsup: chdir(%s): %s\n", spec.cwd.c_str(), strerror(errno));
-    _exit(127);
-  }
-  for (const auto& [k, v] : spec.env) setenv(k.c_str(), v.c_str(), 1);
-  std::vector<char*> argv;
-  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  execvp(argv[0], argv.data());
-  dprintf(2, "nfsup: exec(%s): %s\n", argv[0], strerror(errno));
-  _exit(127);
-}
 
 // The child is started with posix_spawn (a vfork-style clone that shares the parent's memory
 // until exec): fork() copied the watchdog's page tables for each agent start, and the agent
@@ -103,7 +78,8 @@ Result<pid_t> spawn(const SpawnSpec& spec) {
       out_fd = open(spec.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
       if (out_fd < 0) return err(Exit::Failed, fmt::format("open({}): {}", spec.stdout_path, errno_str(errno)));
     }
-    auto r = spawn_direct(spec, out_fd);
+    auto v = spawn_via_spawner(spec, SpawnMode::Child, out_fd);
+    auto r = v ? std::move(*v) : spawn_direct(spec, out_fd);
     if (out_fd >= 0) close(out_fd);
     return r;
   }
@@ -111,6 +87,10 @@ Result<pid_t> spawn(const SpawnSpec& spec) {
   if (!spec.stdout_path.empty()) {
     out_fd = open(spec.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (out_fd < 0) return err(Exit::Failed, fmt::format("open({}): {}", spec.stdout_path, errno_str(errno)));
+  }
+  if (auto v = spawn_via_spawner(spec, SpawnMode::Detach, out_fd)) {
+    if (out_fd >= 0) close(out_fd);
+    return std::move(*v);
   }
   int pipefd[2] = {-1, -1};
   if (spec.detach && pipe2(pipefd, O_CLOEXEC) != 0) return err(Exit::Failed, "pipe: " + errno_str(errno));
@@ -135,9 +115,9 @@ Result<pid_t> spawn(const SpawnSpec& spec) {
       SpawnSpec s2 = spec;
       s2.new_session = false;  // already a session leader's child; keep the group
       setpgid(0, 0);
-      child_exec(s2, out_fd);
+      exec_child(s2, out_fd, -1);
     }
-    child_exec(spec, out_fd);
+    exec_child(spec, out_fd, -1);
   }
   if (out_fd >= 0) close(out_fd);
   if (spec.detach) {
@@ -160,7 +140,16 @@ Result<RunResult> run_with_timeout(const SpawnSpec& spec_in, int64_t timeout_ms,
   spec.new_session = true;
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return err(Exit::Failed, "pipe: " + errno_str(errno));
-  pid_t pid = fork();
+  pid_t pid = -1;
+  if (auto v = spawn_via_spawner(spec, SpawnMode::Run, p[1]); v && *v) {
+    pid = **v;
+  } else if (v) {
+    close(p[0]);
+    close(p[1]);
+    return v->error();
+  } else {
+    pid = fork();
+  }
   if (pid < 0) {
     close(p[0]);
     close(p[1]);
@@ -169,7 +158,7 @@ Result<RunResult> run_with_timeout(const SpawnSpec& spec_in, int64_t timeout_ms,
   if (pid == 0) {
     close(p[0]);
     fcntl(p[1], F_SETFD, 0);
-    child_exec(spec, p[1]);
+    exec_child(spec, p[1], -1);
   }
   close(p[1]);
   RunResult r;

@@ -164,6 +164,7 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
   // Two threads, little allocation: one malloc arena (no second 64 MiB arena for the worker).
   ::mallopt(M_ARENA_MAX, 1);
   if (int rc = take_daemon_lock(cfg, opt); rc != 0) return rc;
+  start_spawner();  // before any file of the share is open (see spawner.h)
   int sigfd = install_signal_pipe();
   auto wd = std::make_unique<Watchdog>(cfg, opt);
   if (auto s = wd->load_state(); !s) {
@@ -247,6 +248,7 @@ NFSUP_HOT int run_watchdog_check(const WatchdogConfig& cfg, const WatchdogRuntim
     // (a daemon that held it is gone; its note would only mislead)
   }
   signal(SIGPIPE, SIG_IGN);
+  start_spawner();  // before any file of the share is open (see spawner.h)
   auto* wd = new Watchdog(cfg, opt);  // leaked on purpose: a hung share thread may outlive us
   if (auto s = wd->load_state(); !s) {
     if (opt.log) opt.log(LogLevel::Error, s.error().msg);

@@ -192,6 +192,18 @@ test_sshfs_file_server_stopped_mid_push() {
   "$INSTALL" verify "$MSHARE" -q || fail "verify failed"
 }
 
+# wd_threads HOST: where each thread of HOST's watchdog daemon is (kernel stack and system
+# call), for a test that finds the daemon not doing what it should.
+wd_threads() {
+  local p=${WD_PID[$1]:-} t
+  [ -n "$p" ] || return 0
+  for t in /proc/$p/task/*; do
+    echo "  thread ${t##*/} ($(cat $t/comm 2>/dev/null)): wchan $(cat $t/wchan 2>/dev/null), syscall $(cut -d' ' -f1 $t/syscall 2>/dev/null)" >&2
+    sed 's/^/    /' $t/stack >&2 2>/dev/null || true
+  done
+  ps -o pid,stat,wchan:32,args --ppid "$p" >&2 || true
+}
+
 test_sshfs_local_copy_when_share_unreachable() {
   sshfs_env; start_all
   # An agent that holds no file open on the share (a shell script would: FUSE blocks its exit
@@ -205,7 +217,7 @@ test_sshfs_local_copy_when_share_unreachable() {
   kill -KILL "$old"
   t0=$(now_ms)
   wait_until 45 bash -c "p=\$(awk '\$1==\"agent\" {print \$2}' $T/hosts/h4/state/state); [ \"\$p\" != $old ] && [ \"\$p\" != 0 ] && kill -0 \$p" \
-    || { fleet_mount_resume 4; fail "h4 did not restart its agent while its share hung; its log: $(tail -6 "$T/hosts/h4/watchdog.log" | tr '\n' '|')"; }
+    || { wd_threads h4; fleet_mount_resume 4; fail "h4 did not restart its agent while its share hung; its log: $(tail -6 "$T/hosts/h4/watchdog.log" | tr '\n' '|')"; }
   fig local_copy_restart_ms $(( $(now_ms) - t0 ))
   new=$(awk '$1=="agent" {print $2}' "$T/hosts/h4/state/state")
   assert_eq "$(readlink /proc/$new/cwd)" "$T/hosts/h4/state/cache/1.0" "restarted from the local copy"
