@@ -215,7 +215,8 @@ void Watchdog::agent_died(const std::string& how) {
     st_.restart_at = boot_ms() + backoff_ms();
     log(LogLevel::Warn, fmt::format("{}: agent {} died ({}); restarting in {}", cfg_.host, st_.running, how,
                                     format_duration_ms(st_.restart_at - boot_ms())));
-    set_state("starting", st_.status_gen, fmt::format("agent died ({}); restarting", how));
+    // A host whose last switch failed keeps saying so (and why) until a switch succeeds.
+    if (!st_.failed_gen) set_state("starting", st_.status_gen, fmt::format("agent died ({}); restarting", how));
   }
   publish_status(true);
   save_state();

@@ -165,7 +165,7 @@ class Watchdog {
 
   Decision finish_unwanted_stop(const Observation& obs);
 
-  void start_again(Decision& d, const Observation& obs);
+  void start_again(Decision& d);
 
   NFSUP_HOT Decision tick(bool first);
   Decision tick_without_share(const Observation& obs, bool agent_up);

@@ -15,13 +15,13 @@ Decision Watchdog::finish_unwanted_stop(const Observation& obs) {
 
 // Decision Start: the release that ran here, with its agent down. Not before the back-off
 // after a crash or a failed start has passed (d becomes Keep meanwhile).
-void Watchdog::start_again(Decision& d, const Observation& obs) {
+void Watchdog::start_again(Decision& d) {
   if (st_.restart_at && boot_ms() < st_.restart_at) {
     d.kind = Decision::Keep;
     return;
   }
   st_.restart_at = 0;
-  std::string why;
+  std::string why, failed_why = st_.reason;  // (start_agent clears the reason)
   if (!verify(d.to, &why) || !start_agent(d.to, &why)) {
     set_state("failed", d.generation ? d.generation : st_.status_gen, "starting " + d.to + ": " + why);
     log(LogLevel::Error, fmt::format("{}: starting {} failed: {}", cfg_.host, d.to, why));
@@ -32,8 +32,9 @@ void Watchdog::start_again(Decision& d, const Observation& obs) {
   log(LogLevel::Info, fmt::format("{}: started {} ({})", cfg_.host, d.to, d.why));
   st_.held_gen = 0;
   st_.held_since_ms = 0;
-  bool still_failed = st_.failed_gen && obs.pointer && obs.pointer->generation == st_.failed_gen;
-  if (still_failed) set_state("failed", st_.failed_gen, st_.reason);  // back on the old release
+  // A switch that failed here stays reported, with its reason, until a switch succeeds (also
+  // when the push was undone: the pointer's generation moved on, the host's failure did not).
+  if (st_.failed_gen) set_state("failed", st_.failed_gen, failed_why);  // back on the old release
   else set_state("starting", d.generation ? d.generation : st_.status_gen, "");
 }
 
@@ -112,7 +113,7 @@ void Watchdog::act(Decision& d, const Observation& obs, bool agent_up, bool hear
       do_switch(d);
       break;
     case Decision::Start:
-      start_again(d, obs);
+      start_again(d);
       break;
     case Decision::Keep:
       keep(obs, agent_up, heartbeat_due);

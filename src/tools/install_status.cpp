@@ -63,12 +63,49 @@ std::string json_current(const StatusReport& r) {
                      json_str(r.pointer->min_supported), ov);
 }
 
+// The live hosts (a status that is not stale) that do not run what the pointer assigns them
+// (its release, or their host line) in a settled state, each with that state.
+std::vector<std::pair<std::string, std::string>> hosts_off_the_pointer(const StatusReport& r) {
+  std::vector<std::pair<std::string, std::string>> off;
+  if (!r.pointer) return off;
+  for (const auto& h : r.hosts) {
+    if (!h.status || h.stale) continue;
+    auto o = r.pointer->overrides.find(h.host);
+    const std::string& want = o != r.pointer->overrides.end() ? o->second : r.pointer->release;
+    const auto& s = *h.status;
+    bool settled = s.state == "running" || s.state == "unchanged";
+    if (!settled || s.running != want)
+      off.emplace_back(h.host, s.running != want ? fmt::format("{}, runs {}", s.state, s.running.empty() ? "-" : s.running)
+                                                 : s.state);
+  }
+  return off;
+}
+
+// A rollout recorded as done, said as done only while every live host runs what it was given.
+std::string rollout_phase(const StatusReport& r) {
+  if (!r.rollout || r.rollout->phase != "done" || r.marker) return r.rollout ? r.rollout->phase : "";
+  auto off = hosts_off_the_pointer(r);
+  if (off.empty()) return "done";
+  size_t live = 0;
+  for (const auto& h : r.hosts) live += h.status && !h.stale;
+  std::vector<std::string> named;
+  for (const auto& [h, why] : off) named.push_back(fmt::format("{} ({})", h, why));
+  if (named.size() > 10) named.resize(10), named.push_back(fmt::format("and {} more", off.size() - 10));
+  return fmt::format("done to {}, but {} of {} live hosts do not run it: {}", r.rollout->target, off.size(), live,
+                     join(named, ", "));
+}
+
 std::string json_rollout_marker(const StatusReport& r) {
   std::string o;
   if (r.rollout)
-    o += fmt::format(",\"rollout\":{{\"phase\":{},\"target\":{},\"acting\":{},\"note\":{}}}",
+    o += fmt::format(",\"rollout\":{{\"phase\":{},\"target\":{},\"acting\":{},\"note\":{},\"hosts_not_on_it\":[{}]}}",
                      json_str(r.rollout->phase), json_str(r.rollout->target), json_str(r.rollout->acting),
-                     json_str(r.rollout->note));
+                     json_str(r.rollout->note), [&r] {
+                       std::vector<std::string> v;
+                       if (r.rollout->phase == "done" && !r.marker)
+                         for (const auto& [h, why] : hosts_off_the_pointer(r)) v.push_back(h);
+                       return json_list(v);
+                     }());
   else
     o += ",\"rollout\":null";
   if (r.marker)
@@ -135,7 +172,9 @@ void print_summary(const StatusReport& r, const std::string& share) {
       print_line(fmt::format("rolling:  {}", join(o, " ")));
     }
   }
-  if (r.rollout && !r.rollout->phase.empty())
+  if (std::string phase = rollout_phase(r); phase != "done" && starts_with(phase, "done to "))
+    print_line(fmt::format("rollout:  {}{}", phase, r.rollout->note.empty() ? "" : " (" + r.rollout->note + ")"));
+  else if (r.rollout && !r.rollout->phase.empty())
     print_line(fmt::format("rollout:  {} to {}{}", r.rollout->phase, r.rollout->target,
                            r.rollout->note.empty() ? "" : " (" + r.rollout->note + ")"));
   print_line(fmt::format("releases: {}", r.releases.empty() ? "none" : join(r.releases, " ")));

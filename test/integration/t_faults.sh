@@ -609,4 +609,37 @@ test_interrupted_finalize_backs_out() {
   assert_contains "$out" "acting version 1.0 -> 2.0"
 }
 
+test_status_says_done_only_when_every_live_host_runs_the_target() {
+  # Issue 19: `status` says `rollout: done` only when every targeted live host runs the
+  # target (a host that gave up on its agent after the push does not), and a failed host keeps
+  # its reason after its agent restarted.
+  begin
+  two_hosts_on_1_0
+  assert_contains "$("$INSTALL" status "$SHARE")" "rollout:  done to 1.0"
+  local i pid
+  for i in 1 2 3 4; do  # restart_limit 3 within 60s: a2 gives up on its agent
+    wait_until 10 bash -c "p=\$(awk '\$1==\"agent\" {print \$2}' $T/hosts/a2/state/state); [ -n \"\$p\" ] && [ \"\$p\" != 0 ] && kill -0 \$p" || break
+    pid=$(awk '$1=="agent" {print $2}' "$T/hosts/a2/state/state"); kill -KILL "$pid"  || true
+    sleep 0.2
+  done
+  wait_until 15 bash -c "[ \"\$(awk '\$1==\"state\" {print \$2}' $SHARE/hosts/a2/status)\" = failed ]" || fail "a2 did not give up: $(cat "$SHARE/hosts/a2/status")"
+  local st; st=$("$INSTALL" status "$SHARE") || true
+  ! grep -qx "rollout:  done to 1.0" <<<"$st" || fail "status says done while a2 runs no agent: $st"
+  assert_contains "$st" "rollout:  done to 1.0, but 1 of 2 live hosts do not run it: a2 (failed)"
+  # A failed switch stays reported after the agent restarts on the release it went back to.
+  kill -HUP "${WD_PID[a2]}"  # forgets the crashes (a2 starts its agent again)
+  wait_until 10 alive_is a2 1.0 || fail "a2 did not start its agent after SIGHUP"
+  local r3; r3=$(make_release 3.0); touch "$r3/CRASH"
+  set +e; "$INSTALL" push "$SHARE" "$r3" --version 3.0 "${MASTER_OPTS[@]}" -q >/dev/null 2>&1; set -e
+  wait_until 10 alive_is a1 1.0 || fail "a1 not back on 1.0"
+  assert_eq "$(host_field a1 state)" failed "a1 state after the failed switch"
+  local why; why=$(sed -n 's/^reason //p' "$SHARE/hosts/a1/status")
+  assert_contains "$why" "exited%20during%20its%20start%20grace"
+  pid=$(awk '$1=="agent" {print $2}' "$T/hosts/a1/state/state"); kill -KILL "$pid"
+  wait_until 10 bash -c "p=\$(awk '\$1==\"agent\" {print \$2}' $T/hosts/a1/state/state); [ \"\$p\" != $pid ] && [ \"\$p\" != 0 ] && kill -0 \$p" || fail "a1 did not restart its agent"
+  sleep 1
+  assert_eq "$(host_field a1 state)" failed "a1 state after its agent restarted"
+  assert_eq "$(sed -n 's/^reason //p' "$SHARE/hosts/a1/status")" "$why" "a1 reason after its agent restarted"
+}
+
 run_tests
