@@ -13,6 +13,7 @@
 
 #include "crypto.h"
 #include "hash.h"
+#include "store.h"
 
 namespace nfsup {
 
@@ -323,14 +324,26 @@ Result<std::vector<std::string>> Share::verify_release(const std::string& versio
   return problems;
 }
 
-Status Share::copy_run_tree(const std::string& version, const std::string& cls, const std::string& dst) {
+// One file of a run tree from the local store: fetched into it unless it is there, then linked.
+static Status link_from_store(const LocalStore& store, const std::string& from, const ManifestEntry& e,
+                              const std::string& to, StoreStats* stats) {
+  if (auto st = store.fetch(from, e, stats); !st) return st;
+  std::string obj = store.object_path(e.sha256, e.mode);
+  if (::link(obj.c_str(), to.c_str()) != 0)
+    return err(Exit::Failed, fmt::format("link({} -> {}): {}", obj, to, errno_str(errno)));
+  return ok_status();
+}
+
+Status Share::copy_run_tree(const std::string& version, const std::string& cls, const std::string& dst,
+                            const LocalStore* store, StoreStats* stats) {
   auto m = read_manifest(version);
   if (!m) return m.error();
   if (!*m) return err(Exit::Integrity, fmt::format("{}: manifest missing", manifest_path(version)));
-  return copy_run_tree(**m, cls, dst);
+  return copy_run_tree(**m, cls, dst, store, stats);
 }
 
-Status Share::copy_run_tree(const Manifest& man, const std::string& cls, const std::string& dst) {
+Status Share::copy_run_tree(const Manifest& man, const std::string& cls, const std::string& dst,
+                            const LocalStore* store, StoreStats* stats) {
   const std::string& version = man.version;
   const ClassInfo* ci = nullptr;
   if (!cls.empty()) {
@@ -366,6 +379,10 @@ Status Share::copy_run_tree(const Manifest& man, const std::string& cls, const s
           return err(Exit::Failed, fmt::format("symlink({}): {}", to, errno_str(errno)));
         break;
       case ManifestEntry::File: {
+        if (store) {
+          if (auto st = link_from_store(*store, path_join(dir, e.path), e, to, stats); !st) return st;
+          break;
+        }
         int fd = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0) return err(Exit::Failed, fmt::format("open({}): {}", to, errno_str(errno)));
         std::string from = path_join(dir, e.path);
