@@ -52,6 +52,13 @@ Status LocalStore::fetch(const std::string& from, const ManifestEntry& e, StoreS
   return ok_status();
 }
 
+void LocalStore::sync() const {
+  int fd = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)::syncfs(fd);
+  ::close(fd);
+}
+
 Result<uint64_t> LocalStore::prune() const {
   uint64_t removed = 0;
   DIR* top = ::opendir(root_.c_str());

@@ -36,6 +36,9 @@ class LocalStore {
   /// name and size is there, else read from `from`, hashed while copied, and renamed into place.
   /// A hash that is not the manifest's fails with Exit::Integrity and leaves nothing behind.
   Status fetch(const std::string& from, const ManifestEntry& e, StoreStats* stats) const;
+  /// Writes what the store holds to disk (syncfs of its file system), so that a fetch's dirty
+  /// pages are not flushed later, by the first fsync of a small file, while the agent is down.
+  void sync() const;
   /// Removes every object no run tree links any more (link count 1) and temp files an
   /// interrupted fetch left. Returns how many files were removed.
   Result<uint64_t> prune() const;
