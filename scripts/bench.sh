@@ -10,7 +10,8 @@
 #        BENCH_ROLL_BATCHES="1 3 6" BENCH_SSHFS=auto|0 BENCH_SSHFS_HOSTS=8 BENCH_CACHE_S=3
 #        BENCH_PUSH_MIB=512 BENCH_PUSH_ROUNDS=3 BENCH_STATUS_HOSTS="1000 5000 10000"
 #        BENCH_BUILD_DIR=build-bench  BENCH_STATIC=1 (0: default dynamic linking)
-#        BENCH_ONLY="1 2 4 4s 5 6" (parts to run: 2 includes 3, 4s = sshfs, 5 includes 7)
+#        BENCH_ONLY="1 2 4 4s 5 6 st" (parts to run: 2 includes 3, 4s = sshfs, 5 includes 7,
+#        st = the local store: scripts/bench-store.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -21,7 +22,7 @@ T_ALL=$(date +%s%N)
 : "${BENCH_TICKS:=200}" "${BENCH_IDLE_S:=20}" "${BENCH_HOSTS:=100}" "${BENCH_ROLL_HOSTS:=12}"
 : "${BENCH_ROLL_BATCHES:=1 3 6}" "${BENCH_SSHFS:=auto}" "${BENCH_SSHFS_HOSTS:=8}" "${BENCH_CACHE_S:=3}"
 : "${BENCH_PUSH_MIB:=512}" "${BENCH_PUSH_ROUNDS:=3}" "${BENCH_STATUS_HOSTS:=1000 5000 10000}"
-: "${BENCH_BUILD_DIR:=build-bench}" "${BENCH_STATIC:=1}" "${BENCH_ONLY:=1 2 4 4s 5 6}"
+: "${BENCH_BUILD_DIR:=build-bench}" "${BENCH_STATIC:=1}" "${BENCH_ONLY:=1 2 4 4s 5 6 st}"
 want() { case " $BENCH_ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 S1=0 S2=0 S4=0 S4S=0 S5=0 S6=0
 
@@ -677,6 +678,19 @@ if [ "$RND" != None ]; then
 fi
 note "- **6. fleet scale**: host status files written in the format of pack_status (src/core/share.cpp). \`status\` lists hosts/, reads and stats every status file. The master's wait loop was timed in a real push with $N_LAST live hosts that never stop (\`--timeout 3s --lease 60s ${vote_flags[*]}\`; it then backs out): $(jget "$W/round.json" rounds) rounds after the stop phase; a round = lease renewal + one read_status (open, read, close, lstat) per host, then a fixed 250 ms sleep. Note: with unsigned hosts, \`status\` prints one warning line naming every host ($("$INSTALL" status "$P6/share" 2>/dev/null | awk '/WARNING/ {print length($0); exit}') characters at $N_LAST hosts)."
 S6=$(( ($(date +%s%N) - T6) / 1000000 ))
+fi
+
+# ================================================================ st: the local store (issue 17)
+if want st; then
+  say "st: local store, file-system bytes read per host for 1 of 50 x 1 MiB changed, downtime"
+  st_out=$(NFSUP_BUILD="$ROOT/$BENCH_BUILD_DIR/src" "$ROOT/scripts/bench-store.sh" 2>&1) || say "st: $st_out"
+  st_mib=$(awk '/^rchar h1:/ {print $6}' <<<"$st_out")
+  st_down=$(awk '/^downtime h1:/ {print $3}' <<<"$st_out")
+  row "st local store" "file-system bytes read per host, 1 of 50 x 1 MiB changed (rchar, MiB)" "${st_mib:-?}" \
+    "235c78d: 105 MB" "-" "<= 2.2 MiB" "$([ -n "$st_mib" ] && verdict "$st_mib" "<=" 2.2 || echo "?")"
+  row "st local store" "per-host downtime, 512 MiB release, every file changed (ms, stop -> start)" "${st_down:-?}" \
+    "-" "-" "stop + start + 100 ms" "-"
+  note "- **st. local store**: scripts/bench-store.sh (run_from: local, 2 daemons on a local-directory share): $(tr '\n' ';' <<<"$st_out")"
 fi
 
 # ================================================================ report

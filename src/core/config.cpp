@@ -283,6 +283,28 @@ Status parse_trust(const Ctx& c, const Map<N>& R, WatchdogConfig& cfg) {
   return ok_status();
 }
 
+// Where the agent runs from, and how many local releases are kept.
+template <typename N>
+Status parse_store(const Ctx& c, const Map<N>& R, WatchdogConfig& cfg) {
+  if (R["run_from"]) {
+    std::string v;
+    TAKE(v, get_str(c, R["run_from"], "run_from"));
+    if (v != "local" && v != "share") return c.at(R["run_from"], "'run_from' must be local or share");
+    cfg.run_from_share = v == "share";
+    if (cfg.run_from_share && cfg.trust.signed_mode())
+      return c.at(R["run_from"], "'run_from: share' is refused in signed mode (trusted_keys): a signed host runs "
+                                 "only the local copy it verified; use run_from: local");
+  }
+  if (R["keep_releases"]) {
+    std::string v;
+    TAKE(v, get_str(c, R["keep_releases"], "keep_releases"));
+    if (v.empty() || v.size() > 4 || v.find_first_not_of("0123456789") != std::string::npos)
+      return c.at(R["keep_releases"], "'keep_releases' must be a whole number from 0 to 9999");
+    cfg.keep_releases = std::stoi(v);
+  }
+  return ok_status();
+}
+
 template <typename N>
 Result<int> signal_of(const Ctx& c, const N& n, const std::string& key) {
   std::string s;
@@ -385,12 +407,13 @@ Result<WatchdogConfig> build_watchdog_config(const N& root, const std::string& p
     if (auto s = check_keys(c, root,
                             {"share", "host", "poll_interval", "heartbeat_interval", "share_timeout", "state_dir",
                              "verify_before_start", "agent", "trusted_keys", "revoked_keys", "allow_unsigned", "group",
-                             "class", "traits", "checks_dir", "metrics_file"},
+                             "class", "traits", "checks_dir", "metrics_file", "run_from", "keep_releases"},
                             ""); !s)
       return s.error();
     if (auto s = parse_identity(c, root, R, path, cfg); !s) return s.error();
     if (auto s = parse_timing(c, root, R, cfg); !s) return s.error();
     if (auto s = parse_trust(c, R, cfg); !s) return s.error();
+    if (auto s = parse_store(c, R, cfg); !s) return s.error();
     const N a = R["agent"];
     if (!a) return err(Exit::Usage, fmt::format("{}: missing required key 'agent'", path));
     if (auto s = parse_agent(c, a, cfg.agent); !s) return s.error();

@@ -45,6 +45,11 @@ struct WatchdogConfig {
   int64_t share_timeout_ms = 10000;
   std::string state_dir = "/var/lib/nfsup";
   bool verify_before_start = true;
+  /// run_from: local (false) runs the agent from a verified run tree of hard links into the
+  /// host's object store (state_dir/cache/<version>, state_dir/store/); share (true) runs it
+  /// from the release on the share. Signed mode requires local.
+  bool run_from_share = false;
+  int keep_releases = 2;         ///< local run trees kept besides the running one (run_from: local)
   TrustPolicy trust;             ///< trusted_keys, revoked_keys, allow_unsigned
   std::vector<std::string> trusted_key_paths;
   AgentConfig agent;

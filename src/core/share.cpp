@@ -13,6 +13,7 @@
 
 #include "crypto.h"
 #include "hash.h"
+#include "store.h"
 
 namespace nfsup {
 
@@ -323,14 +324,33 @@ Result<std::vector<std::string>> Share::verify_release(const std::string& versio
   return problems;
 }
 
-Status Share::copy_run_tree(const std::string& version, const std::string& cls, const std::string& dst) {
+// Whether entry path `p` belongs to one of `mods`.
+static bool in_modules(const std::vector<const ModuleInfo*>& mods, const std::string& p) {
+  for (const auto* mod : mods)
+    if (Manifest::in_module(*mod, p)) return true;
+  return false;
+}
+
+// One file of a run tree from the local store: fetched into it unless it is there, then linked.
+static Status link_from_store(const LocalStore& store, const std::string& from, const ManifestEntry& e,
+                              const std::string& to, StoreStats* stats) {
+  if (auto st = store.fetch(from, e, stats); !st) return st;
+  std::string obj = store.object_path(e.sha256, e.mode);
+  if (::link(obj.c_str(), to.c_str()) != 0)
+    return err(Exit::Failed, fmt::format("link({} -> {}): {}", obj, to, errno_str(errno)));
+  return ok_status();
+}
+
+Status Share::copy_run_tree(const std::string& version, const std::string& cls, const std::string& dst,
+                            const LocalStore* store, StoreStats* stats) {
   auto m = read_manifest(version);
   if (!m) return m.error();
   if (!*m) return err(Exit::Integrity, fmt::format("{}: manifest missing", manifest_path(version)));
-  return copy_run_tree(**m, cls, dst);
+  return copy_run_tree(**m, cls, dst, store, stats);
 }
 
-Status Share::copy_run_tree(const Manifest& man, const std::string& cls, const std::string& dst) {
+Status Share::copy_run_tree(const Manifest& man, const std::string& cls, const std::string& dst,
+                            const LocalStore* store, StoreStats* stats) {
   const std::string& version = man.version;
   const ClassInfo* ci = nullptr;
   if (!cls.empty()) {
@@ -340,6 +360,9 @@ Status Share::copy_run_tree(const Manifest& man, const std::string& cls, const s
   }
   auto mods = man.modules_for(ci);
   std::string dir = run_dir(version, cls);
+  StoreStats own;
+  if (!stats) stats = &own;
+  const uint64_t fetched_before = stats->fetched;
   if (::mkdir(dst.c_str(), 0755) != 0) return err(Exit::Failed, fmt::format("mkdir({}): {}", dst, errno_str(errno)));
   // Parents before children, whatever the manifest's order.
   auto make_parents = [&](const std::string& rel) {
@@ -347,11 +370,7 @@ Status Share::copy_run_tree(const Manifest& man, const std::string& cls, const s
       ::mkdir(path_join(dst, rel.substr(0, p)).c_str(), 0755);
   };
   for (const auto& e : man.entries) {
-    if (ci) {
-      bool mine = false;
-      for (const auto* mod : mods) mine = mine || Manifest::in_module(*mod, e.path);
-      if (!mine) continue;
-    }
+    if (ci && !in_modules(mods, e.path)) continue;  // a class tree holds its modules' entries only
     g_read_progress.fetch_add(1, std::memory_order_relaxed);
     if (auto bad = check_rel_path(e.path)) return err(Exit::Integrity, fmt::format("{}: {}", manifest_path(version), *bad));
     std::string to = path_join(dst, e.path);
@@ -366,6 +385,10 @@ Status Share::copy_run_tree(const Manifest& man, const std::string& cls, const s
           return err(Exit::Failed, fmt::format("symlink({}): {}", to, errno_str(errno)));
         break;
       case ManifestEntry::File: {
+        if (store) {
+          if (auto st = link_from_store(*store, path_join(dir, e.path), e, to, stats); !st) return st;
+          break;
+        }
         int fd = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0) return err(Exit::Failed, fmt::format("open({}): {}", to, errno_str(errno)));
         std::string from = path_join(dir, e.path);
@@ -380,6 +403,8 @@ Status Share::copy_run_tree(const Manifest& man, const std::string& cls, const s
       }
     }
   }
+  // What was fetched goes to disk now, while the agent still runs (see LocalStore::sync).
+  if (store && stats->fetched > fetched_before) store->sync();
   return ok_status();
 }
 

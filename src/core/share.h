@@ -108,6 +108,7 @@ struct HostStatus {
   std::string cls;              ///< host class ("" none)
   std::map<std::string, std::string> modules;  ///< module -> version this host runs
   std::string runs_from;        ///< release directory the agent runs from, if not `running`'s
+  std::string run_from;         ///< local | share: where this host runs its agent from ("" not reported)
   std::string acting;           ///< acting version handed to the agent
   int64_t poll_ms = 0;          ///< the host's poll_interval (0: not reported)
   std::string checks;           ///< "yes": votes with local checks; "no": accepts without any; "": not reported
@@ -179,6 +180,9 @@ Result<Manifest> unpack_manifest(std::string_view text, std::string_view what);
 /// The object-store name of a file with this content and mode.
 std::string object_name(const std::string& sha256, uint32_t mode);
 
+class LocalStore;
+struct StoreStats;
+
 class Share {
  public:
   /// Confines `fs` to `root`: nothing below it is reached through a symlink (FileSystem::confine).
@@ -234,9 +238,13 @@ class Share {
   /// Copies the run tree of `version` for class `cls` to the new local directory `dst`,
   /// hashing each file as it is copied: a file whose hash is not the manifest's fails the copy
   /// (Exit::Integrity). Files are not fsynced: the caller publishes the tree by rename.
-  Status copy_run_tree(const std::string& version, const std::string& cls, const std::string& dst);
+  /// With `store`, files are not copied: each is fetched into the store unless the store has
+  /// it (LocalStore::fetch) and hard-linked into `dst`; `stats` says what was read.
+  Status copy_run_tree(const std::string& version, const std::string& cls, const std::string& dst,
+                       const LocalStore* store = nullptr, StoreStats* stats = nullptr);
   /// The same against manifest `m`, already read (and checked) by the caller.
-  Status copy_run_tree(const Manifest& m, const std::string& cls, const std::string& dst);
+  Status copy_run_tree(const Manifest& m, const std::string& cls, const std::string& dst,
+                       const LocalStore* store = nullptr, StoreStats* stats = nullptr);
 
   /// Writes one audit event (one file per event, never appended).
   Status audit(const std::string& action, const std::string& detail, const std::string& result);

@@ -241,6 +241,7 @@ std::string pack_status(const HostStatus& s) {
   r.add("class", {dash(s.cls)});
   for (const auto& [m, v] : s.modules) r.add("module", {m, v});
   if (!s.runs_from.empty()) r.add("runs_from", {s.runs_from});
+  if (!s.run_from.empty()) r.add("run_from", {s.run_from});
   r.add("group", {dash(s.group)});
   r.add("acting", {dash(s.acting)});
   if (s.poll_ms > 0) r.add("poll", {std::to_string(s.poll_ms)});
@@ -306,6 +307,9 @@ Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
   s.checks = rd.str_or("checks", "");
   if (!s.checks.empty() && s.checks != "yes" && s.checks != "no")
     return bad_value(what, "checks", fmt::format("'{}' is neither yes nor no", s.checks));
+  s.run_from = rd.str_or("run_from", "");
+  if (!s.run_from.empty() && s.run_from != "local" && s.run_from != "share")
+    return bad_value(what, "run_from", "must be local or share");
   s.watchdog_version = rd.str_or("watchdog_version", "");
   if (!s.watchdog_version.empty())
     if (auto e = check_version_name(s.watchdog_version)) return bad_value(what, "watchdog_version", *e);

@@ -9,6 +9,7 @@
 
 #include "hash.h"
 #include "stage.h"
+#include "store.h"
 
 namespace nfsup {
 
@@ -153,7 +154,8 @@ bool verified_copy_ready(const std::string& dst, const std::string& cls) {
 }
 
 Result<std::string> make_verified_copy(Share& share, const std::string& version, const std::string& cls,
-                                       const TrustPolicy& policy, int64_t now_unix, const std::string& dst) {
+                                       const TrustPolicy& policy, int64_t now_unix, const std::string& dst,
+                                       const std::string& store, StoreStats* stats) {
   auto text = share.read_manifest_text(version);
   if (!text) return text.error();
   if (!*text) return fmt::format("release {}: manifest missing", version);
@@ -172,7 +174,9 @@ Result<std::string> make_verified_copy(Share& share, const std::string& version,
   std::string tmp = dst + ".tmp";
   (void)remove_tree(tmp);
   (void)remove_tree(dst);
-  if (auto st = share.copy_run_tree(*m, cls, tmp); !st) {
+  std::optional<LocalStore> objects;
+  if (!store.empty()) objects.emplace(store);
+  if (auto st = share.copy_run_tree(*m, cls, tmp, objects ? &*objects : nullptr, stats); !st) {
     (void)remove_tree(tmp);
     if (st.error().code == Exit::Integrity) return fmt::format("release {} fails verification: {}", version, st.error().msg);
     return st.error();

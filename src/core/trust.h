@@ -54,8 +54,11 @@ std::string signer_refusal(const std::vector<HostStatus>& live, const SecretKey*
 /// each file is hashed while it is copied (a mismatch fails). A copy already in `dst` made from
 /// the same manifest bytes and class (recorded in `dst`.verified) is kept. Returns "" when
 /// `dst` is ready to run, else why not (an integrity problem); errors are share or local trouble.
+/// With `store` (a LocalStore root), the files of `dst` are hard links into that store and only
+/// the objects it lacks are read from the share (LocalStore::fetch); `stats` says what was read.
 Result<std::string> make_verified_copy(Share& share, const std::string& version, const std::string& cls,
-                                       const TrustPolicy& policy, int64_t now_unix, const std::string& dst);
+                                       const TrustPolicy& policy, int64_t now_unix, const std::string& dst,
+                                       const std::string& store = "", StoreStats* stats = nullptr);
 /// Whether `dst` holds a finished verified copy for class `cls` (made by make_verified_copy).
 bool verified_copy_ready(const std::string& dst, const std::string& cls);
 

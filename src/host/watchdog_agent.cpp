@@ -76,9 +76,9 @@ bool Watchdog::advance_stop(const std::string& why, int64_t gen) {
 // Starts the agent and saves its pid at once (before any share write that could hang);
 // started() runs first, so the switch's own bookkeeping goes into the same local write.
 bool Watchdog::start_agent(const std::string& version, std::string* why, const std::function<void()>& started) {
-  // A signed host starts only from a verified copy: one not made yet (the release ran before
-  // this watchdog kept copies) is made now.
-  if (cfg_.trust.signed_mode() && !verified_copy_ready(cache_dir(version), version == pending_ ? pending_cls_ : st_.cls) &&
+  // A host that runs from local disk starts only from a verified copy: one not made yet (the
+  // release ran before this watchdog kept copies) is made now.
+  if (runs_local() && !verified_copy_ready(cache_dir(version), version == pending_ ? pending_cls_ : st_.cls) &&
       !verify(version, why))
     return false;
   set_state("starting", st_.status_gen, "");

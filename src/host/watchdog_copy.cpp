@@ -21,8 +21,9 @@ void Watchdog::cache_release(const std::string& version) {
   int64_t limit = cfg_.share_timeout_ms * 6;
   // Copied in-process from the manifest, each file hashed on the way (an external `cp -a`
   // cost an exec per host, all at the same heartbeat after an upgrade, and checked nothing).
-  auto ok = share_call<Status>([share = share_, version, cls = st_.cls, tmp]() mutable {
-        return share.copy_run_tree(version, cls, tmp);
+  auto ok = share_call<Status>([share = share_, version, cls = st_.cls, tmp, store = store_dir()]() mutable {
+        LocalStore objects(store);
+        return share.copy_run_tree(version, cls, tmp, &objects);
       },
       limit, &why, cfg_.share_timeout_ms);
   if (!ok || !*ok || ::rename(tmp.c_str(), dst.c_str()) != 0) {
@@ -36,23 +37,44 @@ void Watchdog::cache_release(const std::string& version) {
     }
     return;
   }
-  prune_cache({version, st_.previous, st_.runs_from});
+  prune_cache({version, st_.runs_from});
   st_.cached = version;
 }
 
-// Drops every local copy but those of `keep` (and their .verified stamps).
+// Drops every local run tree but those of `keep` (the running release, the one it runs from,
+// the one being switched to) and the keep_releases most recent others (by the time they were
+// made: the releases this host ran before, for a regression without the share), with their
+// .verified stamps; then the store objects no kept tree links.
 void Watchdog::prune_cache(const std::vector<std::string>& keep) {
-  DIR* d = ::opendir(path_join(cfg_.state_dir, "cache").c_str());
+  std::string dir = path_join(cfg_.state_dir, "cache");
+  DIR* d = ::opendir(dir.c_str());
   if (!d) return;
+  std::vector<std::pair<int64_t, std::string>> others;  // (made at, version)
   std::vector<std::string> old;
   while (dirent* de = ::readdir(d)) {
     std::string n = de->d_name;
-    bool kept = n == "." || n == "..";
-    for (const auto& k : keep) kept = kept || (!k.empty() && (n == k || n == k + ".verified"));
-    if (!kept) old.push_back(n);
+    if (n == "." || n == "..") continue;
+    std::string v = n.ends_with(".verified") ? n.substr(0, n.size() - 9) : n;
+    if (std::find(keep.begin(), keep.end(), v) != keep.end()) continue;
+    struct stat st{};
+    if (v == n && !n.ends_with(".tmp") && ::fstatat(::dirfd(d), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISDIR(st.st_mode))
+      others.emplace_back(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, n);
+    else if (v == n || ::faccessat(::dirfd(d), v.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+      old.push_back(n);  // a temp, or a stamp without its tree
   }
   ::closedir(d);
-  for (const auto& n : old) (void)remove_tree(path_join(path_join(cfg_.state_dir, "cache"), n));
+  std::sort(others.rbegin(), others.rend());
+  for (size_t i = static_cast<size_t>(std::max(cfg_.keep_releases, 0)); i < others.size(); ++i) {
+    old.push_back(others[i].second);
+    old.push_back(others[i].second + ".verified");
+  }
+  for (const auto& n : old) {
+    std::string p = path_join(dir, n);
+    if (n.ends_with(".verified")) ::unlink(p.c_str());
+    else (void)remove_tree(p);
+  }
+  if (auto r = LocalStore(store_dir()).prune(); !r) log(LogLevel::Warn, fmt::format("{}: {}", cfg_.host, r.error().msg));
 }
 
 // Share unreachable and the agent down: start the last verified release from local disk.
@@ -136,7 +158,7 @@ bool Watchdog::verify(const std::string& version, std::string* why, bool hashed)
   Result<std::vector<std::string>> r = std::vector<std::string>();
   std::string t;
   std::string cls = version == pending_ ? pending_cls_ : st_.cls;
-  if (cfg_.trust.signed_mode()) return verified_copy(version, cls, why);
+  if (runs_local()) return verified_copy(version, cls, why);
   // verify_before_start: false skips hashing every file, never the signature and expiry checks.
   if (cfg_.verify_before_start && !hashed) {
     auto got = share_call<Result<std::vector<std::string>>>(
@@ -177,7 +199,7 @@ bool Watchdog::verify(const std::string& version, std::string* why, bool hashed)
   return true;
 }
 
-// Signed mode: makes (or finds) the local copy of `version` for class `cls` that the agent
+// run_from: local (always in signed mode): makes (or finds) the local copy of `version` for class `cls` that the agent
 // will run, every byte hashed against the signed manifest as it was copied, with the
 // signature and expiry checked on the manifest bytes the copy was made from, and nothing on
 // the share that the manifest does not list. verify_before_start does not apply: the copy
@@ -187,8 +209,8 @@ bool Watchdog::verified_copy(const std::string& version, const std::string& cls,
   std::string t;
   ::mkdir(path_join(cfg_.state_dir, "cache").c_str(), 0755);
   auto got = share_call<Result<std::string>>(
-      [share = share_, version, cls, policy = cfg_.trust, dst = cache_dir(version)]() mutable {
-        return make_verified_copy(share, version, cls, policy, time(nullptr), dst);
+      [share = share_, version, cls, policy = cfg_.trust, dst = cache_dir(version), store = store_dir()]() mutable {
+        return make_verified_copy(share, version, cls, policy, time(nullptr), dst, store);
       },
       cfg_.share_timeout_ms * 6, &t, cfg_.share_timeout_ms);
   if (!got) {

@@ -28,6 +28,7 @@
 #include "nfsup_version.h"
 #include "reconfig.h"
 #include "stage.h"
+#include "store.h"
 #include "trust.h"
 #include "agent_ctl.h"
 #include "local_state.h"
@@ -131,6 +132,11 @@ class Watchdog {
   bool start_agent(const std::string& version, std::string* why, const std::function<void()>& started = {});
 
   std::string cache_dir(const std::string& v) const { return path_join(path_join(cfg_.state_dir, "cache"), v); }
+  /// The host's object store (run_from: local): the files of every cache_dir are links into it.
+  std::string store_dir() const { return path_join(cfg_.state_dir, "store"); }
+  /// run_from: local (the default, and always in signed mode): the agent runs from a verified
+  /// local run tree, never from the share.
+  bool runs_local() const { return !cfg_.run_from_share; }
 
   void cache_release(const std::string& version);
 
@@ -151,6 +157,7 @@ class Watchdog {
   std::string manifest_digest(const std::string& version);
 
   void prepare_switch(const std::string& to);
+  bool prepare_local(const std::string& to, int64_t gen, std::string* why);
 
   bool stopped_for_switch(const std::string& from, const std::string& to, int64_t gen, const ReconfigPlan& plan);
 
@@ -227,6 +234,7 @@ class Watchdog {
   };
   Prepared prepared_;          // (key empty: nothing prepared)
   std::string prepare_tried_;  // key of the last attempt: one per switch
+  std::pair<std::string, std::string> prep_failed_;  // (target|generation, why) the local run tree could not be made
 };
 
 }  // namespace wd

@@ -72,10 +72,11 @@ void Watchdog::save_state() {
   }
 }
 
-// A signed host runs every release from its verified local copy (see verified_copy()), so
-// that what runs is exactly what was hashed; an unsigned host runs it from the share.
+// A host with run_from: local (every signed host) runs every release from its verified local
+// copy (see verified_copy()), so that what runs is exactly what was hashed; one with
+// run_from: share runs it from the share.
 std::string Watchdog::release_dir_for(const std::string& version) const {
-  if (cfg_.trust.signed_mode()) return cache_dir(version);
+  if (runs_local()) return cache_dir(version);
   return share_.run_dir(version, version == pending_ ? pending_cls_ : st_.cls);
 }
 
@@ -170,7 +171,7 @@ void Watchdog::set_state(const std::string& state, int64_t gen, const std::strin
 
 // The status fields that come from this host's configuration, as one string.
 std::string Watchdog::status_conf() const {
-  return fmt::format("{}/{}/{}/{}/{}", cfg_.trust.signed_mode() ? "signed" : "unsigned",
+  return fmt::format("{}/{}/{}/{}/{}/{}", cfg_.trust.signed_mode() ? "signed" : "unsigned", runs_local() ? "local" : "share",
                      cfg_.group.empty() ? "-" : cfg_.group, cfg_.cls.empty() ? "-" : cfg_.cls, cfg_.poll_interval_ms,
                      cfg_.checks_dir.empty() ? "no" : "yes");
 }
@@ -206,6 +207,7 @@ void Watchdog::publish_status(bool force) {
   s.acting = st_.acting;
   s.cls = st_.cls.empty() ? cfg_.cls : st_.cls;
   s.runs_from = st_.runs_from;
+  s.run_from = runs_local() ? "local" : "share";
   s.modules = st_.modules;
   s.poll_ms = cfg_.poll_interval_ms;
   s.checks = cfg_.checks_dir.empty() ? "no" : "yes";

@@ -131,7 +131,13 @@ void Watchdog::vote(const Decision& d) {
   v.generation = d.generation;
   v.nonce = d.nonce;
   v.target = d.to;
-  for (const auto& c : list_checks(cfg_.checks_dir)) {
+  // The release is fetched and verified now, while the agent still runs: a host that cannot
+  // make its run tree vetoes, and the stop that follows costs no fetch.
+  if (std::string no; !prepare_local(d.to, d.generation, &no)) {
+    v.accept = false;
+    v.reason = no;
+  }
+  for (const auto& c : v.accept ? list_checks(cfg_.checks_dir) : std::vector<std::string>{}) {
     SpawnSpec s;
     s.argv = {c};
     s.env = {{"NFSUP_HOST", cfg_.host},
@@ -187,7 +193,7 @@ void Watchdog::prepare_switch(const std::string& to) {
   std::string why;
   if (p.digest.empty() || !resolve(to, &p.cls, &p.mods, nullptr, &why)) return;
   int64_t t0 = boot_ms();
-  if (cfg_.trust.signed_mode()) {
+  if (runs_local()) {
     if (!verified_copy(to, p.cls, &why)) return;
   } else if (cfg_.verify_before_start) {
     auto got = share_call<Result<std::vector<std::string>>>(
@@ -204,8 +210,32 @@ void Watchdog::prepare_switch(const std::string& to) {
   if (manifest_digest(to) != p.digest) return;
   prepared_ = std::move(p);
   log(LogLevel::Info, fmt::format("{}: {} {} while stopped in {}; ready to switch", cfg_.host, to,
-                                  cfg_.verify_before_start || cfg_.trust.signed_mode() ? "verified" : "resolved",
+                                  cfg_.verify_before_start || runs_local() ? "verified" : "resolved",
                                   format_duration_ms(boot_ms() - t0)));
+}
+
+// run_from: local: makes (or finds) the verified local run tree of `to` for this host's class
+// before the agent stops (the vote, or the marker's stop phase), so that the agent is down
+// for stop + start only. false (and why: "cannot fetch <to>: ...") when it cannot be made; a
+// failure is remembered for the marker's generation (not fetched again at every poll).
+bool Watchdog::prepare_local(const std::string& to, int64_t gen, std::string* why) {
+  if (!runs_local() || to.empty()) return true;
+  std::string key = to + "|" + std::to_string(gen);
+  if (prep_failed_.first == key) {
+    *why = prep_failed_.second;
+    return false;
+  }
+  std::string cls, t;
+  int64_t t0 = boot_ms();
+  if (!resolve(to, &cls, nullptr, nullptr, &t) || !verified_copy(to, cls, &t)) {
+    *why = fmt::format("cannot fetch {}: {}", to, t);
+    prep_failed_ = {key, *why};
+    log(LogLevel::Error, fmt::format("{}: {}", cfg_.host, *why));
+    return false;
+  }
+  log(LogLevel::Info, fmt::format("{}: {} fetched and verified into {} in {}, before stopping", cfg_.host, to,
+                                  cache_dir(to), format_duration_ms(boot_ms() - t0)));
+  return true;
 }
 
 // Stops the agent for a switch; false while it is still draining or stopping. What was
@@ -359,9 +389,9 @@ void Watchdog::do_switch(const Decision& d) {
     return fail("starting " + to + ": " + why);
   }
   log(LogLevel::Info, fmt::format("{}: started {}", cfg_.host, to));
-  if (cfg_.trust.signed_mode()) {
+  if (runs_local()) {
     st_.cached = to;
-    prune_cache({to, from, st_.runs_from});
+    prune_cache({to, from, st_.runs_from});  // (`from` while `to` is on trial)
   }
   publish_status(true);
   save_state();

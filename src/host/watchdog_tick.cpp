@@ -71,6 +71,12 @@ void Watchdog::hold(const Decision& d) {
     set_state("unchanged", d.generation, fmt::format("modules of {} unchanged for this host; not restarted", d.to));
     return;
   }
+  // Fetched and verified before the agent stops (see prepare_local), so that the agent is down
+  // for stop + start only. In the stop phase a host cannot refuse (that is the vote's job, and
+  // a master waits for every host to stop): one that could not fetch logs why and stops all
+  // the same; its switch then fails with the reason and it goes back to the release it ran.
+  std::string no;
+  if (!host::stopping(st_.lc.phase) && ctl_->up(st_)) (void)prepare_local(d.to, d.generation, &no);
   if (advance_stop(d.why, d.generation)) set_state("stopped", d.generation, d.why);
 }
 

@@ -125,11 +125,11 @@ std::string json_host(const HostView& h) {
   std::string mj;
   for (const auto& [mn, mv] : s.modules) mj += (mj.empty() ? "" : ",") + json_str(mn) + ":" + json_str(mv);
   return fmt::format("{{\"host\":{},\"state\":{},\"running\":{},\"generation\":{},\"heartbeat\":{},\"mode\":{},"
-                     "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{},\"trust\":{},\"group\":{},\"acting\":{},\"class\":{},\"runs_from\":{},\"watchdog_version\":{},\"modules\":{{{}}}}}",
+                     "\"reason\":{},\"age_ms\":{},\"stale\":{},\"updated\":{},\"trust\":{},\"group\":{},\"acting\":{},\"class\":{},\"runs_from\":{},\"run_from\":{},\"watchdog_version\":{},\"modules\":{{{}}}}}",
                      json_str(h.host), json_str(s.state), s.running.empty() ? "null" : json_str(s.running),
                      s.generation, s.heartbeat, json_str(s.mode), json_str(s.reason), h.age_ms,
                      h.stale ? "true" : "false", json_str(s.updated), json_str(s.trust.empty() ? "unsigned" : s.trust),
-                     json_str(s.group), json_str(s.acting), json_str(s.cls), json_str(s.runs_from),
+                     json_str(s.group), json_str(s.acting), json_str(s.cls), json_str(s.runs_from), s.run_from.empty() ? "null" : json_str(s.run_from),
                      s.watchdog_version.empty() ? "null" : json_str(s.watchdog_version), mj);
 }
 

@@ -73,6 +73,8 @@ agent:
   restart_window: 60s
   reconfig_timeout: 5s
 EOC
+  # RUN_FROM=share runs a suite in the single-copy mode (agents run from the share).
+  if [ -n "${RUN_FROM:-}" ]; then echo "run_from: $RUN_FROM" >> "$T/hosts/$h/watchdog.yaml"; fi
 }
 
 start_watchdog() {

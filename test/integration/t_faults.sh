@@ -265,12 +265,21 @@ test_tampered_release_is_refused_and_named_by_verify() {
   assert_eq "$rc" 6 "switching to a tampered release"
   assert_contains "$out" "release 2.0 fails verification"
   assert_eq "$(agent_alive_version a1)" 1.0
-  # Tamper with a release the master already switched to: hosts refuse to start it.
+  # Tamper with a release the master already switched to: a host that runs from the share
+  # refuses to start it; one that runs from its local store (the default) starts the copy it
+  # verified before the tampering, and never reads or runs the tampered bytes.
   chmod u+w "$SHARE/releases/1.0/bin/agent"; printf 'Y' | dd of="$SHARE/releases/1.0/bin/agent" bs=1 seek=20 conv=notrunc status=none
   stop_watchdog a1; pkill -KILL -f "releases/1.0/bin/agent.*hosts/a1/" || true
   start_watchdog a1
-  wait_until 10 bash -c "grep -q 'fails verification' $T/hosts/a1/watchdog.log" || fail "a1 did not refuse the tampered release"
-  wait_until 5 bash -c "grep -qx 'state failed' $SHARE/hosts/a1/status" || fail "a1 status: $(host_field a1 state)"
+  if [ "${RUN_FROM:-}" == share ]; then
+    wait_until 10 bash -c "grep -q 'fails verification' $T/hosts/a1/watchdog.log" || fail "a1 did not refuse the tampered release"
+    wait_until 5 bash -c "grep -qx 'state failed' $SHARE/hosts/a1/status" || fail "a1 status: $(host_field a1 state)"
+  else
+    wait_until 10 host_runs a1 1.0 || fail "a1 status: $(host_field a1 state)"
+    pid=$(awk '$1=="agent" {print $2}' "$T/hosts/a1/state/state")
+    assert_eq "$(readlink /proc/$pid/cwd)" "$T/hosts/a1/state/cache/1.0" "a1 runs its verified local copy"
+    cmp -s "$T/hosts/a1/state/cache/1.0/bin/agent" "$FIXTURES/fake-agent" || fail "a1's local copy changed"
+  fi
 }
 
 test_manifest_changed_after_prepare_is_verified_again() {
@@ -442,6 +451,63 @@ test_vanished_mount_is_unreachable_and_the_host_recovers() {
   rmdir "$SHARE"; mv "$T/share.away" "$SHARE"          # the mount is back
   wait_until 10 alive_is m1 1.0 || fail "m1 did not restart its agent once the share was back"
   wait_until 5 host_runs m1 1.0 || fail "m1 reports '$(host_field m1 state)'"
+}
+
+test_share_gone_restarts_a_crashed_agent_from_the_local_store() {
+  # Issue 17: with run_from: local (the default) the agent runs from its verified local run
+  # tree from its very first start, so a crash while the share is gone (here: an empty
+  # mountpoint, right after the upgrade, long before the next heartbeat) restarts it from
+  # local disk. (Run from the share, the host had no local copy yet: no restart.)
+  [ "${RUN_FROM:-}" != share ] || return 0
+  begin
+  local r1; r1=$(make_release 1.0)
+  add_host g1
+  sed -i "s/^heartbeat_interval: .*/heartbeat_interval: 30s/" "$T/hosts/g1/watchdog.yaml"
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "g1 did not reach 1.0"
+  mv "$SHARE" "$T/share.away"; mkdir "$SHARE"
+  pid=$(awk '$1=="agent" {print $2}' "$T/hosts/g1/state/state")
+  case "$(readlink /proc/$pid/cwd)" in
+    "$T/hosts/g1/state/cache/1.0") ;;
+    *) fail "the agent runs from '$(readlink /proc/$pid/cwd)', not its local run tree" ;;
+  esac
+  kill -KILL "$pid"
+  wait_until 10 grep -q "started 1.0 from its local copy" "$T/hosts/g1/watchdog.log" \
+    || fail "g1 did not restart its agent from the local store: $(tail -3 "$T/hosts/g1/watchdog.log")"
+  wait_until 5 alive_is g1 1.0 || fail "no live agent on g1"
+  rmdir "$SHARE"; mv "$T/share.away" "$SHARE"
+}
+
+test_host_that_cannot_fetch_vetoes_or_fails_before_stopping() {
+  # Issue 17: the release is fetched into the local store before the agent stops. A host whose
+  # store cannot take it (here: state_dir/store is a file) vetoes with the reason in a vote, and
+  # its agent keeps running 1.0; without votes it reports `failed` and is back on 1.0.
+  [ "${RUN_FROM:-}" != share ] || return 0
+  begin
+  local r1 r2 r3; r1=$(make_release 1.0); r2=$(make_release 2.0); r3=$(make_release 3.0)
+  add_host f1
+  start_all
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "f1 did not reach 1.0"
+  rm -rf "$T/hosts/f1/state/store"; touch "$T/hosts/f1/state/store"
+  # Without votes: the host stops as the marker asks (it cannot refuse), its switch fails with
+  # the reason, and it goes back to 1.0.
+  set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  [ "$rc" -ne 0 ] || fail "push went through: $out"
+  assert_contains "$out" "f1: failed: "
+  grep -q "cannot fetch 2.0: mkdir(.*): Not a directory" "$T/hosts/f1/watchdog.log" || fail "no 'cannot fetch' in f1's log"
+  wait_until 5 alive_is f1 1.0 || fail "f1 not back on 1.0"
+  # With votes (a checks_dir that accepts): a veto naming the fetch.
+  mkdir "$T/checks"; printf '#!/bin/sh\nexit 0\n' > "$T/checks/10-ok"; chmod +x "$T/checks/10-ok"
+  printf 'checks_dir: %s/checks\n' "$T" >> "$T/hosts/f1/watchdog.yaml"
+  stop_watchdog f1; start_watchdog f1
+  wait_until 10 host_runs f1 1.0 || fail "f1 not back on 1.0"
+  wait_until 5 test "$(host_field f1 checks)" == yes || fail "f1 does not say it votes"
+  set +e; out=$("$INSTALL" push "$SHARE" "$r3" --version 3.0 "${MASTER_OPTS[@]}" --vote-timeout 10s 2>&1); rc=$?; set -e
+  assert_eq "$rc" 5 "exit code of a vetoed push"
+  assert_contains "$out" "f1: cannot fetch 3.0: "
+  alive_is f1 1.0 || fail "f1 left 1.0"
 }
 
 test_non_nfsup_directory_is_reported_once() {

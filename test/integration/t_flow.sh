@@ -23,9 +23,14 @@ test_push_reconfig_rollback_three_daemons() {
     grep -q "$h: switching 1.0 -> 2.0 (generation 2; prepared while stopped)" "$T/hosts/$h/watchdog.log" \
       || fail "$h switch did not use what it prepared: $(grep switching "$T/hosts/$h/watchdog.log")"
   done
-  # The agent runs from the versioned release directory, never from a path a push overwrites.
+  # The agent runs from the versioned release directory, never from a path a push overwrites:
+  # its local run tree (run_from: local, the default), or the release on the share.
   pid=$(awk '$1=="agent" {print $2}' "$T/hosts/web01/state/state")
-  assert_eq "$(readlink /proc/$pid/cwd)" "$SHARE/releases/2.0" "agent cwd"
+  if [ "${RUN_FROM:-}" == share ]; then
+    assert_eq "$(readlink /proc/$pid/cwd)" "$SHARE/releases/2.0" "agent cwd"
+  else
+    assert_eq "$(readlink /proc/$pid/cwd)" "$T/hosts/web01/state/cache/2.0" "agent cwd"
+  fi
   out=$("$INSTALL" rollback "$SHARE" "${MASTER_OPTS[@]}" 2>&1)
   assert_contains "$out" "rollback 2.0 -> 1.0 (generation 3): 3 host(s) ok"
   for h in web01 web02 web03; do
@@ -75,6 +80,7 @@ test_local_copy_is_verified_against_the_manifest() {
   local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
   mkdir -p "$r1/lib/sub"; echo data > "$r1/lib/sub/file"; ln -s sub/file "$r1/lib/link"
   add_host web01
+  [ -n "${RUN_FROM:-}" ] || echo "run_from: share" >> "$T/hosts/web01/watchdog.yaml"  # (the copy made after the start)
   sed -i "s/^heartbeat_interval: .*/heartbeat_interval: 1s/" "$T/hosts/web01/watchdog.yaml"
   start_all
   "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
@@ -84,11 +90,56 @@ test_local_copy_is_verified_against_the_manifest() {
   [ -x "$c/1.0/bin/agent" ] || fail "local copy lost the agent's mode"
   assert_eq "$(readlink "$c/1.0/lib/link")" "sub/file" "symlink in the local copy"
   # A file that no longer matches its manifest is not copied: the copy is refused, not kept.
+  # (VERSION: the only file 2.0 changes; the others come from the local store, unread.)
   "$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" -q
-  f="$SHARE/releases/2.0/bin/agent"; chmod u+w "$f"; printf 'Z' | dd of="$f" bs=1 seek=30 conv=notrunc status=none
+  f="$SHARE/releases/2.0/VERSION"; chmod u+w "$f"; printf 'Z' | dd of="$f" bs=1 seek=3 conv=notrunc status=none
   wait_until 10 grep -q "no local copy of 2.0: .*sha256" "$T/hosts/web01/watchdog.log" || fail "tampered release copied"
   [ ! -e "$c/2.0" ] && [ ! -e "$c/2.0.tmp" ] || fail "a local copy of the tampered 2.0 was left"
   [ -d "$c/1.0" ] || fail "the verified local copy of 1.0 was dropped"
+}
+
+# Issue 17: unsigned hosts with run_from: local (the default) run what they fetched and
+# verified, not the share: a file replaced on the share after the hosts prepared 2.0 (the
+# master died after the pointer swap; the lease lapses) never runs. RUN_FROM=share skips it.
+test_unsigned_local_host_never_runs_bytes_replaced_after_preparation() {
+  [ "${RUN_FROM:-}" != share ] || return 0
+  begin
+  add_host u1; add_host u2
+  start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "1.0 not running everywhere"
+  master_killed_at switch-after-pointer push "$SHARE" "$(make_release 2.0)" --version 2.0 "${MASTER_OPTS[@]}"
+  for h in u1 u2; do
+    wait_until 10 grep -Eq "$h: 2.0 (fetched and verified|verified while stopped)" "$T/hosts/$h/watchdog.log" \
+      || fail "$h did not prepare 2.0"
+  done
+  { printf '#!/bin/sh\ntouch %s/pwned.$NFSUP_HOST\n' "$T"; tail -n +2 "$FIXTURES/fake-agent"; } > "$T/evil"
+  chmod 555 "$T/evil"; mv "$T/evil" "$SHARE/releases/2.0/bin/agent"
+  for h in u1 u2; do
+    wait_until 15 alive_is $h 2.0 || fail "$h does not run 2.0: '$(agent_alive_version $h)'"
+  done
+  [ -z "$(ls "$T" | grep pwned)" ] || fail "replaced bytes ran on: $(ls "$T" | grep pwned | tr '\n' ' ')"
+  assert_eq "$(host_field u1 run_from)" local "u1's status says where it runs from"
+}
+
+# Issue 17: a host keeps the running release's run tree, the one before (while the new one is
+# on trial) and keep_releases others; store objects no kept tree links go with the rest.
+test_old_local_releases_and_their_objects_are_pruned() {
+  [ "${RUN_FROM:-}" != share ] || return 0
+  begin
+  add_host k1
+  echo "keep_releases: 0" >> "$T/hosts/k1/watchdog.yaml"
+  start_all
+  for v in 1.0 2.0 3.0; do
+    "$INSTALL" push "$SHARE" "$(make_release $v)" --version $v "${MASTER_OPTS[@]}" -q
+    wait_until 10 all_run $v || fail "k1 did not reach $v"
+  done
+  local c="$T/hosts/k1/state/cache" s="$T/hosts/k1/state/store"
+  assert_eq "$(ls "$c" | tr '\n' ' ')" "2.0 2.0.verified 3.0 3.0.verified " "run trees kept"
+  grep -rlx "release 1.0 " "$s" && fail "the object only 1.0 had is still in the store"
+  [ -n "$(grep -rlx "release 2.0 " "$s")" ] || fail "2.0's VERSION object was dropped"
+  # Every store object is linked by a kept run tree.
+  [ -z "$(find "$s" -type f -links 1)" ] || fail "unlinked objects left: $(find "$s" -type f -links 1)"
 }
 
 test_repush_same_version_writes_nothing() {

@@ -205,6 +205,31 @@ test_file_replaced_after_verify_is_not_run() {
   [ -z "$(ls "$T" | grep pwned)" ] || fail "replaced bytes ran on: $(ls "$T" | grep pwned | tr '\n' ' ')"
 }
 
+# Issue 17: a file replaced (bin/agent) or added (bin/healthcheck, which s1's health gate
+# names) on the share after the hosts prepared 2.0 is never executed: hosts run the run
+# tree they fetched into their store, and the added file is refused, not run.
+test_file_replaced_or_added_after_preparation_never_runs() {
+  begin; signed_hosts
+  sed -i 's|^agent:$|agent:\n  health: {command: [bin/healthcheck], timeout: 3s}|' "$T/hosts/s1/watchdog.yaml"
+  stop_watchdog s1; start_watchdog s1
+  wait_until 10 host_runs s1 1.0 || fail "s1 not running after its restart"
+  master_killed_at switch-after-pointer push "$SHARE" "$(make_release 2.0)" --version 2.0 \
+    --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}"
+  for h in s1 s2 s3; do
+    wait_until 10 grep -q "$h: 2.0 fetched and verified" "$T/hosts/$h/watchdog.log" || fail "$h did not prepare 2.0"
+  done
+  { printf '#!/bin/sh\ntouch %s/pwned.$NFSUP_HOST\n' "$T"; tail -n +2 "$FIXTURES/fake-agent"; } > "$T/evil"
+  chmod 555 "$T/evil"; mv "$T/evil" "$SHARE/releases/2.0/bin/agent"
+  printf '#!/bin/sh\ntouch %s/pwned.health\nexit 0\n' "$T" > "$T/evil-health"
+  chmod 555 "$T/evil-health"; mv "$T/evil-health" "$SHARE/releases/2.0/bin/healthcheck"
+  sleep 6  # the lease lapses (2 s), the hosts switch or refuse
+  for h in s1 s2 s3; do
+    v=$(agent_alive_version $h)
+    [ "$v" == 2.0 ] || [ "$v" == 1.0 ] || fail "$h runs no agent ('$v')"
+  done
+  [ -z "$(ls "$T" | grep pwned)" ] || fail "bytes added or replaced after preparation ran: $(ls "$T" | grep pwned | tr '\n' ' ')"
+}
+
 # A file the manifest does not list (bin/healthcheck planted in a release that ships none)
 # is an integrity error: verify names it, and a restart refuses the release instead of running it.
 test_unlisted_file_is_an_integrity_error() {

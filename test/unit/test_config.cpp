@@ -2,7 +2,12 @@
 #include <doctest/doctest.h>
 #include <signal.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+
 #include "config.h"
+#include "crypto.h"
 #include "helpers.h"
 
 using namespace nfsup;
@@ -209,4 +214,41 @@ TEST_CASE("config: parse_signal and signal_name") {
   CHECK(parse_signal("-1") == 0);
   CHECK(signal_name(SIGTERM) == "SIGTERM");
   CHECK(signal_name(SIGKILL) == "SIGKILL");
+}
+
+TEST_CASE("config: run_from and keep_releases (issue 17): defaults, values, and refusals with file:line") {
+  auto d = parse_watchdog_config(minimal(), kPath);
+  REQUIRE(d.ok());
+  CHECK(d->run_from_share == false);  // local is the default
+  CHECK(d->keep_releases == 2);
+  auto s = parse_watchdog_config(minimal("run_from: share\nkeep_releases: 0\n"), kPath);
+  REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.error().msg));
+  CHECK(s->run_from_share == true);
+  CHECK(s->keep_releases == 0);
+  auto l = parse_watchdog_config(minimal("run_from: local\nkeep_releases: 5\n"), kPath);
+  REQUIRE(l.ok());
+  CHECK(l->run_from_share == false);
+  CHECK(l->keep_releases == 5);
+  CHECK(error_of(minimal("run_from: disk\n")) == kPath + ":3:11: 'run_from' must be local or share");
+  CHECK(error_of(minimal("run_from: [local]\n")) == kPath + ":3:11: 'run_from' must be a string");
+  CHECK(error_of(minimal("keep_releases: two\n")) ==
+        kPath + ":3:16: 'keep_releases' must be a whole number from 0 to 9999");
+  CHECK(error_of(minimal("keep_releases: -1\n")) ==
+        kPath + ":3:16: 'keep_releases' must be a whole number from 0 to 9999");
+  CHECK(error_of(minimal("keep_releases: {a: 1}\n")) == kPath + ":3:16: 'keep_releases' must be a string");
+  CHECK(starts_with(error_of(minimal("run_from: local\nrun_from: share\n")), kPath + ":4:1: "));
+  CHECK(error_of(minimal("keep_release: 2\n")) == kPath + ":3:1: unknown key 'keep_release'");
+}
+
+TEST_CASE("config: run_from: share is refused in signed mode") {
+  char t[] = "/tmp/nfsup-cfgkey.XXXXXX";
+  std::string dir = ::mkdtemp(t);
+  auto k = generate_keypair(dir, "k");
+  REQUIRE(k.ok());
+  std::string keys = "trusted_keys: [" + dir + "/k.pub]\n";
+  CHECK(parse_watchdog_config(minimal(keys), kPath).ok());
+  CHECK(error_of(minimal(keys + "run_from: share\n")) ==
+        kPath + ":4:11: 'run_from: share' is refused in signed mode (trusted_keys): a signed host runs only the "
+                "local copy it verified; use run_from: local");
+  std::system(("rm -rf " + dir).c_str());
 }

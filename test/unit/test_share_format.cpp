@@ -358,3 +358,23 @@ TEST_CASE("share format: object_name encodes hash and octal mode") {
   CHECK(is_sha256_hex(h));
   CHECK_FALSE(is_sha256_hex(h.substr(1)));
 }
+
+TEST_CASE("share format: a status says where the host runs its agent from (run_from, issue 17)") {
+  HostStatus s;
+  s.host = "web-01";
+  s.state = "running";
+  s.mode = "daemon";
+  auto none = unpack_status(pack_status(s), kStatus);
+  REQUIRE(none.ok());
+  CHECK(none->run_from == "");  // an older watchdog: not reported
+  for (const char* w : {"local", "share"}) {
+    s.run_from = w;
+    auto r = unpack_status(pack_status(s), kStatus);
+    REQUIRE(r.ok());
+    CHECK(r->run_from == w);
+  }
+  s.run_from = "nfs";
+  auto bad = unpack_status(pack_status(s), kStatus);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().msg == std::string(kStatus) + ": run_from: must be local or share");
+}
