@@ -1,5 +1,5 @@
-// nfsup core: process control.
-#include "process.h"
+// nfsup os: process control.
+#include "procs.h"
 
 #include <fcntl.h>
 #include <cstdio>
