@@ -209,6 +209,9 @@ int chown_path(const std::string& path, uint32_t uid, uint32_t gid);
 int read_link(const std::string& path, std::string* out);
 int real_path(const std::string& path, std::string* out);
 int make_symlink(const std::string& target, const std::string& path);
+/// A new file named from `tmpl` (ending in XXXXXX, replaced in place), open for writing
+/// (mkstemp, mode 0600, close-on-exec).
+int make_temp_file(std::string* tmpl, int* fd);
 /// A new file open for writing (O_CREAT|O_EXCL, never through a symlink, close-on-exec).
 int create_excl(const std::string& path, uint32_t mode, int* fd);
 /// Creates or truncates `path` for writing (O_TRUNC, close-on-exec).

@@ -181,6 +181,11 @@ int make_symlink(const std::string& target, const std::string& path) {
   return ::symlink(target.c_str(), path.c_str()) == 0 ? 0 : errno;
 }
 
+int make_temp_file(std::string* tmpl, int* fd) {
+  *fd = ::mkostemp(tmpl->data(), O_CLOEXEC);
+  return *fd < 0 ? errno : 0;
+}
+
 int create_excl(const std::string& path, uint32_t mode, int* fd) {
   *fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   return *fd < 0 ? errno : 0;

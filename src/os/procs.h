@@ -52,6 +52,10 @@ void signal_process(pid_t pid, int sig);
 /// Returns when it exited or the time is up; the caller checks which.
 void wait_for_exit(pid_t pid, int64_t timeout_ms);
 
+/// True if a process `pid` exists (kill(pid, 0) succeeds or is refused with EPERM); false when
+/// there is none (ESRCH). Says nothing about whether it is still the same process.
+bool pid_exists(pid_t pid);
+
 /// Start time of a pid in clock ticks since boot (from /proc), 0 if it does not exist.
 uint64_t process_start_time(pid_t pid);
 /// True if `pid` is alive and still the same process (same start time).

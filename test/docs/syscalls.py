@@ -18,7 +18,7 @@ rename renameat renameat2 unlink unlinkat remove mkdir mkdirat rmdir fsync fdata
 truncate ftruncate pread pwrite readv writev lseek flock fcntl ioctl
 opendir fdopendir readdir closedir dirfd scandir
 chmod fchmod fchmodat chown fchown lchown fchownat utimensat futimens umask
-symlink symlinkat readlink readlinkat link linkat access faccessat realpath
+symlink symlinkat readlink readlinkat link linkat access faccessat realpath mkstemp mkostemp mkdtemp
 fork vfork clone posix_spawn posix_spawnp execv execve execvp execvpe execl execlp execle system popen
 kill killpg raise waitpid wait wait3 wait4 waitid pidfd_open pidfd_send_signal setsid setpgid prctl
 pipe pipe2 dup dup2 dup3 eventfd signalfd poll ppoll select pselect epoll_create1 epoll_ctl epoll_wait

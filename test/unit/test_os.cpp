@@ -185,3 +185,27 @@ TEST_CASE("RealProcs runs real processes through the same interface") {
   CHECK(r->exit_code == 4);
   CHECK(r->output == "hi\n");
 }
+
+TEST_CASE("pid_exists: this process yes, a reaped child no") {
+  CHECK(pid_exists(::getpid()));
+  SpawnSpec s;
+  s.argv = {"/bin/true"};
+  auto pid = spawn(s);
+  REQUIRE(pid);
+  stop_process(*pid, SIGTERM, 2000, true);  // reaps it
+  CHECK_FALSE(pid_exists(*pid));
+}
+
+TEST_CASE("make_temp_file: a fresh 0600 file from the template") {
+  TempDir d;
+  std::string t = d / "hook.XXXXXX";
+  int fd = -1;
+  REQUIRE(make_temp_file(&t, &fd) == 0);
+  CHECK(t != d / "hook.XXXXXX");
+  CHECK(fd >= 0);
+  CHECK(close_fd(fd) == 0);
+  FileInfo st;
+  REQUIRE(local_lstat(t, &st) == 0);
+  CHECK(st.type == FileInfo::File);
+  CHECK(st.mode == 0600);
+}
