@@ -2,9 +2,7 @@
 #include "config.h"
 
 #include <fmt/format.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -426,26 +424,11 @@ Result<WatchdogConfig> build_watchdog_config(const N& root, const std::string& p
 }  // namespace
 
 NFSUP_HOT Result<WatchdogConfig> load_watchdog_config(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return err(Exit::Usage, fmt::format("{}: cannot read config: {}", path, errno_str(errno)));
   std::string text;
-  char buf[4096];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      return err(Exit::Usage, fmt::format("{}: cannot read config: {}", path, errno_str(e)));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > 1024 * 1024) {
-      ::close(fd);
-      return err(Exit::Usage, fmt::format("{}: config larger than 1 MiB", path));
-    }
-  }
-  ::close(fd);
+  if (int e = read_all(path, 1024 * 1024, &text); e == EFBIG)
+    return err(Exit::Usage, fmt::format("{}: config larger than 1 MiB", path));
+  else if (e != 0)
+    return err(Exit::Usage, fmt::format("{}: cannot read config: {}", path, errno_str(e)));
   return parse_watchdog_config(text, path);
 }
 

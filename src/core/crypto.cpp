@@ -1,12 +1,9 @@
 // nfsup core: Ed25519 through OpenSSL EVP.
 #include "crypto.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <memory>
 
@@ -77,9 +74,9 @@ Result<std::string> read_small(const std::string& path) {
 Result<PublicKey> generate_keypair(const std::string& dir, const std::string& name) {
   if (auto e = check_host_name(name)) return err(Exit::Usage, fmt::format("key name: {}", *e));
   std::string kp = path_join(dir, name + ".key"), pp = path_join(dir, name + ".pub");
-  struct stat st{};
+  FileInfo st;
   for (const auto& p : {kp, pp})
-    if (::lstat(p.c_str(), &st) == 0) return err(Exit::Usage, fmt::format("{}: already exists; not overwriting a key", p));
+    if (local_lstat(p, &st) == 0) return err(Exit::Usage, fmt::format("{}: already exists; not overwriting a key", p));
   EVP_PKEY* raw = nullptr;
   std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr),
                                                                    EVP_PKEY_CTX_free);
@@ -95,20 +92,14 @@ Result<PublicKey> generate_keypair(const std::string& dir, const std::string& na
     long n = BIO_get_mem_data(b, &p);
     return std::string(p, static_cast<size_t>(n));
   };
-  ::mkdir(dir.c_str(), 0700);
-  // The secret key is created 0600 from the start (O_EXCL), never widened.
-  int fd = ::open(kp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return err(Exit::Usage, fmt::format("open({}): {}", kp, errno_str(errno)));
-  std::string ks = bio_str(kb.get());
-  bool ok = ::write(fd, ks.data(), ks.size()) == static_cast<ssize_t>(ks.size()) && ::fsync(fd) == 0;
-  ok = (::close(fd) == 0) && ok;
-  if (!ok) {
-    ::unlink(kp.c_str());
-    return err(Exit::Failed, fmt::format("writing {}: {}", kp, errno_str(errno)));
-  }
+  (void)make_dir(dir, 0700);  // (a failure shows at the key's write)
+  // The secret key is created 0600 from the start, never widened, and never replaces a file.
+  auto w = write_local(kp, bio_str(kb.get()), kWriteSync | kWriteNoReplace, 0600);
+  if (!w) return err(Exit::Usage, w.error().msg);
+  if (!*w) return err(Exit::Usage, fmt::format("{}: already exists; not overwriting a key", kp));
   RealFs fs("key");
   if (auto s = fs.write_atomic(pp, bio_str(pb.get()), 0644); !s) {
-    ::unlink(kp.c_str());
+    (void)unlink_path(kp);  // (undoing our own create; the error reported is the write's)
     return s.error();
   }
   auto r = raw_public(k.get(), pp);
@@ -117,11 +108,11 @@ Result<PublicKey> generate_keypair(const std::string& dir, const std::string& na
 }
 
 Result<SecretKey> load_secret_key(const std::string& path) {
-  struct stat st{};
-  if (::stat(path.c_str(), &st) != 0) return err(Exit::Usage, fmt::format("{}: {}", path, errno_str(errno)));
-  if (st.st_mode & 077)
+  FileInfo st;
+  if (int e = local_stat(path, &st)) return err(Exit::Usage, fmt::format("{}: {}", path, errno_str(e)));
+  if (st.mode & 077)
     return err(Exit::Usage, fmt::format("{}: secret key is readable by group or others (mode {:04o}); chmod 600 it",
-                                        path, st.st_mode & 07777));
+                                        path, st.mode));
   auto pem = read_small(path);
   if (!pem) return pem.error();
   std::unique_ptr<BIO, BioFree> b(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));

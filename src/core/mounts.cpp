@@ -2,13 +2,11 @@
 #include "mounts.h"
 
 #include <fmt/format.h>
-#include <limits.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <fstream>
+#include "os/files.h"
 #include <sstream>
 #include <vector>
 
@@ -65,20 +63,19 @@ bool is_network_fs(std::string_view t) {
 
 Result<MountInfo> mount_of_path(const std::string& path) {
   std::string p = path.empty() ? "." : path;
-  char buf[PATH_MAX];
+  std::string buf;
   // The nearest existing parent: the share directory may not exist yet.
-  while (::realpath(p.c_str(), buf) == nullptr) {
-    if (errno != ENOENT && errno != ENOTDIR) return err(Exit::Usage, fmt::format("{}: {}", p, errno_str(errno)));
+  while (int e = real_path(p, &buf)) {
+    if (e != ENOENT && e != ENOTDIR) return err(Exit::Usage, fmt::format("{}: {}", p, errno_str(e)));
     auto slash = p.find_last_of('/');
     if (slash == std::string::npos) p = ".";
     else if (slash == 0) p = "/";
     else p = p.substr(0, slash);
   }
-  std::ifstream f("/proc/self/mountinfo");
-  if (!f) return err(Exit::Failed, "/proc/self/mountinfo: cannot read it (is /proc mounted?)");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto m = mount_holding(ss.str(), buf);
+  std::string info;
+  if (read_all("/proc/self/mountinfo", 16 * 1024 * 1024, &info) != 0)
+    return err(Exit::Failed, "/proc/self/mountinfo: cannot read it (is /proc mounted?)");
+  auto m = mount_holding(info, buf);
   if (!m) return err(Exit::Failed, fmt::format("{}: no mount in /proc/self/mountinfo holds it", buf));
   return *m;
 }

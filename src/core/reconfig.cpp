@@ -1,12 +1,8 @@
 // nfsup core: config-rewrite runner.
 #include "reconfig.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "hash.h"
 #include "trust.h"
@@ -27,64 +23,6 @@ std::string backup_path(const WatchdogConfig& cfg, const std::string& version) {
   return path_join(path_join(cfg.state_dir, "backups"), fmt::format("{}@{}", basename_of(cfg.agent.config), version));
 }
 
-Result<std::optional<std::string>> read_local(const std::string& path, size_t max) {
-  RealFs fs("local");
-  return fs.read_file(path, max);
-}
-
-Status write_local_atomic(const std::string& path, std::string_view data, uint32_t mode) {
-  RealFs fs(fmt::format("{}", short_hostname()));
-  return fs.write_atomic(path, data, mode);
-}
-
-Status write_local_derived(const std::string& path, std::string_view data, uint32_t mode) {
-  RealFs fs(fmt::format("{}", short_hostname()));
-  fs.set_durable(false);
-  return fs.write_atomic(path, data, mode);
-}
-
-Status write_local_exchange(const std::string& path, std::string_view data, uint32_t mode) {
-  // Every replaced file used to free one inode and allocate another: on ext4 without a journal
-  // each allocation then walks the inodes freed in the last minutes (recently_deleted), so a
-  // fleet of watchdogs on one disk slowed each other's every create. Rewriting a spare in place
-  // frees and allocates nothing.
-  std::string spare = path_join(dirname_of(path), "." + basename_of(path) + ".spare");
-  int fd = ::open(spare.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, mode);
-  struct stat st{};
-  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
-    // (not ours to rewrite: a link to another file, or something odd; use a fresh temp)
-    if (fd >= 0) ::close(fd);
-    return write_local_atomic(path, data, mode);
-  }
-  auto fail = [&](const char* op) {
-    int e = errno;
-    ::close(fd);
-    return err(Exit::Share, fmt::format("{}({}): {}", op, spare, errno_str(e)));
-  };
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::pwrite(fd, data.data() + off, data.size() - off, static_cast<off_t>(off));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("write");
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::ftruncate(fd, static_cast<off_t>(data.size())) != 0) return fail("ftruncate");
-  (void)::fchmod(fd, mode);
-  if (::fsync(fd) != 0) return fail("fsync");
-  if (::close(fd) != 0) return err(Exit::Share, fmt::format("close({}): {}", spare, errno_str(errno)));
-  if (::renameat2(AT_FDCWD, spare.c_str(), AT_FDCWD, path.c_str(), RENAME_EXCHANGE) == 0) return ok_status();
-  int e = errno;
-  if (e == ENOENT || e == EINVAL || e == ENOSYS || e == EOPNOTSUPP) {
-    // First write (no target to swap with), or no RENAME_EXCHANGE here: a plain rename of the
-    // complete, fsynced spare.
-    if (::rename(spare.c_str(), path.c_str()) == 0) return ok_status();
-    e = errno;
-  }
-  return err(Exit::Share, fmt::format("rename({} -> {}): {}", spare, path, errno_str(e)));
-}
-
 // The manifest the script is hashed against. In signed mode its signature and expiry are
 // checked on these very bytes: a manifest read apart from the one whose signature was checked
 // could list a swapped-in script's hash.
@@ -94,7 +32,7 @@ static Result<std::optional<Manifest>> read_trusted_manifest(Share& share, const
   auto text = share.read_manifest_text(to);
   if (!text) return text.error();
   if (!*text) return std::optional<Manifest>();
-  auto trust = check_manifest_trust(share, to, **text, cfg.trust, time(nullptr));
+  auto trust = check_manifest_trust(share, to, **text, cfg.trust, unix_now());
   if (!trust) return trust.error();
   if (!trust->empty()) return err(Exit::Integrity, *trust);
   auto m = unpack_manifest(**text, share.manifest_path(to));
@@ -112,9 +50,9 @@ Result<ReconfigPlan> plan_reconfig(Share& share, const WatchdogConfig& cfg, cons
     if (auto e = check_version_name(from)) return err(Exit::Usage, fmt::format("--from: {}", *e));
   if (cfg.agent.config.empty() || from.empty() || from == to) return plan;
   if (compare_versions(to, from) < 0) {
-    struct stat st{};
+    FileInfo st;
     std::string b = backup_path(cfg, to);
-    if (::stat(b.c_str(), &st) == 0) {
+    if (local_stat(b, &st) == 0) {
       plan.kind = ReconfigPlan::Restore;
       plan.backup_source = b;
       return plan;
@@ -131,26 +69,27 @@ Result<ReconfigPlan> plan_reconfig(Share& share, const WatchdogConfig& cfg, cons
   if (!entry) return err(Exit::Integrity, fmt::format("{}: reconfig script not listed", share.manifest_path(to)));
   std::string src = path_join(share.release_dir(to), entry->path);
   std::string dir = path_join(cfg.state_dir, "scripts");
-  ::mkdir(cfg.state_dir.c_str(), 0755);
-  ::mkdir(dir.c_str(), 0700);
+  (void)make_dir(cfg.state_dir, 0755);  // (a failure shows at the script's create)
+  (void)make_dir(dir, 0700);
   std::string local = path_join(dir, fmt::format("reconfig@{}", to));
-  std::string tmp = fmt::format("{}.tmp.{}", local, getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0700);
-  if (fd < 0) return err(Exit::Failed, fmt::format("open({}): {}", tmp, errno_str(errno)));
+  std::string tmp = fmt::format("{}.tmp.{}", local, self_pid());
+  int fd = -1;
+  if (int e = create_trunc(tmp, 0700, &fd); e != 0)
+    return err(Exit::Failed, fmt::format("open({}): {}", tmp, errno_str(e)));
   auto h = hash_file(src, fd, tmp);
-  ::fsync(fd);
-  ::close(fd);
+  // (a local copy checked against the manifest's hash just above; a crash loses only the copy)
+  (void)sync_fd(fd);
+  (void)close_fd(fd);
   if (!h) {
-    ::unlink(tmp.c_str());
+    (void)unlink_path(tmp);  // (cleanup of our own temp; the error reported is the hash's)
     return h.error();
   }
   if (h->sha256 != entry->sha256) {
-    ::unlink(tmp.c_str());
+    (void)unlink_path(tmp);
     return err(Exit::Integrity, fmt::format("{}: sha256 does not match the manifest; refusing to run it", src));
   }
-  if (::rename(tmp.c_str(), local.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
+  if (int e = rename_path(tmp, local); e != 0) {
+    (void)unlink_path(tmp);
     return err(Exit::Failed, fmt::format("rename({}): {}", local, errno_str(e)));
   }
   plan.kind = ReconfigPlan::Script;
@@ -167,8 +106,8 @@ static std::string unified_diff(const std::string& a_path, const std::string& b_
 }
 
 Status write_backup(const WatchdogConfig& cfg, const std::string& path, std::string_view content) {
-  ::mkdir(cfg.state_dir.c_str(), 0755);
-  ::mkdir(path_join(cfg.state_dir, "backups").c_str(), 0700);
+  (void)make_dir(cfg.state_dir, 0755);  // (a failure shows at the backup's write)
+  (void)make_dir(path_join(cfg.state_dir, "backups"), 0700);
   return write_local_atomic(path, content, 0600);
 }
 
@@ -229,17 +168,16 @@ Result<ReconfigOutcome> apply_reconfig(const WatchdogConfig& cfg, const Reconfig
   ReconfigOutcome out;
   const std::string& conf = cfg.agent.config;
   if (plan.kind == ReconfigPlan::Nothing) return keep_config(cfg, plan, dry_run, defer_backup);
-  struct stat st{};
-  if (::stat(conf.c_str(), &st) != 0)
-    return err(Exit::Failed, fmt::format("{}: {}", conf, errno_str(errno)));
+  FileInfo st;
+  if (int e = local_stat(conf, &st); e != 0) return err(Exit::Failed, fmt::format("{}: {}", conf, errno_str(e)));
   auto current = read_local(conf);
   if (!current) return current.error();
   if (!*current) return err(Exit::Failed, fmt::format("{}: does not exist", conf));
-  uint32_t mode = st.st_mode & 07777;
+  uint32_t mode = st.mode;
 
   // The candidate goes to a temp file beside the config so the final rename is atomic.
-  std::string tmp = path_join(dirname_of(conf), fmt::format(".{}.nfsup-new.{}", basename_of(conf), getpid()));
-  auto drop = [&]() { ::unlink(tmp.c_str()); };
+  std::string tmp = path_join(dirname_of(conf), fmt::format(".{}.nfsup-new.{}", basename_of(conf), self_pid()));
+  auto drop = [&]() { (void)unlink_path(tmp); };  // (our own temp; the error reported is the step's)
   if (auto s = write_local_atomic(tmp, **current, mode); !s) return s.error();
 
   if (auto s = make_candidate(cfg, plan, tmp, mode); !s) {
@@ -260,17 +198,17 @@ Result<ReconfigOutcome> apply_reconfig(const WatchdogConfig& cfg, const Reconfig
   }
   // Keep the configuration as it was under `from`, then switch atomically.
   std::string bdir = path_join(cfg.state_dir, "backups");
-  ::mkdir(cfg.state_dir.c_str(), 0755);
-  ::mkdir(bdir.c_str(), 0700);
+  (void)make_dir(cfg.state_dir, 0755);  // (a failure shows at the backup's write)
+  (void)make_dir(bdir, 0700);
   if (auto s = write_local_atomic(backup_path(cfg, plan.from), **current, 0600); !s) {
     drop();
     return s.error();
   }
   // The script may have replaced the copy (mv, cp, editors): keep the config's owner and mode.
-  (void)!::chown(tmp.c_str(), st.st_uid, st.st_gid);
-  (void)!::chmod(tmp.c_str(), mode);
-  if (::rename(tmp.c_str(), conf.c_str()) != 0) {
-    int e = errno;
+  // (best effort: a non-root run cannot chown, and the copy then keeps the runner's owner)
+  (void)chown_path(tmp, st.uid, st.gid);
+  (void)chmod_path(tmp, mode);
+  if (int e = rename_path(tmp, conf); e != 0) {
     drop();
     return err(Exit::Failed, fmt::format("rename({}): {}", conf, errno_str(e)));
   }

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "config.h"
+#include "os/files.h"
 #include "share.h"
 
 namespace nfsup {
@@ -47,19 +48,6 @@ Status write_backup(const WatchdogConfig& cfg, const std::string& path, std::str
 
 std::string backup_path(const WatchdogConfig& cfg, const std::string& version);
 
-/// Local atomic write (temp in the same directory, fsync, rename), keeping `mode`.
-Status write_local_atomic(const std::string& path, std::string_view data, uint32_t mode);
-/// The same without the fsync, for a local file recomputed from the share whenever it is
-/// needed (a crash may lose the last version, never leave a torn one).
-Status write_local_derived(const std::string& path, std::string_view data, uint32_t mode);
-/// Replaces a local file that only its writer reads (the watchdog's state, read back only by
-/// the holder of the state_dir lock) without a new inode: the data goes into a spare file
-/// beside it (`.NAME.spare`, rewritten in place and fsynced), then renameat2(RENAME_EXCHANGE)
-/// swaps the two names in one step; the spare then holds the previous content. Readers see
-/// the old file or the new one, never a mix; a crash mid-write leaves the target untouched.
-/// Falls back to temp + fsync + rename when the target does not exist yet or the file system
-/// has no RENAME_EXCHANGE.
-Status write_local_exchange(const std::string& path, std::string_view data, uint32_t mode);
-Result<std::optional<std::string>> read_local(const std::string& path, size_t max = 16 * 1024 * 1024);
+// read_local, write_local_atomic, write_local_derived, write_local_exchange: src/os/files.h.
 
 }  // namespace nfsup

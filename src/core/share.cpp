@@ -3,10 +3,6 @@
 #include "share.h"
 
 #include <fmt/format.h>
-#include <pwd.h>
-#include <sys/stat.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <set>
@@ -31,7 +27,7 @@ Status Share::init() {
   // The marker is created with link() (the exclusive create that works on NFS) and staging
   // links objects into releases: a share that refuses hard links could never carry a push.
   // Found here, before anything else is created, rather than by the first push.
-  std::string probe = path_join(root_, fmt::format(".nfsup-link-probe.{}.{}", short_hostname(), getpid()));
+  std::string probe = path_join(root_, fmt::format(".nfsup-link-probe.{}.{}", short_hostname(), self_pid()));
   auto linked = fs_.publish_new(probe, "", 0644);
   (void)fs_.unlink(probe);
   if (!linked) {
@@ -336,8 +332,8 @@ static Status link_from_store(const LocalStore& store, const std::string& from, 
                               const std::string& to, StoreStats* stats) {
   if (auto st = store.fetch(from, e, stats); !st) return st;
   std::string obj = store.object_path(e.sha256, e.mode);
-  if (::link(obj.c_str(), to.c_str()) != 0)
-    return err(Exit::Failed, fmt::format("link({} -> {}): {}", obj, to, errno_str(errno)));
+  if (int le = hard_link(obj, to); le != 0)
+    return err(Exit::Failed, fmt::format("link({} -> {}): {}", obj, to, errno_str(le)));
   return ok_status();
 }
 
@@ -363,11 +359,11 @@ Status Share::copy_run_tree(const Manifest& man, const std::string& cls, const s
   StoreStats own;
   if (!stats) stats = &own;
   const uint64_t fetched_before = stats->fetched;
-  if (::mkdir(dst.c_str(), 0755) != 0) return err(Exit::Failed, fmt::format("mkdir({}): {}", dst, errno_str(errno)));
+  if (int e = make_new_dir(dst, 0755); e != 0) return err(Exit::Failed, fmt::format("mkdir({}): {}", dst, errno_str(e)));
   // Parents before children, whatever the manifest's order.
   auto make_parents = [&](const std::string& rel) {
     for (size_t p = rel.find('/'); p != std::string::npos; p = rel.find('/', p + 1))
-      ::mkdir(path_join(dst, rel.substr(0, p)).c_str(), 0755);
+      (void)make_dir(path_join(dst, rel.substr(0, p)), 0755);  // (a failure shows at the entry's create)
   };
   for (const auto& e : man.entries) {
     if (ci && !in_modules(mods, e.path)) continue;  // a class tree holds its modules' entries only
@@ -377,24 +373,26 @@ Status Share::copy_run_tree(const Manifest& man, const std::string& cls, const s
     make_parents(e.path);
     switch (e.kind) {
       case ManifestEntry::Dir:
-        if (::mkdir(to.c_str(), e.mode & 0755) != 0 && errno != EEXIST)
-          return err(Exit::Failed, fmt::format("mkdir({}): {}", to, errno_str(errno)));
+        if (int me = make_dir(to, e.mode & 0755); me != 0)
+          return err(Exit::Failed, fmt::format("mkdir({}): {}", to, errno_str(me)));
         break;
       case ManifestEntry::Symlink:
-        if (::symlink(e.target.c_str(), to.c_str()) != 0)
-          return err(Exit::Failed, fmt::format("symlink({}): {}", to, errno_str(errno)));
+        if (int se = make_symlink(e.target, to); se != 0)
+          return err(Exit::Failed, fmt::format("symlink({}): {}", to, errno_str(se)));
         break;
       case ManifestEntry::File: {
         if (store) {
           if (auto st = link_from_store(*store, path_join(dir, e.path), e, to, stats); !st) return st;
           break;
         }
-        int fd = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0) return err(Exit::Failed, fmt::format("open({}): {}", to, errno_str(errno)));
+        int fd = -1;
+        if (int oe = create_excl(to, 0600, &fd); oe != 0)
+          return err(Exit::Failed, fmt::format("open({}): {}", to, errno_str(oe)));
         std::string from = path_join(dir, e.path);
         auto h = hash_file(from, fd, to);
-        if (h && ::fchmod(fd, e.mode & 0755) != 0) h = err(Exit::Failed, fmt::format("chmod({}): {}", to, errno_str(errno)));
-        ::close(fd);
+        if (int ce = h ? chmod_fd(fd, e.mode & 0755) : 0; ce != 0)
+          h = err(Exit::Failed, fmt::format("chmod({}): {}", to, errno_str(ce)));
+        (void)close_fd(fd);  // (a local file opened for writing; its data was checked by the hash)
         if (!h) return h.error();
         if (h->sha256 != e.sha256)
           return err(Exit::Integrity, fmt::format("{}: sha256 {} != manifest {}", from, h->sha256.substr(0, 16),
@@ -412,15 +410,13 @@ Status Share::audit(const std::string& action, const std::string& detail, const 
   Record r{"audit", kFormatVersion, {}};
   r.add("time", {utc_now_iso()});
   r.add("host", {short_hostname()});
-  r.add("pid", {std::to_string(getpid())});
-  std::string user = std::to_string(getuid());
-  if (const passwd* pw = getpwuid(getuid())) user = pw->pw_name;
-  r.add("user", {user});
+  r.add("pid", {std::to_string(self_pid())});
+  r.add("user", {self_user()});
   r.add("action", {action});
   r.add("detail", {detail});
   r.add("result", {result});
   static int seq = 0;
-  std::string name = fmt::format("{}-{}-{}-{:04d}-{}", utc_now_iso(), short_hostname(), getpid(), ++seq, action);
+  std::string name = fmt::format("{}-{}-{}-{:04d}-{}", utc_now_iso(), short_hostname(), self_pid(), ++seq, action);
   for (auto& c : name)
     if (c == ':') c = '-';
   auto pub = fs_.publish_new(path_join(audit_dir(), name), pack_record(r), 0644);

@@ -7,11 +7,7 @@
 // rename; the release tree is a staging directory of hard links, published by one rename.
 #include "stage.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <set>
@@ -26,7 +22,7 @@ namespace nfsup {
 
 namespace {
 
-uint32_t norm_mode(mode_t m) { return (m & 0111) ? 0555 : 0444; }
+uint32_t norm_mode(uint32_t m) { return (m & 0111) ? 0555 : 0444; }
 
 struct Walker {
   std::vector<ManifestEntry> entries;
@@ -34,18 +30,11 @@ struct Walker {
   std::string error;
 
   bool walk(const std::string& dir, const std::string& rel) {
-    DIR* d = ::opendir(dir.c_str());
-    if (!d) {
-      error = fmt::format("opendir({}): {}", dir, errno_str(errno));
+    std::vector<std::string> names;
+    if (int e = list_names(dir, &names); e != 0) {
+      error = fmt::format("opendir({}): {}", dir, errno_str(e));
       return false;
     }
-    std::vector<std::string> names;
-    while (dirent* de = ::readdir(d)) {
-      std::string n = de->d_name;
-      if (n == "." || n == "..") continue;
-      names.push_back(n);
-    }
-    ::closedir(d);
     std::sort(names.begin(), names.end());
     for (const auto& n : names) {
       std::string lp = path_join(dir, n);
@@ -58,33 +47,30 @@ struct Walker {
         error = fmt::format("{}: {}", lp, *why);
         return false;
       }
-      struct stat st{};
-      if (::lstat(lp.c_str(), &st) != 0) {
-        error = fmt::format("stat({}): {}", lp, errno_str(errno));
+      FileInfo st;
+      if (int se = local_lstat(lp, &st); se != 0) {
+        error = fmt::format("stat({}): {}", lp, errno_str(se));
         return false;
       }
       ManifestEntry e;
       e.path = rp;
-      if (S_ISDIR(st.st_mode)) {
+      if (st.type == FileInfo::Dir) {
         e.kind = ManifestEntry::Dir;
         e.mode = 0755;
         entries.push_back(e);
         local.push_back(lp);
         if (!walk(lp, rp)) return false;
-      } else if (S_ISREG(st.st_mode)) {
+      } else if (st.type == FileInfo::File) {
         e.kind = ManifestEntry::File;
-        e.mode = norm_mode(st.st_mode);
+        e.mode = norm_mode(st.mode);
         entries.push_back(e);
         local.push_back(lp);
-      } else if (S_ISLNK(st.st_mode)) {
-        char buf[4097];
-        ssize_t n2 = ::readlink(lp.c_str(), buf, sizeof buf - 1);
-        if (n2 < 0) {
-          error = fmt::format("readlink({}): {}", lp, errno_str(errno));
+      } else if (st.type == FileInfo::Symlink) {
+        if (int re = read_link(lp, &e.target); re != 0) {
+          error = fmt::format("readlink({}): {}", lp, errno_str(re));
           return false;
         }
         e.kind = ManifestEntry::Symlink;
-        e.target.assign(buf, static_cast<size_t>(n2));
         entries.push_back(e);
         local.push_back(lp);
       } else {
@@ -99,24 +85,16 @@ struct Walker {
 }  // namespace
 
 Status remove_tree(const std::string& path) {
-  struct stat st{};
-  if (::lstat(path.c_str(), &st) != 0) return ok_status();
-  if (S_ISDIR(st.st_mode)) {
-    ::chmod(path.c_str(), 0755);
-    DIR* d = ::opendir(path.c_str());
-    if (d) {
-      std::vector<std::string> names;
-      while (dirent* de = ::readdir(d)) {
-        std::string n = de->d_name;
-        if (n != "." && n != "..") names.push_back(n);
-      }
-      ::closedir(d);
+  FileInfo st;
+  if (local_lstat(path, &st) != 0) return ok_status();
+  if (st.type == FileInfo::Dir) {
+    (void)chmod_path(path, 0755);  // releases are read-only; a failure shows as the rmdir's
+    std::vector<std::string> names;
+    if (list_names(path, &names) == 0)
       for (const auto& n : names) (void)remove_tree(path_join(path, n));
-    }
-    if (::rmdir(path.c_str()) != 0)
-      return err(Exit::Share, fmt::format("rmdir({}): {}", path, errno_str(errno)));
-  } else if (::unlink(path.c_str()) != 0) {
-    return err(Exit::Share, fmt::format("unlink({}): {}", path, errno_str(errno)));
+    if (int e = remove_dir(path); e != 0) return err(Exit::Share, fmt::format("rmdir({}): {}", path, errno_str(e)));
+  } else if (int e = unlink_path(path); e != 0) {
+    return err(Exit::Share, fmt::format("unlink({}): {}", path, errno_str(e)));
   }
   return ok_status();
 }
@@ -138,16 +116,13 @@ Status remove_tree(FileSystem& fs, const std::string& path) {
 // Hosts exec() a hook straight from the release: a text file without a #! line, or one without
 // the execute bit, would fail there, on every host, in the middle of a switch. Caught here.
 static std::optional<std::string> check_hook_program(const std::string& path) {
-  struct stat st{};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return "not a readable file";
-  if ((st.st_mode & 0111) == 0) return "not executable (chmod +x it)";
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return fmt::format("open: {}", errno_str(errno));
-  char head[4] = {};
-  ssize_t n = ::read(fd, head, sizeof head);
-  ::close(fd);
-  if (n >= 2 && head[0] == '#' && head[1] == '!') return std::nullopt;
-  if (n == 4 && std::string_view(head, 4) == "\x7f" "ELF") return std::nullopt;
+  FileInfo st;
+  if (local_stat(path, &st) != 0 || st.type != FileInfo::File) return "not a readable file";
+  if ((st.mode & 0111) == 0) return "not executable (chmod +x it)";
+  std::string head;
+  if (int e = read_head(path, 4, &head); e != 0) return fmt::format("open: {}", errno_str(e));
+  if (head.size() >= 2 && head[0] == '#' && head[1] == '!') return std::nullopt;
+  if (head == "\x7f" "ELF") return std::nullopt;
   return "neither a script with a #! line nor an ELF program";
 }
 
@@ -300,20 +275,20 @@ static Status seal_modules(Manifest& m, const std::string& spec_path) {
 
 Result<Manifest> scan_source(const StageRequest& req) {
   if (auto e = check_version_name(req.version)) return err(Exit::Usage, fmt::format("--version: {}", *e));
-  struct stat st{};
-  if (::stat(req.source.c_str(), &st) != 0)
-    return err(Exit::Usage, fmt::format("{}: {}", req.source, errno_str(errno)));
+  FileInfo st;
+  if (int e = local_stat(req.source, &st); e != 0)
+    return err(Exit::Usage, fmt::format("{}: {}", req.source, errno_str(e)));
   Walker w;
-  if (S_ISDIR(st.st_mode)) {
+  if (st.type == FileInfo::Dir) {
     if (!w.walk(req.source, "")) return err(Exit::Usage, w.error);
-  } else if (S_ISREG(st.st_mode)) {
+  } else if (st.type == FileInfo::File) {
     std::string name = basename_of(req.source);
     if (auto why = check_rel_path(name)) return err(Exit::Usage, fmt::format("{}: {}", req.source, *why));
     if (name == ".nfsup") return err(Exit::Usage, fmt::format("{}: the name '.nfsup' is reserved", req.source));
     ManifestEntry e;
     e.kind = ManifestEntry::File;
     e.path = name;
-    e.mode = norm_mode(st.st_mode);
+    e.mode = norm_mode(st.mode);
     w.entries.push_back(e);
     w.local.push_back(req.source);
   } else {
@@ -409,17 +384,17 @@ static Result<uint64_t> put_object(Share& share, RealFs& fs, const std::string& 
   int fd = *created;
   auto h = hash_file(src, fd, tmp);
   auto fail = [&](Error e2) -> Result<uint64_t> {
-    ::close(fd);
+    (void)close_fd(fd);  // (the temp is dropped; the error reported is e2)
     (void)fs.unlink(tmp);
     return e2;
   };
   if (!h) return fail(h.error());
   if (h->sha256 != e.sha256 || h->size != e.size)
     return fail(err(Exit::Failed, fmt::format("{}: changed while it was being pushed; push again", src)));
-  if (::fchmod(fd, e.mode) != 0) return fail(err(Exit::Share, fmt::format("chmod({}): {}", tmp, errno_str(errno))));
-  if (::fsync(fd) != 0) return fail(err(Exit::Share, fmt::format("fsync({}): {}", tmp, errno_str(errno))));
-  if (::close(fd) != 0) {
-    int e2 = errno;
+  if (int ce = chmod_fd(fd, e.mode); ce != 0)
+    return fail(err(Exit::Share, fmt::format("chmod({}): {}", tmp, errno_str(ce))));
+  if (int se = sync_fd(fd); se != 0) return fail(err(Exit::Share, fmt::format("fsync({}): {}", tmp, errno_str(se))));
+  if (int e2 = close_fd(fd); e2 != 0) {
     (void)fs.unlink(tmp);
     return err(Exit::Share, fmt::format("close({}): {}", tmp, errno_str(e2)));
   }
@@ -439,12 +414,12 @@ static Result<uint64_t> put_object(Share& share, RealFs& fs, const std::string& 
 // The local path each manifest entry is copied from (scan_source does not return them).
 static std::vector<std::string> local_paths(const StageRequest& req, const Manifest& m) {
   std::vector<std::string> local;
-  struct stat st{};
-  ::stat(req.source.c_str(), &st);
+  FileInfo st;
+  bool dir = local_stat(req.source, &st) == 0 && st.type == FileInfo::Dir;  // (scan_source read it already)
   for (const auto& e : m.entries) {
     if (e.path == ".nfsup/reconfig") local.push_back(req.reconfig);
     else if (e.path == ".nfsup/migrate") local.push_back(req.migrate);
-    else if (S_ISDIR(st.st_mode)) local.push_back(path_join(req.source, e.path));
+    else if (dir) local.push_back(path_join(req.source, e.path));
     else local.push_back(req.source);
   }
   return local;
@@ -550,7 +525,7 @@ Result<StageResult> stage_release(Share& share, const StageRequest& req) {
   std::vector<std::string> local = local_paths(req, res.manifest);
 
   std::string staging = path_join(share.releases_dir(),
-                                  fmt::format(".staging-{}.{}.{}", req.version, short_hostname(), getpid()));
+                                  fmt::format(".staging-{}.{}.{}", req.version, short_hostname(), self_pid()));
   auto cleanup = [&](Error e) -> Result<StageResult> {
     (void)remove_tree(fs, staging);
     return e;

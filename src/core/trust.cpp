@@ -2,12 +2,10 @@
 #include "trust.h"
 
 #include <algorithm>
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "hash.h"
+#include "os/files.h"
 #include "stage.h"
 #include "store.h"
 
@@ -135,22 +133,13 @@ static std::string copy_stamp(const std::string& digest, const std::string& cls)
   return fmt::format("{} {}\n", digest, cls.empty() ? "-" : cls);
 }
 
-static std::string read_small(const std::string& path) {
-  std::string out;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return out;
-  char buf[256];
-  ssize_t n = ::read(fd, buf, sizeof buf);
-  if (n > 0) out.assign(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return out;
-}
+static std::string read_small(const std::string& path) { return read_head_nofollow(path, 256); }
 
 bool verified_copy_ready(const std::string& dst, const std::string& cls) {
   std::string stamp = read_small(dst + ".verified");
-  struct stat st{};
-  return stamp.size() > 64 && stamp.substr(64) == copy_stamp("", cls) && ::lstat(dst.c_str(), &st) == 0 &&
-         S_ISDIR(st.st_mode);
+  FileInfo st;
+  return stamp.size() > 64 && stamp.substr(64) == copy_stamp("", cls) && local_lstat(dst, &st) == 0 &&
+         st.type == FileInfo::Dir;
 }
 
 Result<std::string> make_verified_copy(Share& share, const std::string& version, const std::string& cls,
@@ -170,7 +159,7 @@ Result<std::string> make_verified_copy(Share& share, const std::string& version,
   if (read_small(dst + ".verified") == stamp && verified_copy_ready(dst, cls)) return std::string();
   // Made anew: the stamp goes first (a copy without its stamp is never used), then the tree,
   // hashed file by file while it is copied, published by rename, then the stamp.
-  ::unlink((dst + ".verified").c_str());
+  (void)unlink_path(dst + ".verified");  // (gone already is fine; a failure shows at the stamp's write)
   std::string tmp = dst + ".tmp";
   (void)remove_tree(tmp);
   (void)remove_tree(dst);
@@ -181,8 +170,7 @@ Result<std::string> make_verified_copy(Share& share, const std::string& version,
     if (st.error().code == Exit::Integrity) return fmt::format("release {} fails verification: {}", version, st.error().msg);
     return st.error();
   }
-  if (::rename(tmp.c_str(), dst.c_str()) != 0) {
-    int e = errno;
+  if (int e = rename_path(tmp, dst); e != 0) {
     (void)remove_tree(tmp);
     return err(Exit::Failed, fmt::format("rename({} -> {}): {}", tmp, dst, errno_str(e)));
   }

@@ -77,26 +77,6 @@ int compare_versions(std::string_view a, std::string_view b);
 std::optional<int64_t> parse_duration_ms(std::string_view s);
 std::string format_duration_ms(int64_t ms);
 
-/// Monotonic milliseconds that keep counting across processes on one boot (CLOCK_BOOTTIME).
-/// Under a test clock (set_test_clock), the test's time instead.
-int64_t boot_ms();
-/// Sleeps ms milliseconds (boot clock); under a test clock, the test's sleep (which advances
-/// its time and may run other simulated parties meanwhile).
-void sleep_ms(int64_t ms);
-/// The seam the in-process fleet simulator (test/sim) drives the master through: both
-/// functions null = the real clock. Not thread-safe; set before anything runs.
-struct TestClock {
-  int64_t (*now_ms)(void* ctx) = nullptr;
-  void (*sleep_ms)(void* ctx, int64_t ms) = nullptr;
-  void* ctx = nullptr;
-};
-void set_test_clock(const TestClock& c);
-/// Wall-clock UTC time as ISO 8601, for humans only (never for decisions).
-std::string utc_now_iso();
-/// The same with milliseconds, for log lines (a push's timeline across hosts is sub-second).
-std::string utc_now_iso_ms();
-std::string short_hostname();
-
 std::vector<std::string> split(std::string_view s, char sep);
 std::string join(const std::vector<std::string>& v, std::string_view sep);
 bool starts_with(std::string_view s, std::string_view p);
@@ -111,3 +91,7 @@ std::string printable(std::string_view s);
 size_t utf8_at(std::string_view s, size_t i, uint32_t* cp);
 
 }  // namespace nfsup
+
+// The clock and this process's identity moved to src/os (the only code that makes system calls).
+#include "os/clock.h"
+#include "os/self.h"

@@ -24,7 +24,7 @@
 #include "hash.h"
 #include "lifecycle.h"
 #include "process.h"
-#include "spawner.h"
+#include "os/spawner.h"
 #include "nfsup_version.h"
 #include "reconfig.h"
 #include "stage.h"

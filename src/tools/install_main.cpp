@@ -18,6 +18,7 @@
 #include "mounts.h"
 #include "report.h"
 #include "trust.h"
+#include "os/signals.h"
 
 using namespace nfsup;
 using namespace nfsup::tools;
@@ -75,7 +76,7 @@ Result<int64_t> expires_at(const std::string& e) {
   else
     ms = parse_duration_ms(e);
   if (!ms || *ms < 1000) return bad();
-  return static_cast<int64_t>(time(nullptr)) + *ms / 1000;
+  return static_cast<int64_t>(unix_now()) + *ms / 1000;
 }
 
 std::string unix_to_iso(int64_t t) {
@@ -148,7 +149,7 @@ Result<MasterOptions> master_opts(const Opts& o) {
   m.assume_accept = o.assume_accept;
   m.skip_vetoed = o.skip_vetoed;
   m.force = o.force;
-  bool tty = isatty(2);
+  bool tty = is_terminal(2);
   if (verbosity > 0 || (tty && verbosity == 0)) m.note = [](const std::string& s2) { fmt::print(stderr, "{}\n", s2); };
   if (tty && verbosity >= 0)
     m.progress = [](uint64_t done, uint64_t total) {
@@ -170,15 +171,7 @@ extern "C" void on_interrupt(int sig) { g_interrupt.store(sig); }
 // For push, rollback and finalize. A signal ignored at start (nohup, a background job of a
 // script) stays ignored.
 void catch_interrupts(MasterOptions& m) {
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
-    struct sigaction old {};
-    if (sigaction(sig, nullptr, &old) != 0 || old.sa_handler == SIG_IGN) continue;
-    struct sigaction sa {};
-    sa.sa_handler = on_interrupt;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(sig, &sa, nullptr);
-  }
+  catch_signals({SIGINT, SIGTERM, SIGHUP}, on_interrupt);
   m.interrupt = &g_interrupt;
 }
 
@@ -255,7 +248,7 @@ int cmd_releases(Share& share, bool json) {
                         exp ? json_str(unix_to_iso(exp)) : "null");
       continue;
     }
-    if (exp) fmt::print("{}  expires {}{}\n", v, unix_to_iso(exp), exp < time(nullptr) ? " (expired)" : "");
+    if (exp) fmt::print("{}  expires {}{}\n", v, unix_to_iso(exp), exp < unix_now() ? " (expired)" : "");
     else fmt::print("{}\n", v);
   }
   if (json) fmt::print("[{}]\n", js);

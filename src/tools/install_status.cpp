@@ -42,7 +42,7 @@ std::string age_str(int64_t ms) {
 // Colour only on a terminal, and never with NO_COLOR set or TERM=dumb (no-color.org).
 bool color_out() {
   const char* term = getenv("TERM");
-  return isatty(1) && !getenv("NO_COLOR") && !(term && std::string(term) == "dumb");
+  return is_terminal(1) && !getenv("NO_COLOR") && !(term && std::string(term) == "dumb");
 }
 
 std::string json_list(const std::vector<std::string>& v) {
@@ -246,7 +246,7 @@ int cmd_status(Share& share, const StatusFlags& o, int64_t stale_after_ms) {
   auto iv = duration_flag("--interval", o.interval);
   if (!iv) return fail(iv.error());
   if (*iv < 100) return fail(err(Exit::Usage, fmt::format("--interval '{}': at least 100ms (each pass reads the share)", o.interval)));
-  bool tty = isatty(1) && !o.json;
+  bool tty = is_terminal(1) && !o.json;
   while (true) {
     auto r = share_status(share, stale_after_ms);
     if (tty) fmt::print("\033[H\033[2J");
@@ -256,7 +256,7 @@ int cmd_status(Share& share, const StatusFlags& o, int64_t stale_after_ms) {
     if (!tty && !o.json) fmt::print("\n");
     std::fflush(stdout);
     std::fflush(stderr);
-    usleep(static_cast<useconds_t>(*iv * 1000));
+    sleep_ms(*iv);
   }
 }
 

@@ -8,8 +8,6 @@
 //   <UTC time> <host> pid <pid> <subcommand>: exit <code> (<meaning>) after <seconds>s
 // Text from the share goes through printable(), like everything the tools print.
 #pragma once
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -18,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "os/notify.h"
 #include "util.h"
 
 namespace nfsup::tools {
@@ -33,8 +32,8 @@ class MasterLog {
   /// Opens (creates, mode 0640) `path` for appending and writes the start line. The error
   /// names the path as the user gave it (exit 2: nothing has been done yet).
   Status open(const std::string& path, std::string_view subcommand, int argc, char** argv) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
-    if (fd_ < 0) return err(Exit::Usage, fmt::format("--log {}: {}", path, std::strerror(errno)));
+    if (int e = open_append(path, 0640, &fd_); e != 0)
+      return err(Exit::Usage, fmt::format("--log {}: {}", path, std::strerror(e)));
     sub_ = subcommand;
     t0_ = boot_ms();
     std::string cmd;
@@ -45,16 +44,16 @@ class MasterLog {
 
   void line(std::string_view what) {
     if (fd_ < 0) return;
-    std::string l = fmt::format("{} {} pid {} {}: {}\n", utc_now_iso_ms(), short_hostname(), ::getpid(), sub_,
+    std::string l = fmt::format("{} {} pid {} {}: {}\n", utc_now_iso_ms(), short_hostname(), self_pid(), sub_,
                                 printable(std::string(what)));
     // Best effort: the log must never change what the command does or how it ends.
-    (void)!::write(fd_, l.data(), l.size());
+    (void)write_fd(fd_, l);
   }
 
   void end(int code) {
     if (fd_ < 0) return;
     line(fmt::format("exit {} ({}) after {:.1f}s", code, meaning(code), static_cast<double>(boot_ms() - t0_) / 1000.0));
-    ::close(fd_);
+    close_quietly(fd_);
     fd_ = -1;
   }
 

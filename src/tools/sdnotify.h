@@ -8,17 +8,13 @@
 // because the watchdog works without systemd.
 #pragma once
 
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <string>
+
+#include "os/clock.h"
+#include "os/notify.h"
+#include "os/self.h"
 
 namespace nfsup::tools {
 
@@ -28,9 +24,9 @@ class SdNotifier {
   /// child, cannot talk to systemd as if it were the service's main process.
   SdNotifier() {
     const char* path = std::getenv("NOTIFY_SOCKET");
-    if (path && *path) set_address(path);
+    if (path && *path) sock_.set_address(path);
     const char* wpid = std::getenv("WATCHDOG_PID");
-    bool for_us = !wpid || !*wpid || std::strtoll(wpid, nullptr, 10) == static_cast<long long>(getpid());
+    bool for_us = !wpid || !*wpid || std::strtoll(wpid, nullptr, 10) == static_cast<long long>(self_pid());
     const char* wusec = std::getenv("WATCHDOG_USEC");
     if (for_us && wusec && *wusec) {
       char* end = nullptr;
@@ -41,31 +37,21 @@ class SdNotifier {
     ::unsetenv("WATCHDOG_USEC");
     ::unsetenv("WATCHDOG_PID");
   }
-  ~SdNotifier() {
-    if (fd_ >= 0) ::close(fd_);
-  }
   SdNotifier(const SdNotifier&) = delete;
   SdNotifier& operator=(const SdNotifier&) = delete;
 
-  bool enabled() const { return addr_len_ > 0; }
+  bool enabled() const { return sock_.has_address(); }
   /// The service watchdog timeout systemd gave us, in microseconds (0 = none).
   int64_t watchdog_usec() const { return watchdog_usec_; }
 
   /// Sends one datagram ("READY=1", "WATCHDOG=1\nSTATUS=..."). Returns false if it was not sent.
   bool notify(const std::string& msg) {
-    if (!enabled()) return false;
-    if (fd_ < 0) fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return false;
-    ssize_t n;
-    do {
-      n = ::sendto(fd_, msg.data(), msg.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&addr_), addr_len_);
-    } while (n < 0 && errno == EINTR);
-    return n == static_cast<ssize_t>(msg.size());
+    return sock_.send(msg);
   }
 
   /// WATCHDOG=1, at most once per interval (monotonic clock). Returns true if sent.
   bool ping(int64_t interval_ms) {
-    int64_t now = now_ms();
+    int64_t now = boot_ms();
     if (last_ping_ms_ >= 0 && now - last_ping_ms_ < interval_ms) return false;
     last_ping_ms_ = now;
     return notify("WATCHDOG=1");
@@ -81,25 +67,7 @@ class SdNotifier {
   }
 
  private:
-  void set_address(const char* path) {
-    size_t len = std::strlen(path);
-    if (path[0] != '/' && path[0] != '@') return;  // systemd only uses these two forms
-    if (len >= sizeof(addr_.sun_path)) return;
-    std::memset(&addr_, 0, sizeof addr_);
-    addr_.sun_family = AF_UNIX;
-    std::memcpy(addr_.sun_path, path, len);
-    if (path[0] == '@') addr_.sun_path[0] = '\0';  // abstract: no trailing NUL in the length
-    addr_len_ = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len + (path[0] == '@' ? 0 : 1));
-  }
-  static int64_t now_ms() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-  }
-
-  sockaddr_un addr_{};
-  socklen_t addr_len_ = 0;
-  int fd_ = -1;
+  DatagramSender sock_;
   int64_t watchdog_usec_ = 0;
   int64_t last_ping_ms_ = -1;
 };

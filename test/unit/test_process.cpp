@@ -11,12 +11,12 @@
 #include "process.h"
 
 using namespace nfsup;
-using Clock = std::chrono::steady_clock;
+using Steady = std::chrono::steady_clock;
 
 namespace {
 
-int64_t ms_since(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+int64_t ms_since(Steady::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Steady::now() - t0).count();
 }
 
 SpawnSpec sh(const std::string& script) {
@@ -28,7 +28,7 @@ SpawnSpec sh(const std::string& script) {
 bool gone(pid_t pid) { return process_start_time(pid) == 0; }  // no such pid, or a zombie
 
 bool wait_gone(pid_t pid, int64_t limit_ms = 2000) {
-  auto t0 = Clock::now();
+  auto t0 = Steady::now();
   while (!gone(pid)) {
     if (ms_since(t0) > limit_ms) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -37,7 +37,7 @@ bool wait_gone(pid_t pid, int64_t limit_ms = 2000) {
 }
 
 bool wait_file(const std::string& path, int64_t limit_ms = 3000) {
-  auto t0 = Clock::now();
+  auto t0 = Steady::now();
   while (!nfsup::test::file_exists(path)) {
     if (ms_since(t0) > limit_ms) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -50,7 +50,7 @@ bool wait_file(const std::string& path, int64_t limit_ms = 3000) {
 TEST_CASE("process: run_with_timeout calls keep_going while it waits, and stops when told") {
   // A waiter that has its own work (a master renewing its lease while a hook runs).
   int calls = 0;
-  auto t0 = Clock::now();
+  auto t0 = Steady::now();
   auto r = run_with_timeout(sh("sleep 0.5; echo done"), 5000, [&] { return ++calls > 0; });
   REQUIRE(r.ok());
   CHECK(r->exit_code == 0);
@@ -59,7 +59,7 @@ TEST_CASE("process: run_with_timeout calls keep_going while it waits, and stops 
   CHECK_FALSE(r->cancelled);
   // Told to stop: the process group is killed at once, well before its own end.
   calls = 0;
-  t0 = Clock::now();
+  t0 = Steady::now();
   r = run_with_timeout(sh("sleep 30 & sleep 30; echo never"), 10000, [&] { return ++calls < 3; });
   REQUIRE(r.ok());
   CHECK(r->cancelled);
@@ -119,7 +119,7 @@ TEST_CASE("process: run_with_timeout captures output and exit codes") {
 }
 
 TEST_CASE("process: run_with_timeout kills a sleeping child (and its group) on timeout") {
-  auto t0 = Clock::now();
+  auto t0 = Steady::now();
   auto r = run_with_timeout(sh("echo $$; sleep 30 & echo $!; wait"), 300);
   int64_t took = ms_since(t0);
   REQUIRE(r.ok());
@@ -150,7 +150,7 @@ TEST_CASE("process: stop_process stops a well-behaved child with the first signa
   auto pid = spawn(sh("exec sleep 30"));
   REQUIRE(pid.ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  auto t0 = Clock::now();
+  auto t0 = Steady::now();
   CHECK(stop_process(*pid, SIGTERM, 3000, true));
   CHECK(ms_since(t0) < 1000);
   CHECK(gone(*pid));
@@ -164,7 +164,7 @@ TEST_CASE("process: stop_process escalates to SIGKILL for a child that ignores S
   REQUIRE(pid.ok());
   REQUIRE(wait_file(ready));  // the trap is in place
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  auto t0 = Clock::now();
+  auto t0 = Steady::now();
   bool clean = stop_process(*pid, SIGTERM, 300, true);
   int64_t took = ms_since(t0);
   CHECK_FALSE(clean);  // it did not exit before the SIGKILL

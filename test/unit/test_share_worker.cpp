@@ -16,16 +16,16 @@
 #include "watchdog.h"
 
 using namespace nfsup;
-using Clock = std::chrono::steady_clock;
+using Steady = std::chrono::steady_clock;
 
 namespace {
-int64_t ms_since(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+int64_t ms_since(Steady::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Steady::now() - t0).count();
 }
 
 // Waits (bounded) until the worker has finished its outstanding job.
 bool wait_idle(ShareWorker& w, int64_t limit_ms = 2000) {
-  auto t0 = Clock::now();
+  auto t0 = Steady::now();
   while (w.busy()) {
     if (ms_since(t0) > limit_ms) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -56,7 +56,7 @@ TEST_CASE("ShareWorker: a hung job times out, later calls fail fast as stuck, an
   std::atomic<bool> started{false}, finished{false};
 
   std::string why;
-  auto t0 = Clock::now();
+  auto t0 = Steady::now();
   bool ok = w.run(
       [gate, &started, &finished] {
         started = true;
@@ -76,7 +76,7 @@ TEST_CASE("ShareWorker: a hung job times out, later calls fail fast as stuck, an
   // While the first call is stuck, a new one fails at once and its job never runs.
   std::atomic<bool> second_ran{false};
   why.clear();
-  t0 = Clock::now();
+  t0 = Steady::now();
   CHECK_FALSE(w.run([&] { second_ran = true; }, 5000, &why));
   CHECK(ms_since(t0) < 100);
   CHECK(starts_with(why, "an earlier share operation has been stuck for "));
@@ -101,7 +101,7 @@ TEST_CASE("ShareWorker: an idle probe runs on its own every period and wakes the
   REQUIRE(fd >= 0);
   std::atomic<int> calls{0};
   std::atomic<std::thread::id> ran_on{};
-  auto t0 = Clock::now();
+  auto t0 = Steady::now();
   // Finds nothing four times, then something.
   w.set_probe([&] { ran_on = std::this_thread::get_id(); return ++calls >= 5; }, 20, boot_ms() + 20, fd);
   pollfd pf{fd, POLLIN, 0};
@@ -143,7 +143,7 @@ TEST_CASE("ShareWorker: a probe stuck on a hung mount shows in busy_for_ms and m
   std::shared_future<void> gate = release.get_future().share();
   std::atomic<bool> in_probe{false};
   w.set_probe([gate, &in_probe] { in_probe = true; gate.wait(); return false; }, 10, boot_ms(), fd);
-  auto t0 = Clock::now();
+  auto t0 = Steady::now();
   while (!in_probe && ms_since(t0) < 2000) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   REQUIRE(in_probe.load());
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
@@ -151,7 +151,7 @@ TEST_CASE("ShareWorker: a probe stuck on a hung mount shows in busy_for_ms and m
   CHECK(w.busy_for_ms() >= 140);
   // A job behind a probe stuck longer than the job's deadline fails at once.
   std::string why;
-  t0 = Clock::now();
+  t0 = Steady::now();
   CHECK_FALSE(w.run([] {}, 100, &why));
   CHECK(ms_since(t0) < 80);
   CHECK(starts_with(why, "an earlier share operation has been stuck for "));
@@ -185,7 +185,7 @@ TEST_CASE("ShareWorker: with a stall limit, a long job that keeps reading runs p
   ShareWorker w;
   std::string why;
   // Moves g_read_progress every 20 ms for 400 ms: four times the stall limit, within the deadline.
-  auto t0 = Clock::now();
+  auto t0 = Steady::now();
   bool ok = w.run(
       [] {
         for (int i = 0; i < 20; ++i) {
@@ -200,7 +200,7 @@ TEST_CASE("ShareWorker: with a stall limit, a long job that keeps reading runs p
   // the 3 s deadline, with a message that says so.
   std::promise<void> release;
   std::shared_future<void> gate = release.get_future().share();
-  t0 = Clock::now();
+  t0 = Steady::now();
   ok = w.run(
       [gate] {
         for (int i = 0; i < 5; ++i) {
@@ -219,7 +219,7 @@ TEST_CASE("ShareWorker: with a stall limit, a long job that keeps reading runs p
   CHECK(wait_idle(w));
   // Moving forever: the overall deadline still holds.
   std::atomic<bool> stop{false};
-  t0 = Clock::now();
+  t0 = Steady::now();
   ok = w.run(
       [&stop] {
         while (!stop) {

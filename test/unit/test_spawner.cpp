@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include "process.h"
-#include "spawner.h"
+#include "os/spawner.h"
 
 using namespace nfsup;
 

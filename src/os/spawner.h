@@ -1,4 +1,4 @@
-// nfsup core: the spawner, a small process forked at start-up, before any file on the share
+// nfsup os: the spawner, a small process forked at start-up, before any file on the share
 // is open, that starts the watchdog's children.
 //
 // Why: a child forked by the watchdog gets a copy of its file table, and exec closes the
@@ -12,7 +12,7 @@
 
 #include <optional>
 
-#include "process.h"
+#include "procs.h"
 
 namespace nfsup {
 

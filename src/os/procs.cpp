@@ -1,5 +1,5 @@
-// nfsup core: process control.
-#include "process.h"
+// nfsup os: process control.
+#include "procs.h"
 #include "spawner.h"
 
 #include <fcntl.h>
@@ -267,7 +267,9 @@ bool stop_process(pid_t pid, int sig, int64_t timeout_ms, bool is_child, bool al
   return false;
 }
 
-NFSUP_HOT uint64_t process_start_time(pid_t pid) {
+NFSUP_HOT bool pid_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+
+uint64_t process_start_time(pid_t pid) {
   char path[48], buf[1024];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);

@@ -1,4 +1,4 @@
-// nfsup core: the spawner (see spawner.h).
+// nfsup os: the spawner (see spawner.h).
 #include "spawner.h"
 
 #include <fcntl.h>

@@ -1,5 +1,6 @@
-// nfsup core: real file-system implementation (POSIX, NFS-aware).
-#include "fs.h"
+// nfsup os: real file-system implementation (POSIX, NFS-aware).
+#include "files.h"
+#include "files_internal.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -47,7 +48,7 @@ Error fs_error(std::string_view op, const std::string& path, int e) {
 
 static Error sys_err(std::string_view op, const std::string& path, int e) { return fs_error(op, path, e); }
 
-static FileInfo to_info(const struct stat& st) {
+FileInfo to_info(const struct stat& st) {
   FileInfo fi;
   if (S_ISREG(st.st_mode)) fi.type = FileInfo::File;
   else if (S_ISDIR(st.st_mode)) fi.type = FileInfo::Dir;
@@ -57,6 +58,8 @@ static FileInfo to_info(const struct stat& st) {
   fi.mtime_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
   fi.nlink = st.st_nlink;
   fi.ino = st.st_ino;
+  fi.uid = st.st_uid;
+  fi.gid = st.st_gid;
   return fi;
 }
 
@@ -175,7 +178,7 @@ RealFs::At RealFs::at(const std::string& path) const {
 }
 
 // The error of resolving a's directory, for operation `op` on `path`.
-static Error at_err(std::string_view op, const RealFs::At& a, const std::string& path) {
+Error at_err(std::string_view op, const RealFs::At& a, const std::string& path) {
   if (a.error == ELOOP)
     return err(Exit::Integrity, fmt::format("{}: not a directory (a symlink?); nfsup never follows a symlink on the "
                                             "share (refusing to {} {})",
@@ -189,7 +192,7 @@ std::string RealFs::temp_for(const std::string& target) {
 }
 
 // The name of `full` (a sibling of a.name) as seen from a.fd.
-static std::string sibling(const RealFs::At& a, const std::string& full) {
+std::string sibling(const RealFs::At& a, const std::string& full) {
   return a.fd == AT_FDCWD ? full : basename_of(full);
 }
 
@@ -253,75 +256,6 @@ Result<std::optional<std::string>> RealFs::read_file(const std::string& path, si
   if (a.error == ENOENT) return std::optional<std::string>();
   if (a.error) return at_err("read", a, path);
   return read_regular_at(a.fd, a.name, path, max_bytes);
-}
-
-Status RealFs::write_temp(int dfd, const std::string& tmp, const std::string& shown, std::string_view data,
-                          uint32_t mode) {
-  int fd = ::openat(dfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) return sys_err("open", shown, errno);
-  auto drop = [&](std::string_view op, int e) {
-    ::close(fd);
-    ::unlinkat(dfd, tmp.c_str(), 0);
-    return sys_err(op, shown, e);
-  };
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return drop("write", errno);
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fchmod(fd, mode) != 0) { /* umask may have narrowed it; best effort */ }
-  if (durable_ && ::fsync(fd) != 0) return drop("fsync", errno);
-  if (::close(fd) != 0) {
-    int e = errno;
-    ::unlinkat(dfd, tmp.c_str(), 0);
-    return sys_err("close", shown, e);
-  }
-  return ok_status();
-}
-
-Status RealFs::write_atomic(const std::string& path, std::string_view data, uint32_t mode) {
-  StallGuard::Section g("write", path);
-  At a = at(path);
-  if (a.error) return at_err("write", a, path);
-  std::string full = temp_for(path), tmp = sibling(a, full);
-  if (auto s = write_temp(a.fd, tmp, full, data, mode); !s) return s;
-  if (::renameat(a.fd, tmp.c_str(), a.fd, a.name.c_str()) != 0) {
-    int e = errno;
-    ::unlinkat(a.fd, tmp.c_str(), 0);
-    return sys_err("rename", path, e);
-  }
-  return ok_status();
-}
-
-Result<bool> RealFs::publish_new(const std::string& path, std::string_view data, uint32_t mode) {
-  StallGuard::Section g("create", path);
-  At a = at(path);
-  if (a.error) return at_err("create", a, path);
-  std::string full = temp_for(path), tmp = sibling(a, full);
-  if (auto s = write_temp(a.fd, tmp, full, data, mode); !s) return s.error();
-  int rc = ::linkat(a.fd, tmp.c_str(), a.fd, a.name.c_str(), 0);
-  int e = errno;
-  // link() may report failure although the server did it (lost reply); trust the inode instead.
-  struct stat x{}, y{};
-  bool ours = ::fstatat(a.fd, tmp.c_str(), &x, AT_SYMLINK_NOFOLLOW) == 0 &&
-              ::fstatat(a.fd, a.name.c_str(), &y, AT_SYMLINK_NOFOLLOW) == 0 && x.st_ino == y.st_ino &&
-              x.st_dev == y.st_dev;
-  ::unlinkat(a.fd, tmp.c_str(), 0);
-  if (rc == 0 || ours) return true;
-  if (e == EEXIST) return false;
-  return sys_err("link", path, e);
-}
-
-Result<int> RealFs::create_new(const std::string& path, uint32_t mode) {
-  At a = at(path);
-  if (a.error) return at_err("create", a, path);
-  int fd = ::openat(a.fd, a.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) return sys_err("open", path, errno);
-  return fd;
 }
 
 int RealFs::rename_errno(const std::string& from, const std::string& to) {
@@ -472,27 +406,6 @@ NFSUP_HOT bool certainly_absent(const char* dir, const char* name) {
   if (fd >= 0) ::close(fd);
   ::close(dfd);
   return fd < 0 && e == ENOENT;
-}
-
-namespace {
-FaultHooks g_fault_hooks;
-}
-
-void set_fault_hooks(const FaultHooks& h) { g_fault_hooks = h; }
-
-void crash_point(const char* point) {
-  if (g_fault_hooks.crash) return g_fault_hooks.crash(g_fault_hooks.ctx, point);
-  static const char* want = std::getenv("NFSUP_CRASH_AT");
-  if (want && std::strcmp(want, point) == 0) {
-    ::kill(::getpid(), SIGKILL);
-    ::pause();
-  }
-}
-
-void stop_point(const char* point) {
-  if (g_fault_hooks.stop) return g_fault_hooks.stop(g_fault_hooks.ctx, point);
-  static const char* want = std::getenv("NFSUP_STOP_AT");
-  if (want && std::strcmp(want, point) == 0) ::raise(SIGSTOP);
 }
 
 // ---- StallGuard: one monitor thread, one in-flight section at a time per thread is enough.
