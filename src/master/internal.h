@@ -10,6 +10,7 @@
 
 #include "master.h"
 #include "plan.h"
+#include "progress.h"
 
 namespace nfsup {
 
@@ -40,6 +41,18 @@ void audit_or_say(Share& share, const MasterOptions& opt, const std::string& act
 void record_rollout(Share& share, const RolloutState& rs, const MasterOptions& opt);
 /// Signs the pointer when the master has a key (hosts need a signed pointer to go back).
 Status write_pointer(Share& share, Pointer p, const MasterOptions& opt);
+
+// ---- progress.cpp
+/// A rollout's plan and its progress record: done() records each finished step (and passes its
+/// crash point) once the plan is known (`on`).
+struct Progressing {
+  Progress rec;
+  Plan plan;
+  bool on = false;
+  void done(Share& share, StepKind k, const MasterOptions& opt, int batch = 0) {
+    if (on) record_plan_step(share, rec, plan, k, batch, opt);
+  }
+};
 
 // ---- wait.cpp
 struct Fleet {
@@ -85,6 +98,14 @@ Result<bool> acquire_marker(Share& share, const Marker& m, Result<std::optional<
                             const MasterOptions& opt, const std::string& step);
 Result<std::vector<HostOutcome>> wait_started(Share& share, const std::vector<std::string>& go, Marker& m,
                                               int64_t gen, const std::string& target, const MasterOptions& opt);
+/// The rest of an all-at-once switch whose pointer names the target, after step `last_done`
+/// (Switch, Start or Fence): start, settle by the failure policy, fence, remove the marker.
+Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<Pointer>& old, const Pointer& np,
+                                   const std::vector<std::string>& go, const MasterOptions& opt, SwitchReport rep,
+                                   Progressing& pr, StepKind last_done);
+/// Removes a dead master's marker after backing its switch out if the pointer had not moved
+/// (abort.cpp): the old pointer again under the marker's generation, so stopped hosts resume.
+Status remove_dead_marker(Share& share, const Marker& mk, const MasterOptions& opt, AbortReport& rep);
 Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, const std::string& action,
                                      const MasterOptions& opt, SwitchReport rep);
 

@@ -139,47 +139,84 @@ Error after_switch_error(Share& share, Error e, const std::string& action, const
                                             target, gen));
 }
 
-// The end of an all-at-once switch, once the pointer names the target: the hosts start it while
-// the marker, holding nobody, stays up; the failure policy settles the pointer; the acting
-// version is fenced; then the marker goes.
-Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<Pointer>& old, const Pointer& np,
-                                   const std::vector<std::string>& go, const MasterOptions& opt, SwitchReport rep) {
-  const std::string action = m.action, target = m.release;
-  const int64_t gen = m.generation;
+// The hosts of `go` start the target (or fail) while the marker, holding nobody, stays up;
+// the failure policy settles the pointer (recorded in SHARE/state before the step is).
+// Returns the acting version to fence.
+Result<std::string> start_and_settle(Share& share, Marker& m, const std::optional<Pointer>& old, const Pointer& np,
+                                     const std::vector<std::string>& go, const MasterOptions& opt, SwitchReport& rep,
+                                     RolloutState& rs, Progressing& pr) {
+  m.targets = std::vector<std::string>{};
+  if (auto s = rewrite_marker(share, m); !s) return s.error();
+  note(opt, "hosts restart on the new release");
+  auto started = wait_started(share, go, m, np.generation, m.release, opt);
+  if (!started) return started.error();
+  auto settled = settle_switch(share, m, old, np, *started, opt, rep, rs);
+  if (!settled) return settled.error();
+  record_rollout(share, rs, opt);
+  pr.done(share, StepKind::Start, opt);
+  return settled->acting.empty() ? settled->release : settled->acting;
+}
+
+// What SHARE/state says while the hosts start the target of switch `m` (the pointer `np`).
+RolloutState switching_state(Share& share, const Marker& m, const Pointer& np, const std::vector<std::string>& go,
+                             const MasterOptions& opt) {
   RolloutState rs;
   if (auto last = read_rollout(share); last && *last) rs.migrated = (*last)->migrated;
   rs.acting = np.acting;
-  rs.target = target;
+  rs.target = m.release;
   rs.phase = opt.wait ? "switching" : "switched";  // "done" only once the hosts have shown it
   rs.master_host = short_hostname();
   rs.master_pid = getpid();
   rs.lease_ms = opt.lease_ms;
-  for (const auto& h : go) rs.installed[h] = target;
-  record_rollout(share, rs, opt);
-  crash_point("switch-after-pointer");
-  note(opt, fmt::format("current -> {}", target));
+  for (const auto& h : go) rs.installed[h] = m.release;
+  return rs;
+}
+
+// The end of an all-at-once switch, once the pointer names the target, from the step after
+// `last_done` (Switch when the master itself just switched; a resume may start later): the hosts
+// start it while the marker, holding nobody, stays up; the failure policy settles the pointer;
+// the acting version is fenced; then the marker goes.
+Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<Pointer>& old, const Pointer& np,
+                                   const std::vector<std::string>& go, const MasterOptions& opt, SwitchReport rep,
+                                   Progressing& pr, StepKind last_done) {
+  const std::string action = m.action, target = m.release;
+  const int64_t gen = np.generation;
+  RolloutState rs = switching_state(share, m, np, go, opt);
+  if (last_done == StepKind::Switch) {
+    record_rollout(share, rs, opt);
+    crash_point("switch-after-pointer");
+    note(opt, fmt::format("current -> {}", target));
+  } else if (auto last = read_rollout(share); last && *last) {
+    rs = **last;  // what the dead master recorded when it settled the switch (or before)
+    if (rs.phase == "switching" || rs.phase == "switched")
+      rs.phase = np.release != target ? "failed" : np.overrides.empty() ? "done" : "partial";
+    rs.acting = np.acting.empty() ? np.release : np.acting;
+    if (np.release != target) rep.undone_to = np.release;
+  }
   if (!opt.wait) {
     if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
     crash_point("switch-after-unmark");
+    pr.done(share, StepKind::Release, opt);
     note(opt, "marker removed; hosts restart on the new release");
     for (const auto& h : go) rep.hosts.push_back({h, "ok", "not waited for (--no-wait)"});
     audit_or_say(share, opt, action, fmt::format("{} -> {}", rep.previous, target), "switched");
     return rep;
   }
-  // The marker stays up, holding nobody: the hosts start the target, other masters stay out,
-  // and every host reads the pointer at each poll until the acting version is fenced.
-  m.targets = std::vector<std::string>{};
-  if (auto s = rewrite_marker(share, m); !s) return s.error();
-  note(opt, "hosts restart on the new release");
-  auto started = wait_started(share, go, m, gen, target, opt);
-  if (!started) return after_switch_error(share, started.error(), action, rep, target, gen, opt);
-  auto settled = settle_switch(share, m, old, np, *started, opt, rep, rs);
-  if (!settled) return after_switch_error(share, settled.error(), action, rep, target, gen, opt);
-  if (auto s = fence_acting(share, m, settled->acting.empty() ? settled->release : settled->acting, opt, rep, rs); !s)
-    return after_switch_error(share, s.error(), action, rep, target, gen, opt);
+  std::string acting = np.acting.empty() ? np.release : np.acting;
+  if (last_done == StepKind::Switch) {
+    auto a = start_and_settle(share, m, old, np, go, opt, rep, rs, pr);
+    if (!a) return after_switch_error(share, a.error(), action, rep, target, gen, opt);
+    acting = *a;
+  }
+  if (last_done != StepKind::Fence) {
+    if (auto s = fence_acting(share, m, acting, opt, rep, rs); !s)
+      return after_switch_error(share, s.error(), action, rep, target, gen, opt);
+    pr.done(share, StepKind::Fence, opt);
+  }
   record_rollout(share, rs, opt);
   if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
   crash_point("switch-after-unmark");
+  pr.done(share, StepKind::Release, opt);
   note(opt, "marker removed");
   std::sort(rep.hosts.begin(), rep.hosts.end(), [](auto& a, auto& b) { return a.host < b.host; });
   if (auto deps = check_dependencies(share, opt.stale_after_ms); deps) rep.dependency_problems = *deps;
@@ -254,6 +291,7 @@ struct Switch {
   Fleet hints, fleet;
   Marker m;
   bool partial = false;
+  Progressing pr;
 
   Switch(Share& s, const std::string& t, const std::string& a, const MasterOptions& o, SwitchReport r)
       : share(s), target(t), action(a), opt(o), rep(std::move(r)), partial(!o.hosts.empty() || !o.cls.empty()) {}
@@ -365,6 +403,41 @@ struct Switch {
     return rewrite_marker(share, m);
   }
 
+  // The plan this switch runs, and its first progress record (the marker is taken).
+  Status start_progress() {
+    PlanInput in;
+    in.action = action;
+    in.from = rep.previous;
+    in.to = target;
+    in.acting = *ptr ? (*ptr)->acting : "";
+    in.hosts = fleet.live;
+    in.fleet = fleet.live.size();
+    in.vote = m.phase == "vote";
+    in.subset = partial;
+    in.max_failures = opt.max_failures;
+    auto p = build_plan(in);
+    if (!p) {
+      release_marker(share, opt);
+      return p.error();
+    }
+    pr.plan = *p;
+    pr.rec = Progress{};
+    pr.rec.rollout = m.nonce;
+    pr.rec.generation = m.generation;
+    pr.rec.action = action;
+    pr.rec.target = target;
+    pr.rec.previous = rep.previous;
+    pr.rec.hosts = fleet.live;
+    pr.rec.policy = "undo-or-keep";
+    pr.rec.max_failures = opt.max_failures;
+    pr.rec.subset = partial;
+    pr.rec.old = *ptr;
+    pr.rec.plan = plan_tokens(pr.plan);
+    pr.on = true;
+    pr.done(share, StepKind::Acquire, opt);
+    return ok_status();
+  }
+
   // Votes: every targeted live host runs its checks and answers before anybody stops.
   Status vote() {
     auto go = vote_round(share, m, fleet.live, hints.min_poll_ms, opt, rep,
@@ -474,16 +547,24 @@ struct Switch {
     if (auto s = verify(); !s) return s.error();
     if (auto s = acquire(); !s) return s.error();
     if (auto s = take_fleet(); !s) return s.error();
-    if (m.phase == "vote")
+    if (auto s = start_progress(); !s) return s.error();
+    if (m.phase == "vote") {
       if (auto s = vote(); !s) return s.error();
+      pr.rec.hosts = fleet.live;
+      pr.done(share, StepKind::Vote, opt);
+    }
     auto stopped = stop();
     if (auto* end = std::get_if<Result<SwitchReport>>(&stopped)) return std::move(*end);
     const auto& go = std::get<std::vector<std::string>>(stopped);
+    pr.rec.hosts = go;
+    pr.done(share, StepKind::Stop, opt);
     crash_point("switch-after-stopped");
     if (auto s = migrate(); !s) return s.error();
+    pr.done(share, StepKind::Migrate, opt);
     Pointer np = new_pointer(go);
     if (auto s = write_pointer(share, np, opt); !s) return s.error();
-    return finish_switch(share, m, *ptr, np, go, opt, std::move(rep));
+    pr.done(share, StepKind::Switch, opt);
+    return finish_switch(share, m, *ptr, np, go, opt, std::move(rep), pr, StepKind::Switch);
   }
 };
 
