@@ -113,6 +113,11 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
 Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, const MasterOptions& opt,
                                       SwitchReport rep);
 
+/// Goes on with the rolling rollout of record `pg` whose master died, under the marker this
+/// process took over, from the batch in flight (run again) to the end.
+Result<SwitchReport> resume_rolling(Share& share, const Progress& pg, const Marker& taken, const Pointer& now,
+                                    const MasterOptions& opt);
+
 // ---- record.cpp
 extern thread_local Timeline* g_timeline;  ///< the switch being recorded (one per process)
 int64_t unix_ms();

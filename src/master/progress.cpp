@@ -21,8 +21,9 @@ std::optional<std::string> check_names(const Progress& p) {
   for (const auto& v : {p.target, p.previous})
     if (!v.empty())
       if (auto e = check_version_name(v)) return e;
-  for (const auto& h : p.hosts)
-    if (auto e = check_host_name(h)) return e;
+  for (const auto& list : {p.hosts, p.vetoed})
+    for (const auto& h : list)
+      if (auto e = check_host_name(h)) return e;
   for (const auto& b : p.batches)
     for (const auto& h : b)
       if (auto e = check_host_name(h)) return e;
@@ -32,6 +33,17 @@ std::optional<std::string> check_names(const Progress& p) {
   return std::nullopt;
 }
 
+Status read_step(const RecordLine& l, const RecordReader& rd, Progress& p) {
+  if (l.args.size() != 3) return rd.bad(l, "step needs: index name batch");
+  auto i = parse_i64(l.args[0]);
+  auto b = parse_i64(l.args[2]);
+  if (!i || !b || *i > 100000 || *b > 100000) return rd.bad(l, "step index and batch must be counts");
+  p.step = static_cast<int>(*i);
+  p.step_name = undash(l.args[1]);
+  p.batch = static_cast<int>(*b);
+  return ok_status();
+}
+
 Status read_lines(const Record& rec, const RecordReader& rd, Progress& p) {
   for (const auto& l : rec.lines) {
     if (l.key == "hosts") {
@@ -39,6 +51,8 @@ Status read_lines(const Record& rec, const RecordReader& rd, Progress& p) {
     } else if (l.key == "plan") {
       if (auto st = steps_of(l.args); !st) return rd.bad(l, st.error().msg);
       p.plan = l.args;
+    } else if (l.key == "vetoed") {
+      p.vetoed = l.args;
     } else if (l.key == "batch-hosts") {
       p.batches.push_back(l.args);
     } else if (l.key == "policy") {
@@ -48,13 +62,7 @@ Status read_lines(const Record& rec, const RecordReader& rd, Progress& p) {
       if (!n || *n < -1 || *n > 1000000) return rd.bad(l, "max-failures must be -1 or a count");
       p.max_failures = static_cast<int>(*n);
     } else if (l.key == "step") {
-      if (l.args.size() != 3) return rd.bad(l, "step needs: index name batch");
-      auto i = parse_i64(l.args[0]);
-      auto b = parse_i64(l.args[2]);
-      if (!i || !b || *i > 100000 || *b > 100000) return rd.bad(l, "step index and batch must be counts");
-      p.step = static_cast<int>(*i);
-      p.step_name = undash(l.args[1]);
-      p.batch = static_cast<int>(*b);
+      if (auto st = read_step(l, rd, p); !st) return st;
     } else if (l.key == "master") {
       if (l.args.size() != 2 || check_host_name(l.args[0]) || !parse_i64(l.args[1]))
         return rd.bad(l, "master needs: host pid");
@@ -109,6 +117,7 @@ std::string pack_progress(const Progress& p) {
   r.add("previous", {dash(p.previous)});
   r.add("subset", {p.subset ? "yes" : "no"});
   r.add("hosts", p.hosts);
+  if (!p.vetoed.empty()) r.add("vetoed", p.vetoed);
   for (const auto& b : p.batches) r.add("batch-hosts", b);
   r.add("policy", {dash(p.policy), std::to_string(p.max_failures)});
   r.add("plan", p.plan);

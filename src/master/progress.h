@@ -28,6 +28,7 @@ struct Progress {
   std::string strategy = "all-at-once";
   std::string target, previous;
   std::vector<std::string> hosts;     ///< the hosts the rollout moves (after `stop`: those that stopped)
+  std::vector<std::string> vetoed;    ///< rolling: hosts left out by their veto (they keep their release)
   std::string policy;                 ///< after the switch: undo-or-keep | roll-back-upgraded
   int max_failures = -1;
   bool subset = false;                ///< --hosts / --class

@@ -56,6 +56,8 @@ Result<std::string> takeover_reason(Share& share, const Marker& mk, const Master
 // pointer the failure policy settled under the next one. (A back-out writes action "abort".)
 bool switched(const Progress& pg, const std::optional<Pointer>& ptr) {
   if (!ptr || ptr->action == "abort") return false;
+  if (pg.strategy == "rolling")  // its first batch's pointer (overrides) is written at generation + 1
+    return ptr->generation > pg.generation && ptr->action != "rollback";
   if (ptr->generation == pg.generation) return ptr->release == pg.target;
   if (ptr->generation == pg.generation + 1) return ptr->release == pg.target || ptr->action == "rollback";
   return false;
@@ -196,6 +198,29 @@ struct Resume {
     return rep;
   }
 
+  // A rolling push that moved at least one batch: on from the batch in flight.
+  Result<ResumeReport> go_on_rolling() {
+    say(fmt::format("the rolling push of {} moved hosts; {} from step {} ({}{}) of its plan", pg->target,
+                    dry_run ? "it would go on" : "going on", pg->step, pg->step_name,
+                    pg->batch > 0 ? fmt::format(", batch {} of {}", pg->batch, pg->batches.size()) : ""));
+    if (dry_run) {
+      rep.outcome = "would-resume";
+      return rep;
+    }
+    Marker m;
+    if (auto s = take_marker(m); !s) return s.error();
+    m.strategy = "rolling";
+    if (auto s = rewrite_marker(share, m); !s) return s.error();
+    audit_or_say(share, opt, "resume", fmt::format("rolling {} -> {} after step {} {}", pg->previous, pg->target,
+                                                   pg->step, pg->step_name),
+                 "started");
+    auto r = resume_rolling(share, *pg, m, *ptr, opt);
+    if (!r) return r.error();
+    rep.hosts = r->hosts;
+    rep.outcome = !r->undone_to.empty() ? "undone" : r->all_ok() ? "done" : "partial";
+    return rep;
+  }
+
   Result<ResumeReport> run() {
     if (auto s = read(); !s) return s.error();
     if (marker) {
@@ -221,10 +246,7 @@ struct Resume {
       say(fmt::format("the marker is gone, the {} of {} unfinished after step {} ({})", pg->action, pg->target,
                       pg->step, pg->step_name));
     }
-    if (pg->strategy != "all-at-once")
-      return err(Exit::Usage, fmt::format("{}: resuming a {} rollout is not supported yet; run 'nfsup-install abort "
-                                          "{}' and push again",
-                                          progress_path(share), pg->strategy, share.root()));
+    if (pg->strategy == "rolling") return go_on_rolling();
     return go_on();
   }
 };

@@ -39,6 +39,7 @@ struct Rolling {
   Marker m;
   int64_t gen = 0;
   int max_failures = 0;
+  Progressing pr;
 
   Rolling(Share& s, const std::string& t, const MasterOptions& o, SwitchReport r)
       : share(s), target(t), opt(o), rep(std::move(r)) {}
@@ -160,6 +161,83 @@ struct Rolling {
     return build_plan(pin);
   }
 
+  // The batches the dead master finished (their start recorded, or every batch once it was
+  // past them): a host the pointer gives the target is upgraded, the others failed.
+  size_t take_done_batches(const Progress& pg) {
+    const auto batches = pr.plan.batches();
+    size_t k = batches.size();
+    if (pg.batch > 0) k = pg.step_name == "start" ? pg.batch : pg.batch - 1;
+    else if (pg.step_name == "acquire" || pg.step_name == "vote") k = 0;
+    k = std::min(k, batches.size());
+    for (size_t i = 0; i < k; ++i)
+      for (const auto& h : batches[i]) {
+        if (cur.release_for(h) == target) {
+          upgraded.push_back(h);
+          rs.installed[h] = target;
+        } else {
+          failed.push_back(h);
+        }
+      }
+    return k;
+  }
+
+  // A rollout whose master died, from its record `pg`, under the marker this process took over
+  // (`taken`), with the pointer `now`: the batch in flight runs again (its hosts that already
+  // run the target report it at once), then the batches after it, then the end.
+  Result<SwitchReport> resume(const Progress& pg, const Marker& taken, const Pointer& now) {
+    base = *pg.old;
+    cur = now;
+    m = taken;
+    gen = std::max(now.generation, taken.generation);
+    rep.target = target;
+    rep.previous = base.release;
+    acting0 = base.acting.empty() ? base.release : base.acting;
+    min_compat = now.min_supported;
+    max_failures = std::max(0, pg.max_failures);
+    todo = pg.hosts;
+    vetoed = pg.vetoed;
+    if (auto old = read_rollout(share); old && *old) rs = **old;
+    rs.target = target;
+    rs.master_host = short_hostname();
+    rs.master_pid = getpid();
+    rs.lease_ms = opt.lease_ms;
+    auto steps = steps_of(pg.plan);
+    if (!steps) return steps.error();
+    for (auto& st : *steps)
+      if (st.batch > 0 && static_cast<size_t>(st.batch) <= pg.batches.size()) st.hosts = pg.batches[st.batch - 1];
+    pr.plan.steps = *steps;
+    pr.rec = pg;
+    pr.on = true;
+    if (now.action == "rollback" && now.overrides.empty() && now.release == base.release) {
+      release_marker(share, opt);  // the dead master was rolling the upgraded hosts back
+      rs.phase = "failed";
+      record_rollout(share, rs, opt);
+      pr.done(share, StepKind::Release, opt);
+      rep.undone_to = base.release;
+      return rep;
+    }
+    return run_batches(take_done_batches(pg));
+  }
+
+  void start_progress(const Plan& p) {
+    pr.plan = p;
+    pr.rec = Progress{};
+    pr.rec.rollout = m.nonce;
+    pr.rec.generation = m.generation;
+    pr.rec.action = "push";
+    pr.rec.strategy = "rolling";
+    pr.rec.target = target;
+    pr.rec.previous = base.release;
+    pr.rec.hosts = todo;
+    pr.rec.vetoed = vetoed;
+    pr.rec.policy = "roll-back-upgraded";
+    pr.rec.max_failures = max_failures;
+    pr.rec.batches = p.batches();
+    pr.rec.plan = plan_tokens(p);
+    pr.rec.old = base;
+    pr.on = true;
+  }
+
   // Undo: every upgraded host goes back to the base release under a new generation; after a
   // failure the master waits for them, after a signal it does not.
   Result<SwitchReport> fail(const std::string& why, bool wait_back) {
@@ -229,16 +307,20 @@ struct Rolling {
       if (o.outcome == "ok") go.push_back(o.host);
       else rep.hosts.push_back(o);
     }
+    const int b = static_cast<int>(bi);
+    pr.done(share, StepKind::Stop, opt, b);
     for (const auto& h : go) cur.overrides[h] = target;
     cur.generation = gen;
     cur.action = "push";
     if (auto s = write_pointer(share, cur, opt); !s) return Result<SwitchReport>(s.error());
+    pr.done(share, StepKind::Switch, opt, b);
     m.targets = std::vector<std::string>{};
     if (auto s = rewrite_marker(share, m); !s) return Result<SwitchReport>(s.error());
     auto started = wait_started(share, go, m, gen, target, opt);
     if (!started && started.error().code == Exit::Interrupted) return interrupted_out("while hosts were starting");
     if (!started) return Result<SwitchReport>(started.error());
     take_started(*started);
+    pr.done(share, StepKind::Start, opt, b);
     if (static_cast<int>(failed.size()) > max_failures)
       return fail(fmt::format("{} host(s) failed (max {}): {}", failed.size(), max_failures, join(failed, " ")), true);
     return std::nullopt;
@@ -285,20 +367,24 @@ struct Rolling {
       return e;
     }
     cur.acting = acting;
+    pr.done(share, StepKind::Migrate, opt);
     return ok_status();
   }
 
   Result<SwitchReport> finish() {
     if (auto s = move_acting(); !s) return s.error();
     if (auto s = write_pointer(share, cur, opt); !s) return s.error();
+    pr.done(share, StepKind::Switch, opt);
     rs.acting = cur.acting;
     rs.phase = cur.acting == target ? "done" : opt.hold_acting ? "held" : "partial";
     if (auto s = fence_acting(share, m, cur.acting, opt, rep, rs); !s) {
       release_marker(share, opt);
       return s.error();
     }
+    pr.done(share, StepKind::Fence, opt);
     release_marker(share, opt);
     record_rollout(share, rs, opt);
+    pr.done(share, StepKind::Release, opt);
     note(opt, fmt::format("rollout of {} {}; acting version {}", target, rs.phase == "done" ? "complete" : rs.phase,
                           cur.acting));
     for (const auto& h : upgraded) rep.hosts.push_back({h, "ok", ""});
@@ -333,17 +419,30 @@ struct Rolling {
       release_marker(share, opt);
       return p.error();
     }
-    const auto batches = p->batches();
-    size_t bi = 0;
-    for (const auto& batch : batches) {
+    start_progress(*p);
+    pr.done(share, StepKind::Acquire, opt);
+    if (votes) pr.done(share, StepKind::Vote, opt);
+    return run_batches(0);
+  }
+
+  // Batches first+1.. of the plan, then the pointer for all and the acting version.
+  Result<SwitchReport> run_batches(size_t first) {
+    const auto batches = pr.plan.batches();
+    for (size_t bi = first; bi < batches.size(); ++bi) {
       if (interrupted(opt)) return interrupted_out("between batches");
-      if (auto end = run_batch(batch, ++bi, batches.size())) return std::move(*end);
+      if (auto end = run_batch(batches[bi], bi + 1, batches.size())) return std::move(*end);
     }
     return finish();
   }
 };
 
 }  // namespace
+
+Result<SwitchReport> resume_rolling(Share& share, const Progress& pg, const Marker& taken, const Pointer& now,
+                                    const MasterOptions& opt) {
+  Rolling r(share, pg.target, opt, SwitchReport{});
+  return r.resume(pg, taken, now);
+}
 
 Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, const MasterOptions& opt,
                                       SwitchReport rep) {

@@ -55,11 +55,13 @@ TEST_CASE("progress: rolling batches and their plan steps") {
   Progress p = sample();
   p.strategy = "rolling";
   p.batches = {{"web01"}, {"web02"}};
+  p.vetoed = {"web03"};
   p.plan = {"acquire", "stop:1", "switch:1", "start:1", "stop:2", "switch:2", "start:2", "switch", "fence", "release"};
   p.old.reset();
   auto back = unpack_progress(pack_progress(p), "progress");
   REQUIRE(back);
   CHECK(back->batches == p.batches);
+  CHECK(back->vetoed == p.vetoed);
   CHECK(!back->old);
   auto steps = steps_of(back->plan);
   REQUIRE(steps);
