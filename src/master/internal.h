@@ -54,6 +54,27 @@ struct Progressing {
   }
 };
 
+// ---- engine.cpp
+/// How a rollout step ended when it ended the rollout: its result, and whether the step
+/// counts as done (recorded in SHARE/progress: the last step) or not (backed out, an error).
+struct StepEnd {
+  Result<SwitchReport> result;
+  bool done = false;
+};
+/// A strategy's way of doing each kind of step (Switch: all-at-once; Rolling).
+struct StepRunner {
+  virtual ~StepRunner() = default;
+  /// Does step `s`; nothing to go on with the next, or the end of the rollout.
+  virtual std::optional<StepEnd> run_step(const Step& s) = 0;
+};
+/// The engine: runs the steps of `pr.plan` from index `from` (0-based) with `r`, recording each
+/// finished step in SHARE/progress and passing its crash point (record_step). Every wait inside
+/// a step renews the lease (wait_hosts, run_migration). Returns the end a step gave, or an
+/// internal error if the plan ran out without one.
+Result<SwitchReport> run_plan(Share& share, Progressing& pr, size_t from, StepRunner& r, const MasterOptions& opt);
+/// The index in `plan` of the first step after the first one of kind `k` (the size if none).
+size_t index_after(const Plan& plan, StepKind k, int batch = 0);
+
 // ---- wait.cpp
 struct Fleet {
   std::vector<std::string> live;

@@ -12,6 +12,9 @@
 //    rest of the plan runs: wait for the hosts to start it, apply the failure policy (undo, or
 //    host lines for failed hosts), fence the acting version, remove the marker. Without this the
 //    acting version could stay above a host whose agent would not start the target.
+//  - a rolling push that wrote its first batch's pointer: the batch in flight runs again, then
+//    the batches after it and the end (Rolling::resume).
+// Either way the rest runs through the same engine loop as the master's own run (run_plan).
 // The marker is taken over only when its master is gone: a pid on this host that no longer
 // exists, or (another host's master) a lease the server's clock says has lapsed; --force takes
 // it anyway. Otherwise resume refuses (Exit::Busy) and changes nothing.

@@ -147,6 +147,24 @@ test_resume_refuses_while_the_master_lives() {
   wait_until 10 all_run 3.0 || fail "not on 3.0 after resume"
 }
 
+plan_lines() { grep -o 'plan step .*' | grep -v '^plan step 1 '; }  # (step 1 is done before the plan)
+
+test_dry_run_prints_the_steps_the_engine_runs() {
+  # The engine notes each plan step as it runs it (-v): the same lines, in the same order, as
+  # --dry-run printed, all-at-once and rolling.
+  begin
+  add_host d1; add_host d2; add_host d3; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  local r2 r3 dry ran; r2=$(make_release 2.0); r3=$(make_release 3.0)
+  dry=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 --dry-run "${MASTER_OPTS[@]}" 2>&1 | plan_lines)
+  [ -n "$dry" ] || fail "no plan steps in --dry-run"
+  ran=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 -v "${MASTER_OPTS[@]}" 2>&1 | plan_lines)
+  assert_eq "$ran" "$dry" "all-at-once: the steps run vs --dry-run"
+  dry=$("$INSTALL" push "$SHARE" "$r3" --version 3.0 --strategy rolling --batch 2 --dry-run "${MASTER_OPTS[@]}" 2>&1 | plan_lines)
+  ran=$("$INSTALL" push "$SHARE" "$r3" --version 3.0 --strategy rolling --batch 2 -v "${MASTER_OPTS[@]}" 2>&1 | plan_lines)
+  assert_eq "$ran" "$dry" "rolling: the steps run vs --dry-run"
+}
+
 test_enospc_while_staging_publishes_nothing() {
   [ "$(id -u)" -eq 0 ] || { echo "    skipped: needs root for a tmpfs"; return 0; }
   begin
