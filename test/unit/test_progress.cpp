@@ -89,3 +89,72 @@ TEST_CASE("progress: garbled records are integrity errors naming the file") {
   g = good;
   bad(g.replace(g.find("strategy all-at-once"), 20, "strategy canary-ish"));
 }
+
+// ---- resume's takeover rule for a marker of another host's master (the shell tests can only
+// run masters on this host): the server-stamped age of the marker against its lease.
+#include "fake_fs.h"
+
+namespace {
+
+using nfsup::test::FakeFs;
+
+struct ResumeFixture {
+  FakeFs srv;
+  Share share{srv, "/s"};
+  ResumeFixture() {
+    srv.set_now_ms(1'000'000);
+    srv.add_dir("/s");
+    REQUIRE(share.init());
+    Pointer p;
+    p.generation = 4;
+    p.release = "1.0";
+    p.acting = "1.0";
+    srv.add_file(share.pointer_path(), pack_pointer(p));
+    Marker m;
+    m.generation = 5;
+    m.action = "push";
+    m.release = "2.0";
+    m.previous = "1.0";
+    m.master_host = "elsewhere";
+    m.master_pid = 1;
+    m.nonce = "feedfacefeedface";
+    m.lease_ms = 30000;
+    srv.add_file(share.marker_path(), pack_marker(m));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("resume: another host's master whose lease has not lapsed is left alone (exit 4)") {
+  ResumeFixture f;
+  f.srv.set_now_ms(1'000'000 + 10'000);
+  MasterOptions opt;
+  auto r = resume_rollout(f.share, opt, true);
+  REQUIRE(!r);
+  CHECK(r.error().code == Exit::Busy);
+  CHECK(r.error().msg.find("renewed its lease") != std::string::npos);
+  opt.force = true;  // --force takes it anyway, and says so
+  auto forced = resume_rollout(f.share, opt, true);
+  REQUIRE(forced);
+  CHECK(forced->takeover.find("--force") == 0);
+}
+
+TEST_CASE("resume: a lapsed lease is taken over; before the switch the rollout is backed out") {
+  ResumeFixture f;
+  f.srv.set_now_ms(1'000'000 + 31'000);
+  MasterOptions opt;
+  auto dry = resume_rollout(f.share, opt, true);
+  REQUIRE(dry);
+  CHECK(dry->takeover.find("its lease lapsed") == 0);
+  CHECK(dry->outcome == "backed-out");
+  CHECK(f.srv.content("/s/MARKER"));  // a dry run changes nothing
+  auto r = resume_rollout(f.share, opt, false);
+  REQUIRE(r);
+  CHECK(r->outcome == "backed-out");
+  CHECK(!f.srv.content("/s/MARKER"));
+  auto p = unpack_pointer(*f.srv.content("/s/current"), "current");
+  REQUIRE(p);
+  CHECK(p->generation == 5);  // the old release under the marker's generation: stopped hosts resume
+  CHECK(p->release == "1.0");
+  CHECK(p->action == "abort");
+}
