@@ -70,12 +70,14 @@ test_rollback_and_abort_crash_points() {
 crash_then_resume() {
   local point=$1 want=$2 rc out st
   begin
+  printf '#!/bin/sh\necho "migrated $NFSUP_FROM_VERSION -> $NFSUP_TO_VERSION" >> "%s/migrations.log"\n' "$T" > "$T/mig.sh"
+  chmod +x "$T/mig.sh"
   local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0 two)
   add_host c1; add_host c2
   start_all
   "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
   wait_until 10 all_run 1.0 || fail "not on 1.0"
-  master_killed_at "$point" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" ${3:-}
+  master_killed_at "$point" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" $(eval echo "${3:-}")
   [ -f "$SHARE/progress" ] || fail "$point: no progress record"
   assert_eq "$(awk '$1=="step" {print $3}' "$SHARE/progress")" "${point%-done}" "$point: the recorded step"
   [ -e "$SHARE/MARKER" ] || [ "$point" == release-done ] || fail "$point: the dead master's marker is gone"
@@ -99,6 +101,10 @@ crash_then_resume() {
 
 test_resume_after_acquire_backs_out() { crash_then_resume acquire-done 1.0; }
 test_resume_after_stop_backs_out() { crash_then_resume stop-done 1.0; }
+test_resume_after_migrate_backs_out() {
+  crash_then_resume migrate-done 1.0 '--migrate $T/mig.sh'
+  assert_eq "$(cat "$T/migrations.log")" "migrated 1.0 -> 2.0" "the hook ran once, before the crash"
+}
 test_resume_after_switch_goes_on() { crash_then_resume switch-done 2.0; }
 test_resume_after_start_goes_on() { crash_then_resume start-done 2.0; }
 test_resume_after_fence_goes_on() { crash_then_resume fence-done 2.0; }
