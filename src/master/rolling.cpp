@@ -294,21 +294,7 @@ struct Rolling : StepRunner {
   // ---- the steps, as the engine (run_plan) runs them. A batch: stop it, give it the target by
   // overrides, wait for it to start; the rollout ends in a batch only when it is backed out,
   // fails beyond the budget, or an error.
-  std::optional<StepEnd> run_step(const Step& s) override {
-    switch (s.kind) {
-      case StepKind::Acquire:
-      case StepKind::Vote: return std::nullopt;  // done before the batches could be planned
-      case StepKind::Stop: return batch_stop(s);
-      case StepKind::Switch: return s.batch > 0 ? batch_switch() : final_switch();
-      case StepKind::Start: return batch_start();
-      case StepKind::Migrate:
-        if (auto e = move_acting(); !e) return StepEnd{e.error(), false};
-        return std::nullopt;
-      case StepKind::Fence: return fence();
-      case StepKind::Release: return StepEnd{release(), true};
-    }
-    return std::nullopt;
-  }
+  std::optional<StepEnd> run_step(const Step& s) override;  // (defined below the struct)
 
   std::optional<StepEnd> batch_stop(const Step& s) {
     const size_t bi = static_cast<size_t>(s.batch), nbatches = pr.plan.batches().size();
@@ -471,6 +457,22 @@ struct Rolling : StepRunner {
     return run_plan(share, pr, from, *this, opt);
   }
 };
+
+std::optional<StepEnd> Rolling::run_step(const Step& s) {
+  switch (s.kind) {
+    case StepKind::Acquire:
+    case StepKind::Vote: return std::nullopt;  // done before the batches could be planned
+    case StepKind::Stop: return batch_stop(s);
+    case StepKind::Switch: return s.batch > 0 ? batch_switch() : final_switch();
+    case StepKind::Start: return batch_start();
+    case StepKind::Migrate:
+      if (auto e = move_acting(); !e) return StepEnd{e.error(), false};
+      return std::nullopt;
+    case StepKind::Fence: return fence();
+    case StepKind::Release: return StepEnd{release(), true};
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 

@@ -504,21 +504,7 @@ struct Switch : StepRunner {
   }
 
   // ---- the steps, as the engine (run_plan) runs them
-  std::optional<StepEnd> run_step(const Step& s) override {
-    switch (s.kind) {
-      case StepKind::Acquire: return std::nullopt;  // done before the plan could be made
-      case StepKind::Vote: return step_vote();
-      case StepKind::Stop: return step_stop();
-      case StepKind::Migrate:
-        if (auto e = migrate(); !e) return StepEnd{e.error(), false};
-        return std::nullopt;
-      case StepKind::Switch: return step_switch();
-      case StepKind::Start: return step_start();
-      case StepKind::Fence: return step_fence();
-      case StepKind::Release: return step_release();
-    }
-    return std::nullopt;
-  }
+  std::optional<StepEnd> run_step(const Step& s) override;  // (defined below the struct)
 
   std::optional<StepEnd> step_vote() {
     if (auto e = vote(); !e) return StepEnd{e.error(), false};
@@ -595,6 +581,22 @@ struct Switch : StepRunner {
     if (np.release != target) rep.undone_to = np.release;
   }
 };
+
+std::optional<StepEnd> Switch::run_step(const Step& s) {
+  switch (s.kind) {
+    case StepKind::Acquire: return std::nullopt;  // done before the plan could be made
+    case StepKind::Vote: return step_vote();
+    case StepKind::Stop: return step_stop();
+    case StepKind::Migrate:
+      if (auto e = migrate(); !e) return StepEnd{e.error(), false};
+      return std::nullopt;
+    case StepKind::Switch: return step_switch();
+    case StepKind::Start: return step_start();
+    case StepKind::Fence: return step_fence();
+    case StepKind::Release: return step_release();
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
