@@ -226,6 +226,10 @@ struct Resume {
 
   Result<ResumeReport> run() {
     if (auto s = read(); !s) return s.error();
+    // A signed fleet ignores an unsigned marker and pointer: refused before anything is written
+    // (a back-out as abort does, with no marker to rewrite, needs no key either way).
+    if (!dry_run && pg && (!marker || pg->rollout == marker->nonce) && switched(*pg, ptr))
+      if (auto s = check_signer(share, opt); !s) return s.error();
     if (marker) {
       auto why = takeover_reason(share, *marker, opt);
       if (!why) return why.error();
