@@ -11,7 +11,8 @@
 namespace nfsup {
 
 Result<SwitchReport> run_plan(Share& share, Progressing& pr, size_t from, StepRunner& r, const MasterOptions& opt) {
-  const std::vector<std::string> said = describe_plan(pr.plan);  // the lines --dry-run prints
+  // The lines --dry-run prints, noted as each step starts (only built when someone listens).
+  const std::vector<std::string> said = opt.note ? describe_plan(pr.plan) : std::vector<std::string>{};
   for (size_t i = from; i < pr.plan.steps.size(); ++i) {
     const Step& s = pr.plan.steps[i];
     if (i < said.size()) note(opt, said[i]);
