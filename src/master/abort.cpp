@@ -54,6 +54,8 @@ Result<bool> master_gone(Share& share, const Marker& mk, const MasterOptions& op
   return true;
 }
 
+}  // namespace
+
 // The dead master's switch is backed out (the old pointer under its generation, so hosts that
 // stopped for it resume at once) unless it had already moved the pointer; then the marker goes.
 Status remove_dead_marker(Share& share, const Marker& mk, const MasterOptions& opt, AbortReport& rep) {
@@ -78,6 +80,8 @@ Status remove_dead_marker(Share& share, const Marker& mk, const MasterOptions& o
                "ok");
   return ok_status();
 }
+
+namespace {
 
 // Leftover staging directories of dead pushes from this host (any host's with --force).
 Status sweep_staging(Share& share, const MasterOptions& opt, AbortReport& rep) {

@@ -10,6 +10,7 @@
 
 #include "master.h"
 #include "plan.h"
+#include "progress.h"
 
 namespace nfsup {
 
@@ -40,6 +41,39 @@ void audit_or_say(Share& share, const MasterOptions& opt, const std::string& act
 void record_rollout(Share& share, const RolloutState& rs, const MasterOptions& opt);
 /// Signs the pointer when the master has a key (hosts need a signed pointer to go back).
 Status write_pointer(Share& share, Pointer p, const MasterOptions& opt);
+
+// ---- progress.cpp
+/// A rollout's plan and its progress record: done() records each finished step (and passes its
+/// crash point) once the plan is known (`on`).
+struct Progressing {
+  Progress rec;
+  Plan plan;
+  bool on = false;
+  void done(Share& share, StepKind k, const MasterOptions& opt, int batch = 0) {
+    if (on) record_plan_step(share, rec, plan, k, batch, opt);
+  }
+};
+
+// ---- engine.cpp
+/// How a rollout step ended when it ended the rollout: its result, and whether the step
+/// counts as done (recorded in SHARE/progress: the last step) or not (backed out, an error).
+struct StepEnd {
+  Result<SwitchReport> result;
+  bool done = false;
+};
+/// A strategy's way of doing each kind of step (Switch: all-at-once; Rolling).
+struct StepRunner {
+  virtual ~StepRunner() = default;
+  /// Does step `s`; nothing to go on with the next, or the end of the rollout.
+  virtual std::optional<StepEnd> run_step(const Step& s) = 0;
+};
+/// The engine: runs the steps of `pr.plan` from index `from` (0-based) with `r`, recording each
+/// finished step in SHARE/progress and passing its crash point (record_step). Every wait inside
+/// a step renews the lease (wait_hosts, run_migration). Returns the end a step gave, or an
+/// internal error if the plan ran out without one.
+Result<SwitchReport> run_plan(Share& share, Progressing& pr, size_t from, StepRunner& r, const MasterOptions& opt);
+/// The index in `plan` of the first step after the first one of kind `k` (the size if none).
+size_t index_after(const Plan& plan, StepKind k, int batch = 0);
 
 // ---- wait.cpp
 struct Fleet {
@@ -85,12 +119,25 @@ Result<bool> acquire_marker(Share& share, const Marker& m, Result<std::optional<
                             const MasterOptions& opt, const std::string& step);
 Result<std::vector<HostOutcome>> wait_started(Share& share, const std::vector<std::string>& go, Marker& m,
                                               int64_t gen, const std::string& target, const MasterOptions& opt);
+/// The rest of an all-at-once switch whose pointer names the target, after step `last_done`
+/// (Switch, Start or Fence): start, settle by the failure policy, fence, remove the marker.
+Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<Pointer>& old, const Pointer& np,
+                                   const std::vector<std::string>& go, const MasterOptions& opt, SwitchReport rep,
+                                   Progressing& pr, StepKind last_done);
+/// Removes a dead master's marker after backing its switch out if the pointer had not moved
+/// (abort.cpp): the old pointer again under the marker's generation, so stopped hosts resume.
+Status remove_dead_marker(Share& share, const Marker& mk, const MasterOptions& opt, AbortReport& rep);
 Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, const std::string& action,
                                      const MasterOptions& opt, SwitchReport rep);
 
 // ---- rolling.cpp
 Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, const MasterOptions& opt,
                                       SwitchReport rep);
+
+/// Goes on with the rolling rollout of record `pg` whose master died, under the marker this
+/// process took over, from the batch in flight (run again) to the end.
+Result<SwitchReport> resume_rolling(Share& share, const Progress& pg, const Marker& taken, const Pointer& now,
+                                    const MasterOptions& opt);
 
 // ---- record.cpp
 extern thread_local Timeline* g_timeline;  ///< the switch being recorded (one per process)

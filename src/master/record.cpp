@@ -231,9 +231,12 @@ Result<SwitchReport> recorded(Share& share, const std::string& target, const std
   t.strategy = strategy;
   t.start_ms = unix_ms();
   if (auto p = share.read_pointer(); p && *p) t.from = (*p)->release;
+  // Cleared on every way out, an exception included (the simulator's dying master throws).
+  struct Clear {
+    ~Clear() { g_timeline = nullptr; }
+  } clear;
   g_timeline = &t;
   auto r = run();
-  g_timeline = nullptr;
   if (r && !r->nothing_to_do && r->generation > 0) {
     t.generation = r->generation;
     if (auto s = save_timeline(share, t); !s)  // the switch is done; only its record is missing

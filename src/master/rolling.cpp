@@ -24,7 +24,7 @@ std::optional<HostOutcome> stopped_for(const HostStatus& s, int64_t gen) {
   return std::nullopt;
 }
 
-struct Rolling {
+struct Rolling : StepRunner {
   Share& share;
   const std::string& target;
   const MasterOptions& opt;
@@ -39,6 +39,10 @@ struct Rolling {
   Marker m;
   int64_t gen = 0;
   int max_failures = 0;
+  Progressing pr;
+  std::vector<std::string> go;  ///< the hosts of the batch in flight that stopped
+  bool moved = false;           ///< move_acting() ran
+  bool voted = false;           ///< the rollout began with a vote round (its plan's step 2)
 
   Rolling(Share& s, const std::string& t, const MasterOptions& o, SwitchReport r)
       : share(s), target(t), opt(o), rep(std::move(r)) {}
@@ -147,6 +151,7 @@ struct Rolling {
   Result<Plan> plan() const {
     PlanInput pin;
     pin.strategy = "rolling";
+    pin.vote = voted;
     pin.from = base.release;
     pin.to = target;
     pin.acting = acting0;
@@ -158,6 +163,83 @@ struct Rolling {
     pin.max_failures = opt.max_failures;
     pin.hold_acting = opt.hold_acting;
     return build_plan(pin);
+  }
+
+  // The batches the dead master finished (their start recorded, or every batch once it was
+  // past them): a host the pointer gives the target is upgraded, the others failed.
+  size_t take_done_batches(const Progress& pg) {
+    const auto batches = pr.plan.batches();
+    size_t k = batches.size();
+    if (pg.batch > 0) k = pg.step_name == "start" ? pg.batch : pg.batch - 1;
+    else if (pg.step_name == "acquire" || pg.step_name == "vote") k = 0;
+    k = std::min(k, batches.size());
+    for (size_t i = 0; i < k; ++i)
+      for (const auto& h : batches[i]) {
+        if (cur.release_for(h) == target) {
+          upgraded.push_back(h);
+          rs.installed[h] = target;
+        } else {
+          failed.push_back(h);
+        }
+      }
+    return k;
+  }
+
+  // A rollout whose master died, from its record `pg`, under the marker this process took over
+  // (`taken`), with the pointer `now`: the batch in flight runs again (its hosts that already
+  // run the target report it at once), then the batches after it, then the end.
+  Result<SwitchReport> resume(const Progress& pg, const Marker& taken, const Pointer& now) {
+    base = *pg.old;
+    cur = now;
+    m = taken;
+    gen = std::max(now.generation, taken.generation);
+    rep.target = target;
+    rep.previous = base.release;
+    acting0 = base.acting.empty() ? base.release : base.acting;
+    min_compat = now.min_supported;
+    max_failures = std::max(0, pg.max_failures);
+    todo = pg.hosts;
+    vetoed = pg.vetoed;
+    if (auto old = read_rollout(share); old && *old) rs = **old;
+    rs.target = target;
+    rs.master_host = short_hostname();
+    rs.master_pid = getpid();
+    rs.lease_ms = opt.lease_ms;
+    auto steps = steps_of(pg.plan);
+    if (!steps) return steps.error();
+    for (auto& st : *steps)
+      if (st.batch > 0 && static_cast<size_t>(st.batch) <= pg.batches.size()) st.hosts = pg.batches[st.batch - 1];
+    pr.plan.steps = *steps;
+    pr.rec = pg;
+    pr.on = true;
+    if (now.action == "rollback" && now.overrides.empty() && now.release == base.release) {
+      release_marker(share, opt);  // the dead master was rolling the upgraded hosts back
+      rs.phase = "failed";
+      record_rollout(share, rs, opt);
+      pr.done(share, StepKind::Release, opt);
+      rep.undone_to = base.release;
+      return rep;
+    }
+    return run_batches(take_done_batches(pg));
+  }
+
+  void start_progress(const Plan& p) {
+    pr.plan = p;
+    pr.rec = Progress{};
+    pr.rec.rollout = m.nonce;
+    pr.rec.generation = m.generation;
+    pr.rec.action = "push";
+    pr.rec.strategy = "rolling";
+    pr.rec.target = target;
+    pr.rec.previous = base.release;
+    pr.rec.hosts = todo;
+    pr.rec.vetoed = vetoed;
+    pr.rec.policy = "roll-back-upgraded";
+    pr.rec.max_failures = max_failures;
+    pr.rec.batches = p.batches();
+    pr.rec.plan = plan_tokens(p);
+    pr.rec.old = base;
+    pr.on = true;
   }
 
   // Undo: every upgraded host goes back to the base release under a new generation; after a
@@ -209,38 +291,56 @@ struct Rolling {
                                               target, when, base.release));
   }
 
-  // One batch: stop it, give it the target by overrides, wait for it to start. Returns a
-  // result only when the rollout ends here (backed out, failed beyond the budget, or an error).
-  std::optional<Result<SwitchReport>> run_batch(const std::vector<std::string>& batch, size_t bi, size_t nbatches) {
+  // ---- the steps, as the engine (run_plan) runs them. A batch: stop it, give it the target by
+  // overrides, wait for it to start; the rollout ends in a batch only when it is backed out,
+  // fails beyond the budget, or an error.
+  std::optional<StepEnd> run_step(const Step& s) override;  // (defined below the struct)
+
+  std::optional<StepEnd> batch_stop(const Step& s) {
+    const size_t bi = static_cast<size_t>(s.batch), nbatches = pr.plan.batches().size();
+    if (bi > 1 && interrupted(opt)) return StepEnd{interrupted_out("between batches"), false};
     gen += 1;
     m.generation = gen;
-    m.targets = batch;
+    m.targets = s.hosts;
     rs.phase = fmt::format("batch {}/{}", bi, std::max(nbatches, bi));
     record_rollout(share, rs, opt);
-    if (auto s = rewrite_marker(share, m); !s) return Result<SwitchReport>(s.error());
-    note(opt, fmt::format("batch {}: stopping {}", bi, join(batch, " ")));
+    if (auto e = rewrite_marker(share, m); !e) return StepEnd{e.error(), false};
+    note(opt, fmt::format("batch {}: stopping {}", bi, join(s.hosts, " ")));
     const int64_t g = gen;
-    auto stopped = wait_hosts(share, batch, &m, opt, [&](const HostStatus& s) { return stopped_for(s, g); },
+    auto stopped = wait_hosts(share, s.hosts, &m, opt, [&](const HostStatus& h) { return stopped_for(h, g); },
                               "stopping");
-    if (!stopped && stopped.error().code == Exit::Interrupted) return interrupted_out("while hosts were stopping");
-    if (!stopped) return Result<SwitchReport>(stopped.error());
-    std::vector<std::string> go;
+    if (!stopped && stopped.error().code == Exit::Interrupted)
+      return StepEnd{interrupted_out("while hosts were stopping"), false};
+    if (!stopped) return StepEnd{stopped.error(), false};
+    go.clear();
     for (const auto& o : *stopped) {
       if (o.outcome == "ok") go.push_back(o.host);
       else rep.hosts.push_back(o);
     }
+    return std::nullopt;
+  }
+
+  std::optional<StepEnd> batch_switch() {
     for (const auto& h : go) cur.overrides[h] = target;
     cur.generation = gen;
     cur.action = "push";
-    if (auto s = write_pointer(share, cur, opt); !s) return Result<SwitchReport>(s.error());
+    if (auto e = write_pointer(share, cur, opt); !e) return StepEnd{e.error(), false};
     m.targets = std::vector<std::string>{};
-    if (auto s = rewrite_marker(share, m); !s) return Result<SwitchReport>(s.error());
+    if (auto e = rewrite_marker(share, m); !e) return StepEnd{e.error(), false};
+    return std::nullopt;
+  }
+
+  std::optional<StepEnd> batch_start() {
     auto started = wait_started(share, go, m, gen, target, opt);
-    if (!started && started.error().code == Exit::Interrupted) return interrupted_out("while hosts were starting");
-    if (!started) return Result<SwitchReport>(started.error());
+    if (!started && started.error().code == Exit::Interrupted)
+      return StepEnd{interrupted_out("while hosts were starting"), false};
+    if (!started) return StepEnd{started.error(), false};
     take_started(*started);
     if (static_cast<int>(failed.size()) > max_failures)
-      return fail(fmt::format("{} host(s) failed (max {}): {}", failed.size(), max_failures, join(failed, " ")), true);
+      return StepEnd{fail(fmt::format("{} host(s) failed (max {}): {}", failed.size(), max_failures,
+                                      join(failed, " ")),
+                          true),
+                     false};
     return std::nullopt;
   }
 
@@ -261,6 +361,8 @@ struct Rolling {
   // Every live host has moved (or failed within the budget): the pointer names the target; the
   // acting version is the lowest release installed on a live host, reached through the hook.
   Status move_acting() {
+    if (moved) return ok_status();
+    moved = true;
     std::string acting = target;
     for (const auto& [h, v] : rs.installed)
       if (!v.empty() && compare_versions(v, acting) < 0) acting = v;
@@ -288,15 +390,24 @@ struct Rolling {
     return ok_status();
   }
 
-  Result<SwitchReport> finish() {
-    if (auto s = move_acting(); !s) return s.error();
-    if (auto s = write_pointer(share, cur, opt); !s) return s.error();
+  // Every live host has moved (or failed within the budget): the pointer names the target.
+  std::optional<StepEnd> final_switch() {
+    if (auto e = move_acting(); !e) return StepEnd{e.error(), false};
+    if (auto e = write_pointer(share, cur, opt); !e) return StepEnd{e.error(), false};
     rs.acting = cur.acting;
     rs.phase = cur.acting == target ? "done" : opt.hold_acting ? "held" : "partial";
-    if (auto s = fence_acting(share, m, cur.acting, opt, rep, rs); !s) {
+    return std::nullopt;
+  }
+
+  std::optional<StepEnd> fence() {
+    if (auto e = fence_acting(share, m, cur.acting, opt, rep, rs); !e) {
       release_marker(share, opt);
-      return s.error();
+      return StepEnd{e.error(), false};
     }
+    return std::nullopt;
+  }
+
+  Result<SwitchReport> release() {
     release_marker(share, opt);
     record_rollout(share, rs, opt);
     note(opt, fmt::format("rollout of {} {}; acting version {}", target, rs.phase == "done" ? "complete" : rs.phase,
@@ -322,6 +433,7 @@ struct Rolling {
     init_state();
     const bool votes = fleet.votes && !todo.empty();
     if (auto s = acquire(votes); !s) return s.error();
+    voted = votes;
     if (votes)
       if (auto s = vote(); !s) return s.error();
     cur = base;
@@ -333,17 +445,42 @@ struct Rolling {
       release_marker(share, opt);
       return p.error();
     }
-    const auto batches = p->batches();
-    size_t bi = 0;
-    for (const auto& batch : batches) {
-      if (interrupted(opt)) return interrupted_out("between batches");
-      if (auto end = run_batch(batch, ++bi, batches.size())) return std::move(*end);
-    }
-    return finish();
+    start_progress(*p);
+    pr.done(share, StepKind::Acquire, opt);
+    return run_batches(0);
+  }
+
+  // The plan from batch first+1 (0: the first), through the engine.
+  Result<SwitchReport> run_batches(size_t first) {
+    size_t from = index_after(pr.plan, StepKind::Start, static_cast<int>(first));
+    if (first == 0) from = index_after(pr.plan, StepKind::Acquire);  // (a vote step: held before the plan)
+    return run_plan(share, pr, from, *this, opt);
   }
 };
 
+std::optional<StepEnd> Rolling::run_step(const Step& s) {
+  switch (s.kind) {
+    case StepKind::Acquire:
+    case StepKind::Vote: return std::nullopt;  // done before the batches could be planned
+    case StepKind::Stop: return batch_stop(s);
+    case StepKind::Switch: return s.batch > 0 ? batch_switch() : final_switch();
+    case StepKind::Start: return batch_start();
+    case StepKind::Migrate:
+      if (auto e = move_acting(); !e) return StepEnd{e.error(), false};
+      return std::nullopt;
+    case StepKind::Fence: return fence();
+    case StepKind::Release: return StepEnd{release(), true};
+  }
+  return std::nullopt;
+}
+
 }  // namespace
+
+Result<SwitchReport> resume_rolling(Share& share, const Progress& pg, const Marker& taken, const Pointer& now,
+                                    const MasterOptions& opt) {
+  Rolling r(share, pg.target, opt, SwitchReport{});
+  return r.resume(pg, taken, now);
+}
 
 Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, const MasterOptions& opt,
                                       SwitchReport rep) {

@@ -135,58 +135,41 @@ Error after_switch_error(Share& share, Error e, const std::string& action, const
   audit_or_say(share, opt, action, fmt::format("{} -> {}", rep.previous.empty() ? "-" : rep.previous, target),
                     "switched; interrupted while hosts started");
   return interrupted_error(opt, fmt::format("while hosts were starting {}: the switch is done (generation {}), "
-                                            "nothing to back out; hosts go on starting it ('nfsup-install status')",
-                                            target, gen));
+                                            "nothing to back out; hosts go on starting it; 'nfsup-install resume {}' applies the "
+                                            "failure policy and fences the acting version",
+                                            target, gen, share.root()));
 }
 
-// The end of an all-at-once switch, once the pointer names the target: the hosts start it while
-// the marker, holding nobody, stays up; the failure policy settles the pointer; the acting
-// version is fenced; then the marker goes.
-Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<Pointer>& old, const Pointer& np,
-                                   const std::vector<std::string>& go, const MasterOptions& opt, SwitchReport rep) {
-  const std::string action = m.action, target = m.release;
-  const int64_t gen = m.generation;
+// The hosts of `go` start the target (or fail) while the marker, holding nobody, stays up;
+// the failure policy settles the pointer (recorded in SHARE/state before the step is).
+// Returns the acting version to fence.
+Result<std::string> start_and_settle(Share& share, Marker& m, const std::optional<Pointer>& old, const Pointer& np,
+                                     const std::vector<std::string>& go, const MasterOptions& opt, SwitchReport& rep,
+                                     RolloutState& rs) {
+  m.targets = std::vector<std::string>{};
+  if (auto s = rewrite_marker(share, m); !s) return s.error();
+  note(opt, "hosts restart on the new release");
+  auto started = wait_started(share, go, m, np.generation, m.release, opt);
+  if (!started) return started.error();
+  auto settled = settle_switch(share, m, old, np, *started, opt, rep, rs);
+  if (!settled) return settled.error();
+  record_rollout(share, rs, opt);
+  return settled->acting.empty() ? settled->release : settled->acting;
+}
+
+// What SHARE/state says while the hosts start the target of switch `m` (the pointer `np`).
+RolloutState switching_state(Share& share, const Marker& m, const Pointer& np, const std::vector<std::string>& go,
+                             const MasterOptions& opt) {
   RolloutState rs;
   if (auto last = read_rollout(share); last && *last) rs.migrated = (*last)->migrated;
   rs.acting = np.acting;
-  rs.target = target;
+  rs.target = m.release;
   rs.phase = opt.wait ? "switching" : "switched";  // "done" only once the hosts have shown it
   rs.master_host = short_hostname();
   rs.master_pid = getpid();
   rs.lease_ms = opt.lease_ms;
-  for (const auto& h : go) rs.installed[h] = target;
-  record_rollout(share, rs, opt);
-  crash_point("switch-after-pointer");
-  note(opt, fmt::format("current -> {}", target));
-  if (!opt.wait) {
-    if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
-    crash_point("switch-after-unmark");
-    note(opt, "marker removed; hosts restart on the new release");
-    for (const auto& h : go) rep.hosts.push_back({h, "ok", "not waited for (--no-wait)"});
-    audit_or_say(share, opt, action, fmt::format("{} -> {}", rep.previous, target), "switched");
-    return rep;
-  }
-  // The marker stays up, holding nobody: the hosts start the target, other masters stay out,
-  // and every host reads the pointer at each poll until the acting version is fenced.
-  m.targets = std::vector<std::string>{};
-  if (auto s = rewrite_marker(share, m); !s) return s.error();
-  note(opt, "hosts restart on the new release");
-  auto started = wait_started(share, go, m, gen, target, opt);
-  if (!started) return after_switch_error(share, started.error(), action, rep, target, gen, opt);
-  auto settled = settle_switch(share, m, old, np, *started, opt, rep, rs);
-  if (!settled) return after_switch_error(share, settled.error(), action, rep, target, gen, opt);
-  if (auto s = fence_acting(share, m, settled->acting.empty() ? settled->release : settled->acting, opt, rep, rs); !s)
-    return after_switch_error(share, s.error(), action, rep, target, gen, opt);
-  record_rollout(share, rs, opt);
-  if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
-  crash_point("switch-after-unmark");
-  note(opt, "marker removed");
-  std::sort(rep.hosts.begin(), rep.hosts.end(), [](auto& a, auto& b) { return a.host < b.host; });
-  if (auto deps = check_dependencies(share, opt.stale_after_ms); deps) rep.dependency_problems = *deps;
-  audit_or_say(share, opt, action, fmt::format("{} -> {}{}", rep.previous.empty() ? "-" : rep.previous, target,
-                                        rep.undone_to.empty() ? "" : fmt::format(" undone: {}", rs.note)),
-                    !rep.undone_to.empty() ? "undone" : rep.all_ok() ? "ok" : "failed");
-  return rep;
+  for (const auto& h : go) rs.installed[h] = m.release;
+  return rs;
 }
 
 // Backs out of a switch whose pointer has not moved: the old pointer again under the switch's
@@ -244,7 +227,7 @@ namespace {
 std::string or_dash(const std::string& s) { return s.empty() ? "-" : s; }
 
 // One all-at-once switch (push, rollback, or a --hosts/--class subset): one method per phase.
-struct Switch {
+struct Switch : StepRunner {
   Share& share;
   const std::string& target;
   const std::string& action;
@@ -254,6 +237,13 @@ struct Switch {
   Fleet hints, fleet;
   Marker m;
   bool partial = false;
+  Progressing pr;
+  // Learnt as the steps run: the hosts that stopped, the pointer that switched them, SHARE/state,
+  // the acting version to fence.
+  std::vector<std::string> go;
+  Pointer np;
+  RolloutState rs;
+  std::string acting;
 
   Switch(Share& s, const std::string& t, const std::string& a, const MasterOptions& o, SwitchReport r)
       : share(s), target(t), action(a), opt(o), rep(std::move(r)), partial(!o.hosts.empty() || !o.cls.empty()) {}
@@ -365,6 +355,41 @@ struct Switch {
     return rewrite_marker(share, m);
   }
 
+  // The plan this switch runs, and its first progress record (the marker is taken).
+  Status start_progress() {
+    PlanInput in;
+    in.action = action;
+    in.from = rep.previous;
+    in.to = target;
+    in.acting = *ptr ? (*ptr)->acting : "";
+    in.hosts = fleet.live;
+    in.fleet = fleet.live.size();
+    in.vote = m.phase == "vote";
+    in.subset = partial;
+    in.max_failures = opt.max_failures;
+    auto p = build_plan(in);
+    if (!p) {
+      release_marker(share, opt);
+      return p.error();
+    }
+    pr.plan = *p;
+    pr.rec = Progress{};
+    pr.rec.rollout = m.nonce;
+    pr.rec.generation = m.generation;
+    pr.rec.action = action;
+    pr.rec.target = target;
+    pr.rec.previous = rep.previous;
+    pr.rec.hosts = fleet.live;
+    pr.rec.policy = "undo-or-keep";
+    pr.rec.max_failures = opt.max_failures;
+    pr.rec.subset = partial;
+    pr.rec.old = *ptr;
+    pr.rec.plan = plan_tokens(pr.plan);
+    pr.on = true;
+    pr.done(share, StepKind::Acquire, opt);
+    return ok_status();
+  }
+
   // Votes: every targeted live host runs its checks and answers before anybody stops.
   Status vote() {
     auto go = vote_round(share, m, fleet.live, hints.min_poll_ms, opt, rep,
@@ -474,18 +499,104 @@ struct Switch {
     if (auto s = verify(); !s) return s.error();
     if (auto s = acquire(); !s) return s.error();
     if (auto s = take_fleet(); !s) return s.error();
-    if (m.phase == "vote")
-      if (auto s = vote(); !s) return s.error();
+    if (auto s = start_progress(); !s) return s.error();
+    return run_plan(share, pr, 1, *this, opt);  // step 1, acquire, is done (it needs the fleet)
+  }
+
+  // ---- the steps, as the engine (run_plan) runs them
+  std::optional<StepEnd> run_step(const Step& s) override;  // (defined below the struct)
+
+  std::optional<StepEnd> step_vote() {
+    if (auto e = vote(); !e) return StepEnd{e.error(), false};
+    pr.rec.hosts = fleet.live;
+    return std::nullopt;
+  }
+
+  std::optional<StepEnd> step_stop() {
     auto stopped = stop();
-    if (auto* end = std::get_if<Result<SwitchReport>>(&stopped)) return std::move(*end);
-    const auto& go = std::get<std::vector<std::string>>(stopped);
+    if (auto* end = std::get_if<Result<SwitchReport>>(&stopped)) return StepEnd{std::move(*end), false};
+    go = std::get<std::vector<std::string>>(stopped);
+    pr.rec.hosts = go;
     crash_point("switch-after-stopped");
-    if (auto s = migrate(); !s) return s.error();
-    Pointer np = new_pointer(go);
-    if (auto s = write_pointer(share, np, opt); !s) return s.error();
-    return finish_switch(share, m, *ptr, np, go, opt, std::move(rep));
+    return std::nullopt;
+  }
+
+  std::optional<StepEnd> step_switch() {
+    np = new_pointer(go);
+    if (auto e = write_pointer(share, np, opt); !e) return StepEnd{e.error(), false};
+    rs = switching_state(share, m, np, go, opt);
+    record_rollout(share, rs, opt);
+    crash_point("switch-after-pointer");
+    note(opt, fmt::format("current -> {}", target));
+    acting = np.acting.empty() ? np.release : np.acting;
+    return std::nullopt;
+  }
+
+  // The hosts start the target while the marker, holding nobody, stays up (other masters stay
+  // out, every host reads the pointer at each poll); the failure policy settles the pointer.
+  std::optional<StepEnd> step_start() {
+    if (!opt.wait) return std::nullopt;
+    auto a = start_and_settle(share, m, *ptr, np, go, opt, rep, rs);
+    if (!a) return StepEnd{after_switch_error(share, a.error(), action, rep, target, np.generation, opt), false};
+    acting = *a;
+    return std::nullopt;
+  }
+
+  std::optional<StepEnd> step_fence() {
+    if (!opt.wait) return std::nullopt;
+    if (auto e = fence_acting(share, m, acting, opt, rep, rs); !e)
+      return StepEnd{after_switch_error(share, e.error(), action, rep, target, np.generation, opt), false};
+    return std::nullopt;
+  }
+
+  std::optional<StepEnd> step_release() {
+    if (opt.wait) record_rollout(share, rs, opt);
+    if (auto u = share.fs().unlink(share.marker_path()); !u) return StepEnd{u.error(), false};
+    crash_point("switch-after-unmark");
+    if (!opt.wait) {
+      note(opt, "marker removed; hosts restart on the new release");
+      for (const auto& h : go) rep.hosts.push_back({h, "ok", "not waited for (--no-wait)"});
+      audit_or_say(share, opt, action, fmt::format("{} -> {}", rep.previous, target), "switched");
+      return StepEnd{rep, true};
+    }
+    note(opt, "marker removed");
+    std::sort(rep.hosts.begin(), rep.hosts.end(), [](auto& a, auto& b) { return a.host < b.host; });
+    if (auto deps = check_dependencies(share, opt.stale_after_ms); deps) rep.dependency_problems = *deps;
+    audit_or_say(share, opt, action,
+                 fmt::format("{} -> {}{}", or_dash(rep.previous), target,
+                             rep.undone_to.empty() ? "" : fmt::format(" undone: {}", rs.note)),
+                 !rep.undone_to.empty() ? "undone" : rep.all_ok() ? "ok" : "failed");
+    return StepEnd{rep, true};
+  }
+
+  // A resume: what the dead master recorded in SHARE/state, as the pointer `np` now stands.
+  void take_recorded_state(StepKind last_done) {
+    rs = switching_state(share, m, np, go, opt);
+    acting = np.acting.empty() ? np.release : np.acting;
+    if (last_done == StepKind::Switch) return;
+    if (auto last = read_rollout(share); last && *last) rs = **last;
+    if (rs.phase == "switching" || rs.phase == "switched")
+      rs.phase = np.release != target ? "failed" : np.overrides.empty() ? "done" : "partial";
+    rs.acting = acting;
+    if (np.release != target) rep.undone_to = np.release;
   }
 };
+
+std::optional<StepEnd> Switch::run_step(const Step& s) {
+  switch (s.kind) {
+    case StepKind::Acquire: return std::nullopt;  // done before the plan could be made
+    case StepKind::Vote: return step_vote();
+    case StepKind::Stop: return step_stop();
+    case StepKind::Migrate:
+      if (auto e = migrate(); !e) return StepEnd{e.error(), false};
+      return std::nullopt;
+    case StepKind::Switch: return step_switch();
+    case StepKind::Start: return step_start();
+    case StepKind::Fence: return step_fence();
+    case StepKind::Release: return step_release();
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -493,6 +604,19 @@ Result<SwitchReport> run_switch_impl(Share& share, const std::string& target, co
                                      const MasterOptions& opt, SwitchReport rep) {
   Switch sw(share, target, action, opt, std::move(rep));
   return sw.run();
+}
+
+Result<SwitchReport> finish_switch(Share& share, Marker& m, const std::optional<Pointer>& old, const Pointer& np,
+                                   const std::vector<std::string>& go, const MasterOptions& opt, SwitchReport rep,
+                                   Progressing& pr, StepKind last_done) {
+  Switch sw(share, m.release, m.action, opt, std::move(rep));
+  sw.ptr = old;
+  sw.m = m;
+  sw.go = go;
+  sw.np = np;
+  sw.pr = pr;
+  sw.take_recorded_state(last_done);
+  return run_plan(share, sw.pr, index_after(sw.pr.plan, last_done), sw, opt);
 }
 
 }  // namespace nfsup

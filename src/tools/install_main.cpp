@@ -14,6 +14,7 @@
 #include "crypto.h"
 #include "reconfig.h"
 #include "master.h"
+#include "master/progress.h"
 #include "metrics.h"
 #include "mounts.h"
 #include "report.h"
@@ -349,6 +350,13 @@ Cli add_subcommands(CLI::App& app, Opts& o) {
   ab->add_flag("--force", o.force, "abort even if the push still looks alive");
   ab->add_flag("--dry-run", o.dry_run, "print what would be done");
   ab->add_option("--sign-key", o.sign_key, "Ed25519 secret key to sign the restored pointer");
+  auto* res = app.add_subcommand("resume", "finish a rollout whose master died, from its recorded step");
+  res->add_option("share", o.share, "the shared directory")->required();
+  res->add_flag("--force", o.force, "take the marker over even if its master still looks alive");
+  res->add_flag("--dry-run", o.dry_run, "print what would be done; change nothing");
+  res->add_option("--sign-key", o.sign_key, "Ed25519 secret key to sign the pointer");
+  res->add_option("--timeout", o.timeout, "give up waiting for hosts to start (default 10m)");
+  res->add_option("--stale-after", o.stale_after, "a host silent this long is skipped (default 45s)");
   auto* fin = app.add_subcommand("finalize", "release an acting version held back by --hold-acting");
   fin->add_option("share", o.share, "the shared directory")->required();
   fin->add_option("--sign-key", o.sign_key, "Ed25519 secret key to sign the pointer");
@@ -473,6 +481,23 @@ int cmd_abort(Ctx& c) {
   return 0;
 }
 
+int cmd_resume(Ctx& c) {
+  if (!c.o.dry_run) catch_interrupts(c.mo);
+  auto r = resume_rollout(c.share, c.mo, c.o.dry_run);
+  if (!r) return fail(r.error());
+  for (const auto& l : r->lines) say(l);
+  if (c.o.dry_run || r->outcome == "nothing") return 0;
+  int bad = 0;
+  for (const auto& h : r->hosts)
+    if (h.outcome != "ok" && h.outcome != "stale" && h.outcome != "vetoed") {
+      ++bad;
+      fmt::print(stderr, "{}: error: {}: {}: {}\n", program(), printable(h.host), h.outcome, printable(h.detail));
+    }
+  say(fmt::format("resume: {}; current {} (generation {}), acting version {}", r->outcome, r->release, r->generation,
+                  r->acting));
+  return r->outcome == "undone" || bad ? static_cast<int>(Exit::Failed) : 0;
+}
+
 int cmd_prune(Ctx& c) {
   const Opts& o = c.o;
   auto r = prune(c.share, o.keep, o.dry_run, c.mo);
@@ -567,6 +592,7 @@ const std::map<std::string, int (*)(Ctx&)>& subcommand_table() {
       {"push", cmd_push},
       {"rollback", cmd_rollback},
       {"abort", cmd_abort},
+      {"resume", cmd_resume},
       {"prune", cmd_prune},
       {"finalize", cmd_finalize},
       {"status", cmd_status_of},

@@ -191,6 +191,34 @@ test_dry_run_prints_the_plan_and_changes_nothing() {
   case "$out" in *"migration hook"*) fail "a rollback plans a migration: $out" ;; esac
 }
 
+# A rolling push whose master is killed after a recorded step; resume goes on from the batch
+# in flight: every host ends on 2.0 with acting version 2.0, marker gone, status done.
+rolling_crash_then_resume() {
+  local point=$1 rc out st h
+  begin
+  add_host rr1; add_host rr2; add_host rr3; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "not on 1.0"
+  master_killed_at "$point" push "$SHARE" "$(make_release 2.0)" --version 2.0 --strategy rolling --batch 1 "${MASTER_OPTS[@]}"
+  assert_eq "$(awk '$1=="step" {print $3 ($4 == "0" ? "" : "-" $4)}' "$SHARE/progress")" "${point%-done}" "recorded step"
+  out=$("$INSTALL" resume "$SHARE" --dry-run 2>&1) || fail "resume --dry-run: $out"
+  assert_contains "$out" "it would go on"
+  set +e; out=$("$INSTALL" resume "$SHARE" --timeout 30s --stale-after 4s 2>&1); rc=$?; set -e
+  assert_eq "$rc" 0 "$point: resume exit code ($out)"
+  [ ! -e "$SHARE/MARKER" ] || fail "$point: marker left after resume"
+  wait_until 10 all_run 2.0 || fail "$point: hosts not on 2.0 after resume"
+  for h in rr1 rr2 rr3; do wait_until 10 alive_is $h 2.0 || fail "$point: $h agent not on 2.0"; done
+  assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" 2.0 "$point: current"
+  assert_eq "$(awk '$1=="acting" {print $2}' "$SHARE/current")" 2.0 "$point: acting version"
+  ! grep -q '^host ' "$SHARE/current" || fail "$point: host lines left: $(cat "$SHARE/current")"
+  set +e; st=$("$INSTALL" status "$SHARE" 2>&1); set -e
+  assert_contains "$st" "rollout:  done to 2.0"
+  "$INSTALL" verify "$SHARE" -q || fail "$point: verify"
+}
+test_rolling_resume_after_a_batch() { rolling_crash_then_resume start-1-done; }
+test_rolling_resume_mid_batch() { rolling_crash_then_resume stop-2-done; }
+test_rolling_resume_after_the_last_switch() { rolling_crash_then_resume switch-done; }
+
 test_spooled_writes_wait_for_the_fence() {
   begin
   add_host sp1; start_all

@@ -161,6 +161,22 @@ test_unsigned_rollback_refused_signed_rollback_accepted() {
   assert_contains "$out" "3 host(s) ok, 0 failed"
 }
 
+test_resume_of_a_signed_fleet_needs_the_key() {
+  # resume writes the marker (and, by the failure policy, the pointer): in a signed fleet it is
+  # refused without a trusted key, before it touches anything; with the key it finishes.
+  begin; signed_hosts
+  local rc out before
+  master_killed_at switch-done push "$SHARE" "$(make_release 2.0)" --version 2.0 --sign-key "$T/keys/fleet.key" "${MASTER_OPTS[@]}"
+  before=$(share_snapshot)
+  set +e; out=$("$INSTALL" resume "$SHARE" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2 "keyless resume ($out)"
+  assert_contains "$out" "sign with --sign-key"
+  assert_eq "$(share_snapshot)" "$before" "share changed by a refused resume"
+  out=$("$INSTALL" resume "$SHARE" --sign-key "$T/keys/fleet.key" --timeout 30s 2>&1) || fail "resume with the key: $out"
+  wait_until 10 all_run 2.0 || fail "not on 2.0 after resume"
+  [ ! -e "$SHARE/MARKER" ] || fail "marker left"
+}
+
 test_replayed_pointer_refused() {
   begin; signed_hosts
   cp "$SHARE/current" "$T/old-current"

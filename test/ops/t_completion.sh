@@ -79,7 +79,7 @@ check_install_subcommands_and_flags() {
   # Every subcommand in --help is offered (whatever the list is today).
   subs=$("$INSTALL" --help | sed -n '/^Subcommands:/,/^$/p' | awk 'NR > 1 && NF {print $1}' | sort | tr '\n' ' ' | sed 's/ $//')
   [ -n "$subs" ] || fail "could not read subcommands from nfsup-install --help"
-  for s in init push status rollback abort verify releases; do
+  for s in init push status rollback abort resume verify releases; do
     grep -qw "$s" <<<"$subs" || fail "nfsup-install --help lacks '$s'"
   done
   expect "$subs" "$INSTALL" ""
@@ -91,6 +91,7 @@ check_install_subcommands_and_flags() {
     grep -qx -- "$f" <<<"$flags" || fail "push --<TAB> lacks $f: $(tr '\n' ' ' <<<"$flags")"
   done
   expect "--force" "$INSTALL" abort "$SHARE" --fo
+  expect "--force" "$INSTALL" resume "$SHARE" --fo
   expect "--json" "$INSTALL" status --js
 }
 
