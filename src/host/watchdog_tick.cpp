@@ -66,6 +66,9 @@ void Watchdog::hold(const Decision& d) {
     prepare_tried_.clear();
     st_.held_gen = d.generation;
     st_.held_since_ms = 0;
+    // A later rollout reaches this host (also one to the release it already runs): an earlier
+    // failed switch is no longer what it reports.
+    if (st_.failed_gen && d.generation > st_.failed_gen) st_.failed_gen = 0;
   }
   if (!host::stopping(st_.lc.phase) && unchanged_for(d.to)) {
     set_state("unchanged", d.generation, fmt::format("modules of {} unchanged for this host; not restarted", d.to));

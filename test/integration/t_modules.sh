@@ -36,8 +36,18 @@ agent_pid() { awk '$1=="agent" {print $2}' "$T/hosts/$1/state/state"; }
 
 test_classes_get_their_own_module_sets() {
   begin; classes_fleet
-  assert_eq "$(readlink /proc/$(agent_pid e1)/cwd)" "$SHARE/releases/1.0/.nfsup/class/edge" "e1 runs the edge tree"
-  assert_eq "$(readlink /proc/$(agent_pid g1)/cwd)" "$SHARE/releases/1.0/.nfsup/class/gpu" "g1 (traits) runs the gpu tree"
+  # Each runs its class's tree: from the share (run_from: share) or its local copy of it.
+  local e1t g1t
+  e1t=$(readlink /proc/$(agent_pid e1)/cwd); g1t=$(readlink /proc/$(agent_pid g1)/cwd)
+  if [ "${RUN_FROM:-local}" = share ]; then
+    assert_eq "$e1t" "$SHARE/releases/1.0/.nfsup/class/edge" "e1 runs the edge tree"
+    assert_eq "$g1t" "$SHARE/releases/1.0/.nfsup/class/gpu" "g1 (traits) runs the gpu tree"
+  else
+    assert_eq "$e1t" "$T/hosts/e1/state/cache/1.0" "e1 runs its local tree"
+    assert_eq "$g1t" "$T/hosts/g1/state/cache/1.0" "g1 runs its local tree"
+  fi
+  [ -f "$e1t/plugins/edge/plugin.so" ] && [ ! -e "$e1t/gpu" ] || fail "e1's tree is not the edge class's: $(cd "$e1t" && find . | head)"
+  [ -e "$g1t/gpu" ] && [ ! -e "$g1t/plugins" ] || fail "g1's tree is not the gpu class's: $(cd "$g1t" && find . | head)"
   [ -f "$SHARE/releases/1.0/.nfsup/class/edge/plugins/edge/plugin.so" ] || fail "edge tree lacks its plugin"
   [ ! -e "$SHARE/releases/1.0/.nfsup/class/edge/gpu" ] || fail "edge tree has the gpu module"
   [ ! -e "$SHARE/releases/1.0/.nfsup/class/gpu/plugins" ] || fail "gpu tree has the edge module"
