@@ -230,18 +230,21 @@ test_sshfs_hang_while_verifying_is_noticed_after_one_share_timeout() {
   r=$(make_release 1.0); printf '#!/bin/sh\necho "agent $NFSUP_VERSION started in $(pwd)"\nexec sleep 100000\n' > "$r/bin/agent"
   mpush "$r" --version 1.0 -q
   wait_until 20 all_run 1.0 || fail "not on 1.0"
-  # 2.0 carries 512 MiB: h4 reads it all to verify it while it waits stopped, and its mount
-  # hangs in the middle of that. The verification is allowed 6 x share_timeout (12s) in all,
-  # but one share_timeout (2s) without progress is a hang: h4 must say its share is
+  # 2.0 carries 512 MiB: h4 reads it all to fetch and verify it into its local store when it
+  # sees the marker (before it stops; with run_from: share, while it waits stopped), and its
+  # mount hangs in the middle of that. The verification is allowed 6 x share_timeout (12s) in
+  # all, but one share_timeout (2s) without progress is a hang: h4 must say its share is
   # unreachable well before 12s.
   r2=$(make_release 2.0); cp "$r/bin/agent" "$r2/bin/agent"
   head -c $((512 << 20)) /dev/urandom > "$r2/big.bin"
   "$INSTALL" push "$MSHARE" "$r2" --version 2.0 --hosts h4 --stale-after 30s --lease 3s --timeout 90s --share-timeout 20s -q > "$T/push.out" 2>&1 &
   local p=$!
-  wait_until 60 grep -q "stopped agent 1.0" "$T/hosts/h4/watchdog.log" || { kill $p || true; fail "h4 did not stop for 2.0: $(cat "$T/push.out")"; return 1; }
+  local begun="marker seen: push to 2.0"
+  [ "${RUN_FROM:-local}" = share ] && begun="stopped agent 1.0"
+  wait_until 60 grep -q "$begun" "$T/hosts/h4/watchdog.log" || { kill $p || true; fail "h4 did not begin on 2.0: $(cat "$T/push.out")"; return 1; }
   fleet_mount_hang 4
   local t0; t0=$(now_ms)
-  if grep -q "2.0 verified while stopped" "$T/hosts/h4/watchdog.log"; then
+  if grep -q "2.0 verified while stopped\|2.0 fetched and verified" "$T/hosts/h4/watchdog.log"; then
     fleet_mount_resume 4; kill $p || true
     fail "h4 had verified 2.0 before its mount hung: the test did not hang it in time"; return 1
   fi
