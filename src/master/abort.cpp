@@ -26,7 +26,7 @@ namespace {
 // marker went away by itself meanwhile (nothing left to abort).
 Result<bool> master_gone(Share& share, const Marker& mk, const MasterOptions& opt, AbortReport& rep) {
   if (mk.master_host == short_hostname()) {
-    bool alive = ::kill(static_cast<pid_t>(mk.master_pid), 0) == 0 || errno == EPERM;
+    bool alive = pid_exists(static_cast<pid_t>(mk.master_pid));
     if (alive && !opt.force)
       return err(Exit::Busy, fmt::format("the {} by pid {} on this host is still running; stop it first, or "
                                          "use --force",
@@ -66,7 +66,7 @@ Status remove_dead_marker(Share& share, const Marker& mk, const MasterOptions& o
     back.generation = mk.generation;
     back.action = "abort";
     back.updated = utc_now_iso();
-    back.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
+    back.updated_by = fmt::format("{}:{}", short_hostname(), self_pid());
     if (auto s = write_pointer(share, back, opt); !s) return s;
     rep.resumed = back.release;
   } else if (*ptr) {
@@ -93,7 +93,7 @@ Status sweep_staging(Share& share, const MasterOptions& opt, AbortReport& rep) {
     auto dot = e.name.rfind('.');
     auto pid = parse_i64(e.name.substr(dot + 1));
     bool same_host = e.name.find(mine) != std::string::npos;
-    bool dead = pid && ::kill(static_cast<pid_t>(*pid), 0) != 0 && errno == ESRCH;
+    bool dead = pid && !pid_exists(static_cast<pid_t>(*pid));
     if (!(same_host && dead) && !opt.force) {
       rep.notes.push_back(fmt::format("left {} (another host's push; use --force to remove it)", e.name));
       continue;

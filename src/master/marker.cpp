@@ -61,7 +61,7 @@ Marker make_marker(int64_t generation, const std::string& action, const std::str
   m.release = release;
   m.previous = previous;
   m.master_host = short_hostname();
-  m.master_pid = getpid();
+  m.master_pid = self_pid();
   m.nonce = random_nonce();
   m.lease_ms = opt.lease_ms;
   m.started = utc_now_iso();
@@ -99,7 +99,7 @@ void record_rollout(Share& share, const RolloutState& rs, const MasterOptions& o
 }
 
 int64_t server_now_ms(Share& share) {
-  std::string probe = path_join(share.root(), fmt::format(".clock.{}.{}", short_hostname(), getpid()));
+  std::string probe = path_join(share.root(), fmt::format(".clock.{}.{}", short_hostname(), self_pid()));
   auto w = share.fs().write_atomic(probe, "clock\n", 0644);
   int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::system_clock::now().time_since_epoch())

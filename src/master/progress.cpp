@@ -170,7 +170,7 @@ void record_step(Share& share, Progress& p, const Step& s, int index, const Mast
   p.step_name = step_name(s.kind);
   p.batch = s.batch;
   p.master_host = short_hostname();
-  p.master_pid = getpid();
+  p.master_pid = self_pid();
   if (auto w = share.fs().write_atomic(progress_path(share), pack_progress(p), 0644); !w)
     note(opt, fmt::format("{} was not written (step {} {}): {}; a resume would start from the step before",
                           progress_path(share), index, p.step_name, w.error().msg));

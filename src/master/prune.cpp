@@ -66,7 +66,7 @@ Status keep_by_hosts(Share& share, Reasons& why) {
 
 // Out of sight first (one rename), then the tree.
 Status delete_release(Share& share, const std::string& v, const MasterOptions& opt) {
-  std::string gone = path_join(share.releases_dir(), fmt::format(".deleting-{}.{}.{}", v, short_hostname(), getpid()));
+  std::string gone = path_join(share.releases_dir(), fmt::format(".deleting-{}.{}.{}", v, short_hostname(), self_pid()));
   if (auto s = share.fs().rename(share.release_dir(v), gone); !s) return s;
   audit_or_say(share, opt, "prune", v, "ok");
   if (auto s = remove_tree(share.fs(), gone); !s) note(opt, s.error().msg);

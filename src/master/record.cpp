@@ -181,14 +181,14 @@ Status run_migration(Share& share, const std::string& from, const std::string& t
   for (const auto& e : (*m)->entries)
     if (e.path == (*m)->migrate) entry = &e;
   if (!entry) return err(Exit::Integrity, "migration hook not in the manifest");
-  char tmpl[] = "/tmp/nfsup-migrate.XXXXXX";
-  int fd = ::mkstemp(tmpl);
-  if (fd < 0) return err(Exit::Failed, "mkstemp: " + errno_str(errno));
+  std::string tmpl = "/tmp/nfsup-migrate.XXXXXX";
+  int fd = -1;
+  if (int te = make_temp_file(&tmpl, &fd); te != 0) return err(Exit::Failed, "mkstemp: " + errno_str(te));
   auto h = hash_file(path_join(share.release_dir(target), entry->path), fd, tmpl);
-  ::fchmod(fd, 0700);
-  ::close(fd);
+  if (int ce = h ? chmod_fd(fd, 0700) : 0; ce != 0) h = err(Exit::Failed, fmt::format("chmod({}): {}", tmpl, errno_str(ce)));
+  (void)close_fd(fd);  // (a local temp file, checked by its hash)
   if (!h || h->sha256 != entry->sha256) {
-    ::unlink(tmpl);
+    (void)unlink_path(tmpl);
     return err(Exit::Integrity, fmt::format("release {}: migration hook does not match its manifest hash", target));
   }
   note(opt, fmt::format("acting version {} -> {}: running {}'s migration hook", from, target, target));
@@ -202,7 +202,7 @@ Status run_migration(Share& share, const std::string& from, const std::string& t
     lease = renew_lease(share, marker, last_renew);
     return static_cast<bool>(lease);
   });
-  ::unlink(tmpl);
+  (void)unlink_path(tmpl);  // (a local temp file)
   if (!r) return r.error();
   if (r->cancelled && interrupted(opt))
     return interrupted_error(opt, fmt::format("the migration hook of {} was killed", target));

@@ -24,13 +24,14 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "os/procs.h"
 #include "progress.h"
 
 namespace nfsup {
 
 namespace {
 
-bool pid_alive(int64_t pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+bool pid_alive(int64_t pid) { return pid > 0 && pid_exists(static_cast<pid_t>(pid)); }
 
 // Why the marker's master counts as gone, or Err(Busy) while it may be alive.
 Result<std::string> takeover_reason(Share& share, const Marker& mk, const MasterOptions& opt) {
@@ -84,7 +85,7 @@ struct Resume {
 
   void say(const std::string& s) { rep.lines.push_back(s); }
 
-  Status read() {
+  Status load() {
     if (auto s = share.check(); !s) return s;
     auto mk = share.read_marker();
     if (!mk) return mk.error();
@@ -150,7 +151,7 @@ struct Resume {
       m.nonce = pg->rollout;
     }
     m.master_host = short_hostname();
-    m.master_pid = getpid();
+    m.master_pid = self_pid();
     m.signer = opt.sign_key;
     m.targets = std::vector<std::string>{};
     m.phase = "stop";
@@ -225,7 +226,7 @@ struct Resume {
   }
 
   Result<ResumeReport> run() {
-    if (auto s = read(); !s) return s.error();
+    if (auto s = load(); !s) return s.error();
     // A signed fleet ignores an unsigned marker and pointer: refused before anything is written
     // (a back-out as abort does, with no marker to rewrite, needs no key either way).
     if (!dry_run && pg && (!marker || pg->rollout == marker->nonce) && switched(*pg, ptr))
@@ -245,7 +246,7 @@ struct Resume {
       if (!switched(*pg, ptr))
         return nothing(fmt::format("nothing to resume: the {} of {} (generation {}) was backed out", pg->action,
                                    pg->target, pg->generation));
-      if (pg->master_host == short_hostname() && pid_alive(pg->master_pid) && pg->master_pid != getpid() &&
+      if (pg->master_host == short_hostname() && pid_alive(pg->master_pid) && pg->master_pid != self_pid() &&
           !opt.force)
         return err(Exit::Busy, fmt::format("{}: the {} of {} by pid {} on this host is still running; let it finish",
                                            progress_path(share), pg->action, pg->target, pg->master_pid));

@@ -105,7 +105,7 @@ struct Rolling : StepRunner {
     rs.min_supported = min_compat;
     rs.target = target;
     rs.master_host = short_hostname();
-    rs.master_pid = getpid();
+    rs.master_pid = self_pid();
     rs.lease_ms = opt.lease_ms;
     for (const auto& [h, s] : st) rs.installed[h] = s.running;
   }
@@ -203,7 +203,7 @@ struct Rolling : StepRunner {
     if (auto old = read_rollout(share); old && *old) rs = **old;
     rs.target = target;
     rs.master_host = short_hostname();
-    rs.master_pid = getpid();
+    rs.master_pid = self_pid();
     rs.lease_ms = opt.lease_ms;
     auto steps = steps_of(pg.plan);
     if (!steps) return steps.error();

@@ -94,7 +94,7 @@ Result<Pointer> settle_switch(Share& share, Marker& m, const std::optional<Point
   p.generation = m.generation + 1;
   p.action = undo ? "rollback" : m.action;
   p.updated = utc_now_iso();
-  p.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
+  p.updated_by = fmt::format("{}:{}", short_hostname(), self_pid());
   if (!undo) keep_with_host_lines(share, p, failed, rs);
   note(opt, undo ? fmt::format("{}; undoing the {}: current -> {}", rs.note, m.action, p.release)
                  : fmt::format("{}; they keep their release (acting version {})", rs.note, p.acting));
@@ -166,7 +166,7 @@ RolloutState switching_state(Share& share, const Marker& m, const Pointer& np, c
   rs.target = m.release;
   rs.phase = opt.wait ? "switching" : "switched";  // "done" only once the hosts have shown it
   rs.master_host = short_hostname();
-  rs.master_pid = getpid();
+  rs.master_pid = self_pid();
   rs.lease_ms = opt.lease_ms;
   for (const auto& h : go) rs.installed[h] = m.release;
   return rs;
@@ -182,7 +182,7 @@ Status back_out(Share& share, const std::optional<Pointer>& old, int64_t gen, co
     back.generation = gen;
     back.action = "abort";
     back.updated = utc_now_iso();
-    back.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
+    back.updated_by = fmt::format("{}:{}", short_hostname(), self_pid());
     wrote = write_pointer(share, back, opt);
   }
   release_marker(share, opt);
@@ -480,7 +480,7 @@ struct Switch : StepRunner {
     np.generation = m.generation;
     np.action = action;
     np.updated = utc_now_iso();
-    np.updated_by = fmt::format("{}:{}", short_hostname(), getpid());
+    np.updated_by = fmt::format("{}:{}", short_hostname(), self_pid());
     return np;
   }
 
