@@ -269,6 +269,24 @@ static Status unpack_status_keys(const Record& rec, const RecordReader& rd, Host
   return ok_status();
 }
 
+// The optional lines of a status that say how the host is set up (acting, poll, checks,
+// run_from, watchdog_version), each checked.
+static Status unpack_status_settings(RecordReader& rd, std::string_view what, HostStatus& s) {
+  s.acting = undash(rd.str_or("acting", "-"));
+  s.poll_ms = rd.num_or("poll", 0);
+  if (s.poll_ms < 0) return bad_value(what, "poll", "must not be negative");
+  s.checks = rd.str_or("checks", "");
+  if (!s.checks.empty() && s.checks != "yes" && s.checks != "no")
+    return bad_value(what, "checks", fmt::format("'{}' is neither yes nor no", s.checks));
+  s.run_from = rd.str_or("run_from", "");
+  if (!s.run_from.empty() && s.run_from != "local" && s.run_from != "share")
+    return bad_value(what, "run_from", "must be local or share");
+  s.watchdog_version = rd.str_or("watchdog_version", "");
+  if (!s.watchdog_version.empty())
+    if (auto e = check_version_name(s.watchdog_version)) return bad_value(what, "watchdog_version", *e);
+  return ok_status();
+}
+
 Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
   auto rec = unpack_record(text, "status", kFormatVersion, what);
   if (!rec) return rec.error();
@@ -301,18 +319,7 @@ Result<HostStatus> unpack_status(std::string_view text, std::string_view what) {
   if (auto k = unpack_status_keys(*rec, rd, s); !k) return k.error();
   if (!s.cls.empty())
     if (auto e = check_host_name(s.cls)) return bad_value(what, "class", *e);
-  s.acting = undash(rd.str_or("acting", "-"));
-  s.poll_ms = rd.num_or("poll", 0);
-  if (s.poll_ms < 0) return bad_value(what, "poll", "must not be negative");
-  s.checks = rd.str_or("checks", "");
-  if (!s.checks.empty() && s.checks != "yes" && s.checks != "no")
-    return bad_value(what, "checks", fmt::format("'{}' is neither yes nor no", s.checks));
-  s.run_from = rd.str_or("run_from", "");
-  if (!s.run_from.empty() && s.run_from != "local" && s.run_from != "share")
-    return bad_value(what, "run_from", "must be local or share");
-  s.watchdog_version = rd.str_or("watchdog_version", "");
-  if (!s.watchdog_version.empty())
-    if (auto e = check_version_name(s.watchdog_version)) return bad_value(what, "watchdog_version", *e);
+  if (auto o = unpack_status_settings(rd, what, s); !o) return o.error();
   if (!s.group.empty())
     if (auto e = check_host_name(s.group)) return bad_value(what, "group", *e);
   if (auto e = check_host_name(s.host)) return bad_value(what, "host", *e);
