@@ -81,18 +81,18 @@ std::vector<std::pair<std::string, std::string>> hosts_off_the_pointer(const Sta
   return off;
 }
 
-// A rollout recorded as done, said as done only while every live host runs what it was given.
-std::string rollout_phase(const StatusReport& r) {
-  if (!r.rollout || r.rollout->phase != "done" || r.marker) return r.rollout ? r.rollout->phase : "";
+// For a rollout recorded as done: ", but N of M live hosts do not run it: ..." while some live
+// host does not run what the pointer gives it ("" otherwise, and for any other phase).
+std::string not_done_yet(const StatusReport& r) {
+  if (!r.rollout || r.rollout->phase != "done" || r.marker) return "";
   auto off = hosts_off_the_pointer(r);
-  if (off.empty()) return "done";
+  if (off.empty()) return "";
   size_t live = 0;
   for (const auto& h : r.hosts) live += h.status && !h.stale;
   std::vector<std::string> named;
   for (const auto& [h, why] : off) named.push_back(fmt::format("{} ({})", h, why));
   if (named.size() > 10) named.resize(10), named.push_back(fmt::format("and {} more", off.size() - 10));
-  return fmt::format("done to {}, but {} of {} live hosts do not run it: {}", r.rollout->target, off.size(), live,
-                     join(named, ", "));
+  return fmt::format(", but {} of {} live hosts do not run it: {}", off.size(), live, join(named, ", "));
 }
 
 std::string json_rollout_marker(const StatusReport& r) {
@@ -172,10 +172,8 @@ void print_summary(const StatusReport& r, const std::string& share) {
       print_line(fmt::format("rolling:  {}", join(o, " ")));
     }
   }
-  if (std::string phase = rollout_phase(r); phase != "done" && starts_with(phase, "done to "))
-    print_line(fmt::format("rollout:  {}{}", phase, r.rollout->note.empty() ? "" : " (" + r.rollout->note + ")"));
-  else if (r.rollout && !r.rollout->phase.empty())
-    print_line(fmt::format("rollout:  {} to {}{}", r.rollout->phase, r.rollout->target,
+  if (r.rollout && !r.rollout->phase.empty())
+    print_line(fmt::format("rollout:  {} to {}{}{}", r.rollout->phase, r.rollout->target, not_done_yet(r),
                            r.rollout->note.empty() ? "" : " (" + r.rollout->note + ")"));
   print_line(fmt::format("releases: {}", r.releases.empty() ? "none" : join(r.releases, " ")));
 }
