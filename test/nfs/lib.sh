@@ -33,7 +33,11 @@
 # Guest processes are ptraced by the UML kernel: never signal a guest's whole process group
 # (SIGSTOP/SIGCONT to its helper processes panics the guest); pause its main process only.
 
-: "${NFS_GUEST_MEM:=128M}"
+# 256M: with 128M a guest fetching the 192 MiB release of the hang-while-verifying scenario
+# (NFS reads into a hostfs store) ran out of atomic allocations while the machine was loaded
+# (another suite beside it) and its kernel panicked; the RAM is a sparse file in /dev/shm, so
+# only what a guest touches is used.
+: "${NFS_GUEST_MEM:=256M}"
 : "${NFS_LEASE:=60}"
 : "${NFS_AGENT_POLL:=0.1}"
 NFS_DIR=""
