@@ -33,6 +33,7 @@
 #include "agent_ctl.h"
 #include "local_state.h"
 #include "share_guard.h"
+#include "services.h"
 
 namespace nfsup {
 
@@ -80,6 +81,11 @@ class Watchdog {
   std::string release_dir_for(const std::string& version) const;
 
   SpawnSpec agent_spec(const std::string& version);
+  /// How service `a` is started on `version` (agent_spec is this for the first service).
+  SpawnSpec service_spec(const AgentConfig& a, const std::string& version);
+  /// The services after the first follow the release the host runs, unless it is held or
+  /// between releases (see services.h).
+  void supervise_services();
 
   void apply_acting(const std::string& acting);
 
@@ -205,6 +211,7 @@ class Watchdog {
   ShareWorker worker_;                 // daemon: share operations run here, under deadlines
   std::unique_ptr<ShareGuard> guard_;  // cron tick: share operations run inline, under a guard
   std::unique_ptr<AgentCtl> ctl_;
+  Services services_;
   LocalState st_;
   std::string saved_;
   LocalState saved_st_;  // the state saved_ holds (its heartbeat fields, for the daemon's comparison)

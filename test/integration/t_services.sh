@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Hosts that run several services (issue 18): each started, health-checked and restarted on a
+# crash by itself; one service's crash never touches the others; a push moves them all.
+source "$(dirname "$0")/lib.sh"
+
+# add_services_host NAME: a daemon host with three services a, b, c (the fake agent each).
+add_services_host() {
+  local h=$1
+  HOSTS+=("$h")
+  HOST_SHARE[$h]=$SHARE
+  mkdir -p "$T/hosts/$h/state"
+  for s in a b c; do echo "service: $s" > "$T/hosts/$h/$s.yaml"; done
+  cat > "$T/hosts/$h/watchdog.yaml" <<EOC
+share: $SHARE
+host: $h
+poll_interval: 100ms
+heartbeat_interval: 500ms
+share_timeout: 3s
+state_dir: $T/hosts/$h/state
+services:
+  - name: a
+    command: [bin/agent, "{config}"]
+    config: $T/hosts/$h/a.yaml
+    modules: [core]
+    stop_timeout: 2s
+    start_grace: 300ms
+    restart_limit: 5
+    restart_window: 60s
+  - name: b
+    command: [bin/agent, "{config}"]
+    config: $T/hosts/$h/b.yaml
+    modules: [core, plugin]
+    stop_timeout: 2s
+    start_grace: 300ms
+    restart_limit: 5
+    restart_window: 60s
+    health: {command: [bin/healthy], timeout: 2s}
+  - name: c
+    command: [bin/agent, "{config}"]
+    config: $T/hosts/$h/c.yaml
+    modules: [ui]
+    stop_timeout: 2s
+    start_grace: 300ms
+    restart_limit: 5
+    restart_window: 60s
+EOC
+}
+
+svc_release() {  # svc_release VERSION
+  local d
+  d=$(make_release "$1")
+  printf '#!/bin/sh\nexit 0\n' > "$d/bin/healthy"; chmod +x "$d/bin/healthy"
+  echo "$d"
+}
+
+# svc_pid HOST SERVICE: the live pid of a service (a: the agent, from the state file).
+svc_pid() {
+  local p
+  if [ "$2" = a ]; then p=$(awk '$1=="agent" {print $2}' "$T/hosts/$1/state/state" 2>/dev/null)
+  else p=$(awk -v s="$2" '$1=="service" && $2==s {print $3}' "$T/hosts/$1/state/services" 2>/dev/null); fi
+  [ -n "$p" ] && [ "$p" != 0 ] && kill -0 "$p" 2>/dev/null && echo "$p"
+}
+svc_state() { awk -v s="$2" '$1=="service" && $2==s {print $6}' "$T/hosts/$1/state/services" 2>/dev/null; }
+svc_version() {  # the version the service's live process was started with
+  local p; p=$(svc_pid "$1" "$2") || return 1
+  tr '\0' '\n' < "/proc/$p/environ" | sed -n 's/^NFSUP_VERSION=//p'
+}
+svc_on() { [ "$(svc_version "$1" "$2")" = "$3" ]; }  # svc_on HOST SERVICE VERSION
+all_svc_on() { local s; for s in a b c; do svc_on "$1" "$s" "$2" || return 1; done; }
+svc_running() { [ "$(svc_state "$1" "$2")" = running ]; }
+pid_changed() { local p; p=$(svc_pid "$1" "$2") && [ "$p" != "$3" ]; }
+
+services_fleet() {
+  add_services_host n1
+  start_all
+  svc_release 1.0 >/dev/null
+  "$INSTALL" push "$SHARE" "$T/rel/1.0" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 15 all_svc_on n1 1.0 || fail "services not all on 1.0: a=$(svc_version n1 a) b=$(svc_version n1 b) c=$(svc_version n1 c)"
+  wait_until 10 svc_running n1 b || fail "b never passed its health check: $(cat "$T/hosts/n1/state/services")"
+}
+
+test_services_each_start_with_their_own_config_and_log() {
+  begin; services_fleet
+  local s
+  for s in b c; do
+    wait_until 5 grep -q "config: service: $s" "$T/hosts/n1/state/$s.log" || fail "$s.log: $(cat "$T/hosts/n1/state/$s.log")"
+    tr '\0' '\n' < "/proc/$(svc_pid n1 $s)/environ" | grep -qx "NFSUP_SERVICE=$s" || fail "$s lacks NFSUP_SERVICE"
+  done
+  grep -q "config: service: a" "$T/hosts/n1/state/agent.log" || fail "the first service logs to agent.log"
+  assert_eq "$(svc_state n1 c)" running "c reported running"
+}
+
+test_a_crashing_service_is_restarted_alone() {
+  begin; services_fleet
+  local a b c
+  a=$(svc_pid n1 a); b=$(svc_pid n1 b); c=$(svc_pid n1 c)
+  kill -KILL "$b"
+  wait_until 10 pid_changed n1 b "$b" || fail "b was not restarted"
+  wait_until 10 svc_running n1 b || fail "b not running again"
+  assert_eq "$(svc_pid n1 a)" "$a" "a untouched by b's crash"
+  assert_eq "$(svc_pid n1 c)" "$c" "c untouched by b's crash"
+  grep -q "service b 1.0 died (signal SIGKILL); restarting" "$T/hosts/n1/watchdog.log" || fail "b's crash not logged"
+  # The agent (first service) crashing leaves b and c alone too.
+  b=$(svc_pid n1 b)
+  kill -KILL "$a"
+  wait_until 10 pid_changed n1 a "$a" || fail "a was not restarted"
+  assert_eq "$(svc_pid n1 b)" "$b" "b untouched by a's crash"
+  assert_eq "$(svc_pid n1 c)" "$c" "c untouched by a's crash"
+}
+
+test_a_service_failing_its_health_check_is_restarted() {
+  begin; services_fleet
+  local b c
+  b=$(svc_pid n1 b); c=$(svc_pid n1 c)
+  # The health command runs from the release tree the service runs: make it fail there.
+  local tree; tree=$(readlink "/proc/$b/cwd")
+  rm -f "$tree/bin/healthy"; printf '#!/bin/sh\necho sick; exit 1\n' > "$tree/bin/healthy"; chmod +x "$tree/bin/healthy"
+  kill -KILL "$b"  # restarted, and this time its health check fails
+  wait_until 10 grep -q "service b 1.0 died (health check failed: exit code 1)" "$T/hosts/n1/watchdog.log" ||
+    fail "b's failed health check not seen: $(tail -5 "$T/hosts/n1/watchdog.log")"
+  assert_eq "$(svc_pid n1 c)" "$c" "c untouched"
+}
+
+test_a_push_moves_every_service_and_shutdown_stops_them() {
+  begin; services_fleet
+  local b
+  b=$(svc_pid n1 b)
+  svc_release 2.0 >/dev/null
+  "$INSTALL" push "$SHARE" "$T/rel/2.0" --version 2.0 "${MASTER_OPTS[@]}" -q
+  wait_until 15 all_svc_on n1 2.0 || fail "services not all on 2.0"
+  kill -0 "$b" 2>/dev/null && fail "b's 1.0 process still runs"
+  local c; c=$(svc_pid n1 c)
+  stop_watchdog n1
+  kill -0 "$c" 2>/dev/null && fail "c still runs after the watchdog stopped"
+  assert_eq "$(svc_state n1 c)" stopped "c reported stopped"
+}
+
+run_tests
