@@ -7,6 +7,8 @@
 #include <time.h>
 
 #include <algorithm>
+#include <optional>
+#include <set>
 #include <sstream>
 
 #include "os/clock.h"
@@ -15,11 +17,77 @@
 namespace nfsup {
 namespace wd {
 
+const char* service_change_name(ServiceChange c) {
+  switch (c) {
+    case ServiceChange::Unchanged: return "unchanged";
+    case ServiceChange::Affected: return "affected";
+    case ServiceChange::Replaced: return "replaced";
+  }
+  return "unchanged";
+}
+
+namespace {
+
+std::optional<ServiceChange> parse_change(const std::string& s) {
+  for (auto c : {ServiceChange::Unchanged, ServiceChange::Affected, ServiceChange::Replaced})
+    if (s == service_change_name(c)) return c;
+  return std::nullopt;
+}
+
+// The modules that changed, and then every module that depends on one of them, to a fixpoint.
+std::pair<std::set<std::string>, std::set<std::string>> changed_and_dependents(
+    const std::map<std::string, std::string>& old_hashes, const std::vector<ModuleInfo>& next) {
+  std::set<std::string> changed, reached;
+  for (const auto& m : next) {
+    auto it = old_hashes.find(m.name);
+    if (it == old_hashes.end() || it->second != m.sha256) changed.insert(m.name);
+  }
+  for (const auto& [name, h] : old_hashes)
+    if (std::none_of(next.begin(), next.end(), [&](const ModuleInfo& m) { return m.name == name; })) changed.insert(name);
+  reached = changed;
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (const auto& m : next)
+      if (!reached.count(m.name))
+        for (const auto& [dep, v] : m.depends)
+          if (reached.count(dep)) {
+            reached.insert(m.name);
+            grew = true;
+            break;
+          }
+  }
+  return {changed, reached};
+}
+
+}  // namespace
+
+std::map<std::string, ServiceChange> classify_services(const std::vector<AgentConfig>& services,
+                                                       const std::map<std::string, std::string>& old_hashes,
+                                                       const std::vector<ModuleInfo>& next) {
+  std::map<std::string, ServiceChange> out;
+  auto [changed, reached] = changed_and_dependents(old_hashes, next);
+  const bool blind = old_hashes.empty() || next.empty();
+  for (const auto& s : services) {
+    ServiceChange c = ServiceChange::Unchanged;
+    if (blind || (s.modules.empty() && !changed.empty())) {
+      c = ServiceChange::Replaced;
+    } else {
+      for (const auto& m : s.modules) {
+        if (changed.count(m)) c = ServiceChange::Replaced;
+        else if (reached.count(m) && c == ServiceChange::Unchanged) c = ServiceChange::Affected;
+      }
+    }
+    out[s.name] = c;
+  }
+  return out;
+}
+
 std::string pack_services(const std::vector<ServiceRun>& runs) {
   std::string out = "nfsup-services 1\n";
+  auto v = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
   for (const auto& r : runs)
-    out += fmt::format("service {} {} {} {} {} {}\n", r.name, r.pid, r.start, r.version.empty() ? "-" : r.version,
-                       r.state, r.started_wall);
+    out += fmt::format("service {} {} {} {} {} {} {} {}\n", r.name, r.pid, r.start, v(r.version), v(r.want), r.state,
+                       service_change_name(r.change), r.started_wall);
   return out;
 }
 
@@ -32,12 +100,16 @@ std::vector<ServiceRun> unpack_services(const std::string& text) {
   if (!std::getline(in, line) || line != "nfsup-services 1") return out;
   while (std::getline(in, line)) {
     std::istringstream l(line);
-    std::string tag;
+    std::string tag, change;
     ServiceRun r;
-    if (!(l >> tag >> r.name >> r.pid >> r.start >> r.version >> r.state >> r.started_wall) || tag != "service")
+    if (!(l >> tag >> r.name >> r.pid >> r.start >> r.version >> r.want >> r.state >> change >> r.started_wall) ||
+        tag != "service")
       continue;
-    if (check_host_name(r.name) || r.pid < 0) continue;
+    auto c = parse_change(change);
+    if (check_host_name(r.name) || r.pid < 0 || !c) continue;
+    r.change = *c;
     if (r.version == "-") r.version.clear();
+    if (r.want == "-") r.want.clear();
     out.push_back(std::move(r));
   }
   return out;
@@ -73,6 +145,8 @@ void Services::load() {
         r.pid = o.pid;
         r.start = o.start;
         r.version = o.version;
+        r.want = o.want;
+        r.change = o.change;
         r.state = o.state;
         r.started_wall = o.started_wall;
       }
@@ -204,16 +278,17 @@ void Services::supervise(const std::string& version, const SpecFn& spec) {
   for (size_t i = 0; i < runs_.size(); ++i) {
     auto& r = runs_[i];
     const auto& a = cfgs_[i];
-    if (version.empty()) continue;
-    if (r.pid > 0 && r.version != version) stop(r, a, "replaced by " + version);
+    const std::string& tree = r.want.empty() ? version : r.want;  // (an unchanged service keeps its tree)
+    if (tree.empty()) continue;
+    if (r.pid > 0 && r.version != tree) stop(r, a, "replaced by " + tree);
     if (r.pid > 0) {
-      check_health(r, a, version, spec);
+      check_health(r, a, tree, spec);
       continue;
     }
-    if (r.state == "failed" && r.version == version && r.restart_at == 0) continue;  // gave up on this release
+    if (r.state == "failed" && r.version == tree && r.restart_at == 0) continue;  // gave up on this release
     if (r.restart_at && boot_ms() < r.restart_at) continue;
-    if (r.version != version) r.crashes.clear();  // a new release starts afresh
-    start(r, a, version, spec);
+    if (r.version != tree) r.crashes.clear();  // a new release starts afresh
+    start(r, a, tree, spec);
   }
   save();
 }
@@ -222,6 +297,36 @@ void Services::stop_all(const std::string& why) {
   for (size_t i = 0; i < runs_.size(); ++i)
     if (runs_[i].pid > 0) stop(runs_[i], cfgs_[i], why);
   save();
+}
+
+void Services::retarget(const std::string& to, const std::map<std::string, ServiceChange>& change) {
+  for (auto& r : runs_) {
+    auto it = change.find(r.name);
+    r.change = it == change.end() ? ServiceChange::Replaced : it->second;
+    if (r.change == ServiceChange::Replaced) r.want = to;
+    else if (r.want.empty()) r.want = r.version;
+  }
+  save();
+}
+
+void Services::follow_host() {
+  for (auto& r : runs_) r.want.clear();
+  save();
+}
+
+void Services::stop_replaced(const std::string& why) {
+  for (size_t i = 0; i < runs_.size(); ++i)
+    if (runs_[i].pid > 0 && !runs_[i].want.empty() && runs_[i].want != runs_[i].version) stop(runs_[i], cfgs_[i], why);
+  save();
+}
+
+std::vector<std::string> Services::trees() const {
+  std::vector<std::string> out;
+  for (const auto& r : runs_) {
+    if (!r.version.empty()) out.push_back(r.version);
+    if (!r.want.empty()) out.push_back(r.want);
+  }
+  return out;
 }
 
 void Services::forgive() {

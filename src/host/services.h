@@ -13,18 +13,38 @@
 #include <string>
 #include <vector>
 
+#include <map>
+
 #include "config.h"
 #include "os/procs.h"
+#include "share.h"
 #include "watchdog.h"
 
 namespace nfsup {
 namespace wd {
 
+/// What a release change means for one service. Replaced: a module it runs changed (its
+/// hash, or the module is new or gone): it is stopped and started from the new run tree.
+/// Affected: only a module that one of its modules depends on (directly or not) changed: it
+/// stays up, from its old run tree, and is told of the changeover. Unchanged: it never notices.
+enum class ServiceChange { Unchanged, Affected, Replaced };
+const char* service_change_name(ServiceChange c);
+
+/// Classifies every service of `services` for a change from a release whose modules (for this
+/// host's class) had the hashes `old_hashes` to one with the modules `next`. A service with
+/// modules [] runs every module. Without modules on either side nothing can be told apart:
+/// every service is replaced.
+std::map<std::string, ServiceChange> classify_services(const std::vector<AgentConfig>& services,
+                                                       const std::map<std::string, std::string>& old_hashes,
+                                                       const std::vector<ModuleInfo>& next);
+
 struct ServiceRun {
   std::string name;
   int64_t pid = 0;
   uint64_t start = 0;      ///< process start time (cron: same process?)
-  std::string version;     ///< release it runs ("" = none)
+  std::string version;     ///< release whose run tree it runs from ("" = none)
+  std::string want;        ///< release whose run tree it should run from ("" = the host's)
+  ServiceChange change = ServiceChange::Unchanged;  ///< at the last switch
   std::string state = "stopped";  ///< starting | running | stopped | failed
   std::string reason;
   int64_t started_ms = 0;  ///< boot_ms of the start (start grace, pid age)
@@ -50,6 +70,16 @@ class Services {
   /// those on another release, health-checks those past their start grace. version "" = none.
   void supervise(const std::string& version, const SpecFn& spec);
   void stop_all(const std::string& why);
+  /// A switch to `to` classified by classify_services: replaced services are to run from
+  /// `to`'s tree, the others keep the tree they run from. The first service (the agent) is
+  /// not among these runs; its entry in `change` is ignored.
+  void retarget(const std::string& to, const std::map<std::string, ServiceChange>& change);
+  /// The switch did not happen: every service follows the release the host runs again.
+  void follow_host();
+  /// Stops the services whose run tree is to change (the replaced ones, during a switch).
+  void stop_replaced(const std::string& why);
+  /// Releases whose run trees the services use or are to use (kept by prune).
+  std::vector<std::string> trees() const;
   /// SIGHUP: crash counts forgotten, services that gave up may start again.
   void forgive();
   /// The earliest boot_ms at which supervise() has something to do (0 = nothing due).
@@ -72,7 +102,8 @@ class Services {
   std::string saved_;
 };
 
-/// The services file: "nfsup-services 1" then "service NAME PID START VERSION STATE STARTED_WALL".
+/// The services file: "nfsup-services 1" then
+/// "service NAME PID START VERSION WANT STATE CHANGE STARTED_WALL" ("-" for an empty version).
 std::string pack_services(const std::vector<ServiceRun>& runs);
 std::vector<ServiceRun> unpack_services(const std::string& text);
 

@@ -19,7 +19,7 @@ bool Watchdog::advance_stop(const std::string& why, int64_t gen) {
       case host::Effect::Stopped:
         if (was_stopping || st_.agent_pid > 0 || st_.agent_wanted)
           log(LogLevel::Info, fmt::format("{}: stopped agent {} ({})", cfg_.host, st_.running, why));
-        services_.stop_all(why);  // (every service is replaced with the agent)
+        services_.stop_replaced(why);  // (a switch's replaced services go down with the agent)
         if (a.start_command.empty()) ctl_->stop(st_, a);  // (gone: only the bookkeeping is left)
         st_.agent_pid = 0;
         st_.agent_start = 0;

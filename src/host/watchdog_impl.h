@@ -171,6 +171,10 @@ class Watchdog {
   void switch_failed(const Decision& d, const std::string& reason);
   std::string refuses_going_back(const std::string& to) const;
   void switch_modules_unchanged(const Decision& d);
+  /// Several services: which of them switch `from` -> `to` replaces (services_ retargeted).
+  /// Returns the first service's change; Replaced when it cannot tell (no modules, share error,
+  /// a reconfig script or migration hook in `to`).
+  ServiceChange plan_services(const std::string& from, const std::string& to);
   Result<ReconfigPlan> read_reconfig_plan(const std::string& from, const std::string& to);
   void restore_config(const std::string& failed, const std::string& to_old);
 
@@ -212,6 +216,7 @@ class Watchdog {
   std::unique_ptr<ShareGuard> guard_;  // cron tick: share operations run inline, under a guard
   std::unique_ptr<AgentCtl> ctl_;
   Services services_;
+  std::pair<std::string, ServiceChange> services_plan_;  // ("to|from", the first service's change)
   LocalState st_;
   std::string saved_;
   LocalState saved_st_;  // the state saved_ holds (its heartbeat fields, for the daemon's comparison)

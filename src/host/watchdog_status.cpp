@@ -121,10 +121,11 @@ void Watchdog::supervise_services() {
   // Between releases (held by a marker, draining, stopping, before a first release) the other
   // services are down with the agent; otherwise they run what the host runs, whether or not
   // the agent itself is up (one service's crash never touches another).
-  static const char* const down[] = {"idle", "stopped", "stopping", "draining"};
+  static const char* const down[] = {"idle", "stopped", "stopping", "draining", "unchanged"};
   bool between = st_.running.empty() || host::stopping(st_.lc.phase) ||
                  std::find(std::begin(down), std::end(down), st_.state) != std::end(down);
-  if (between) return services_.stop_all("the host is between releases");
+  if (st_.running.empty()) return services_.stop_all("no release");
+  if (between) return services_.save();  // (held or switching: none is started; the switch stops the replaced ones)
   services_.supervise(st_.running, [this](const AgentConfig& a, const std::string& v) { return service_spec(a, v); });
 }
 

@@ -60,7 +60,7 @@ svc_pid() {
   else p=$(awk -v s="$2" '$1=="service" && $2==s {print $3}' "$T/hosts/$1/state/services" 2>/dev/null); fi
   [ -n "$p" ] && [ "$p" != 0 ] && kill -0 "$p" 2>/dev/null && echo "$p"
 }
-svc_state() { awk -v s="$2" '$1=="service" && $2==s {print $6}' "$T/hosts/$1/state/services" 2>/dev/null; }
+svc_state() { awk -v s="$2" '$1=="service" && $2==s {print $7}' "$T/hosts/$1/state/services" 2>/dev/null; }
 svc_version() {  # the version the service's live process was started with
   local p; p=$(svc_pid "$1" "$2") || return 1
   tr '\0' '\n' < "/proc/$p/environ" | sed -n 's/^NFSUP_VERSION=//p'
@@ -134,5 +134,64 @@ test_a_push_moves_every_service_and_shutdown_stops_them() {
   kill -0 "$c" 2>/dev/null && fail "c still runs after the watchdog stopped"
   assert_eq "$(svc_state n1 c)" stopped "c reported stopped"
 }
+
+# A release of three modules: core (bin), plugin (plugins, depends on core), ui (ui).
+# mod_release VERSION CORE-TEXT UI-TEXT
+mod_release() {
+  local d
+  d=$(svc_release "$1")
+  mkdir -p "$d/plugins" "$d/ui"
+  echo "core $2" > "$d/bin/core.txt"
+  echo "plugin" > "$d/plugins/p.so"
+  echo "ui $3" > "$d/ui/index.html"
+  cat > "$T/modules-$1.yaml" <<EOM
+modules:
+  core:   {paths: [bin]}
+  plugin: {paths: [plugins], depends: {core: "1.0"}}
+  ui:     {paths: [ui]}
+  meta:   {paths: [VERSION]}
+EOM
+}
+mpush() { "$INSTALL" push "$SHARE" "$T/rel/$1" --version "$1" --modules "$T/modules-$1.yaml" "${MASTER_OPTS[@]}" -q; }
+svc_change() { awk -v s="$2" '$1=="service" && $2==s {print $8}' "$T/hosts/$1/state/services" 2>/dev/null; }
+
+modules_fleet() {
+  add_services_host n1
+  start_all
+  mod_release 1.0 one one
+  mpush 1.0
+  wait_until 15 all_svc_on n1 1.0 || fail "services not all on 1.0"
+  wait_until 10 svc_running n1 b || fail "b not running"
+}
+
+test_a_release_changing_only_ui_restarts_c_alone() {
+  begin; modules_fleet
+  local a b c
+  a=$(svc_pid n1 a); b=$(svc_pid n1 b); c=$(svc_pid n1 c)
+  mod_release 2.0 one two
+  mpush 2.0
+  wait_until 15 svc_on n1 c 2.0 || fail "c not restarted on 2.0: $(cat "$T/hosts/n1/state/services")"
+  wait_until 15 host_runs n1 2.0 || fail "host not on 2.0: $(cat "$SHARE/hosts/n1/status")"
+  assert_eq "$(svc_pid n1 a)" "$a" "a (core) keeps its pid"
+  assert_eq "$(svc_pid n1 b)" "$b" "b (core+plugin) keeps its pid"
+  assert_eq "$(svc_version n1 b)" 1.0 "b runs on from its old run tree"
+  assert_eq "$(svc_change n1 b)" unchanged "b reports unchanged"
+  assert_eq "$(svc_change n1 c)" replaced "c reports replaced"
+  grep -q "services: a unchanged, b unchanged, c replaced" "$T/hosts/n1/watchdog.log" || fail "plan not logged"
+  [ -d "$T/hosts/n1/state/cache/1.0" ] || fail "the run tree b runs from was pruned"
+}
+
+test_a_release_changing_core_keeps_c_running() {
+  begin; modules_fleet
+  local c
+  c=$(svc_pid n1 c)
+  mod_release 2.0 two one
+  mpush 2.0
+  wait_until 15 all_svc_on_but_c n1 2.0 || fail "a and b not on 2.0: $(cat "$T/hosts/n1/state/services")"
+  assert_eq "$(svc_pid n1 c)" "$c" "c (ui) keeps its pid"
+  assert_eq "$(svc_change n1 b)" replaced "b (runs core) is replaced"
+  assert_eq "$(svc_change n1 c)" unchanged "c unchanged"
+}
+all_svc_on_but_c() { svc_on "$1" a "$2" && svc_on "$1" b "$2"; }
 
 run_tests
