@@ -175,6 +175,9 @@ class Watchdog {
   /// Returns the first service's change; Replaced when it cannot tell (no modules, share error,
   /// a reconfig script or migration hook in `to`).
   ServiceChange plan_services(const std::string& from, const std::string& to);
+  /// The switch leaves the agent running: several services and it is not replaced, or none of
+  /// this host's modules changes (unchanged_for).
+  bool agent_kept(const std::string& from, const std::string& to);
   Result<ReconfigPlan> read_reconfig_plan(const std::string& from, const std::string& to);
   void restore_config(const std::string& failed, const std::string& to_old);
 

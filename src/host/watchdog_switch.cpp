@@ -306,6 +306,11 @@ ServiceChange Watchdog::plan_services(const std::string& from, const std::string
   return first;
 }
 
+bool Watchdog::agent_kept(const std::string& from, const std::string& to) {
+  if (!services_.empty() && plan_services(from, to) != ServiceChange::Replaced) return true;
+  return unchanged_for(to);
+}
+
 // Switch `d` changes none of this host's modules: keep the agent, move the bookkeeping.
 void Watchdog::switch_modules_unchanged(const Decision& d) {
   const std::string &from = d.from, &to = d.to;
@@ -377,8 +382,7 @@ void Watchdog::do_switch(const Decision& d) {
     pending_mods_ = mods;
   }
   if (!verify(to, &why, prep.has_value())) return fail(why);
-  if (!services_.empty() && plan_services(from, to) != ServiceChange::Replaced) return switch_modules_unchanged(d);
-  if (unchanged_for(to)) return switch_modules_unchanged(d);
+  if (agent_kept(from, to)) return switch_modules_unchanged(d);
   ReconfigPlan plan;
   if (prep) {
     plan = prep->plan;
