@@ -192,6 +192,31 @@ test_a_release_changing_core_keeps_c_running() {
   assert_eq "$(svc_change n1 b)" replaced "b (runs core) is replaced"
   assert_eq "$(svc_change n1 c)" unchanged "c unchanged"
 }
+test_cron_ticks_run_the_services_and_restart_only_what_changed() {
+  begin
+  add_services_host k1
+  sed -i "s/^poll_interval: 100ms/poll_interval: 100ms/" "$T/hosts/k1/watchdog.yaml"
+  ( while :; do "$WATCHDOG" check -q -c "$T/hosts/k1/watchdog.yaml" >>"$T/hosts/k1/watchdog.log" 2>&1; sleep 0.2; done ) &
+  local loop=$!
+  mod_release 1.0 one one
+  mpush 1.0 || { kill $loop; fail "push 1.0"; }
+  wait_until 20 all_svc_on k1 1.0 || { kill $loop; fail "cron: services not all on 1.0: $(cat "$T/hosts/k1/state/services")"; }
+  wait_until 10 svc_running k1 b || { kill $loop; fail "cron: b not running"; }
+  local a b c
+  a=$(svc_pid k1 a); b=$(svc_pid k1 b); c=$(svc_pid k1 c)
+  kill -KILL "$c"
+  wait_until 10 pid_changed k1 c "$c" || { kill $loop; fail "cron: c not restarted by a later tick"; }
+  assert_eq "$(svc_pid k1 a)" "$a" "a untouched by c's crash" || { kill $loop; return 1; }
+  assert_eq "$(svc_pid k1 b)" "$b" "b untouched by c's crash" || { kill $loop; return 1; }
+  c=$(svc_pid k1 c)
+  mod_release 2.0 one two
+  mpush 2.0 || { kill $loop; fail "push 2.0"; }
+  wait_until 20 svc_on k1 c 2.0 || { kill $loop; fail "cron: c not on 2.0"; }
+  kill $loop; wait $loop 2>/dev/null || true
+  assert_eq "$(svc_pid k1 a)" "$a" "a keeps its pid across ticks"
+  assert_eq "$(svc_pid k1 b)" "$b" "b keeps its pid across ticks"
+}
+
 all_svc_on_but_c() { svc_on "$1" a "$2" && svc_on "$1" b "$2"; }
 
 run_tests
