@@ -217,6 +217,19 @@ test_cron_ticks_run_the_services_and_restart_only_what_changed() {
   assert_eq "$(svc_pid k1 b)" "$b" "b keeps its pid across ticks"
 }
 
+test_validate_names_the_services_and_refuses_agent_with_services() {
+  begin
+  add_services_host v1
+  local out rc
+  out=$("$WATCHDOG" validate -c "$T/hosts/v1/watchdog.yaml" 2>&1)
+  assert_contains "$out" "; services a, b, c)"
+  printf 'agent:\n  command: [bin/agent]\n' >> "$T/hosts/v1/watchdog.yaml"
+  set +e; out=$("$WATCHDOG" validate -c "$T/hosts/v1/watchdog.yaml" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2 "agent with services: usage exit code"
+  assert_eq "$(wc -l <<<"$out")" 1 "one line"
+  assert_contains "$out" "$T/hosts/v1/watchdog.yaml:8:3: 'agent' and 'services' cannot both be given"
+}
+
 all_svc_on_but_c() { svc_on "$1" a "$2" && svc_on "$1" b "$2"; }
 
 run_tests
