@@ -312,86 +312,167 @@ Result<int> signal_of(const Ctx& c, const N& n, const std::string& key) {
   return v;
 }
 
+// k: the service's key in messages, "agent" or "services.<name>".
 template <typename N>
-Status parse_drain(const Ctx& c, const N& d, AgentConfig& ag) {
-  if (!d.IsMap()) return c.at(d, "'agent.drain' must be a mapping: {signal: USR1, timeout: 60s} or {command: [...]}");
+Status parse_drain(const Ctx& c, const N& d, const std::string& k, AgentConfig& ag) {
+  if (!d.IsMap())
+    return c.at(d, fmt::format("'{}.drain' must be a mapping: {{signal: USR1, timeout: 60s}} or {{command: [...]}}", k));
   const Map<N> D(d);
-  if (auto s = check_keys(c, d, {"signal", "command", "timeout"}, " in 'agent.drain'"); !s) return s.error();
-  if (D["signal"]) TAKE(ag.drain_signal, signal_of(c, D["signal"], "agent.drain.signal"));
-  if (D["command"]) TAKE(ag.drain_command, get_argv(c, D["command"], "agent.drain.command"));
+  if (auto s = check_keys(c, d, {"signal", "command", "timeout"}, fmt::format(" in '{}.drain'", k)); !s) return s.error();
+  if (D["signal"]) TAKE(ag.drain_signal, signal_of(c, D["signal"], k + ".drain.signal"));
+  if (D["command"]) TAKE(ag.drain_command, get_argv(c, D["command"], k + ".drain.command"));
   if ((ag.drain_signal != 0) == !ag.drain_command.empty())
-    return c.at(d, "'agent.drain' needs exactly one of 'signal' or 'command'");
-  if (D["timeout"]) TAKE(ag.drain_timeout_ms, get_dur(c, D["timeout"], "agent.drain.timeout"));
+    return c.at(d, fmt::format("'{}.drain' needs exactly one of 'signal' or 'command'", k));
+  if (D["timeout"]) TAKE(ag.drain_timeout_ms, get_dur(c, D["timeout"], k + ".drain.timeout"));
   return ok_status();
 }
 
 template <typename N>
-Status parse_health(const Ctx& c, const N& h, AgentConfig& ag) {
-  if (!h.IsMap()) return c.at(h, "'agent.health' must be a mapping: {command: [bin/healthcheck], timeout: 20s}");
+Status parse_health(const Ctx& c, const N& h, const std::string& k, AgentConfig& ag) {
+  if (!h.IsMap())
+    return c.at(h, fmt::format("'{}.health' must be a mapping: {{command: [bin/healthcheck], timeout: 20s}}", k));
   const Map<N> H(h);
-  if (auto s = check_keys(c, h, {"command", "timeout"}, " in 'agent.health'"); !s) return s.error();
-  if (!H["command"]) return c.at(h, "'agent.health' needs a 'command'");
-  TAKE(ag.health_command, get_argv(c, H["command"], "agent.health.command"));
+  if (auto s = check_keys(c, h, {"command", "timeout"}, fmt::format(" in '{}.health'", k)); !s) return s.error();
+  if (!H["command"]) return c.at(h, fmt::format("'{}.health' needs a 'command'", k));
+  TAKE(ag.health_command, get_argv(c, H["command"], k + ".health.command"));
   if (auto e = check_rel_path(ag.health_command[0]))
-    return c.at(H["command"], "agent.health.command[0] must be relative to the release directory: " + *e);
-  if (H["timeout"]) TAKE(ag.health_timeout_ms, get_dur(c, H["timeout"], "agent.health.timeout"));
+    return c.at(H["command"], fmt::format("{}.health.command[0] must be relative to the release directory: {}", k, *e));
+  if (H["timeout"]) TAKE(ag.health_timeout_ms, get_dur(c, H["timeout"], k + ".health.timeout"));
+  return ok_status();
+}
+
+// modules: [core, plugin]: names by the module rules, each once.
+template <typename N>
+Status parse_modules(const Ctx& c, const N& m, const std::string& k, AgentConfig& ag) {
+  if (!m.IsSequence())
+    return c.at(m, fmt::format("'{}.modules' must be a list of module names like [core, plugin]", k));
+  for (const auto& e : m) {
+    if (!e.IsScalar()) return c.at(e, fmt::format("'{}.modules' elements must be module names", k));
+    if (auto bad = check_host_name(e.Scalar())) return c.at(e, fmt::format("'{}.modules': {}", k, *bad));
+    if (std::find(ag.modules.begin(), ag.modules.end(), e.Scalar()) != ag.modules.end())
+      return c.at(e, fmt::format("'{}.modules': '{}' is listed twice", k, e.Scalar()));
+    ag.modules.push_back(e.Scalar());
+  }
+  return ok_status();
+}
+
+// changeover: {signal: USR2 | command: [...], timeout: 30s, on_timeout: veto | restart}
+template <typename N>
+Status parse_changeover(const Ctx& c, const N& n, const std::string& k, ChangeoverConfig& co) {
+  const std::string w = k + ".changeover";
+  if (!n.IsMap())
+    return c.at(n, fmt::format("'{}' must be a mapping: {{signal: USR2, timeout: 30s}} or {{command: [...]}}", w));
+  const Map<N> M(n);
+  if (auto s = check_keys(c, n, {"signal", "command", "timeout", "on_timeout"}, fmt::format(" in '{}'", w)); !s)
+    return s.error();
+  if (M["signal"]) TAKE(co.signal, signal_of(c, M["signal"], w + ".signal"));
+  if (M["command"]) {
+    TAKE(co.command, get_argv(c, M["command"], w + ".command"));
+    if (auto e = check_rel_path(co.command[0]))
+      return c.at(M["command"], fmt::format("{}.command[0] must be relative to the release directory: {}", w, *e));
+  }
+  if ((co.signal != 0) == !co.command.empty())
+    return c.at(n, fmt::format("'{}' needs exactly one of 'signal' or 'command'", w));
+  if (M["timeout"]) TAKE(co.timeout_ms, get_dur(c, M["timeout"], w + ".timeout"));
+  if (M["on_timeout"]) {
+    std::string v;
+    TAKE(v, get_str(c, M["on_timeout"], w + ".on_timeout"));
+    if (v != "veto" && v != "restart") return c.at(M["on_timeout"], fmt::format("'{}.on_timeout' must be veto or restart", w));
+    co.on_timeout = v == "restart" ? ChangeoverConfig::OnTimeout::Restart : ChangeoverConfig::OnTimeout::Veto;
+  }
   return ok_status();
 }
 
 // Restarts and the commands of an agent run by start/stop commands.
 template <typename N>
-Status parse_agent_rest(const Ctx& c, const N& a, const Map<N>& A, AgentConfig& ag) {
-  if (A["start_grace"]) TAKE(ag.start_grace_ms, get_dur(c, A["start_grace"], "agent.start_grace"));
-  if (A["restart_window"]) TAKE(ag.restart_window_ms, get_dur(c, A["restart_window"], "agent.restart_window"));
+Status parse_agent_rest(const Ctx& c, const N& a, const Map<N>& A, const std::string& k, AgentConfig& ag) {
+  if (A["start_grace"]) TAKE(ag.start_grace_ms, get_dur(c, A["start_grace"], k + ".start_grace"));
+  if (A["restart_window"]) TAKE(ag.restart_window_ms, get_dur(c, A["restart_window"], k + ".restart_window"));
   if (A["restart_limit"]) {
     std::string s;
-    TAKE(s, get_str(c, A["restart_limit"], "agent.restart_limit"));
+    TAKE(s, get_str(c, A["restart_limit"], k + ".restart_limit"));
     auto v = parse_duration_ms(s);
     if (s.find_first_not_of("0123456789") != std::string::npos || s.empty() || !v)
-      return c.at(A["restart_limit"], "'agent.restart_limit' must be a whole number");
+      return c.at(A["restart_limit"], fmt::format("'{}.restart_limit' must be a whole number", k));
     ag.restart_limit = std::stoi(s);
   }
-  if (A["start_command"]) TAKE(ag.start_command, get_argv(c, A["start_command"], "agent.start_command"));
-  if (A["stop_command"]) TAKE(ag.stop_command, get_argv(c, A["stop_command"], "agent.stop_command"));
-  if (A["status_command"]) TAKE(ag.status_command, get_argv(c, A["status_command"], "agent.status_command"));
+  if (A["start_command"]) TAKE(ag.start_command, get_argv(c, A["start_command"], k + ".start_command"));
+  if (A["stop_command"]) TAKE(ag.stop_command, get_argv(c, A["stop_command"], k + ".stop_command"));
+  if (A["status_command"]) TAKE(ag.status_command, get_argv(c, A["status_command"], k + ".status_command"));
   if (ag.start_command.empty() != ag.stop_command.empty())
-    return c.at(a, "'agent.start_command' and 'agent.stop_command' go together: give both or neither");
+    return c.at(a, fmt::format("'{0}.start_command' and '{0}.stop_command' go together: give both or neither", k));
+  if (A["modules"])
+    if (auto s = parse_modules(c, A["modules"], k, ag); !s) return s.error();
+  if (A["changeover"])
+    if (auto s = parse_changeover(c, A["changeover"], k, ag.changeover); !s) return s.error();
   return ok_status();
 }
 
+// One service: the `agent:` mapping (k "agent") or an entry of `services:` (k "services.<name>",
+// whose "name" key the caller has read).
 template <typename N>
-Status parse_agent(const Ctx& c, const N& a, AgentConfig& ag) {
-  if (!a.IsMap()) return c.at(a, "'agent' must be a mapping");
+Status parse_agent(const Ctx& c, const N& a, const std::string& k, AgentConfig& ag) {
+  if (!a.IsMap()) return c.at(a, fmt::format("'{}' must be a mapping", k));
   const Map<N> A(a);
+  const bool named = k != "agent";
   if (auto s = check_keys(c, a,
                           {"command", "config", "stop_signal", "stop_timeout", "start_command", "stop_command",
                            "status_command", "restart_limit", "restart_window", "reconfig_timeout", "start_grace",
-                           "acting_signal", "drain", "health"},
-                          " in 'agent'"); !s)
+                           "acting_signal", "drain", "health", "modules", "changeover", named ? "name" : "command"},
+                          fmt::format(" in '{}'", k)); !s)
     return s.error();
-  if (!A["command"]) return c.at(a, "'agent' needs a 'command' list");
-  TAKE(ag.command, get_argv(c, A["command"], "agent.command"));
+  if (!A["command"]) return c.at(a, fmt::format("'{}' needs a 'command' list", k));
+  TAKE(ag.command, get_argv(c, A["command"], k + ".command"));
   if (auto e = check_rel_path(ag.command[0]))
-    return c.at(A["command"], "agent.command[0] must be a path relative to the release directory: " + *e);
+    return c.at(A["command"], fmt::format("{}.command[0] must be a path relative to the release directory: {}", k, *e));
   if (A["config"]) {
-    TAKE(ag.config, get_str(c, A["config"], "agent.config"));
-    if (ag.config.empty() || ag.config[0] != '/') return c.at(A["config"], "'agent.config' must be an absolute path");
+    TAKE(ag.config, get_str(c, A["config"], k + ".config"));
+    if (ag.config.empty() || ag.config[0] != '/') return c.at(A["config"], fmt::format("'{}.config' must be an absolute path", k));
   }
   if (A["stop_signal"]) {
     std::string s;
-    TAKE(s, get_str(c, A["stop_signal"], "agent.stop_signal"));
+    TAKE(s, get_str(c, A["stop_signal"], k + ".stop_signal"));
     ag.stop_signal = parse_signal(s);
     if (ag.stop_signal == 0) return c.at(A["stop_signal"], fmt::format("unknown signal '{}'", s));
   }
-  if (A["stop_timeout"]) TAKE(ag.stop_timeout_ms, get_dur(c, A["stop_timeout"], "agent.stop_timeout"));
+  if (A["stop_timeout"]) TAKE(ag.stop_timeout_ms, get_dur(c, A["stop_timeout"], k + ".stop_timeout"));
   if (A["reconfig_timeout"])
-    TAKE(ag.reconfig_timeout_ms, get_dur(c, A["reconfig_timeout"], "agent.reconfig_timeout"));
-  if (A["acting_signal"]) TAKE(ag.acting_signal, signal_of(c, A["acting_signal"], "agent.acting_signal"));
+    TAKE(ag.reconfig_timeout_ms, get_dur(c, A["reconfig_timeout"], k + ".reconfig_timeout"));
+  if (A["acting_signal"]) TAKE(ag.acting_signal, signal_of(c, A["acting_signal"], k + ".acting_signal"));
   if (A["drain"])
-    if (auto s = parse_drain(c, A["drain"], ag); !s) return s.error();
+    if (auto s = parse_drain(c, A["drain"], k, ag); !s) return s.error();
   if (A["health"])
-    if (auto s = parse_health(c, A["health"], ag); !s) return s.error();
-  return parse_agent_rest(c, a, A, ag);
+    if (auto s = parse_health(c, A["health"], k, ag); !s) return s.error();
+  return parse_agent_rest(c, a, A, k, ag);
+}
+
+constexpr size_t kMaxServices = 64;
+
+// services: a list of named services; names by the module rules, each once.
+template <typename N>
+Status parse_services(const Ctx& c, const N& list, std::vector<AgentConfig>& out) {
+  if (!list.IsSequence() || list.size() == 0)
+    return c.at(list, "'services' must be a non-empty list of services (- name: ..., command: [...])");
+  if (list.size() > kMaxServices) return c.at(list, fmt::format("'services': at most {} services", kMaxServices));
+  std::vector<std::pair<std::string, YAML::Mark>> seen;
+  for (const auto& item : list) {
+    const N e = item;  // (an iterator's value type: a node again, for Map and parse_agent)
+    const std::string at = fmt::format("services[{}]", out.size());
+    if (!e.IsMap()) return c.at(e, fmt::format("'{}' must be a mapping (name: ..., command: [...])", at));
+    const Map<N> E(e);
+    if (!E["name"]) return c.at(e, fmt::format("'{}' needs a 'name'", at));
+    AgentConfig ag;
+    TAKE(ag.name, get_str(c, E["name"], at + ".name"));
+    if (auto bad = check_host_name(ag.name)) return c.at(E["name"], fmt::format("'{}.name': {}", at, *bad));
+    for (const auto& [n, m] : seen)
+      if (n == ag.name)
+        return c.at(E["name"], fmt::format("duplicate service name '{}'{}", n,
+                                           m.is_null() ? "" : fmt::format(" (first at line {})", m.line + 1)));
+    seen.emplace_back(ag.name, E["name"].Mark());
+    if (auto s = parse_agent(c, e, "services." + ag.name, ag); !s) return s.error();
+    out.push_back(std::move(ag));
+  }
+  return ok_status();
 }
 
 template <typename N>
@@ -405,7 +486,8 @@ Result<WatchdogConfig> build_watchdog_config(const N& root, const std::string& p
     if (auto s = check_keys(c, root,
                             {"share", "host", "poll_interval", "heartbeat_interval", "share_timeout", "state_dir",
                              "verify_before_start", "agent", "trusted_keys", "revoked_keys", "allow_unsigned", "group",
-                             "class", "traits", "checks_dir", "metrics_file", "run_from", "keep_releases"},
+                             "class", "traits", "checks_dir", "metrics_file", "run_from", "keep_releases",
+                             "services"},
                             ""); !s)
       return s.error();
     if (auto s = parse_identity(c, root, R, path, cfg); !s) return s.error();
@@ -413,8 +495,17 @@ Result<WatchdogConfig> build_watchdog_config(const N& root, const std::string& p
     if (auto s = parse_trust(c, R, cfg); !s) return s.error();
     if (auto s = parse_store(c, R, cfg); !s) return s.error();
     const N a = R["agent"];
-    if (!a) return err(Exit::Usage, fmt::format("{}: missing required key 'agent'", path));
-    if (auto s = parse_agent(c, a, cfg.agent); !s) return s.error();
+    const N sv = R["services"];
+    if (a && sv)
+      return c.at(sv, "'agent' and 'services' cannot both be given: an 'agent' is the one service named agent");
+    if (!a && !sv) return err(Exit::Usage, fmt::format("{}: missing required key 'agent' (or 'services')", path));
+    if (sv) {
+      if (auto s = parse_services(c, sv, cfg.services); !s) return s.error();
+    } else {
+      cfg.services.emplace_back();
+      if (auto s = parse_agent(c, a, "agent", cfg.services.back()); !s) return s.error();
+    }
+    cfg.agent = cfg.services.front();
   } catch (const YAML::Exception& e) {
     return err(Exit::Usage, fmt::format("{}:{}:{}: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg));
   }

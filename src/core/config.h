@@ -11,7 +11,25 @@
 
 namespace nfsup {
 
+/// How a service is asked about a changeover and how it answers (issue 18). Either a signal
+/// (the watchdog writes the question to state_dir/changeover/<service>/ask and the service
+/// answers in .../reply) or a command run with the stage as its last argument.
+struct ChangeoverConfig {
+  enum class OnTimeout { Veto, Restart };
+  int signal = 0;
+  std::vector<std::string> command;  ///< [0] relative to the release directory
+  int64_t timeout_ms = 30000;
+  /// A service that does not answer in time: during the vote its silence is a veto; during the
+  /// changeover `veto` gives the switch up, `restart` stops and restarts the service.
+  OnTimeout on_timeout = OnTimeout::Veto;
+  bool configured() const { return signal != 0 || !command.empty(); }
+};
+
+/// One supervised process of a release. `agent:` in the file is the one service named "agent".
 struct AgentConfig {
+  std::string name = "agent";              ///< service name (module-name rules)
+  std::vector<std::string> modules;        ///< release modules it runs ([] = every module)
+  ChangeoverConfig changeover;
   std::vector<std::string> command;        ///< argv; [0] relative to the release directory
   std::string config;                      ///< this host's configuration file ("" = none)
   int stop_signal = 15;
@@ -52,7 +70,10 @@ struct WatchdogConfig {
   int keep_releases = 2;         ///< local run trees kept besides the running one (run_from: local)
   TrustPolicy trust;             ///< trusted_keys, revoked_keys, allow_unsigned
   std::vector<std::string> trusted_key_paths;
+  /// The first of `services` (or the `agent:` service): the one the switch machinery drives.
   AgentConfig agent;
+  /// Every service of this host, in file order; never empty once parsed; [0] is `agent`.
+  std::vector<AgentConfig> services;
 };
 
 /// Parses a config document. `path` only names the file in errors ("path:line:col: ...").

@@ -19,6 +19,7 @@ bool Watchdog::advance_stop(const std::string& why, int64_t gen) {
       case host::Effect::Stopped:
         if (was_stopping || st_.agent_pid > 0 || st_.agent_wanted)
           log(LogLevel::Info, fmt::format("{}: stopped agent {} ({})", cfg_.host, st_.running, why));
+        services_.stop_replaced(why);  // (a switch's replaced services go down with the agent)
         if (a.start_command.empty()) ctl_->stop(st_, a);  // (gone: only the bookkeeping is left)
         st_.agent_pid = 0;
         st_.agent_start = 0;
@@ -224,6 +225,7 @@ void Watchdog::agent_died(const std::string& how) {
 
 void Watchdog::shutdown() {
   flush_backup();
+  services_.stop_all("watchdog stopped");
   if (ctl_->up(st_)) {
     log(LogLevel::Info, fmt::format("{}: watchdog stopping; stopping agent {}", cfg_.host, st_.running));
     ctl_->stop(st_, cfg_.agent);
@@ -236,6 +238,7 @@ void Watchdog::shutdown() {
 // When a daemon starts and finds an agent from an earlier watchdog still alive, it cannot
 // supervise it (not its child): stop it so the first tick starts one it owns.
 void Watchdog::adopt_orphan() {
+  if (opt_.daemon) services_.adopt_orphans();
   if (!opt_.daemon || !cfg_.agent.start_command.empty()) return;
   if (st_.agent_pid > 0 && process_alive(static_cast<pid_t>(st_.agent_pid), st_.agent_start)) {
     log(LogLevel::Info, fmt::format("{}: stopping agent pid {} left by an earlier watchdog", cfg_.host, st_.agent_pid));

@@ -45,7 +45,9 @@ void Watchdog::cache_release(const std::string& version) {
 // the one being switched to) and the keep_releases most recent others (by the time they were
 // made: the releases this host ran before, for a regression without the share), with their
 // .verified stamps; then the store objects no kept tree links.
-void Watchdog::prune_cache(const std::vector<std::string>& keep) {
+void Watchdog::prune_cache(const std::vector<std::string>& keep0) {
+  std::vector<std::string> keep = keep0;
+  for (const auto& v : services_.trees()) keep.push_back(v);  // trees the other services run from
   std::string dir = path_join(cfg_.state_dir, "cache");
   DIR* d = ::opendir(dir.c_str());
   if (!d) return;

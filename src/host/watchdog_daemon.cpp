@@ -109,6 +109,7 @@ int64_t daemon_wait_ms(const Watchdog& wd, const WatchdogRuntimeOptions& opt, in
   if (wd.st_.restart_at) wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd.st_.restart_at - boot_ms()));
   if (wd.st_.lc.phase == host::Phase::Starting)
     wait = std::min<int64_t>(wait, std::max<int64_t>(0, wd.st_.lc.deadline_ms - boot_ms()));
+  if (int64_t s = wd.services_.next_due_ms(); s > 0) wait = std::min<int64_t>(wait, std::max<int64_t>(0, s - boot_ms()));
   int64_t cap = wd.idle_ ? std::clamp<int64_t>(wd.cfg_.share_timeout_ms / 2, 100, 5000) : 1000;
   if (opt.alive_interval_ms > 0) cap = std::min(cap, opt.alive_interval_ms);
   return std::min<int64_t>(wait, cap);
@@ -127,6 +128,8 @@ bool on_signals(Watchdog& wd, const WatchdogRuntimeOptions& opt, const std::vect
       reload_config(wd, opt);
       wd.st_.gave_up = false;
       wd.st_.crashes.clear();
+      wd.services_.configure(wd.cfg_.services);
+      wd.services_.forgive();
       wd.force_pointer_ = true;
       next_tick = boot_ms();
     }
@@ -219,6 +222,7 @@ int run_watchdog_daemon(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt) {
     }
     reap_agent(*wd, next_tick);
     wd->promote_if_settled();
+    wd->supervise_services();
   }
 }
 
@@ -277,6 +281,7 @@ NFSUP_HOT int run_watchdog_check(const WatchdogConfig& cfg, const WatchdogRuntim
     std::fflush(nullptr);
     ::_exit(static_cast<int>(Exit::Share));  // do not wait for a worker stuck on the share
   }
+  wd->supervise_services();
   wd->save_state();
   int code = wd->st_.state == "failed" ? static_cast<int>(Exit::Failed) : 0;
   std::fflush(nullptr);

@@ -33,6 +33,7 @@
 #include "agent_ctl.h"
 #include "local_state.h"
 #include "share_guard.h"
+#include "services.h"
 
 namespace nfsup {
 
@@ -80,6 +81,11 @@ class Watchdog {
   std::string release_dir_for(const std::string& version) const;
 
   SpawnSpec agent_spec(const std::string& version);
+  /// How service `a` is started on `version` (agent_spec is this for the first service).
+  SpawnSpec service_spec(const AgentConfig& a, const std::string& version);
+  /// The services after the first follow the release the host runs, unless it is held or
+  /// between releases (see services.h).
+  void supervise_services();
 
   void apply_acting(const std::string& acting);
 
@@ -167,6 +173,13 @@ class Watchdog {
   void switch_failed(const Decision& d, const std::string& reason);
   std::string refuses_going_back(const std::string& to) const;
   void switch_modules_unchanged(const Decision& d);
+  /// Several services: which of them switch `from` -> `to` replaces (services_ retargeted).
+  /// Returns the first service's change; Replaced when it cannot tell (no modules, share error,
+  /// a reconfig script or migration hook in `to`).
+  ServiceChange plan_services(const std::string& from, const std::string& to);
+  /// The switch leaves the agent running: several services and it is not replaced, or none of
+  /// this host's modules changes (unchanged_for).
+  bool agent_kept(const std::string& from, const std::string& to);
   Result<ReconfigPlan> read_reconfig_plan(const std::string& from, const std::string& to);
   void restore_config(const std::string& failed, const std::string& to_old);
 
@@ -207,6 +220,8 @@ class Watchdog {
   ShareWorker worker_;                 // daemon: share operations run here, under deadlines
   std::unique_ptr<ShareGuard> guard_;  // cron tick: share operations run inline, under a guard
   std::unique_ptr<AgentCtl> ctl_;
+  Services services_;
+  std::pair<std::string, ServiceChange> services_plan_;  // ("to|from", the first service's change)
   LocalState st_;
   std::string saved_;
   LocalState saved_st_;  // the state saved_ holds (its heartbeat fields, for the daemon's comparison)

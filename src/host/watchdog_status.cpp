@@ -5,7 +5,9 @@ namespace nfsup {
 namespace wd {
 
 Watchdog::Watchdog(WatchdogConfig cfg, const WatchdogRuntimeOptions& opt)
-    : cfg_(std::move(cfg)), opt_(opt), fs_(cfg_.host), share_(fs_, cfg_.share) {
+    : cfg_(std::move(cfg)), opt_(opt), fs_(cfg_.host), share_(fs_, cfg_.share),
+      services_(cfg_.state_dir, opt_.daemon, opt_.log) {
+  services_.configure(cfg_.services);
   if (!cfg_.agent.start_command.empty()) ctl_ = std::make_unique<CommandAgent>(cfg_.agent);
   else if (opt_.daemon) ctl_ = std::make_unique<ChildAgent>();
   else ctl_ = std::make_unique<DetachedAgent>();
@@ -46,6 +48,7 @@ Status Watchdog::load_state() {
     st_.restart_at = 0;
     st_.boot_id = boot;
   }
+  services_.load();
   return ok_status();
 }
 
@@ -80,16 +83,18 @@ std::string Watchdog::release_dir_for(const std::string& version) const {
   return share_.run_dir(version, version == pending_ ? pending_cls_ : st_.cls);
 }
 
-SpawnSpec Watchdog::agent_spec(const std::string& version) {
+SpawnSpec Watchdog::agent_spec(const std::string& version) { return service_spec(cfg_.agent, version); }
+
+SpawnSpec Watchdog::service_spec(const AgentConfig& svc, const std::string& version) {
   SpawnSpec s;
   std::string rdir = release_dir_for(version);
-  for (size_t i = 0; i < cfg_.agent.command.size(); ++i) {
-    std::string a = cfg_.agent.command[i];
+  for (size_t i = 0; i < svc.command.size(); ++i) {
+    std::string a = svc.command[i];
     auto sub = [&](const std::string& key, const std::string& val) {
       size_t p;
       while ((p = a.find(key)) != std::string::npos) a.replace(p, key.size(), val);
     };
-    sub("{config}", cfg_.agent.config);
+    sub("{config}", svc.config);
     sub("{release}", rdir);
     sub("{version}", version);
     sub("{host}", cfg_.host);
@@ -99,13 +104,29 @@ SpawnSpec Watchdog::agent_spec(const std::string& version) {
            {"NFSUP_HOST", cfg_.host},
            {"NFSUP_RELEASE_DIR", rdir},
            {"NFSUP_SHARE", cfg_.share},
-           {"NFSUP_CONFIG", cfg_.agent.config},
+           {"NFSUP_CONFIG", svc.config},
+           {"NFSUP_SERVICE", svc.name},
            {"NFSUP_ACTING_VERSION", st_.acting.empty() ? version : st_.acting},
            {"NFSUP_ACTING_FILE", path_join(cfg_.state_dir, "acting_version")},
            {"NFSUP_SPOOL", spool_dir()}};
   s.cwd = rdir;
-  s.stdout_path = path_join(cfg_.state_dir, "agent.log");
+  // The first service logs to agent.log as a single agent always did; the others to <name>.log.
+  s.stdout_path = path_join(cfg_.state_dir, svc.name == cfg_.agent.name ? "agent.log" : svc.name + ".log");
   return s;
+}
+
+void Watchdog::supervise_services() {
+  if (services_.empty()) return;
+  services_.reap();
+  // Between releases (held by a marker, draining, stopping, before a first release) the other
+  // services are down with the agent; otherwise they run what the host runs, whether or not
+  // the agent itself is up (one service's crash never touches another).
+  static const char* const down[] = {"idle", "stopped", "stopping", "draining", "unchanged"};
+  bool between = st_.running.empty() || host::stopping(st_.lc.phase) ||
+                 std::find(std::begin(down), std::end(down), st_.state) != std::end(down);
+  if (st_.running.empty()) return services_.stop_all("no release");
+  if (between) return services_.save();  // (held or switching: none is started; the switch stops the replaced ones)
+  services_.supervise(st_.running, [this](const AgentConfig& a, const std::string& v) { return service_spec(a, v); });
 }
 
 // The acting version is handed to the agent through a local file and a signal.

@@ -251,6 +251,7 @@ bool Watchdog::stopped_for_switch(const std::string& from, const std::string& to
 // Switch `d` failed for `reason`: back to its `from` release (if the agent is down), and say so.
 void Watchdog::switch_failed(const Decision& d, const std::string& reason) {
   const std::string& from = d.from;
+  services_.follow_host();
   log(LogLevel::Error, fmt::format("{}: switch {} -> {} failed: {}", cfg_.host, from.empty() ? "-" : from, d.to, reason));
   st_.failed_gen = d.generation;
   if (!from.empty() && !ctl_->up(st_)) {
@@ -275,6 +276,39 @@ std::string Watchdog::refuses_going_back(const std::string& to) const {
   return fmt::format("refusing to go back from {} (newest accepted here) to {}: {} is not a rollback "
                      "signed by a trusted key",
                      st_.newest, to, share_.pointer_path());
+}
+
+ServiceChange Watchdog::plan_services(const std::string& from, const std::string& to) {
+  // Planned once per switch, while the agent still runs (at the marker, or here).
+  if (services_plan_.first == to + "|" + from) return services_plan_.second;
+  std::map<std::string, ServiceChange> change;
+  std::string why, c1;
+  std::map<std::string, std::string> old_h;
+  std::optional<Manifest> next;
+  if (!from.empty() && resolve(from, &c1, nullptr, &old_h, &why)) {
+    auto m = share_call<Result<std::optional<Manifest>>>([this, to] { return share_.read_manifest(to); },
+                                                         cfg_.share_timeout_ms, &why);
+    if (m && *m && **m) next = std::move(***m);
+  }
+  std::vector<ModuleInfo> mods;
+  if (next)
+    for (const auto* mi : next->modules_for(next->pick_class(cfg_.cls, cfg_.traits))) mods.push_back(*mi);
+  change = classify_services(cfg_.services, old_h, mods);
+  ServiceChange first = change[cfg_.agent.name];
+  // A reconfig script, a migration hook or a configuration to put back restarts the agent.
+  if (!next || !next->reconfig.empty() || !next->migrate.empty() || config_restore_due(to) || !ctl_->up(st_))
+    first = ServiceChange::Replaced;
+  services_.retarget(to, change);
+  services_plan_ = {to + "|" + from, first};
+  std::string list;
+  for (const auto& [n, c] : change) list += fmt::format("{}{} {}", list.empty() ? "" : ", ", n, service_change_name(c));
+  log(LogLevel::Info, fmt::format("{}: {} -> {}: services: {}", cfg_.host, from.empty() ? "-" : from, to, list));
+  return first;
+}
+
+bool Watchdog::agent_kept(const std::string& from, const std::string& to) {
+  if (!services_.empty() && plan_services(from, to) != ServiceChange::Replaced) return true;
+  return unchanged_for(to);
 }
 
 // Switch `d` changes none of this host's modules: keep the agent, move the bookkeeping.
@@ -348,7 +382,7 @@ void Watchdog::do_switch(const Decision& d) {
     pending_mods_ = mods;
   }
   if (!verify(to, &why, prep.has_value())) return fail(why);
-  if (unchanged_for(to)) return switch_modules_unchanged(d);
+  if (agent_kept(from, to)) return switch_modules_unchanged(d);
   ReconfigPlan plan;
   if (prep) {
     plan = prep->plan;

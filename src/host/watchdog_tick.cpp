@@ -70,6 +70,16 @@ void Watchdog::hold(const Decision& d) {
     // failed switch is no longer what it reports.
     if (st_.failed_gen && d.generation > st_.failed_gen) st_.failed_gen = 0;
   }
+  // Several services: the replaced ones stop now; the others keep running, and so does the
+  // agent when it is not replaced.
+  if (!services_.empty() && !host::stopping(st_.lc.phase) && !st_.running.empty()) {
+    bool keep_agent = plan_services(st_.running, d.to) != ServiceChange::Replaced;
+    services_.stop_replaced(d.why);
+    if (keep_agent) {
+      set_state("unchanged", d.generation, fmt::format("the agent's modules of {} unchanged; not restarted", d.to));
+      return;
+    }
+  }
   if (!host::stopping(st_.lc.phase) && unchanged_for(d.to)) {
     set_state("unchanged", d.generation, fmt::format("modules of {} unchanged for this host; not restarted", d.to));
     return;

@@ -131,8 +131,11 @@ NFSUP_HOT int main(int argc, char** argv) {
   auto cfg = load_watchdog_config(config);
   if (!cfg) return fail(cfg.error());
   if (*validate) {
-    say(fmt::format("{}: ok (host {}, share {}, poll {}, agent {})", config, cfg->host, cfg->share,
-                    format_duration_ms(cfg->poll_interval_ms), cfg->agent.command[0]));
+    std::string names;
+    for (const auto& s : cfg->services) names += (names.empty() ? "" : ", ") + s.name;
+    say(fmt::format("{}: ok (host {}, share {}, poll {}, agent {}{})", config, cfg->host, cfg->share,
+                    format_duration_ms(cfg->poll_interval_ms), cfg->agent.command[0],
+                    cfg->services.size() > 1 ? "; services " + names : ""));
     return 0;
   }
   WatchdogRuntimeOptions opt;

@@ -125,6 +125,10 @@ cleanup_env() {
   for h in "${HOSTS[@]}"; do
     pid=$(awk '$1=="agent" {print $2}' "$T/hosts/$h/state/state" 2>/dev/null)
     [ -n "$pid" ] && [ "$pid" != 0 ] && kill -KILL -- "-$pid" 2>/dev/null
+    # ... and the other services of a host that runs several (t_services.sh).
+    for pid in $(awk '$1=="service" {print $3}' "$T/hosts/$h/state/services" 2>/dev/null); do
+      [ "$pid" != 0 ] && kill -KILL -- "-$pid" 2>/dev/null
+    done
   done
   HOSTS=(); WD_PID=(); HOST_SHARE=()
   if [ -n "$T" ] && [ -z "${KEEP:-}" ]; then rm -rf "$T"; fi

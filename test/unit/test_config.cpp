@@ -105,7 +105,7 @@ TEST_CASE("config: a minimal config gets the documented defaults") {
 
 TEST_CASE("config: each missing required key is named") {
   CHECK(error_of("host: web-01\nagent:\n  command: [bin/agent]\n") == kPath + ": missing required key 'share'");
-  CHECK(error_of("share: /mnt/nfsup\nhost: web-01\n") == kPath + ": missing required key 'agent'");
+  CHECK(error_of("share: /mnt/nfsup\nhost: web-01\n") == kPath + ": missing required key 'agent' (or 'services')");
   CHECK(error_of("share: /mnt/nfsup\nhost: web-01\nagent:\n  config: /etc/a.conf\n") ==
         kPath + ":4:3: 'agent' needs a 'command' list");
 }
