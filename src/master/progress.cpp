@@ -61,6 +61,10 @@ Status read_lines(const Record& rec, const RecordReader& rd, Progress& p) {
       auto n = l.args[1] == "-1" ? std::optional<int64_t>(-1) : parse_i64(l.args[1]);
       if (!n || *n < -1 || *n > 1000000) return rd.bad(l, "max-failures must be -1 or a count");
       p.max_failures = static_cast<int>(*n);
+    } else if (l.key == "ended") {
+      if (l.args.size() != 1 || (l.args[0] != "backed-out" && l.args[0] != "aborted"))
+        return rd.bad(l, "ended must be backed-out or aborted");
+      p.ended = l.args[0];
     } else if (l.key == "step") {
       if (auto st = read_step(l, rd, p); !st) return st;
     } else if (l.key == "master") {
@@ -124,6 +128,7 @@ std::string pack_progress(const Progress& p) {
   r.add("step", {std::to_string(p.step), dash(p.step_name), std::to_string(p.batch)});
   r.add("master", {dash(p.master_host), std::to_string(p.master_pid)});
   if (p.old) r.add("old", {pack_pointer(*p.old)});
+  if (!p.ended.empty()) r.add("ended", {p.ended});
   return pack_record(r);
 }
 
@@ -175,6 +180,19 @@ void record_step(Share& share, Progress& p, const Step& s, int index, const Mast
     note(opt, fmt::format("{} was not written (step {} {}): {}; a resume would start from the step before",
                           progress_path(share), index, p.step_name, w.error().msg));
   crash_point(step_done_point(s).c_str());
+}
+
+void end_progress(Share& share, const std::string& nonce, const std::string& how, const MasterOptions& opt) {
+  auto pg = read_progress(share);
+  if (!pg) return note(opt, fmt::format("{}: {}; left as it was", progress_path(share), pg.error().msg));
+  if (!*pg || (*pg)->rollout != nonce || !(*pg)->ended.empty()) return;
+  Progress p = **pg;
+  p.ended = how;
+  p.step = static_cast<int>(p.plan.size());
+  p.step_name = step_name(StepKind::Release);
+  p.batch = 0;
+  if (auto w = share.fs().write_atomic(progress_path(share), pack_progress(p), 0644); !w)
+    note(opt, fmt::format("{} was not written ({}): {}", progress_path(share), how, w.error().msg));
 }
 
 void record_plan_step(Share& share, Progress& p, const Plan& plan, StepKind kind, int batch,

@@ -121,23 +121,11 @@ struct Resume {
     }
     AbortReport arep;
     if (auto s = remove_dead_marker(share, mk, opt, arep); !s) return s.error();
-    if (pg && pg->rollout == mk.nonce) finish_record();
     say(fmt::format("backed out the {} of {} (generation {}), which died {} before switching the pointer: hosts "
                     "resume {}; the marker is removed",
                     mk.action, mk.release, mk.generation, at, arep.resumed.empty() ? resumes : arep.resumed));
     rep.generation = mk.generation;
     return rep;
-  }
-
-  // The progress record of a rollout resume ended (backed out): its last step is done.
-  void finish_record() {
-    Progressing pr;
-    pr.rec = *pg;
-    auto steps = steps_of(pg->plan);
-    if (!steps || steps->empty()) return;
-    pr.plan.steps = *steps;
-    pr.on = true;
-    pr.done(share, StepKind::Release, opt);
   }
 
   // The marker this process holds from now on: the dead master's (same rollout, same nonce), or
@@ -239,6 +227,9 @@ struct Resume {
                       marker->action, marker->release, marker->master_host, marker->master_pid, *why));
       if (!pg || pg->rollout != marker->nonce || !switched(*pg, ptr)) return back_out_dead();
     } else {
+      if (pg && !pg->ended.empty())
+        return nothing(fmt::format("nothing to resume: the {} of {} (generation {}) was {}", pg->action, pg->target,
+                                   pg->generation, pg->ended == "aborted" ? "ended by abort after its switch" : "backed out"));
       if (!pg || pg->step_name == "release")
         return nothing(pg ? fmt::format("nothing to resume: the {} of {} (generation {}) finished", pg->action,
                                         pg->target, pg->generation)

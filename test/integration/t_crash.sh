@@ -110,6 +110,35 @@ test_resume_after_start_goes_on() { crash_then_resume start-done 2.0; }
 test_resume_after_fence_goes_on() { crash_then_resume fence-done 2.0; }
 test_resume_after_release_has_nothing_to_do() { crash_then_resume release-done 2.0; }
 
+# abort after a dead master ends its rollout: SHARE/progress is finished (resume has nothing to
+# do) and status shows no rollout in progress, whether the pointer had moved or not.
+# $1 the crash point, $2 the release the pointer names after abort, $3 extra push flags.
+abort_ends_the_rollout() {
+  local point=$1 want=$2 out st
+  begin
+  add_host c1; add_host c2; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "not on 1.0"
+  master_killed_at "$point" push "$SHARE" "$(make_release 2.0 two)" --version 2.0 "${MASTER_OPTS[@]}" ${3:-}
+  "$INSTALL" abort "$SHARE" -q
+  [ ! -e "$SHARE/MARKER" ] || fail "$point: marker left after abort"
+  assert_eq "$(awk '$1=="step" {print $3}' "$SHARE/progress")" release "$point: the progress record after abort"
+  out=$("$INSTALL" resume "$SHARE" --timeout 30s 2>&1) || fail "$point: resume after abort: $out"
+  assert_contains "$out" "nothing to resume"
+  assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" "$want" "$point: current after abort and resume"
+  st=$("$INSTALL" status "$SHARE" 2>&1) || true
+  if grep -qE '^(marker|rollout): +(switching|switched|batch)|^marker:' <<<"$st"; then
+    fail "$point: status shows a rollout in progress after abort: $(grep -E '^(marker|rollout):' <<<"$st")"
+  fi
+  assert_contains "$st" "rollout:  aborted to 2.0"
+}
+
+test_abort_after_stop_ends_the_rollout() { abort_ends_the_rollout stop-done 1.0; }
+test_abort_after_switch_ends_the_rollout() { abort_ends_the_rollout switch-done 2.0; }
+test_abort_of_a_rolling_push_ends_the_rollout() {
+  abort_ends_the_rollout start-1-done 1.0 "--strategy rolling --batch 1"
+}
+
 test_resume_applies_the_failure_policy_the_dead_master_did_not() {
   # 2.0 starts on no host; the master dies right after the switch. resume undoes the push, as
   # the master would have: current and the acting version are 1.0 again, every host runs 1.0.
