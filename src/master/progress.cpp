@@ -27,8 +27,10 @@ std::optional<std::string> check_names(const Progress& p) {
   for (const auto& b : p.batches)
     for (const auto& h : b)
       if (auto e = check_host_name(h)) return e;
-  if (p.action != "push" && p.action != "rollback") return "action must be push or rollback";
-  if (p.strategy != "all-at-once" && p.strategy != "rolling") return "strategy must be all-at-once or rolling";
+  if (p.action != "push" && p.action != "rollback" && p.action != "finalize")
+    return "action must be push, rollback or finalize";
+  if (p.strategy != "all-at-once" && p.strategy != "rolling" && p.strategy != "finalize")
+    return "strategy must be all-at-once, rolling or finalize";
   if (p.generation <= 0) return "generation must be positive";
   return std::nullopt;
 }

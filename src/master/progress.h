@@ -24,8 +24,8 @@ namespace nfsup {
 struct Progress {
   std::string rollout;                ///< the marker's nonce: which rollout this record is of
   int64_t generation = 0;             ///< the generation the rollout switches under
-  std::string action = "push";        ///< push | rollback
-  std::string strategy = "all-at-once";
+  std::string action = "push";        ///< push | rollback | finalize
+  std::string strategy = "all-at-once";  ///< all-at-once | rolling | finalize
   std::string target, previous;
   std::vector<std::string> hosts;     ///< the hosts the rollout moves (after `stop`: those that stopped)
   std::vector<std::string> vetoed;    ///< rolling: hosts left out by their veto (they keep their release)
