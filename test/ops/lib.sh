@@ -53,8 +53,8 @@ need_cmd() {
   if [ "$(id -u)" -ne 0 ]; then echo "    $1 is missing; install it with: sudo apt-get install $2" >&2; return 1; fi
   echo "    installing $2 for $1" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq "$2" >"$TMP/apt.log" 2>&1 \
-    || { apt-get update -qq >>"$TMP/apt.log" 2>&1 && apt-get install -y -qq "$2" >>"$TMP/apt.log" 2>&1; } \
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$2" >"$TMP/apt.log" 2>&1 \
+    || { apt-get -o DPkg::Lock::Timeout=600 update -qq >>"$TMP/apt.log" 2>&1 && apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$2" >>"$TMP/apt.log" 2>&1; } \
     || { tail -5 "$TMP/apt.log" >&2; return 1; }
   command -v "$1" >/dev/null 2>&1
 }
