@@ -20,6 +20,28 @@
 
 namespace nfsup {
 
+namespace {
+
+// A rolling push starts from a finished rollout and goes up: an older release would run beside
+// data the acting version wrote (and, held with --hold-acting, leave the acting version above
+// every host's release).
+Status check_rolling_target(Share& share, const std::optional<Pointer>& p, const PushRequest& req,
+                            const MasterOptions& opt) {
+  if (opt.strategy != "rolling") return ok_status();
+  if (!p) return err(Exit::Usage, "the first release must be pushed all-at-once (no release runs yet)");
+  if (!p->overrides.empty())
+    return err(Exit::Usage, fmt::format("{}: a rollout is unfinished (hosts {} have their own release); roll back or "
+                                        "push all-at-once first",
+                                        share.pointer_path(), p->overrides.begin()->first));
+  const std::string acting = p->acting.empty() ? p->release : p->acting;
+  if (compare_versions(req.stage.version, acting) >= 0) return ok_status();
+  return err(Exit::Usage, fmt::format("a rolling push of {} is below the acting version {}: its hosts would run "
+                                      "beside data they cannot read; use rollback or --strategy all-at-once",
+                                      req.stage.version, acting));
+}
+
+}  // namespace
+
 // Every flag of a push, checked before the release is staged: a refused push writes nothing.
 Status check_push_flags(Share& share, const PushRequest& req, const MasterOptions& opt) {
   if (!valid_batch(opt.batch))
@@ -30,12 +52,7 @@ Status check_push_flags(Share& share, const PushRequest& req, const MasterOption
   if (!p) return p.error();
   if (!*p && (!opt.hosts.empty() || !opt.cls.empty()))
     return err(Exit::Usage, "the first release goes to every host; --hosts and --class need a current release");
-  if (!*p && opt.strategy == "rolling")
-    return err(Exit::Usage, "the first release must be pushed all-at-once (no release runs yet)");
-  if (*p && opt.strategy == "rolling" && !(*p)->overrides.empty())
-    return err(Exit::Usage, fmt::format("{}: a rollout is unfinished (hosts {} have their own release); roll back or "
-                                        "push all-at-once first",
-                                        share.pointer_path(), (*p)->overrides.begin()->first));
+  if (auto s = check_rolling_target(share, *p, req, opt); !s) return s.error();
   if (auto s = check_targets(share, opt); !s) return s.error();
   if (auto s = check_signer(share, opt); !s) return s.error();
   if (opt.strategy == "rolling" && !req.stage.min_compatible.empty()) {

@@ -23,10 +23,19 @@
 //               backs out, so hosts resume within 2 polls, without waiting for the lease;
 //  acting       the pointer's acting version is never above a live host's release and some
 //               host runs it: after every switch that returned, and after the `resume` (or
-//               `abort`) an operator runs after a master that died or was interrupted.
+//               `abort`) an operator runs after a master that died or was interrupted;
+//  migration    (--mode migrate) while a release's migration hook runs, no host runs an agent
+//               (promise 8: the master renews its lease through the hook, however long).
+//
+// Modes (--mode): all-at-once (push and rollback, the default); rolling (pushes batch by batch,
+// --batch 1 or 50%, sometimes --hold-acting; no one-release invariant, since mixed releases are
+// the point); migrate (all-at-once, every release has a migration hook that runs for up to three
+// leases in simulated time, through MasterOptions::hook_runner).
 #include <signal.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -40,6 +49,9 @@
 #include <fmt/format.h>
 
 #include "fake_fs.h"
+#include "hash.h"
+#include "os/clock.h"
+#include "os/procs.h"
 #include "fs.h"
 #include "lifecycle.h"
 #include "master.h"
@@ -54,8 +66,10 @@ namespace sim {
 using namespace nfsup;
 using nfsup::test::FakeFs;
 
-const std::string kRoot = "/share";
+std::string kRoot = "/share";  ///< (--mode migrate: a temp dir that also holds the hooks' bytes)
 const std::vector<std::string> kReleases = {"1.0", "2.0", "3.0"};
+
+enum class Mode { AllAtOnce, Rolling, Migrate };
 
 struct MasterDied {};        // thrown out of a sleep or crash point: the master process is gone
 struct Violation {
@@ -369,7 +383,7 @@ class Host {
 
 class World {
  public:
-  explicit World(uint64_t seed, bool verbose) : rng_(seed), verbose_(verbose) {}
+  World(uint64_t seed, bool verbose, Mode mode) : rng_(seed), verbose_(verbose), mode_(mode), hook_(*this) {}
   int64_t now = 1'000'000;
   FakeFs srv;
   std::vector<std::unique_ptr<Host>> hosts;
@@ -385,6 +399,17 @@ class World {
       Manifest m;
       m.version = v;
       m.entries = {{ManifestEntry::Dir, "bin", 0755, 0, "", ""}};
+      if (mode_ == Mode::Migrate) {
+        m.migrate = "bin/migrate";
+        // The hook's bytes also on the real disk under kRoot (a temp dir in this mode):
+        // verify_release hashes files there, outside the FileSystem seam.
+        const std::string hook = "#!/bin/sh\n# migrates the data to " + v + "\n";
+        m.entries.push_back({ManifestEntry::File, "bin/migrate", 0755, hook.size(), sha256_hex(hook), ""});
+        srv.add_dir(share.release_dir(v) + "/bin");
+        srv.add_file(share.release_dir(v) + "/bin/migrate", hook);
+        std::filesystem::create_directories(share.release_dir(v) + "/bin");
+        std::ofstream(share.release_dir(v) + "/bin/migrate", std::ios::trunc) << hook;
+      }
       srv.add_file(share.manifest_path(v), pack_manifest(m));
       srv.add_dir(share.release_dir(v) + "/bin");
     }
@@ -450,6 +475,8 @@ class World {
     o.poll_ms = 250;
     o.vote_timeout_ms = 5000;
     o.interrupt = &interrupt_;
+    o.migrate_timeout_ms = 5 * lease_ms_;
+    if (mode_ == Mode::Migrate) o.hook_runner = &hook_;
     if (verbose_) o.note = [this](const std::string& s) { log("  master: " + s); };
     return o;
   }
@@ -458,6 +485,11 @@ class World {
     Pointer before = current();
     std::string target = kReleases[pick(0, static_cast<int>(kReleases.size()) - 1)];
     std::string action = pick(0, 1) ? "push" : "rollback";
+    rolling_ = mode_ == Mode::Rolling && action == "push";
+    if (rolling_) {  // (no draw otherwise: the schedules of all-at-once seeds stay as they were)
+      batch_ = pick(0, 1) ? "1" : "50%";
+      hold_ = chance(0.2);
+    }
     crash_at_ = chance(0.25) ? pick(1, 40) : -1;
     crash_point_ = chance(0.15) ? pick(0, 3) : -1;
     interrupt_at_ = crash_at_ < 0 && chance(0.15) ? pick(1, 40) : -1;
@@ -465,8 +497,9 @@ class World {
     sleeps_ = 0;
     interrupt_ = 0;
     nonce_.clear();
-    log(fmt::format("{} to {} (crash at sleep {}, crash point {}, interrupt at {}, race {})", action, target, crash_at_,
-                    crash_point_, interrupt_at_, race_));
+    log(fmt::format("{}{} to {} (crash at sleep {}, crash point {}, interrupt at {}, race {})", action,
+                    rolling_ ? fmt::format(" rolling --batch {}{}", batch_, hold_ ? " --hold-acting" : "") : "",
+                    target, crash_at_, crash_point_, interrupt_at_, race_));
     bool died = false;
     Result<SwitchReport> r = err(Exit::Internal, "not run");
     in_master_ = true;
@@ -528,7 +561,45 @@ class World {
   // The master's all-at-once switch as push and rollback run it, on a release already staged.
   Result<SwitchReport> switch_to(Share& share, const std::string& target, const std::string& action) {
     if (auto s = share.check(); !s) return s.error();
+    if (rolling_) {
+      MasterOptions o = options();
+      o.strategy = "rolling";
+      o.batch = batch_;
+      o.hold_acting = hold_;
+      // What push refuses before anything is written (check_push_flags), refused here too.
+      if (auto p = share.read_pointer(); p && *p) {
+        if (!(*p)->overrides.empty()) return err(Exit::Usage, "a rollout is unfinished (host lines)");
+        if (compare_versions(target, (*p)->acting.empty() ? (*p)->release : (*p)->acting) < 0)
+          return err(Exit::Usage, "a rolling push below the acting version");
+      }
+      return run_rolling(share, target, o, SwitchReport{});
+    }
     return run_switch(share, target, action, options(), SwitchReport{});
+  }
+
+  // The migration hook, run by the master through MasterOptions::hook_runner: it lasts up to
+  // three leases of simulated time (the master's keep_going renews the lease every 100 ms), and
+  // sometimes fails. While it runs no host may run an agent.
+  Result<RunResult> run_hook(const SpawnSpec& spec, const std::function<bool()>& keep_going) {
+    const int64_t dur = pick(0, static_cast<int>(3 * lease_ms_));
+    const bool fails = chance(0.1);
+    log(fmt::format("migration hook {} runs for {} ms{}", spec.argv.empty() ? "?" : spec.argv[0], dur,
+                    fails ? " and fails" : ""));
+    RunResult r;
+    for (int64_t t = 0; t < dur; t += 250) {  // (the real runner calls keep_going about every 100 ms)
+      nfsup::sleep_ms(250);
+      for (auto& h : hosts)
+        if (h->agent_up)
+          throw Violation{fmt::format("migration: {} runs an agent of {} while the migration hook runs ({} ms in)",
+                                      h->name, h->running, t + 250)};
+      if (keep_going && !keep_going()) {
+        r.cancelled = true;
+        return r;
+      }
+    }
+    r.exit_code = fails ? 1 : 0;
+    if (fails) r.output = "migration failed (simulated)";
+    return r;
   }
 
   void check_outcome(const Result<SwitchReport>& r, const std::string& target, const std::string& action) {
@@ -590,7 +661,9 @@ class World {
         throw Violation{fmt::format("acting: the pointer's acting version {} is above {}'s release {}", p.acting,
                                     h->name, h->running)};
     }
-    if (!someone) throw Violation{fmt::format("acting: no host runs the acting version {}", p.acting)};
+    // (--hold-acting keeps it below a release every host may run: held on purpose.)
+    const bool held = p.overrides.empty() && compare_versions(p.acting, p.release) < 0;
+    if (!someone && !held) throw Violation{fmt::format("acting: no host runs the acting version {}", p.acting)};
   }
 
   bool all_up() const {
@@ -623,7 +696,7 @@ class World {
     std::set<std::string> up;
     for (auto& h : hosts)
       if (h->agent_up && !h->failed_gen) up.insert(h->running);
-    if (up.size() > 1)
+    if (up.size() > 1 && mode_ != Mode::Rolling)
       throw Violation{fmt::format("one-release: agents of {} run at once", join({up.begin(), up.end()}, " and "))};
   }
 
@@ -659,7 +732,7 @@ class World {
   }
 
   void at_crash_point(const char* point) {
-    if (in_master_ && std::strcmp(point, "switch-after-marker") == 0)
+    if (in_master_ && (std::strcmp(point, "switch-after-marker") == 0 || std::strcmp(point, "rolling-after-marker") == 0))
       if (auto t = srv.content(kRoot + "/MARKER"))
         if (auto m = unpack_marker(*t, "MARKER")) nonce_ = m->nonce;
     static const char* const kPoints[] = {"switch-after-marker", "switch-after-stopped", "switch-after-pointer",
@@ -676,20 +749,42 @@ class World {
     race_ = false;
     std::string other = kReleases[pick(0, static_cast<int>(kReleases.size()) - 1)];
     log(fmt::format("a second master switches to {} meanwhile", other));
-    auto saved = std::make_tuple(crash_at_, crash_point_, interrupt_at_, sleeps_, nonce_);
+    auto saved = std::make_tuple(crash_at_, crash_point_, interrupt_at_, sleeps_, nonce_, rolling_);
     crash_at_ = crash_point_ = interrupt_at_ = -1;
+    rolling_ = false;
     nonce_.clear();
     Share share(srv, kRoot);
     std::string action = pick(0, 1) ? "push" : "rollback";
     auto r = switch_to(share, other, action);
     if (r) check_outcome(r, other, action);
     else if (r.error().code == Exit::Vetoed) check_vetoes(r.error().msg);
-    std::tie(crash_at_, crash_point_, interrupt_at_, sleeps_, nonce_) = saved;
+    std::tie(crash_at_, crash_point_, interrupt_at_, sleeps_, nonce_, rolling_) = saved;
     nonce_.clear();
   }
 
+  // The migration hook as the master runs it (MasterOptions::hook_runner): in simulated time.
+  class Hook : public Procs {
+   public:
+    explicit Hook(World& w) : w_(w) {}
+    Result<pid_t> spawn(const SpawnSpec&) override { return err(Exit::Internal, "the simulator spawns nothing"); }
+    Result<RunResult> run(const SpawnSpec& spec, int64_t, const std::function<bool()>& keep_going) override {
+      return w_.run_hook(spec, keep_going);
+    }
+    bool stop(pid_t, int, int64_t, bool) override { return true; }
+    void signal(pid_t, int) override {}
+    uint64_t start_time(pid_t) override { return 0; }
+    bool alive(pid_t, uint64_t) override { return false; }
+
+   private:
+    World& w_;
+  };
+
   std::mt19937_64 rng_;
   bool verbose_;
+  Mode mode_;
+  Hook hook_;
+  bool rolling_ = false, hold_ = false;
+  std::string batch_ = "1";
   int64_t lease_ms_ = 6000, max_poll_ = 0, max_stop_ = 0, last_gen_ = 0;
   std::map<int64_t, std::string> gen_release_;
   int crash_at_ = -1, crash_point_ = -1, interrupt_at_ = -1, sleeps_ = 0;
@@ -699,33 +794,52 @@ class World {
   std::string nonce_;
 };
 
+bool parse_mode(const std::string& s, Mode& m) {
+  if (s == "all-at-once") m = Mode::AllAtOnce;
+  else if (s == "rolling") m = Mode::Rolling;
+  else if (s == "migrate") m = Mode::Migrate;
+  else return false;
+  return true;
+}
+
 }  // namespace sim
 
 int main(int argc, char** argv) {
   uint64_t first = 1, count = 1000;
   bool verbose = false, single = false;
+  sim::Mode mode = sim::Mode::AllAtOnce;
+  const char* mode_name = "all-at-once";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--seed" && i + 1 < argc) first = std::stoull(argv[++i]), count = 1, single = true;
     else if (a == "--first" && i + 1 < argc) first = std::stoull(argv[++i]);
     else if (a == "--schedules" && i + 1 < argc) count = std::stoull(argv[++i]);
     else if (a == "-v") verbose = true;
+    else if (a == "--mode" && i + 1 < argc && sim::parse_mode(argv[i + 1], mode)) mode_name = argv[++i];
     else {
-      std::fprintf(stderr, "usage: nfsup-sim [--first N] [--schedules N] [--seed N [-v]]\n");
+      std::fprintf(stderr, "usage: nfsup-sim [--mode all-at-once|rolling|migrate] [--first N] [--schedules N] "
+                           "[--seed N [-v]]\n");
       return 2;
     }
   }
+  std::string tmp;
+  if (mode == sim::Mode::Migrate) {
+    char dir[] = "/tmp/nfsup-sim.XXXXXX";
+    if (!mkdtemp(dir)) return std::perror("mkdtemp"), 2;
+    tmp = dir;
+    sim::kRoot = tmp + "/share";
+  }
   size_t steps = 0, failed = 0, gaps = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
-    sim::World w(seed, verbose);
+    sim::World w(seed, verbose, mode);
     nfsup::set_test_clock({&sim::World::clock_now, &sim::World::clock_sleep, &w});
     nfsup::set_fault_hooks({&sim::World::crash_hook, &sim::World::stop_hook, &w});
     try {
       w.run();
     } catch (const sim::Violation& v) {
       ++failed;
-      std::printf("seed %llu: VIOLATED %s (replay: nfsup-sim --seed %llu -v)\n", static_cast<unsigned long long>(seed),
-                  v.what.c_str(), static_cast<unsigned long long>(seed));
+      std::printf("seed %llu: VIOLATED %s (replay: nfsup-sim --mode %s --seed %llu -v)\n",
+                  static_cast<unsigned long long>(seed), v.what.c_str(), mode_name, static_cast<unsigned long long>(seed));
       if (single || failed >= 5) break;
     }
     steps += w.steps;
@@ -733,5 +847,6 @@ int main(int argc, char** argv) {
   }
   std::printf("%llu schedules, %zu steps, %zu violated\n", static_cast<unsigned long long>(count), steps, failed);
   std::printf("%zu dead or interrupted masters' switches finished by resume (checked)\n", gaps);
+  if (!tmp.empty()) std::filesystem::remove_all(tmp);
   return failed ? 1 : 0;
 }
