@@ -73,8 +73,9 @@ Result<std::optional<Marker>> Share::read_marker() {
   return std::optional<Marker>(*m);
 }
 
-Result<std::optional<Marker>> Share::probe_marker() {
-  auto t = fs_.probe(root_, "MARKER", kSmallFileMax);
+Result<std::optional<Marker>> Share::probe_marker(int64_t* root_mtime_ns) {
+  int64_t ignored = 0;
+  auto t = fs_.probe_in(root_, "MARKER", kSmallFileMax, root_mtime_ns ? root_mtime_ns : &ignored);
   if (!t) return t.error();
   if (!*t) return std::optional<Marker>();
   auto m = unpack_marker(**t, marker_path());
@@ -136,6 +137,8 @@ Status Share::write_status(const HostStatus& s) {
   if (auto st = own_host_dir(fs_, host_dir(s.host)); !st) return st;
   return fs_.write_atomic(status_path(s.host), pack_status(s), 0644);
 }
+
+Result<bool> Share::touch_status(const std::string& host) { return fs_.touch(status_path(host)); }
 
 Result<std::vector<std::string>> Share::list_hosts() {
   auto l = fs_.list_dir(hosts_dir());

@@ -216,10 +216,13 @@ class Share {
 
   Result<std::optional<Marker>> read_marker();
   /// The polling read of the marker (3 share calls when absent).
-  Result<std::optional<Marker>> probe_marker();
+  Result<std::optional<Marker>> probe_marker(int64_t* root_mtime_ns = nullptr);
   Result<std::optional<Pointer>> read_pointer();
   Result<std::optional<HostStatus>> read_status(const std::string& host);
   Status write_status(const HostStatus& s);
+  /// A heartbeat without news: the status file's times set to now (one call; on NFS the server
+  /// stamps it). false when there is no status file to touch (write it instead).
+  Result<bool> touch_status(const std::string& host);
   Status write_vote(const Vote& v);
   Result<std::optional<Vote>> read_vote(const std::string& host);
   Result<std::vector<std::string>> list_hosts();

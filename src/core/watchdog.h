@@ -39,6 +39,7 @@ struct Observation {
   bool marker_lapsed = false;
   bool pointer_read = false;
   std::optional<Pointer> pointer;
+  int64_t root_mtime_ns = 0;    ///< the share root's mtime as the marker probe saw it (0: unknown)
 };
 
 struct LocalView {

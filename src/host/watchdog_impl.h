@@ -113,7 +113,9 @@ class Watchdog {
 
   void note_share_ok();
 
-  NFSUP_HOT Observation observe(bool want_pointer);
+  NFSUP_HOT Observation observe(bool want_pointer, bool pointer_if_changed = false);
+  bool root_unchanged_since_pointer(const Observation& obs) const;
+  bool heartbeat_by_touch(const HostStatus& s);
 
   bool marker_is_trusted(const Marker& m);
 
@@ -216,6 +218,11 @@ class Watchdog {
   bool share_down_ = false;
   std::string share_error_;
   bool force_pointer_ = true;
+  // The idle RPC budget (issue 17): the share root's mtime when the pointer was last read, and
+  // when; the status as last written in full (without its heartbeat fields), and the touches since.
+  int64_t pointer_root_mtime_ = 0, pointer_read_ms_ = 0;
+  std::string published_body_, published_updated_;
+  int touches_ = 0;
   bool lapse_logged_ = false;
   int64_t lease_ms_ = 30000;
   Pointer last_pointer_;

@@ -5,20 +5,22 @@ namespace nfsup {
 namespace wd {
 
 // ---- observation
-Observation Watchdog::observe(bool want_pointer) {
+Observation Watchdog::observe(bool want_pointer, bool pointer_if_changed) {
   Observation obs;
   std::string why;
   // A file replaced by rename can read back cut short through a client whose attribute
   // cache still has the old size; the record format notices (no final newline), so read
   // once more before calling it malformed.
-  auto got = share_call<Result<std::optional<Marker>>>(
+  using Probed = std::pair<Result<std::optional<Marker>>, int64_t>;
+  auto got = share_call<Probed>(
       [this] {
-        auto r = share_.probe_marker();
+        int64_t mt = 0;
+        auto r = share_.probe_marker(&mt);
         if (!r && r.error().code == Exit::Integrity) {
           std::this_thread::sleep_for(std::chrono::milliseconds(50));
-          r = share_.probe_marker();
+          r = share_.probe_marker(&mt);
         }
-        return r;
+        return Probed{std::move(r), mt};
       },
       cfg_.share_timeout_ms, &why);
   if (!got) {
@@ -26,7 +28,8 @@ Observation Watchdog::observe(bool want_pointer) {
     obs.share_error = why;
     return obs;
   }
-  Result<std::optional<Marker>> mk = std::move(*got);
+  obs.root_mtime_ns = got->second;
+  const Result<std::optional<Marker>>& mk = got->first;  // (a reference: a moved-into copy made GCC warn maybe-uninitialized)
   if (!mk) {
     if (mk.error().code == Exit::Integrity) {
       // A garbled marker: never act on it; keep the agent as it is and say why.
@@ -62,7 +65,23 @@ Observation Watchdog::observe(bool want_pointer) {
   // under the marker: a new acting version is reported and handed on now, not at the next
   // heartbeat).
   if (!held && (want_pointer || obs.marker || fast_poll_)) read_pointer(obs);
+  else if (!held && pointer_if_changed) {
+    // A heartbeat: the pointer is replaced by a rename in the share's root, which changes the
+    // root's mtime, which the probe's open has just revalidated. Unchanged: the pointer is
+    // known as of now without reading it (the idle RPC budget, issue 17).
+    if (root_unchanged_since_pointer(obs)) st_.last_pointer_ms = boot_ms();
+    else read_pointer(obs);
+  }
   return obs;
+}
+
+// Whether the pointer read last is still the share's: the root's mtime is known and the same as
+// at that read, which is less than kPointerRecheckMs old (a bound for file systems whose
+// directory times are coarse or cached: sshfs keeps attributes for 20 s).
+bool Watchdog::root_unchanged_since_pointer(const Observation& obs) const {
+  constexpr int64_t kPointerRecheckMs = 5 * 60 * 1000;
+  return obs.root_mtime_ns != 0 && obs.root_mtime_ns == pointer_root_mtime_ && pointer_read_ms_ &&
+         boot_ms() - pointer_read_ms_ < kPointerRecheckMs;
 }
 
 // On a signed host, a marker counts only if a trusted key signed it: whoever can write to the
@@ -155,6 +174,8 @@ void Watchdog::read_pointer(Observation& obs) {
     apply_acting((*p)->acting.empty() ? (*p)->release_for(cfg_.host) : (*p)->acting);
   }
   st_.last_pointer_ms = boot_ms();
+  pointer_read_ms_ = st_.last_pointer_ms;
+  pointer_root_mtime_ = obs.root_mtime_ns;
 }
 
 LocalView Watchdog::view(std::optional<bool> agent_up) {

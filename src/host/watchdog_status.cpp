@@ -195,7 +195,6 @@ void Watchdog::publish_status(bool force) {
   s.state = st_.state;
   s.running = st_.running;
   s.generation = st_.status_gen;
-  s.heartbeat = ++st_.heartbeat;
   s.pid = getpid();
   s.agent_pid = st_.agent_pid;
   s.mode = opt_.daemon ? "daemon" : "check";
@@ -212,6 +211,8 @@ void Watchdog::publish_status(bool force) {
   s.poll_ms = cfg_.poll_interval_ms;
   s.checks = cfg_.checks_dir.empty() ? "no" : "yes";
   s.watchdog_version = NFSUP_VERSION;
+  if (!force && heartbeat_by_touch(s)) return;
+  s.heartbeat = ++st_.heartbeat;
   std::string why;
   int64_t t0 = boot_ms();
   auto got = share_call<Status>([this, s] { return share_.write_status(s); }, cfg_.share_timeout_ms, &why);
@@ -228,6 +229,36 @@ void Watchdog::publish_status(bool force) {
   status_dirty_ = false;
   st_.last_status_ms = now;
   st_.published_conf = status_conf();
+  published_body_ = pack_status(s);
+  published_updated_ = s.updated;
+  touches_ = 0;
+}
+
+// The budget of an idle heartbeat (issue 17): when nothing but the heartbeat is new, a daemon
+// touches its status file (one call; the server stamps the mtime, which the master reads as
+// the heartbeat) instead of rewriting it (create, write, fsync, close, rename). The content
+// is compared without the heartbeat counter; a full rewrite still comes every
+// kTouchesPerWrite heartbeats. Returns false when the caller must write the status in full.
+bool Watchdog::heartbeat_by_touch(const HostStatus& s) {
+  constexpr int kTouchesPerWrite = 60;
+  if (!opt_.daemon || published_body_.empty() || touches_ >= kTouchesPerWrite) return false;
+  HostStatus cmp = s;
+  cmp.heartbeat = st_.heartbeat;
+  cmp.updated = published_updated_;
+  if (pack_status(cmp) != published_body_) return false;
+  std::string why;
+  int64_t t0 = boot_ms(), now = t0;
+  auto got = share_call<Result<bool>>([this] { return share_.touch_status(cfg_.host); }, cfg_.share_timeout_ms, &why);
+  note_metrics(s, got && *got && **got, boot_ms() - t0);
+  if (!got) {
+    note_share_error(why);
+    return true;
+  }
+  if (!*got || !**got) return false;  // gone, or no touch here: write it
+  status_dirty_ = false;
+  st_.last_status_ms = now;
+  ++touches_;
+  return true;
 }
 
 // Cron tick, on the guard thread: a share operation outlived its deadline while the tick's
@@ -265,6 +296,7 @@ void Watchdog::note_share_ok() {
     log(LogLevel::Info, fmt::format("{}: share reachable again", cfg_.host));
     force_pointer_ = true;
     status_dirty_ = true;
+    published_body_.clear();  // a full rewrite, not a touch, of what the share may have lost
   }
   share_down_ = false;
 }

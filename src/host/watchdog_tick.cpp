@@ -102,8 +102,10 @@ void Watchdog::keep(const Observation& obs, bool agent_up, bool heartbeat_due) {
 void Watchdog::act(Decision& d, const Observation& obs, bool agent_up, bool heartbeat_due) {
   switch (d.kind) {
     case Decision::NeedPointer:
-      // Fast idle path: the marker is absent and nothing says the pointer moved.
+      // Fast idle path: the marker is absent and nothing says the pointer moved (at a
+      // heartbeat: the share's root did not change since the pointer was read).
       d.kind = Decision::Keep;
+      if (heartbeat_due) keep(obs, agent_up, heartbeat_due);
       break;
     case Decision::Hold:
       hold(d);
@@ -150,8 +152,8 @@ Decision Watchdog::tick(bool first) {
   if (heartbeat_due) status_dirty_ = true;
   // While the share is down, only a full look (pointer, and the share's format file when
   // there is no pointer) says it is back: the marker alone would, in an empty mountpoint.
-  bool want_pointer = first || force_pointer_ || st_.held_gen > 0 || !agent_up || heartbeat_due || share_down_;
-  Observation obs = observe(want_pointer);
+  bool want_pointer = first || force_pointer_ || st_.held_gen > 0 || !agent_up || share_down_;
+  Observation obs = observe(want_pointer, heartbeat_due);
   if (!obs.share_ok) return tick_without_share(obs, agent_up);
   garbled_logged_.clear();
   note_share_ok();

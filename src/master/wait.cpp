@@ -89,8 +89,12 @@ Status check_targets(Share& share, const MasterOptions& opt) {
   return ok_status();
 }
 
+// A host's heartbeat as the master sees it: the counter in its status (a rewrite) or the
+// status file's mtime (a touch, stamped by the file server: issue 17's idle budget). Either
+// moving is a heartbeat; the times are compared only with each other, never with a clock.
 struct Watch {
   int64_t heartbeat = -1;
+  int64_t mtime_ms = -1;
   int64_t changed_at = 0;
 };
 
@@ -160,7 +164,7 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
   std::map<std::string, HostOutcome> result;
   int64_t start = boot_ms();
   int64_t last_renew = boot_ms();
-  for (const auto& h : hosts) watch[h] = Watch{-1, start};
+  for (const auto& h : hosts) watch[h] = Watch{-1, -1, start};
   size_t last_count = static_cast<size_t>(-1);
   int64_t min_poll = 0, last_note = start;
   while (true) {
@@ -173,8 +177,9 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
       if ((*s)->poll_ms > 0) min_poll = min_poll ? std::min(min_poll, (*s)->poll_ms) : (*s)->poll_ms;
       auto& w = watch[h];
       if (g_timeline) g_timeline->see(h, (*s)->state, (*s)->running);
-      if ((*s)->heartbeat != w.heartbeat) {
+      if ((*s)->heartbeat != w.heartbeat || (*s)->mtime_ms != w.mtime_ms) {
         w.heartbeat = (*s)->heartbeat;
+        w.mtime_ms = (*s)->mtime_ms;
         w.changed_at = now;
       }
       if (auto o = done(**s)) {

@@ -97,14 +97,14 @@ std::atomic<bool> g_force_walk{false};
 
 // Walks `rel` below `rfd` one directory at a time; the descriptor of the last one, or -1 with
 // errno set and *failed the prefix that failed.
-int walk_beneath(int rfd, const std::string& rel, std::string* failed) {
+int walk_beneath(int rfd, const std::string& rel, std::string* failed, int access) {
   int cur = rfd;
   std::string done;
   for (const auto& comp : split(rel, '/')) {
     if (comp.empty()) continue;
     done += (done.empty() ? "" : "/") + comp;
     bool dots = comp == "." || comp == "..";  // never written by nfsup; refused like a symlink
-    int next = dots ? -1 : ::openat(cur, comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int next = dots ? -1 : ::openat(cur, comp.c_str(), access | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     int e = dots ? EXDEV : errno;
     if (cur != rfd) ::close(cur);
     if (next < 0) {
@@ -122,11 +122,11 @@ int walk_beneath(int rfd, const std::string& rel, std::string* failed) {
   return cur;
 }
 
-int open_beneath(int rfd, const std::string& rel, std::string* failed) {
+int open_beneath(int rfd, const std::string& rel, std::string* failed, int access) {
 #if defined(SYS_openat2) && __has_include(<linux/openat2.h>)
   if (!g_no_openat2.load(std::memory_order_relaxed) && !g_force_walk.load(std::memory_order_relaxed)) {
     struct open_how how{};
-    how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+    how.flags = static_cast<uint64_t>(access | O_DIRECTORY | O_CLOEXEC);
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
     long fd = ::syscall(SYS_openat2, rfd, rel.c_str(), &how, sizeof how);
     if (fd >= 0) return static_cast<int>(fd);
@@ -140,13 +140,13 @@ int open_beneath(int rfd, const std::string& rel, std::string* failed) {
     // ELOOP, ENOTDIR, EXDEV, EAGAIN: the walk names the component that is in the way.
   }
 #endif
-  return walk_beneath(rfd, rel, failed);
+  return walk_beneath(rfd, rel, failed, access);
 }
 }  // namespace
 
 void fs_force_walk_for_tests(bool on) { g_force_walk.store(on); }
 
-RealFs::At RealFs::at(const std::string& path) const {
+RealFs::At RealFs::at(const std::string& path, bool light) const {
   At a;
   if (root_.empty() || path.size() <= root_.size() + 1 || path.compare(0, root_.size(), root_) != 0 ||
       (path[root_.size()] != '/' && root_ != "/")) {
@@ -157,7 +157,8 @@ RealFs::At RealFs::at(const std::string& path) const {
   while (!rel.empty() && rel.back() == '/') rel.pop_back();
   auto slash = rel.rfind('/');
   a.name = slash == std::string::npos ? rel : rel.substr(slash + 1);
-  int rfd = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int access = light ? O_PATH : O_RDONLY;
+  int rfd = ::open(root_.c_str(), access | O_DIRECTORY | O_CLOEXEC);
   if (rfd < 0) {
     a.error = errno;
     a.bad = root_;
@@ -168,7 +169,7 @@ RealFs::At RealFs::at(const std::string& path) const {
     return a;
   }
   std::string failed;
-  a.fd = open_beneath(rfd, rel.substr(0, slash), &failed);
+  a.fd = open_beneath(rfd, rel.substr(0, slash), &failed, access);
   if (a.fd < 0) {
     a.error = errno;
     a.bad = path_join(root_, failed);
@@ -386,7 +387,14 @@ Status RealFs::rmdir(const std::string& path) {
 
 Result<std::optional<std::string>> RealFs::probe(const std::string& dir, const std::string& name,
                                                  size_t max_bytes) {
+  int64_t ignored = 0;
+  return probe_in(dir, name, max_bytes, &ignored);
+}
+
+Result<std::optional<std::string>> RealFs::probe_in(const std::string& dir, const std::string& name, size_t max_bytes,
+                                                    int64_t* dir_mtime_ns) {
   StallGuard::Section g("probe", dir);
+  *dir_mtime_ns = 0;
   std::string path = path_join(dir, name);
   At a = at(path);
   if (a.error) return at_err("open", a, path);
@@ -395,7 +403,22 @@ Result<std::optional<std::string>> RealFs::probe(const std::string& dir, const s
     if (a.fd < 0) return sys_err("open", dir, errno);
     a.name = name;
   }
+  // (the attributes the open just revalidated: no further round trip)
+  if (struct stat st{}; ::fstat(a.fd, &st) == 0)
+    *dir_mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   return read_regular_at(a.fd, a.name, path, max_bytes);
+}
+
+Result<bool> RealFs::touch(const std::string& path) {
+  StallGuard::Section g("touch", path);
+  At a = at(path, true);
+  if (a.error == ENOENT) return false;
+  if (a.error) return at_err("touch", a, path);
+  if (::utimensat(a.fd, a.name.c_str(), nullptr, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT || errno == ESTALE) return false;
+    return sys_err("touch", path, errno);
+  }
+  return true;
 }
 
 NFSUP_HOT bool certainly_absent(const char* dir, const char* name) {

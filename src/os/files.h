@@ -65,6 +65,22 @@ class FileSystem {
   /// Three share calls when the file is absent (nfs-notes §1 (b)).
   virtual Result<std::optional<std::string>> probe(const std::string& dir, const std::string& name,
                                                    size_t max_bytes) = 0;
+  /// probe(), also giving the modification time of `dir` (ns) as the open of `dir` revalidated
+  /// it: a change of anything directly in `dir` (a rename onto the pointer) changes it. 0 where
+  /// the file system cannot tell (then every caller must assume a change).
+  virtual Result<std::optional<std::string>> probe_in(const std::string& dir, const std::string& name, size_t max_bytes,
+                                                      int64_t* dir_mtime_ns) {
+    *dir_mtime_ns = 0;
+    return probe(dir, name, max_bytes);
+  }
+  /// Sets the times of the existing file `path` to now as its file system stamps them (on NFS
+  /// one SETATTR, server time), never through a symlink; the directory of `path` is reached
+  /// without revalidating it (a file only this process replaces). false when `path` does not
+  /// exist, or where the file system cannot touch (then the caller rewrites it).
+  virtual Result<bool> touch(const std::string& path) {
+    (void)path;
+    return false;
+  }
   /// From now on, paths strictly below `root` (the share) are resolved beneath it and never
   /// through a symlink: not in a directory on the way, not as the final name. Share calls this.
   virtual void confine(const std::string& root) { (void)root; }
@@ -100,6 +116,9 @@ class RealFs : public FileSystem {
   Status rmdir(const std::string& path) override;
   Result<std::optional<std::string>> probe(const std::string& dir, const std::string& name,
                                            size_t max_bytes) override;
+  Result<std::optional<std::string>> probe_in(const std::string& dir, const std::string& name, size_t max_bytes,
+                                              int64_t* dir_mtime_ns) override;
+  Result<bool> touch(const std::string& path) override;
 
   void confine(const std::string& root) override;
   Status chmod_dir(const std::string& path, uint32_t mode) override;
@@ -128,7 +147,9 @@ class RealFs : public FileSystem {
     At(At&& o) noexcept;
     ~At();
   };
-  At at(const std::string& path) const;
+  /// light: directories opened O_PATH (no open of the directory itself: on NFS no
+  /// close-to-open revalidation, so no GETATTR for each directory on the way).
+  At at(const std::string& path, bool light = false) const;
 
  private:
   Status write_temp(int dfd, const std::string& tmp, const std::string& shown, std::string_view data, uint32_t mode,

@@ -261,6 +261,38 @@ test_idle_poll_costs_three_share_calls() {
   echo "    idle polls: $polls, share calls: $total ($((total / polls)) per poll)"
 }
 
+test_idle_heartbeat_is_one_touch_and_the_pointer_is_read_when_the_share_changed() {
+  # Issue 17, the RPC budget: a heartbeat whose status content did not change is one
+  # utimensat() of the status file (the server stamps it; the master reads the mtime), not a
+  # rewrite; the pointer is read again only when the share's root directory changed.
+  command -v strace >/dev/null || { echo "    skipped: strace not installed"; return 0; }
+  begin
+  local r1; r1=$(make_release 1.0)
+  "$INSTALL" push "$SHARE" "$r1" --version 1.0 --no-wait -q
+  add_host hb1
+  sed -i 's/^poll_interval: .*/poll_interval: 100ms/; s/^heartbeat_interval: .*/heartbeat_interval: 400ms/' "$T/hosts/hb1/watchdog.yaml"
+  start_watchdog hb1
+  wait_until 10 host_runs hb1 1.0 || fail "not running"
+  sleep 1
+  timeout -s INT 3 strace -f -qq -p "${WD_PID[hb1]}" -o "$T/trace" -e trace=%file,%desc 2>/dev/null || true
+  sed -E 's/^[0-9]+ +//' "$T/trace" > "$T/calls"
+  local touches rewrites pointer
+  touches=$(grep -c 'utimensat([0-9]*, "status", NULL' "$T/calls" || true)
+  rewrites=$(grep -c 'O_CREAT' "$T/calls" || true)
+  pointer=$(grep -c '"current"' "$T/calls" || true)
+  [ "$touches" -ge 4 ] || fail "$touches status touches in 3 s at a 400 ms heartbeat: $(grep -E 'status|tmp' "$T/calls" | head -5)"
+  assert_eq "$rewrites" 0 "files created while idle: $(grep O_CREAT "$T/calls" | head -3)"
+  assert_eq "$pointer" 0 "pointer reads while the share did not change"
+  [ "$(host_field hb1 state)" = running ] || fail "status no longer readable"
+  # A change in the share's root (here: a file created and removed) makes the next heartbeat
+  # read the pointer.
+  timeout -s INT 2 strace -f -qq -p "${WD_PID[hb1]}" -o "$T/trace2" -e trace=%file,%desc 2>/dev/null &
+  local sp=$!
+  sleep 0.5; : >"$SHARE/.probe"; rm -f "$SHARE/.probe"
+  wait $sp || true
+  grep -q '"current"' "$T/trace2" || fail "the pointer was not read after the share's root changed"
+}
+
 # slow_drain_agent RELEASE_DIR SECONDS: an agent that takes SECONDS to drain on SIGUSR1
 # (0: never drains; only the stop signal ends it).
 slow_drain_agent() {
@@ -368,22 +400,24 @@ test_checks_dir_added_by_a_reload_counts_at_once() {
 }
 
 test_slow_stop_keeps_the_heartbeat() {
-  # Promise 7, the stop: an agent that takes 6 s to exit after SIGTERM (stop_timeout 10 s,
-  # --stale-after 4 s) keeps its host's heartbeat going; nobody is declared lost.
+  # Promise 7, the stop: an agent that takes 9 s to exit after SIGTERM (stop_timeout 12 s,
+  # --stale-after 4 s) keeps its host's heartbeat going; nobody is declared lost. While it
+  # stops, the status content does not change: the heartbeat is the file's mtime (touched).
   begin
   local r1 r2; r1=$(make_release 1.0); r2=$(make_release 2.0)
   cat > "$r1/bin/agent" <<'EOA'
 #!/bin/sh
 echo "agent $NFSUP_VERSION on $NFSUP_HOST started (pid $$)"
-trap 'echo "agent $NFSUP_VERSION stopping slowly"; sleep 6; exit 0' TERM
+trap 'echo "agent $NFSUP_VERSION stopping slowly"; sleep 9; exit 0' TERM
 while :; do sleep 1 & wait $!; done
 EOA
   add_host s1; add_host s2
-  for h in s1 s2; do sed -i 's/^  stop_timeout: .*/  stop_timeout: 10s/' "$T/hosts/$h/watchdog.yaml"; done
+  for h in s1 s2; do sed -i 's/^  stop_timeout: .*/  stop_timeout: 12s/' "$T/hosts/$h/watchdog.yaml"; done
   start_all
   "$INSTALL" push "$SHARE" "$r1" --version 1.0 "${MASTER_OPTS[@]}" -q
   wait_until 10 all_run 1.0 || fail "hosts did not reach 1.0"
-  set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  # (--stale-after 2 s: four heartbeats of 500 ms, shorter than the 9 s stop)
+  set +e; out=$("$INSTALL" push "$SHARE" "$r2" --version 2.0 --stale-after 2s --lease 2s --timeout 60s 2>&1); rc=$?; set -e
   assert_eq "$rc" 0 "push over a slow stop: $out"
   assert_contains "$out" "2 host(s) ok, 0 failed"
   for h in s1 s2; do assert_eq "$(agent_alive_version $h)" 2.0 "$h agent"; done

@@ -340,8 +340,8 @@ test_nfs_prune_with_open_files() {
 
 
 # The per-operation RPC counts and the bytes read from the server of one host, from its guest's
-# /proc/self/mountstats (the host has a mount of its own): idle for 30 s (scaled to a minute;
-# poll 2 s, heartbeat 10 s) and one upgrade of a 50 x 1 MiB release with one file changed.
+# /proc/self/mountstats (the host has a mount of its own): idle for a minute
+# (poll 2 s, heartbeat 10 s) and one upgrade of a 50 x 1 MiB release with one file changed.
 # The master pushes from the server's side (hpush): only the host's mount is counted, and
 # writing 2 x 50 MiB through a guest's NFS mount cost the suite ~30 s per run.
 mstats() {  # mstats GUEST MNT: "OP count" lines and "BYTES_READ n"
@@ -365,7 +365,8 @@ test_nfs_rpc_counts_idle_and_upgrade() {
   wait_until 60 all_run 1.0 || fail "h3 not on 1.0"
   wait_until 60 test -d "$T/hosts/h3/state/cache/1.0" || true
   sleep 3
-  mstats g3 "$m" >"$T/s0"; sleep 30; mstats g3 "$m" >"$T/s1"
+  # a whole minute: at a 10 s heartbeat a 30 s window holds 3 or 4 of them (scaled: 6 or 8)
+  mstats g3 "$m" >"$T/s0"; sleep 60; mstats g3 "$m" >"$T/s1"
   r2=$T/rel/2.0; cp -a "$r" "$r2"; echo "release 2.0" >"$r2/VERSION"
   head -c 1048576 /dev/urandom >"$r2/f1"
   mstats g3 "$m" >"$T/s2"
@@ -374,7 +375,7 @@ test_nfs_rpc_counts_idle_and_upgrade() {
   wait_until 60 test -d "$T/hosts/h3/state/cache/2.0" || true
   sleep 3
   mstats g3 "$m" >"$T/s3"
-  mdelta "$T/s0" "$T/s1" 2 >"$T/idle"; mdelta "$T/s2" "$T/s3" >"$T/upg"
+  mdelta "$T/s0" "$T/s1" >"$T/idle"; mdelta "$T/s2" "$T/s3" >"$T/upg"
   local idle_total upg_total idle_bytes upg_bytes
   idle_total=$(awk '$1 != "BYTES_READ" {t += $2} END {print t + 0}' "$T/idle")
   upg_total=$(awk '$1 != "BYTES_READ" {t += $2} END {print t + 0}' "$T/upg")
@@ -387,13 +388,15 @@ test_nfs_rpc_counts_idle_and_upgrade() {
     done
     printf '  %-14s %12s %16s\n' total "$idle_total" "$upg_total"
     printf '  %-14s %12s %16s\n' "bytes read" "${idle_bytes:-0}" "${upg_bytes:-0}"
-    echo "  (upgrade: 50 x 1 MiB release, one file changed; idle measured over 30 s x 2)"
+    echo "  (upgrade: 50 x 1 MiB release, one file changed; idle measured over 60 s)"
   } >>"$RPCFILE"
   fig idle_rpcs_per_minute "$idle_total"
   fig upgrade_rpcs "$upg_total"
   fig upgrade_server_bytes_read "${upg_bytes:-0}"
   (( idle_total >= 30 )) || fail "only $idle_total RPCs per idle minute: the host does not poll every 2 s"
-  (( idle_total <= 600 )) || fail "$idle_total RPCs per idle minute"
+  # (the budget of issue 17 is 40: 30 polls, 6 heartbeat touches, a few cache revalidations;
+  # a status rewrite or pointer read at every heartbeat was 182; this bound catches that)
+  (( idle_total <= 80 )) || fail "$idle_total RPCs per idle minute (budget 40)"
   (( ${upg_bytes:-0} >= 1048576 )) || fail "the upgrade read only ${upg_bytes:-0} bytes: not even the changed file"
 }
 

@@ -59,6 +59,7 @@ void check_confined(bool walk) {
     CHECK(!fs.unlink(d + "/secret"));
     CHECK(!fs.rename(d + "/secret", root + "/stolen"));
     CHECK(!fs.probe(d, "secret", 1000));
+    CHECK(!fs.touch(d + "/secret"));  // an error (a symlink on the way), not "absent"
     CHECK(!fs.create_new(d + "/h", 0644));
     CHECK(fs.link(root + "/hosts", d + "/l") != 0);
     CHECK(fs.symlink("/etc", d + "/s") != 0);
@@ -120,6 +121,54 @@ TEST_CASE("a confined RealFs never follows a symlink below the share root (opena
 }
 
 TEST_CASE("a confined RealFs never follows a symlink below the share root (openat walk)") { check_confined(true); }
+
+TEST_CASE("touch sets a file's times beneath the root, never through a symlink; probe_in gives the directory's mtime") {
+  TempTree t;
+  std::string root = t.dir + "/share", out = t.dir + "/outside";
+  REQUIRE(::mkdir(root.c_str(), 0755) == 0);
+  REQUIRE(::mkdir(out.c_str(), 0755) == 0);
+  REQUIRE(::mkdir((root + "/hosts").c_str(), 0755) == 0);
+  REQUIRE(::mkdir((root + "/hosts/h1").c_str(), 0755) == 0);
+  std::ofstream(root + "/hosts/h1/status") << "s\n";
+  std::ofstream(out + "/secret") << "outside\n";
+  auto mtime = [](const std::string& p) {
+    struct stat st{};
+    REQUIRE(::lstat(p.c_str(), &st) == 0);
+    return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  };
+  auto age = [](const std::string& p) {  // an old time, so that a touch is seen
+    struct timespec ts[2] = {{1000, 0}, {1000, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, p.c_str(), ts, AT_SYMLINK_NOFOLLOW) == 0);
+  };
+  age(root + "/hosts/h1/status");
+  age(out + "/secret");
+  RealFs fs("t");
+  fs.confine(root + "/");
+  auto r = fs.touch(root + "/hosts/h1/status");
+  REQUIRE(r);
+  CHECK(*r);
+  CHECK(mtime(root + "/hosts/h1/status") > int64_t{1000} * 1000000000);
+  auto gone = fs.touch(root + "/hosts/h1/nothing");
+  REQUIRE(gone);
+  CHECK(!*gone);
+  auto nodir = fs.touch(root + "/hosts/h2/status");
+  REQUIRE(nodir);
+  CHECK(!*nodir);
+  // a symlink as the final name: the link's own times, never its target's
+  REQUIRE(::symlink((out + "/secret").c_str(), (root + "/hosts/h1/link").c_str()) == 0);
+  CHECK(fs.touch(root + "/hosts/h1/link"));
+  CHECK(mtime(out + "/secret") == int64_t{1000} * 1000000000);
+  // probe_in: the directory's mtime, changed by a rename into it
+  int64_t m1 = 0, m2 = 0;
+  REQUIRE(fs.probe_in(root, "MARKER", 1000, &m1));
+  CHECK(m1 != 0);
+  age(root);
+  REQUIRE(fs.probe_in(root, "MARKER", 1000, &m1));
+  std::ofstream(root + "/.tmp.p") << "p\n";
+  REQUIRE(::rename((root + "/.tmp.p").c_str(), (root + "/current").c_str()) == 0);
+  REQUIRE(fs.probe_in(root, "MARKER", 1000, &m2));
+  CHECK(m2 != m1);
+}
 
 TEST_CASE("printable escapes control characters, invalid UTF-8, C1 and bidi controls") {
   CHECK(printable("plain text: 1.0 -> 2.0") == "plain text: 1.0 -> 2.0");
