@@ -29,7 +29,7 @@ Observation Watchdog::observe(bool want_pointer, bool pointer_if_changed) {
     return obs;
   }
   obs.root_mtime_ns = got->second;
-  const Result<std::optional<Marker>>& mk = got->first;  // (a reference: a moved-into copy made GCC warn maybe-uninitialized)
+  Result<std::optional<Marker>>& mk = got->first;  // (a reference: a moved-into copy made GCC warn maybe-uninitialized)
   if (!mk) {
     if (mk.error().code == Exit::Integrity) {
       // A garbled marker: never act on it; keep the agent as it is and say why.

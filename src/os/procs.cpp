@@ -92,45 +92,12 @@ Result<pid_t> spawn(const SpawnSpec& spec) {
     if (out_fd >= 0) close(out_fd);
     return std::move(*v);
   }
-  int pipefd[2] = {-1, -1};
-  if (spec.detach && pipe2(pipefd, O_CLOEXEC) != 0) return err(Exit::Failed, "pipe: " + errno_str(errno));
-  pid_t pid = fork();
-  if (pid < 0) {
-    int e = errno;
-    if (out_fd >= 0) close(out_fd);
-    return err(Exit::Failed, fmt::format("fork: {}", errno_str(e)));
-  }
-  if (pid == 0) {
-    if (out_fd >= 0) fcntl(out_fd, F_SETFD, 0);
-    if (spec.detach) {
-      close(pipefd[0]);
-      setsid();
-      pid_t g = fork();
-      if (g < 0) _exit(127);
-      if (g > 0) {
-        (void)!write(pipefd[1], &g, sizeof g);
-        _exit(0);
-      }
-      close(pipefd[1]);
-      SpawnSpec s2 = spec;
-      s2.new_session = false;  // already a session leader's child; keep the group
-      setpgid(0, 0);
-      exec_child(s2, out_fd, -1);
-    }
-    exec_child(spec, out_fd, -1);
-  }
+  int e = 0;
+  pid_t g = start_detached_process(spec, out_fd, &e);
   if (out_fd >= 0) close(out_fd);
-  if (spec.detach) {
-    close(pipefd[1]);
-    pid_t g = -1;
-    ssize_t n = read(pipefd[0], &g, sizeof g);
-    close(pipefd[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    if (n != sizeof g || g <= 0) return err(Exit::Failed, "could not start the detached process");
-    return g;
-  }
-  return pid;
+  if (g > 0) return g;
+  if (e == EAGAIN) return err(Exit::Failed, "could not start the detached process");
+  return err(Exit::Failed, fmt::format("fork: {}", errno_str(e)));
 }
 
 Result<RunResult> run_with_timeout(const SpawnSpec& spec_in, int64_t timeout_ms,

@@ -104,10 +104,26 @@ Answer start_child(const SpawnSpec& s, SpawnMode mode, int out_fd) {
   return a;
 }
 
-// Double fork: the grandchild is adopted by init (a cron tick's agent outlives the tick).
 Answer start_detached(const SpawnSpec& s, int out_fd) {
+  int e = 0;
+  pid_t g = start_detached_process(s, out_fd, &e);
+  return {g, g > 0 ? 0 : e};
+}
+
+Answer serve_one(const char* buf, size_t n, int out_fd) {
+  SpawnSpec s;
+  SpawnMode mode{};
+  if (!decode(buf, n, &s, &mode)) return {-1, EINVAL};
+  return mode == SpawnMode::Detach ? start_detached(s, out_fd) : start_child(s, mode, out_fd);
+}
+}  // namespace
+
+pid_t start_detached_process(const SpawnSpec& s, int out_fd, int* err) {
   int pp[2];
-  if (::pipe2(pp, O_CLOEXEC) != 0) return {-1, errno};
+  if (::pipe2(pp, O_CLOEXEC) != 0) {
+    *err = errno;
+    return -1;
+  }
   pid_t mid = ::fork();
   if (mid == 0) {
     ::close(pp[0]);
@@ -129,17 +145,12 @@ Answer start_detached(const SpawnSpec& s, int out_fd) {
   ssize_t n = mid > 0 ? ::read(pp[0], &g, sizeof g) : -1;
   ::close(pp[0]);
   if (mid > 0) (void)::waitpid(mid, nullptr, 0);
-  if (mid < 0) return {-1, fork_err};
-  if (n != static_cast<ssize_t>(sizeof g) || g <= 0) return {-1, EAGAIN};
-  return {g, 0};
+  *err = mid < 0 ? fork_err : EAGAIN;
+  if (mid < 0 || n != static_cast<ssize_t>(sizeof g) || g <= 0) return -1;
+  return g;
 }
 
-Answer serve_one(const char* buf, size_t n, int out_fd) {
-  SpawnSpec s;
-  SpawnMode mode{};
-  if (!decode(buf, n, &s, &mode)) return {-1, EINVAL};
-  return mode == SpawnMode::Detach ? start_detached(s, out_fd) : start_child(s, mode, out_fd);
-}
+namespace {
 
 [[noreturn]] void serve(int sock) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);

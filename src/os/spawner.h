@@ -35,4 +35,10 @@ std::optional<Result<pid_t>> spawn_via_spawner(const SpawnSpec& spec, SpawnMode 
 /// failed chdir or exec, writes errno to err_fd (if >= 0), says why on stderr, exits 127.
 [[noreturn]] void exec_child(const SpawnSpec& spec, int out_fd, int err_fd);
 
+/// The double fork of a detached process (a cron tick's agent outlives the tick): the
+/// grandchild, in a session and group of its own, adopted by init. Its pid, or -1 with *err
+/// the errno of the failed fork (EAGAIN: the middle process reported no grandchild). The one
+/// implementation, used in the spawner and by spawn() when no spawner runs.
+pid_t start_detached_process(const SpawnSpec& spec, int out_fd, int* err);
+
 }  // namespace nfsup

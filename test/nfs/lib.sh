@@ -220,6 +220,16 @@ _nfs_guest_wait() {
     _nfs_guest_pid "$i" >"$NFS_DIR/g$i/uml.pid"
 }
 
+# For the harness's own test (NFS_TEST_BOOT_FAIL=i): guest i dies while it boots, as one did
+# under heavy load, so that nfs_up's second boot is exercised.
+_nfs_test_kill_booting() {
+    local i=$1 p t
+    for t in $(seq 1 150); do p=$(_nfs_guest_pid "$i"); [ -n "$p" ] && break; sleep 0.2; done
+    [ -n "$p" ] || return 0
+    for p in $(ps -o pid= --sid "$p" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+    _nfs_log "test: killed g$i while it booted"
+}
+
 # ------------------------------------------------------------------- api ----
 
 nfs_up() {
@@ -248,6 +258,7 @@ nfs_up() {
     _nfs_server_up || return 1
     for ((i = 1; i <= n; i++)); do _nfs_guest_boot "$i"; done
     for ((i = 1; i <= n; i++)); do
+        [ "${NFS_TEST_BOOT_FAIL:-}" = "$i" ] && _nfs_test_kill_booting "$i"
         _nfs_guest_wait "$i" "$t0" 120000 && continue
         # A guest that hangs while booting (seen once in ~15 boots under heavy load): once more.
         local p; p=$(_nfs_guest_pid "$i")

@@ -316,6 +316,10 @@ test_nfs_prune_with_open_files() {
   gx g1 "setsid sleep 600 <'$GSHARE/releases/1.0/VERSION' >/dev/null 2>&1 & echo \$! >'$T/hold1'"
   gx g3 "setsid bash -c 'exec 3<\"$GSHARE/releases/1.0/bin/agent\"; read -r l <&3; echo \"\$l\" >\"$T/hold3.first\"; while :; do sleep 0.3; if [ -e \"$T/hold3.go\" ]; then cat <&3 >/dev/null; echo \$? >\"$T/hold3.rc\"; exec sleep 600; fi; done' </dev/null >'$T/hold3.err' 2>&1 & echo \$! >'$T/hold3'"
   wait_until 20 test -s "$T/hold3.first" || fail "g3 did not open release 1.0"
+  # and a process on g3 whose working directory is in release 1.0: once another client has
+  # deleted that directory, the handle g3 holds is stale (ESTALE), which no open file showed
+  gx g3 "setsid bash -c 'cd \"$GSHARE/releases/1.0/bin\" && : >\"$T/cwd3.in\"; until [ -e \"$T/cwd3.go\" ]; do sleep 0.3; done; ls . >/dev/null 2>\"$T/cwd3.err\"; echo \$? >\"$T/cwd3.rc\"; exec sleep 600' </dev/null >/dev/null 2>&1 & echo \$! >'$T/cwd3'"
+  wait_until 20 test -e "$T/cwd3.in" || fail "g3 did not enter release 1.0"
   local out rc
   set +e; out=$(gx g1 "'$INSTALL' prune '$GSHARE' --keep 1 2>&1"); rc=$?; set -e
   fig prune_with_open_files_rc "$rc"
@@ -336,6 +340,14 @@ test_nfs_prune_with_open_files() {
   local left; left=$(find "$SHARE/releases" -mindepth 1 -maxdepth 1 -name '.deleting-*')
   [ -z "$left" ] || fail "the second prune left what the first could not remove: $left $(find $left | head -3)"
   gx g2 "'$INSTALL' verify '$GSHARE' -q" || fail "verify failed at the end"
+  touch "$T/cwd3.go"
+  wait_until 20 test -s "$T/cwd3.rc" || true
+  fig cwd_in_deleted_release_on_other_client "rc=$(cat "$T/cwd3.rc" 2>/dev/null) $(tr '\n' ' ' <"$T/cwd3.err" 2>/dev/null | head -c 120)"
+  # nfsup on the client holding the stale handle is not confused by it
+  galive h3 || fail "h3's agent died"
+  gx g3 "'$INSTALL' verify '$GSHARE' -q" || fail "verify on g3 (a stale handle held there) failed"
+  out=$(gx g3 "'$INSTALL' status '$GSHARE' 2>&1") || fail "status on g3 failed: $out"
+  gx g3 "kill \$(cat '$T/cwd3')" || true
 }
 
 
