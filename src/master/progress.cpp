@@ -46,6 +46,15 @@ Status read_step(const RecordLine& l, const RecordReader& rd, Progress& p) {
   return ok_status();
 }
 
+Status read_policy(const RecordLine& l, const RecordReader& rd, Progress& p) {
+  if (l.args.size() != 2) return rd.bad(l, "policy needs: name max-failures");
+  p.policy = l.args[0];
+  auto n = l.args[1] == "-1" ? std::optional<int64_t>(-1) : parse_i64(l.args[1]);
+  if (!n || *n < -1 || *n > 1000000) return rd.bad(l, "max-failures must be -1 or a count");
+  p.max_failures = static_cast<int>(*n);
+  return ok_status();
+}
+
 Status read_lines(const Record& rec, const RecordReader& rd, Progress& p) {
   for (const auto& l : rec.lines) {
     if (l.key == "hosts") {
@@ -58,11 +67,7 @@ Status read_lines(const Record& rec, const RecordReader& rd, Progress& p) {
     } else if (l.key == "batch-hosts") {
       p.batches.push_back(l.args);
     } else if (l.key == "policy") {
-      if (l.args.size() != 2) return rd.bad(l, "policy needs: name max-failures");
-      p.policy = l.args[0];
-      auto n = l.args[1] == "-1" ? std::optional<int64_t>(-1) : parse_i64(l.args[1]);
-      if (!n || *n < -1 || *n > 1000000) return rd.bad(l, "max-failures must be -1 or a count");
-      p.max_failures = static_cast<int>(*n);
+      if (auto st = read_policy(l, rd, p); !st) return st;
     } else if (l.key == "ended") {
       if (l.args.size() != 1 || (l.args[0] != "backed-out" && l.args[0] != "aborted"))
         return rd.bad(l, "ended must be backed-out or aborted");
