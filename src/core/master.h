@@ -32,6 +32,8 @@
 
 namespace nfsup {
 
+class Procs;  // os/procs.h
+
 struct MasterOptions {
   int64_t lease_ms = 30000;
   int64_t stale_after_ms = 45000;
@@ -53,6 +55,9 @@ struct MasterOptions {
   int max_unavailable = 1;               ///< per redundancy group, at once
   bool hold_acting = false;              ///< keep the acting version back until `finalize`
   int64_t migrate_timeout_ms = 600000;
+  /// Runs the migration hook (nullptr: a verified local copy of it as a real process). The
+  /// simulator's fake runs it in simulated time; it is given the hook's path on the share.
+  Procs* hook_runner = nullptr;
   // Targets and votes.
   std::vector<std::string> hosts;        ///< only these hosts (push/rollback --hosts)
   std::string cls;                       ///< only hosts of this class (push --class)

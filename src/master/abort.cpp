@@ -56,12 +56,33 @@ Result<bool> master_gone(Share& share, const Marker& mk, const MasterOptions& op
 
 }  // namespace
 
+namespace {
+
+// SHARE/state after abort: the rollout of marker `mk` is over, not in progress. `current` is
+// the release the pointer kept when the dead master had moved it ("" when backed out).
+void record_aborted(Share& share, const Marker& mk, const std::string& current, const MasterOptions& opt) {
+  RolloutState rs;
+  if (auto last = read_rollout(share); last && *last) rs = **last;
+  auto ptr = share.read_pointer();
+  if (ptr && *ptr) rs.acting = (*ptr)->acting.empty() ? (*ptr)->release : (*ptr)->acting;
+  rs.target = mk.release;
+  rs.phase = "aborted";
+  rs.master_host.clear();
+  rs.master_pid = 0;
+  rs.note = current.empty() ? "backed out before the switch"
+                            : fmt::format("its master died after the switch; current stays {}", current);
+  record_rollout(share, rs, opt);
+}
+
+}  // namespace
+
 // The dead master's switch is backed out (the old pointer under its generation, so hosts that
 // stopped for it resume at once) unless it had already moved the pointer; then the marker goes.
 Status remove_dead_marker(Share& share, const Marker& mk, const MasterOptions& opt, AbortReport& rep) {
   auto ptr = share.read_pointer();
   if (!ptr) return ptr.error();
-  if (*ptr && (*ptr)->generation < mk.generation) {
+  const bool back = *ptr && (*ptr)->generation < mk.generation;
+  if (back) {
     Pointer back = **ptr;
     back.generation = mk.generation;
     back.action = "abort";
@@ -76,6 +97,8 @@ Status remove_dead_marker(Share& share, const Marker& mk, const MasterOptions& o
   if (auto u = share.fs().unlink(share.marker_path()); !u) return u.error();
   rep.notes.push_back(fmt::format("removed the marker of the {} of {} by {} (pid {})", mk.action, mk.release,
                                   mk.master_host, mk.master_pid));
+  end_progress(share, mk.nonce, back || !*ptr ? "backed-out" : "aborted", opt);
+  record_aborted(share, mk, back ? "" : rep.resumed, opt);
   audit_or_say(share, opt, "abort", fmt::format("{} of {} by {}:{}", mk.action, mk.release, mk.master_host, mk.master_pid),
                "ok");
   return ok_status();

@@ -20,81 +20,28 @@
 
 namespace nfsup {
 
-// Why finalize has nothing to do (a message) or cannot (an error); nullopt: it can go on.
-std::optional<Result<std::string>> finalize_refusal(const std::optional<Pointer>& p) {
-  if (!p) return Result<std::string>(err(Exit::Usage, "nothing has been pushed yet"));
-  std::string acting = p->acting.empty() ? p->release : p->acting;
-  if (acting == p->release && p->overrides.empty()) return Result<std::string>("acting version is already " + acting);
+namespace {
+
+// A rolling push starts from a finished rollout and goes up: an older release would run beside
+// data the acting version wrote (and, held with --hold-acting, leave the acting version above
+// every host's release).
+Status check_rolling_target(Share& share, const std::optional<Pointer>& p, const PushRequest& req,
+                            const MasterOptions& opt) {
+  if (opt.strategy != "rolling") return ok_status();
+  if (!p) return err(Exit::Usage, "the first release must be pushed all-at-once (no release runs yet)");
   if (!p->overrides.empty())
-    return Result<std::string>(err(Exit::Usage, fmt::format("hosts {} do not run {} yet; cannot finalize",
-                                                            p->overrides.begin()->first, p->release)));
-  return std::nullopt;
+    return err(Exit::Usage, fmt::format("{}: a rollout is unfinished (hosts {} have their own release); roll back or "
+                                        "push all-at-once first",
+                                        share.pointer_path(), p->overrides.begin()->first));
+  const std::string acting = p->acting.empty() ? p->release : p->acting;
+  if (compare_versions(req.stage.version, acting) >= 0) return ok_status();
+  return err(Exit::Usage, fmt::format("a rolling push of {} is below the acting version {}: its hosts would run "
+                                      "beside data they cannot read; use rollback or --strategy all-at-once",
+                                      req.stage.version, acting));
 }
 
-Result<std::string> finalize(Share& share, const MasterOptions& opt) {
-  if (auto s = share.check(); !s) return s.error();
-  auto ptr = share.read_pointer();
-  if (!ptr) return ptr.error();
-  if (auto r = finalize_refusal(*ptr)) return *r;
-  auto acting_of = [](const Pointer& p) { return p.acting.empty() ? p.release : p.acting; };
-  Marker m = make_marker((*ptr)->generation + 1, "push", (*ptr)->release, acting_of(**ptr), opt);
-  m.strategy = "rolling";
-  m.targets = std::vector<std::string>{};  // holds the lock, stops nobody
-  auto moved = acquire_marker(share, m, ptr, opt, "finalize");
-  if (!moved) return moved.error();
-  if (*moved) {
-    if (auto r = finalize_refusal(*ptr)) {
-      release_marker(share, opt);
-      return *r;
-    }
-    m.generation = (*ptr)->generation + 1;
-    m.release = (*ptr)->release;
-    m.previous = acting_of(**ptr);
-    if (auto s = rewrite_marker(share, m); !s) {
-      release_marker(share, opt);
-      return s.error();
-    }
-  }
-  Pointer cur = **ptr;
-  const std::string acting = acting_of(cur);
-  RolloutState rs;
-  if (auto old = read_rollout(share); old && *old) rs = **old;
-  auto mig = run_migration(share, acting, cur.release, rs, m, opt);
-  if (!mig) {
-    release_marker(share, opt);
-    Error e = mig.error();
-    if (e.code == Exit::Interrupted) {
-      e.msg += fmt::format("; backed out: the acting version stays {}; the marker is removed", acting);
-      audit_or_say(share, opt, "finalize", fmt::format("acting {} -> {}", acting, cur.release), "interrupted");
-    }
-    return e;
-  }
-  cur.acting = cur.release;
-  cur.generation = m.generation;
-  if (auto s = write_pointer(share, cur, opt); !s) {
-    release_marker(share, opt);
-    return s.error();
-  }
-  rs.acting = cur.release;
-  rs.phase = "done";
-  rs.note.clear();
-  SwitchReport fenced;
-  if (auto s = fence_acting(share, m, cur.release, opt, fenced, rs); !s) {
-    release_marker(share, opt);
-    return s.error();
-  }
-  release_marker(share, opt);
-  record_rollout(share, rs, opt);
-  audit_or_say(share, opt, "finalize", fmt::format("acting {} -> {}", acting, cur.release), rs.phase == "done" ? "ok" : "failed");
-  if (rs.phase != "done") {
-    std::vector<std::string> lines;
-    for (const auto& h : fenced.hosts)
-      if (h.outcome != "stale") lines.push_back(fmt::format("{}: {}", h.host, h.detail));
-    return err(Exit::Failed, fmt::format("acting version {} -> {}, but not every live host has taken it:\n  {}", acting,
-                                         cur.release, join(lines, "\n  ")));
-  }
-  return fmt::format("acting version {} -> {}", acting, cur.release);
-}
+}  // namespace
+
 // Every flag of a push, checked before the release is staged: a refused push writes nothing.
 Status check_push_flags(Share& share, const PushRequest& req, const MasterOptions& opt) {
   if (!valid_batch(opt.batch))
@@ -105,12 +52,7 @@ Status check_push_flags(Share& share, const PushRequest& req, const MasterOption
   if (!p) return p.error();
   if (!*p && (!opt.hosts.empty() || !opt.cls.empty()))
     return err(Exit::Usage, "the first release goes to every host; --hosts and --class need a current release");
-  if (!*p && opt.strategy == "rolling")
-    return err(Exit::Usage, "the first release must be pushed all-at-once (no release runs yet)");
-  if (*p && opt.strategy == "rolling" && !(*p)->overrides.empty())
-    return err(Exit::Usage, fmt::format("{}: a rollout is unfinished (hosts {} have their own release); roll back or "
-                                        "push all-at-once first",
-                                        share.pointer_path(), (*p)->overrides.begin()->first));
+  if (auto s = check_rolling_target(share, *p, req, opt); !s) return s.error();
   if (auto s = check_targets(share, opt); !s) return s.error();
   if (auto s = check_signer(share, opt); !s) return s.error();
   if (opt.strategy == "rolling" && !req.stage.min_compatible.empty()) {

@@ -139,6 +139,12 @@ Result<SwitchReport> run_rolling_impl(Share& share, const std::string& target, c
 Result<SwitchReport> resume_rolling(Share& share, const Progress& pg, const Marker& taken, const Pointer& now,
                                     const MasterOptions& opt);
 
+// ---- finalize.cpp
+/// Goes on with the finalize of record `pg` whose master died after its pointer write, under the
+/// marker this process took over: the steps after `last_done` (Switch or Fence).
+Result<SwitchReport> resume_finalize(Share& share, const Progress& pg, const Marker& taken, const Pointer& now,
+                                     const MasterOptions& opt, StepKind last_done);
+
 // ---- record.cpp
 extern thread_local Timeline* g_timeline;  ///< the switch being recorded (one per process)
 int64_t unix_ms();

@@ -27,8 +27,10 @@ std::optional<std::string> check_names(const Progress& p) {
   for (const auto& b : p.batches)
     for (const auto& h : b)
       if (auto e = check_host_name(h)) return e;
-  if (p.action != "push" && p.action != "rollback") return "action must be push or rollback";
-  if (p.strategy != "all-at-once" && p.strategy != "rolling") return "strategy must be all-at-once or rolling";
+  if (p.action != "push" && p.action != "rollback" && p.action != "finalize")
+    return "action must be push, rollback or finalize";
+  if (p.strategy != "all-at-once" && p.strategy != "rolling" && p.strategy != "finalize")
+    return "strategy must be all-at-once, rolling or finalize";
   if (p.generation <= 0) return "generation must be positive";
   return std::nullopt;
 }
@@ -44,6 +46,15 @@ Status read_step(const RecordLine& l, const RecordReader& rd, Progress& p) {
   return ok_status();
 }
 
+Status read_policy(const RecordLine& l, const RecordReader& rd, Progress& p) {
+  if (l.args.size() != 2) return rd.bad(l, "policy needs: name max-failures");
+  p.policy = l.args[0];
+  auto n = l.args[1] == "-1" ? std::optional<int64_t>(-1) : parse_i64(l.args[1]);
+  if (!n || *n < -1 || *n > 1000000) return rd.bad(l, "max-failures must be -1 or a count");
+  p.max_failures = static_cast<int>(*n);
+  return ok_status();
+}
+
 Status read_lines(const Record& rec, const RecordReader& rd, Progress& p) {
   for (const auto& l : rec.lines) {
     if (l.key == "hosts") {
@@ -56,11 +67,11 @@ Status read_lines(const Record& rec, const RecordReader& rd, Progress& p) {
     } else if (l.key == "batch-hosts") {
       p.batches.push_back(l.args);
     } else if (l.key == "policy") {
-      if (l.args.size() != 2) return rd.bad(l, "policy needs: name max-failures");
-      p.policy = l.args[0];
-      auto n = l.args[1] == "-1" ? std::optional<int64_t>(-1) : parse_i64(l.args[1]);
-      if (!n || *n < -1 || *n > 1000000) return rd.bad(l, "max-failures must be -1 or a count");
-      p.max_failures = static_cast<int>(*n);
+      if (auto st = read_policy(l, rd, p); !st) return st;
+    } else if (l.key == "ended") {
+      if (l.args.size() != 1 || (l.args[0] != "backed-out" && l.args[0] != "aborted"))
+        return rd.bad(l, "ended must be backed-out or aborted");
+      p.ended = l.args[0];
     } else if (l.key == "step") {
       if (auto st = read_step(l, rd, p); !st) return st;
     } else if (l.key == "master") {
@@ -124,6 +135,7 @@ std::string pack_progress(const Progress& p) {
   r.add("step", {std::to_string(p.step), dash(p.step_name), std::to_string(p.batch)});
   r.add("master", {dash(p.master_host), std::to_string(p.master_pid)});
   if (p.old) r.add("old", {pack_pointer(*p.old)});
+  if (!p.ended.empty()) r.add("ended", {p.ended});
   return pack_record(r);
 }
 
@@ -175,6 +187,19 @@ void record_step(Share& share, Progress& p, const Step& s, int index, const Mast
     note(opt, fmt::format("{} was not written (step {} {}): {}; a resume would start from the step before",
                           progress_path(share), index, p.step_name, w.error().msg));
   crash_point(step_done_point(s).c_str());
+}
+
+void end_progress(Share& share, const std::string& nonce, const std::string& how, const MasterOptions& opt) {
+  auto pg = read_progress(share);
+  if (!pg) return note(opt, fmt::format("{}: {}; left as it was", progress_path(share), pg.error().msg));
+  if (!*pg || (*pg)->rollout != nonce || !(*pg)->ended.empty()) return;
+  Progress p = **pg;
+  p.ended = how;
+  p.step = static_cast<int>(p.plan.size());
+  p.step_name = step_name(StepKind::Release);
+  p.batch = 0;
+  if (auto w = share.fs().write_atomic(progress_path(share), pack_progress(p), 0644); !w)
+    note(opt, fmt::format("{} was not written ({}): {}", progress_path(share), how, w.error().msg));
 }
 
 void record_plan_step(Share& share, Progress& p, const Plan& plan, StepKind kind, int batch,

@@ -24,8 +24,8 @@ namespace nfsup {
 struct Progress {
   std::string rollout;                ///< the marker's nonce: which rollout this record is of
   int64_t generation = 0;             ///< the generation the rollout switches under
-  std::string action = "push";        ///< push | rollback
-  std::string strategy = "all-at-once";
+  std::string action = "push";        ///< push | rollback | finalize
+  std::string strategy = "all-at-once";  ///< all-at-once | rolling | finalize
   std::string target, previous;
   std::vector<std::string> hosts;     ///< the hosts the rollout moves (after `stop`: those that stopped)
   std::vector<std::string> vetoed;    ///< rolling: hosts left out by their veto (they keep their release)
@@ -38,6 +38,8 @@ struct Progress {
   std::vector<std::vector<std::string>> batches;  ///< rolling: the hosts of each batch
   std::vector<std::string> plan;      ///< the plan's steps: kind, or kind:batch
   std::optional<Pointer> old;         ///< the pointer the rollout replaced (none: the first push)
+  std::string ended;                  ///< "" (its own master or resume ended it) | backed-out | aborted:
+                                      ///< `abort` ended it, before or after the pointer moved
   std::string master_host;
   int64_t master_pid = 0;
   bool operator==(const Progress&) const = default;
@@ -58,6 +60,10 @@ std::string step_done_point(const Step& s);
 /// point. A failed write is said (resume then starts from the step before), not returned: the
 /// rollout itself went on.
 void record_step(Share& share, Progress& p, const Step& s, int index, const MasterOptions& opt);
+/// Marks the progress record of rollout `nonce` ended by `how` (Progress::ended) at its last step,
+/// so `resume` has nothing to do. No record, another rollout's, or one already ended: nothing. A
+/// failed write is said, not returned (the marker is gone by then; resume reads the pointer).
+void end_progress(Share& share, const std::string& nonce, const std::string& how, const MasterOptions& opt);
 /// record_step for the first step of `plan` whose kind is `kind` (and batch `batch`).
 void record_plan_step(Share& share, Progress& p, const Plan& plan, StepKind kind, int batch, const MasterOptions& opt);
 

@@ -168,6 +168,44 @@ Status write_rollout(Share& share, const RolloutState& s) {
   return share.fs().write_atomic(path_join(share.root(), "state"), pack_rollout(s), 0644);
 }
 
+namespace {
+
+// Runs the hook `entry` of release `target` (a verified local copy, or through opt.hook_runner),
+// renewing the lease of `marker` about every 100 ms while it runs. Cancelled: a signal, or the
+// lease could not be renewed (`lease` then holds why).
+Result<RunResult> run_hook(Share& share, const std::string& from, const std::string& target, const ManifestEntry& e,
+                           Marker& marker, const MasterOptions& opt, Status& lease) {
+  std::string tmpl = "/tmp/nfsup-migrate.XXXXXX";
+  SpawnSpec s;
+  s.env = {{"NFSUP_SHARE", share.root()}, {"NFSUP_FROM_VERSION", from}, {"NFSUP_TO_VERSION", target}};
+  int64_t last_renew = boot_ms() - marker.lease_ms;  // renew at once: the last wait may have used up most of it
+  auto keep_going = [&] {
+    if (interrupted(opt)) return false;
+    lease = renew_lease(share, marker, last_renew);
+    return static_cast<bool>(lease);
+  };
+  note(opt, fmt::format("acting version {} -> {}: running {}'s migration hook", from, target, target));
+  if (opt.hook_runner) {
+    s.argv = {path_join(share.release_dir(target), e.path)};
+    return opt.hook_runner->run(s, opt.migrate_timeout_ms, keep_going);
+  }
+  int fd = -1;
+  if (int te = make_temp_file(&tmpl, &fd); te != 0) return err(Exit::Failed, "mkstemp: " + errno_str(te));
+  auto h = hash_file(path_join(share.release_dir(target), e.path), fd, tmpl);
+  if (int ce = h ? chmod_fd(fd, 0700) : 0; ce != 0) h = err(Exit::Failed, fmt::format("chmod({}): {}", tmpl, errno_str(ce)));
+  (void)close_fd(fd);  // (a local temp file, checked by its hash)
+  if (!h || h->sha256 != e.sha256) {
+    (void)unlink_path(tmpl);
+    return err(Exit::Integrity, fmt::format("release {}: migration hook does not match its manifest hash", target));
+  }
+  s.argv = {tmpl};
+  auto r = run_with_timeout(s, opt.migrate_timeout_ms, keep_going);
+  (void)unlink_path(tmpl);  // (a local temp file)
+  return r;
+}
+
+}  // namespace
+
 // Runs release `target`'s migration hook once (recorded in SHARE/state), on the master, under
 // marker `m`: its lease is renewed while the hook runs (a hook longer than the lease must not let
 // stopped hosts resume the old release under it), and the hook is killed if the marker is lost.
@@ -181,28 +219,8 @@ Status run_migration(Share& share, const std::string& from, const std::string& t
   for (const auto& e : (*m)->entries)
     if (e.path == (*m)->migrate) entry = &e;
   if (!entry) return err(Exit::Integrity, "migration hook not in the manifest");
-  std::string tmpl = "/tmp/nfsup-migrate.XXXXXX";
-  int fd = -1;
-  if (int te = make_temp_file(&tmpl, &fd); te != 0) return err(Exit::Failed, "mkstemp: " + errno_str(te));
-  auto h = hash_file(path_join(share.release_dir(target), entry->path), fd, tmpl);
-  if (int ce = h ? chmod_fd(fd, 0700) : 0; ce != 0) h = err(Exit::Failed, fmt::format("chmod({}): {}", tmpl, errno_str(ce)));
-  (void)close_fd(fd);  // (a local temp file, checked by its hash)
-  if (!h || h->sha256 != entry->sha256) {
-    (void)unlink_path(tmpl);
-    return err(Exit::Integrity, fmt::format("release {}: migration hook does not match its manifest hash", target));
-  }
-  note(opt, fmt::format("acting version {} -> {}: running {}'s migration hook", from, target, target));
-  SpawnSpec s;
-  s.argv = {tmpl};
-  s.env = {{"NFSUP_SHARE", share.root()}, {"NFSUP_FROM_VERSION", from}, {"NFSUP_TO_VERSION", target}};
-  int64_t last_renew = boot_ms() - marker.lease_ms;  // renew at once: the last wait may have used up most of it
   Status lease = ok_status();
-  auto r = run_with_timeout(s, opt.migrate_timeout_ms, [&] {
-    if (interrupted(opt)) return false;
-    lease = renew_lease(share, marker, last_renew);
-    return static_cast<bool>(lease);
-  });
-  (void)unlink_path(tmpl);  // (a local temp file)
+  auto r = run_hook(share, from, target, *entry, marker, opt, lease);
   if (!r) return r.error();
   if (r->cancelled && interrupted(opt))
     return interrupted_error(opt, fmt::format("the migration hook of {} was killed", target));
@@ -221,6 +239,7 @@ Status run_migration(Share& share, const std::string& from, const std::string& t
   audit_or_say(share, opt, "migrate", fmt::format("{} -> {}", from, target), "ok");
   return write_rollout(share, st);
 }
+
 // Records what the master saw while switching, into SHARE/rollouts/<generation>.
 template <typename F>
 Result<SwitchReport> recorded(Share& share, const std::string& target, const std::string& action,

@@ -60,6 +60,8 @@ Result<std::string> takeover_reason(Share& share, const Marker& mk, const Master
 // pointer the failure policy settled under the next one. (A back-out writes action "abort".)
 bool switched(const Progress& pg, const std::optional<Pointer>& ptr) {
   if (!ptr || ptr->action == "abort") return false;
+  if (pg.strategy == "finalize")  // its one pointer write: the acting version is the release
+    return ptr->generation == pg.generation && ptr->release == pg.target && ptr->acting == pg.target;
   if (pg.strategy == "rolling")  // its first batch's pointer (overrides) is written at generation + 1
     return ptr->generation > pg.generation && ptr->action != "rollback";
   if (ptr->generation == pg.generation) return ptr->release == pg.target;
@@ -121,23 +123,11 @@ struct Resume {
     }
     AbortReport arep;
     if (auto s = remove_dead_marker(share, mk, opt, arep); !s) return s.error();
-    if (pg && pg->rollout == mk.nonce) finish_record();
     say(fmt::format("backed out the {} of {} (generation {}), which died {} before switching the pointer: hosts "
                     "resume {}; the marker is removed",
                     mk.action, mk.release, mk.generation, at, arep.resumed.empty() ? resumes : arep.resumed));
     rep.generation = mk.generation;
     return rep;
-  }
-
-  // The progress record of a rollout resume ended (backed out): its last step is done.
-  void finish_record() {
-    Progressing pr;
-    pr.rec = *pg;
-    auto steps = steps_of(pg->plan);
-    if (!steps || steps->empty()) return;
-    pr.plan.steps = *steps;
-    pr.on = true;
-    pr.done(share, StepKind::Release, opt);
   }
 
   // The marker this process holds from now on: the dead master's (same rollout, same nonce), or
@@ -147,7 +137,8 @@ struct Resume {
       m = *marker;
       m.renewal += 1;
     } else {
-      m = make_marker(ptr->generation, pg->action, pg->target, pg->previous, opt);
+      m = make_marker(ptr->generation, pg->action == "finalize" ? "push" : pg->action, pg->target, pg->previous,
+                      opt);
       m.nonce = pg->rollout;
     }
     m.master_host = short_hostname();
@@ -202,6 +193,28 @@ struct Resume {
     return rep;
   }
 
+  // A finalize that wrote its pointer: the fence (again) and the marker's removal.
+  Result<ResumeReport> go_on_finalize() {
+    const StepKind from = pg->step_name == "fence" ? StepKind::Fence : StepKind::Switch;
+    say(fmt::format("the finalize of {} (generation {}) switched the acting version; {} after step '{}'", pg->target,
+                    pg->generation, dry_run ? "it would go on" : "going on", step_name(from)));
+    if (dry_run) {
+      rep.outcome = "would-resume";
+      return rep;
+    }
+    Marker m;
+    if (auto s = take_marker(m); !s) return s.error();
+    m.strategy = "rolling";
+    if (auto s = rewrite_marker(share, m); !s) return s.error();
+    audit_or_say(share, opt, "resume", fmt::format("finalize acting {} -> {} after step {}", pg->previous, pg->target,
+                                                   step_name(from)),
+                 "started");
+    auto r = resume_finalize(share, *pg, m, *ptr, opt, from);
+    if (!r) return r.error();
+    rep.outcome = "done";
+    return rep;
+  }
+
   // A rolling push that moved at least one batch: on from the batch in flight.
   Result<ResumeReport> go_on_rolling() {
     say(fmt::format("the rolling push of {} moved hosts; {} from step {} ({}{}) of its plan", pg->target,
@@ -225,6 +238,29 @@ struct Resume {
     return rep;
   }
 
+  // No marker: why there is nothing to resume, or refused (its master lives), or nullopt: go on.
+  std::optional<Result<ResumeReport>> without_marker() {
+    if (pg && !pg->ended.empty())
+      return nothing(fmt::format("nothing to resume: the {} of {} (generation {}) was {}", pg->action, pg->target,
+                                 pg->generation, pg->ended == "aborted" ? "ended by abort after its switch" : "backed out"));
+    if (!pg || pg->step_name == "release")
+      return nothing(pg ? fmt::format("nothing to resume: the {} of {} (generation {}) finished", pg->action,
+                                      pg->target, pg->generation)
+                        : "nothing to resume: no rollout in progress");
+    if (!switched(*pg, ptr))
+      return nothing(fmt::format("nothing to resume: the {} of {} (generation {}) was backed out", pg->action,
+                                 pg->target, pg->generation));
+    if (pg->master_host == short_hostname() && pid_alive(pg->master_pid) && pg->master_pid != self_pid() && !opt.force)
+      return Result<ResumeReport>(err(Exit::Busy, fmt::format("{}: the {} of {} by pid {} on this host is still "
+                                                              "running; let it finish",
+                                                              progress_path(share), pg->action, pg->target,
+                                                              pg->master_pid)));
+    rep.takeover = "no marker (its master was interrupted, or abort removed it)";
+    say(fmt::format("the marker is gone, the {} of {} unfinished after step {} ({})", pg->action, pg->target, pg->step,
+                    pg->step_name));
+    return std::nullopt;
+  }
+
   Result<ResumeReport> run() {
     if (auto s = load(); !s) return s.error();
     // A signed fleet ignores an unsigned marker and pointer: refused before anything is written
@@ -238,23 +274,11 @@ struct Resume {
       say(fmt::format("{} the marker of the {} of {} by {} (pid {}): {}", dry_run ? "would take over" : "taking over",
                       marker->action, marker->release, marker->master_host, marker->master_pid, *why));
       if (!pg || pg->rollout != marker->nonce || !switched(*pg, ptr)) return back_out_dead();
-    } else {
-      if (!pg || pg->step_name == "release")
-        return nothing(pg ? fmt::format("nothing to resume: the {} of {} (generation {}) finished", pg->action,
-                                        pg->target, pg->generation)
-                          : "nothing to resume: no rollout in progress");
-      if (!switched(*pg, ptr))
-        return nothing(fmt::format("nothing to resume: the {} of {} (generation {}) was backed out", pg->action,
-                                   pg->target, pg->generation));
-      if (pg->master_host == short_hostname() && pid_alive(pg->master_pid) && pg->master_pid != self_pid() &&
-          !opt.force)
-        return err(Exit::Busy, fmt::format("{}: the {} of {} by pid {} on this host is still running; let it finish",
-                                           progress_path(share), pg->action, pg->target, pg->master_pid));
-      rep.takeover = "no marker (its master was interrupted, or abort removed it)";
-      say(fmt::format("the marker is gone, the {} of {} unfinished after step {} ({})", pg->action, pg->target,
-                      pg->step, pg->step_name));
+    } else if (auto end = without_marker()) {
+      return std::move(*end);
     }
     if (pg->strategy == "rolling") return go_on_rolling();
+    if (pg->strategy == "finalize") return go_on_finalize();
     return go_on();
   }
 };

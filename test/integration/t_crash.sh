@@ -110,6 +110,35 @@ test_resume_after_start_goes_on() { crash_then_resume start-done 2.0; }
 test_resume_after_fence_goes_on() { crash_then_resume fence-done 2.0; }
 test_resume_after_release_has_nothing_to_do() { crash_then_resume release-done 2.0; }
 
+# abort after a dead master ends its rollout: SHARE/progress is finished (resume has nothing to
+# do) and status shows no rollout in progress, whether the pointer had moved or not.
+# $1 the crash point, $2 the release the pointer names after abort, $3 extra push flags.
+abort_ends_the_rollout() {
+  local point=$1 want=$2 out st
+  begin
+  add_host c1; add_host c2; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "not on 1.0"
+  master_killed_at "$point" push "$SHARE" "$(make_release 2.0 two)" --version 2.0 "${MASTER_OPTS[@]}" ${3:-}
+  "$INSTALL" abort "$SHARE" -q
+  [ ! -e "$SHARE/MARKER" ] || fail "$point: marker left after abort"
+  assert_eq "$(awk '$1=="step" {print $3}' "$SHARE/progress")" release "$point: the progress record after abort"
+  out=$("$INSTALL" resume "$SHARE" --timeout 30s 2>&1) || fail "$point: resume after abort: $out"
+  assert_contains "$out" "nothing to resume"
+  assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" "$want" "$point: current after abort and resume"
+  st=$("$INSTALL" status "$SHARE" 2>&1) || true
+  if grep -qE '^(marker|rollout): +(switching|switched|batch)|^marker:' <<<"$st"; then
+    fail "$point: status shows a rollout in progress after abort: $(grep -E '^(marker|rollout):' <<<"$st")"
+  fi
+  assert_contains "$st" "rollout:  aborted to 2.0"
+}
+
+test_abort_after_stop_ends_the_rollout() { abort_ends_the_rollout stop-done 1.0; }
+test_abort_after_switch_ends_the_rollout() { abort_ends_the_rollout switch-done 2.0; }
+test_abort_of_a_rolling_push_ends_the_rollout() {
+  abort_ends_the_rollout start-1-done 1.0 "--strategy rolling --batch 1"
+}
+
 test_resume_applies_the_failure_policy_the_dead_master_did_not() {
   # 2.0 starts on no host; the master dies right after the switch. resume undoes the push, as
   # the master would have: current and the acting version are 1.0 again, every host runs 1.0.
@@ -130,6 +159,47 @@ test_resume_applies_the_failure_policy_the_dead_master_did_not() {
   assert_contains "$st" "rollout:  failed to 2.0"
   "$INSTALL" history "$SHARE" | grep -q "undone" || fail "undo not audited"
 }
+
+# finalize runs through the same engine: killed after each of its steps, `resume` finishes it
+# (the acting version moves to 2.0) or, before its pointer write, backs it out (acting stays
+# 1.0); either way the migration hook runs once, and a later finalize completes the job.
+# $1 the step, $2 the acting version after resume.
+finalize_crash_then_resume() {
+  local point=$1 want=$2 out rc
+  begin
+  printf '#!/bin/sh\necho "migrated $NFSUP_TO_VERSION" >> "%s/migrations.log"\n' "$T" > "$T/mig.sh"
+  chmod +x "$T/mig.sh"
+  add_host c1; add_host c2; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 1.0)" --version 1.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 1.0 || fail "not on 1.0"
+  "$INSTALL" push "$SHARE" "$(make_release 2.0 two)" --version 2.0 --strategy rolling --batch 1 --hold-acting \
+    --migrate "$T/mig.sh" "${MASTER_OPTS[@]}" -q
+  assert_eq "$(awk '$1=="acting" {print $2}' "$SHARE/current")" 1.0 "acting held"
+  master_killed_at "$point" finalize "$SHARE"
+  assert_eq "$(awk '$1=="strategy" {print $2}' "$SHARE/progress")" finalize "$point: the progress record's strategy"
+  assert_eq "$(awk '$1=="step" {print $3}' "$SHARE/progress")" "${point%-done}" "$point: the recorded step"
+  out=$("$INSTALL" resume "$SHARE" --dry-run 2>&1) || fail "$point: resume --dry-run: $out"
+  set +e; out=$("$INSTALL" resume "$SHARE" --timeout 30s --stale-after 4s 2>&1); rc=$?; set -e
+  assert_eq "$rc" 0 "$point: resume exit code ($out)"
+  [ ! -e "$SHARE/MARKER" ] || fail "$point: marker left after resume"
+  assert_eq "$(awk '$1=="release" {print $2}' "$SHARE/current")" 2.0 "$point: current"
+  assert_eq "$(awk '$1=="acting" {print $2}' "$SHARE/current")" "$want" "$point: acting version after resume"
+  for h in c1 c2; do
+    wait_until 10 bash -c "[ \"\$(awk '\$1==\"acting\" {print \$2}' $SHARE/hosts/$h/status)\" == $want ]" \
+      || fail "$point: $h does not report acting $want"
+  done
+  out=$("$INSTALL" resume "$SHARE" 2>&1) || fail "$point: second resume: $out"
+  assert_contains "$out" "nothing to resume"
+  out=$("$INSTALL" finalize "$SHARE" 2>&1) || fail "$point: finalize after resume: $out"
+  assert_eq "$(awk '$1=="acting" {print $2}' "$SHARE/current")" 2.0 "$point: acting after the last finalize"
+  assert_eq "$(cat "$T/migrations.log")" "migrated 2.0" "$point: the hook ran once"
+}
+
+test_finalize_resume_after_acquire_backs_out() { finalize_crash_then_resume acquire-done 1.0; }
+test_finalize_resume_after_migrate_backs_out() { finalize_crash_then_resume migrate-done 1.0; }
+test_finalize_resume_after_switch_goes_on() { finalize_crash_then_resume switch-done 2.0; }
+test_finalize_resume_after_fence_goes_on() { finalize_crash_then_resume fence-done 2.0; }
+test_finalize_resume_after_release_has_nothing_to_do() { finalize_crash_then_resume release-done 2.0; }
 
 test_resume_refuses_while_the_master_lives() {
   # A marker whose master (a pid on this host) lives: resume refuses (exit 4) and changes

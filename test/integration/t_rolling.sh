@@ -119,6 +119,22 @@ test_incompatible_rolling_push_refused() {
   all_run 3.0 || fail "not on 3.0"
 }
 
+test_rolling_push_below_the_acting_version_refused() {
+  # A rolling push of an older release would run it beside the acting version's data, and
+  # (with --hold-acting) leave the acting version above every host: refused before anything is
+  # written; rollback (or an all-at-once push) is the way down. (Found by nfsup-sim --mode rolling.)
+  begin
+  add_host c1; add_host c2; start_all
+  "$INSTALL" push "$SHARE" "$(make_release 2.0)" --version 2.0 "${MASTER_OPTS[@]}" -q
+  wait_until 10 all_run 2.0 || fail "not on 2.0"
+  local old snap rc out; old=$(make_release 1.5)
+  snap=$(share_snapshot)
+  set +e; out=$("$INSTALL" push "$SHARE" "$old" --version 1.5 --strategy rolling --hold-acting "${MASTER_OPTS[@]}" 2>&1); rc=$?; set -e
+  assert_eq "$rc" 2 "exit code ($out)"
+  assert_contains "$out" "below the acting version 2.0"
+  assert_eq "$(share_snapshot)" "$snap" "share changed"
+}
+
 test_rolling_push_honours_votes() {
   begin; six_hosts_three_groups
   mkdir -p "$T/checks"

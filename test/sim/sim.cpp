@@ -23,10 +23,24 @@
 //               backs out, so hosts resume within 2 polls, without waiting for the lease;
 //  acting       the pointer's acting version is never above a live host's release and some
 //               host runs it: after every switch that returned, and after the `resume` (or
-//               `abort`) an operator runs after a master that died or was interrupted.
+//               `abort`) an operator runs after a master that died or was interrupted;
+//  migration    (--mode migrate) while a release's migration hook runs, no host runs an agent
+//               (promise 8: the master renews its lease through the hook, however long);
+//  signed       (--mode signed) no host obeys (votes or stops for) an unsigned marker, and no
+//               host remembers the generation of an unsigned pointer (promises 2 and 3).
+//
+// Modes (--mode): all-at-once (push and rollback, the default); rolling (pushes batch by batch,
+// --batch 1 or 50%, sometimes --hold-acting; no one-release invariant, since mixed releases are
+// the point); migrate (all-at-once, every release has a migration hook that runs for up to three
+// leases in simulated time, through MasterOptions::hook_runner); signed (the master signs with
+// a key the hosts trust, and before a switch someone without the key sometimes writes an
+// unsigned marker or an unsigned pointer with a huge generation; the hosts follow the
+// watchdog's trust rules through trust.h). The hosts are in sim_host.h.
 #include <signal.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -39,13 +53,18 @@
 
 #include <fmt/format.h>
 
+#include "sim_host.h"
 #include "fake_fs.h"
+#include "hash.h"
+#include "os/clock.h"
+#include "os/procs.h"
 #include "fs.h"
 #include "lifecycle.h"
 #include "master.h"
 #include "master/internal.h"
 #include "master/progress.h"
 #include "share.h"
+#include "trust.h"
 #include "util.h"
 #include "watchdog.h"
 
@@ -54,322 +73,9 @@ namespace sim {
 using namespace nfsup;
 using nfsup::test::FakeFs;
 
-const std::string kRoot = "/share";
-const std::vector<std::string> kReleases = {"1.0", "2.0", "3.0"};
-
-struct MasterDied {};        // thrown out of a sleep or crash point: the master process is gone
-struct Violation {
-  std::string what;
-};
-
-class World;
-
-// A host's view of the share: the server's files through a cache that may answer from an
-// older copy for up to ttl_ms, and that fails every call during a fault window.
-class HostFs : public FileSystem {
- public:
-  HostFs(FakeFs& srv, const int64_t& now, int64_t ttl_ms, std::mt19937_64& rng)
-      : srv_(srv), now_(now), ttl_ms_(ttl_ms), rng_(rng) {}
-  int64_t fail_until = 0;
-
-  Result<std::optional<std::string>> read_file(const std::string& path, size_t max) override {
-    if (auto e = fault("read_file", path)) return *e;
-    auto it = cache_.find(path);
-    if (it != cache_.end() && now_ < it->second.first) return it->second.second;
-    auto r = srv_.read_file(path, max);
-    // Each cached copy lives for its own random time up to ttl, as attribute and dentry caches
-    // of different files expire independently: the marker's absence can be fresh while the
-    // pointer read with it is old.
-    if (r) cache_[path] = {now_ + (ttl_ms_ ? std::uniform_int_distribution<int64_t>(0, ttl_ms_)(rng_) : 0), *r};
-    return r;
-  }
-  Status write_atomic(const std::string& path, std::string_view data, uint32_t mode) override {
-    if (auto e = fault("write_atomic", path)) return *e;
-    cache_.erase(path);
-    return srv_.write_atomic(path, data, mode);
-  }
-  Result<bool> publish_new(const std::string& path, std::string_view data, uint32_t mode) override {
-    if (auto e = fault("publish_new", path)) return *e;
-    cache_.erase(path);
-    return srv_.publish_new(path, data, mode);
-  }
-  Result<std::optional<FileInfo>> stat(const std::string& path) override {
-    if (auto e = fault("stat", path)) return *e;
-    return srv_.stat(path);
-  }
-  Result<std::vector<DirEntry>> list_dir(const std::string& path) override {
-    if (auto e = fault("list_dir", path)) return *e;
-    return srv_.list_dir(path);
-  }
-  Status mkdir(const std::string& path, uint32_t mode) override {
-    if (auto e = fault("mkdir", path)) return *e;
-    return srv_.mkdir(path, mode);
-  }
-  Status rename(const std::string& from, const std::string& to) override {
-    if (auto e = fault("rename", from)) return *e;
-    cache_.erase(to);
-    return srv_.rename(from, to);
-  }
-  Result<bool> unlink(const std::string& path) override {
-    if (auto e = fault("unlink", path)) return *e;
-    cache_.erase(path);
-    return srv_.unlink(path);
-  }
-  Status rmdir(const std::string& path) override {
-    if (auto e = fault("rmdir", path)) return *e;
-    return srv_.rmdir(path);
-  }
-  Result<std::optional<std::string>> probe(const std::string& dir, const std::string& name, size_t max) override {
-    return read_file(path_join(dir, name), max);
-  }
-
- private:
-  std::optional<Error> fault(const char* op, const std::string& path) const {
-    if (now_ < fail_until) return Error{Exit::Share, fmt::format("{}({}): Input/output error", op, path)};
-    return std::nullopt;
-  }
-  FakeFs& srv_;
-  const int64_t& now_;
-  int64_t ttl_ms_;
-  std::mt19937_64& rng_;
-  std::map<std::string, std::pair<int64_t, std::optional<std::string>>> cache_;  ///< path -> (expiry, copy)
-};
-
-struct HostParams {
-  int64_t poll_ms = 500, heartbeat_ms = 1000, ttl_ms = 0, drain_ms = 0, stop_ms = 0;
-  double veto = 0;      ///< chance to veto a switch it is asked about
-  double eio = 0;       ///< chance per poll that the share fails for a while
-  bool checks = true;   ///< votes with local checks (a marker then starts in its vote phase)
-  std::string bad;      ///< a release whose agent dies during its start grace here ("" none)
-};
-
-// One host: the watchdog's decisions (decide) and lifecycle (host::step) over its own view.
-class Host {
- public:
-  Host(std::string name, FakeFs& srv, const int64_t& now, HostParams p, std::mt19937_64& rng)
-      : name(std::move(name)), p(p), fs_(srv, now, p.ttl_ms, rng), share_(fs_, kRoot), now_(now), rng_(rng) {
-    to_.drain = p.drain_ms > 0;
-    to_.drain_ms = 4000;
-    to_.stop_ms = 4000;
-    to_.grace_ms = 300;
-  }
-  std::string name;
-  HostParams p;
-  std::string running;
-  bool agent_up = false;
-  int64_t next_poll = 0, next_heartbeat = 0;
-  std::map<std::string, bool> votes;  ///< marker nonce -> accept, as cast
-  int64_t failed_gen = 0;             ///< pointer generation whose switch failed here
-
-  void boot(const std::string& release) {
-    running = release;
-    agent_up = true;
-    state_ = "running";
-    write_status();
-  }
-
-  void poll() {
-    if (std::uniform_real_distribution<>(0, 1)(rng_) < p.eio)
-      fs_.fail_until = now_ + std::uniform_int_distribution<int64_t>(100, 800)(rng_);
-    tick();
-    Observation obs = observe();
-    LocalView lv;
-    lv.host = name;
-    lv.running = running;
-    lv.agent_up = agent_up;
-    lv.held_gen = held_gen_;
-    lv.held_wait_ms = wait_since_ ? now_ - wait_since_ : 0;
-    lv.lease_ms = obs.marker ? obs.marker->lease_ms : lease_ms_;
-    lv.failed_gen = failed_gen;
-    Decision d = decide(obs, lv);
-    act(d, obs);
-    drive();
-    if (now_ >= next_heartbeat || state_ != written_state_) write_status();
-    next_poll = now_ + p.poll_ms;
-  }
-
-  /// The agent's process ends when its drain or stop signal has had its effect.
-  void tick() {
-    if (exit_at_ >= 0 && now_ >= exit_at_) {
-      agent_up = false;
-      exit_at_ = -1;
-    }
-  }
-
- private:
-  Observation observe() {
-    Observation obs;
-    auto mk = share_.read_marker();
-    auto pt = share_.read_pointer();
-    if (!mk || !pt) {
-      obs.share_ok = false;
-      obs.share_error = !mk ? mk.error().msg : pt.error().msg;
-      return obs;
-    }
-    obs.pointer_read = true;
-    obs.pointer = *pt;
-    if (*pt) {
-      seen_gen_ = std::max(seen_gen_, (*pt)->generation);
-      // As the watchdog's apply_acting: every pointer read hands its acting version on.
-      acting_ = (*pt)->acting.empty() ? (*pt)->release_for(name) : (*pt)->acting;
-    }
-    // The watchdog's replay rule: a marker not newer than the newest pointer seen stops nothing.
-    if (*mk && (*mk)->generation > seen_gen_) {
-      obs.marker = *mk;
-      obs.marker_lapsed = lease_.update(**mk, now_);
-      lease_ms_ = (*mk)->lease_ms;
-    }
-    return obs;
-  }
-
-  void act(const Decision& d, const Observation& obs) {
-    switch (d.kind) {
-      case Decision::Vote: {
-        if (!votes.count(d.nonce)) votes[d.nonce] = std::uniform_real_distribution<>(0, 1)(rng_) >= p.veto;
-        Vote v;
-        v.host = name;
-        v.generation = d.generation;
-        v.nonce = d.nonce;
-        v.target = d.to;
-        v.accept = votes[d.nonce];
-        v.reason = v.accept ? "" : "local check failed";
-        (void)share_.write_vote(v);  // a failed write is a missing vote: the master times it out
-        want_stop_ = false;
-        break;
-      }
-      case Decision::Hold:
-        want_stop_ = true;
-        if (held_gen_ != d.generation) held_gen_ = d.generation;
-        wait_since_ = 0;
-        break;
-      case Decision::WaitPointer:
-        want_stop_ = true;
-        if (!wait_since_) wait_since_ = now_;
-        break;
-      case Decision::Switch:
-        want_stop_ = true;
-        pending_ = d.to;
-        pending_gen_ = d.generation;
-        wait_since_ = 0;
-        break;
-      case Decision::Start:
-        want_stop_ = false;
-        wait_since_ = 0;
-        if (!agent_up && lc_.phase == host::Phase::Steady) start(d.to, d.generation);
-        break;
-      case Decision::Keep:
-        if (obs.share_ok) {
-          want_stop_ = false;
-          wait_since_ = 0;
-          if (obs.pointer) gen_ = obs.pointer->generation;
-          // Back on what the pointer names for it (an undone switch, a host line): running again.
-          if (obs.pointer && agent_up && lc_.phase == host::Phase::Steady &&
-              running == obs.pointer->release_for(name))
-            state_ = "running";
-        }
-        break;
-      case Decision::Idle:
-      case Decision::NeedPointer:
-        break;
-    }
-  }
-
-  void start(const std::string& release, int64_t gen) {
-    if (release != running) previous_ = running;
-    running = release;
-    agent_up = true;
-    gen_ = gen;
-    // An agent that will not start exits within its start grace.
-    if (release == p.bad) exit_at_ = now_ + std::uniform_int_distribution<int64_t>(0, to_.grace_ms - 1)(rng_);
-    lc_ = host::step(lc_, host::Event::Started, true, now_, to_).next;
-    state_ = "starting";
-  }
-
-  void drive() {
-    bool stop = want_stop_ && (agent_up || host::stopping(lc_.phase));
-    auto s = host::step(lc_, stop ? host::Event::StopWanted : host::Event::Poll, agent_up, now_, to_);
-    lc_ = s.next;
-    switch (s.effect) {
-      case host::Effect::Drain:
-        exit_at_ = now_ + p.drain_ms;
-        state_ = "stopping";
-        break;
-      case host::Effect::Stop:
-        exit_at_ = exit_at_ >= 0 ? std::min(exit_at_, now_ + p.stop_ms) : now_ + p.stop_ms;
-        state_ = "stopping";
-        break;
-      case host::Effect::Kill:
-        agent_up = false;
-        exit_at_ = -1;
-        break;
-      case host::Effect::Stopped:
-        state_ = "stopped";
-        gen_ = std::max(held_gen_, pending_gen_);
-        break;
-      case host::Effect::Settled:
-        state_ = failed_gen && failed_gen == gen_ ? "failed" : "running";
-        break;
-      case host::Effect::DiedStarting:
-        // The watchdog's promise 9: back to the previous release, agent running, report failed.
-        failed_gen = gen_;
-        exit_at_ = -1;
-        if (!previous_.empty()) {
-          std::string back = previous_;
-          start(back, gen_);
-          previous_.clear();
-        }
-        state_ = "failed";
-        break;
-      case host::Effect::None:
-        break;
-    }
-    if (agent_up || lc_.phase != host::Phase::Steady) return;
-    if (!pending_.empty()) {
-      // Down with a switch to make: start the new release (the watchdog verifies it first).
-      std::string to = pending_;
-      pending_.clear();
-      want_stop_ = false;
-      start(to, pending_gen_);
-    } else if (want_stop_) {
-      state_ = "stopped";
-      gen_ = std::max(gen_, held_gen_);
-    }
-  }
-
-  void write_status() {
-    HostStatus s;
-    s.host = name;
-    s.state = state_;
-    s.running = running;
-    s.generation = state_ == "stopped" ? std::max(gen_, held_gen_) : gen_;
-    s.heartbeat = ++heartbeat_;
-    s.mode = "daemon";
-    s.trust = "unsigned";
-    s.checks = p.checks ? "yes" : "no";
-    s.poll_ms = p.poll_ms;
-    s.acting = acting_;
-    if (share_.write_status(s)) written_state_ = state_;
-    next_heartbeat = now_ + p.heartbeat_ms;
-  }
-
-  HostFs fs_;
-  Share share_;
-  const int64_t& now_;
-  std::mt19937_64& rng_;
-  host::Model lc_;
-  host::Timeouts to_;
-  LeaseTracker lease_;
-  int64_t lease_ms_ = 30000;
-  std::string state_ = "running", written_state_;
-  bool want_stop_ = false;
-  std::string pending_;
-  int64_t pending_gen_ = 0, held_gen_ = 0, wait_since_ = 0, seen_gen_ = 0, gen_ = 0, heartbeat_ = 0, exit_at_ = -1;
-  std::string acting_, previous_;
-};
-
 class World {
  public:
-  explicit World(uint64_t seed, bool verbose) : rng_(seed), verbose_(verbose) {}
+  World(uint64_t seed, bool verbose, Mode mode) : rng_(seed), verbose_(verbose), mode_(mode), hook_(*this) {}
   int64_t now = 1'000'000;
   FakeFs srv;
   std::vector<std::unique_ptr<Host>> hosts;
@@ -385,6 +91,17 @@ class World {
       Manifest m;
       m.version = v;
       m.entries = {{ManifestEntry::Dir, "bin", 0755, 0, "", ""}};
+      if (mode_ == Mode::Migrate) {
+        m.migrate = "bin/migrate";
+        // The hook's bytes also on the real disk under kRoot (a temp dir in this mode):
+        // verify_release hashes files there, outside the FileSystem seam.
+        const std::string hook = "#!/bin/sh\n# migrates the data to " + v + "\n";
+        m.entries.push_back({ManifestEntry::File, "bin/migrate", 0755, hook.size(), sha256_hex(hook), ""});
+        srv.add_dir(share.release_dir(v) + "/bin");
+        srv.add_file(share.release_dir(v) + "/bin/migrate", hook);
+        std::filesystem::create_directories(share.release_dir(v) + "/bin");
+        std::ofstream(share.release_dir(v) + "/bin/migrate", std::ios::trunc) << hook;
+      }
       srv.add_file(share.manifest_path(v), pack_manifest(m));
       srv.add_dir(share.release_dir(v) + "/bin");
     }
@@ -392,6 +109,8 @@ class World {
     p0.generation = 1;
     p0.release = kReleases[0];
     p0.acting = kReleases[0];
+    if (mode_ == Mode::Signed)
+      if (auto sig = sign_data(g_key, pointer_signing_text(p0)); sig) p0.sigs.push_back({g_key.id, *sig});
     srv.add_file(share.pointer_path(), pack_pointer(p0));
     see_pointer();
     int n = pick(2, 5);
@@ -411,6 +130,7 @@ class World {
       hp.veto = checks && pick(0, 3) == 0 ? 0.4 : 0;
       hp.eio = pick(0, 3) == 0 ? 0.03 : 0;
       auto h = std::make_unique<Host>(fmt::format("h{}", i + 1), srv, now, hp, rng_);
+      h->signed_mode = mode_ == Mode::Signed;
       h->next_poll = now + pick(0, static_cast<int>(hp.poll_ms));
       h->boot(kReleases[0]);
       hosts.push_back(std::move(h));
@@ -423,7 +143,50 @@ class World {
     }
     advance(3000);
     int k = pick(2, 4);
-    for (int i = 0; i < k; ++i) one_switch(share);
+    for (int i = 0; i < k; ++i) {
+      if (mode_ == Mode::Signed && chance(0.5)) forge(share);
+      one_switch(share);
+    }
+  }
+
+  // --mode signed: someone who can write to the share but has no key writes an unsigned marker
+  // with a newer generation (it must stop nobody: promise 3) or an unsigned pointer with a huge
+  // generation naming the running release (no host may remember it: promise 2; the next signed
+  // push must still go through). Then hosts poll for a while; the marker is cleaned up after.
+  void forge(Share& share) {
+    Pointer p = current();
+    const int64_t trusted = p.generation;
+    if (chance(0.5)) {
+      Marker m;
+      m.generation = p.generation + pick(1, 5);
+      m.action = "push";
+      m.release = kReleases[pick(0, static_cast<int>(kReleases.size()) - 1)];
+      m.previous = p.release;
+      m.master_host = "intruder";
+      m.master_pid = 1;
+      m.nonce = fmt::format("forged{:010}", pick(0, 1'000'000'000));
+      m.lease_ms = lease_ms_;
+      m.phase = pick(0, 1) ? "vote" : "stop";
+      log(fmt::format("an unsigned marker appears: {} to {} (generation {})", m.action, m.release, m.generation));
+      srv.add_file(share.marker_path(), pack_marker(m));
+      advance(pick(1000, 4000));
+      for (auto& h : hosts)
+        if (h->obeyed.count(m.nonce))
+          throw Violation{fmt::format("signed: {} obeyed the unsigned marker {} of {}", h->name, m.nonce, m.release)};
+      (void)srv.unlink(share.marker_path());  // (the operator removes it; a missing file is fine)
+    } else {
+      p.generation += pick(100, 1'000'000);
+      p.sigs.clear();
+      p.updated_by = "intruder:1";
+      log(fmt::format("an unsigned pointer appears: {} at generation {}", p.release, p.generation));
+      srv.add_file(share.pointer_path(), pack_pointer(p));
+      see_pointer();
+      advance(pick(1000, 4000));
+      for (auto& h : hosts)
+        if (h->seen_gen() > trusted)
+          throw Violation{fmt::format("signed: {} remembers generation {} of an unsigned pointer (trusted: {})",
+                                      h->name, h->seen_gen(), trusted)};
+    }
   }
 
   // ---- the clock seam and fault hooks (called from inside the master code)
@@ -450,6 +213,9 @@ class World {
     o.poll_ms = 250;
     o.vote_timeout_ms = 5000;
     o.interrupt = &interrupt_;
+    o.migrate_timeout_ms = 5 * lease_ms_;
+    if (mode_ == Mode::Migrate) o.hook_runner = &hook_;
+    if (mode_ == Mode::Signed) o.sign_key = &g_key;
     if (verbose_) o.note = [this](const std::string& s) { log("  master: " + s); };
     return o;
   }
@@ -458,6 +224,11 @@ class World {
     Pointer before = current();
     std::string target = kReleases[pick(0, static_cast<int>(kReleases.size()) - 1)];
     std::string action = pick(0, 1) ? "push" : "rollback";
+    rolling_ = mode_ == Mode::Rolling && action == "push";
+    if (rolling_) {  // (no draw otherwise: the schedules of all-at-once seeds stay as they were)
+      batch_ = pick(0, 1) ? "1" : "50%";
+      hold_ = chance(0.2);
+    }
     crash_at_ = chance(0.25) ? pick(1, 40) : -1;
     crash_point_ = chance(0.15) ? pick(0, 3) : -1;
     interrupt_at_ = crash_at_ < 0 && chance(0.15) ? pick(1, 40) : -1;
@@ -465,8 +236,9 @@ class World {
     sleeps_ = 0;
     interrupt_ = 0;
     nonce_.clear();
-    log(fmt::format("{} to {} (crash at sleep {}, crash point {}, interrupt at {}, race {})", action, target, crash_at_,
-                    crash_point_, interrupt_at_, race_));
+    log(fmt::format("{}{} to {} (crash at sleep {}, crash point {}, interrupt at {}, race {})", action,
+                    rolling_ ? fmt::format(" rolling --batch {}{}", batch_, hold_ ? " --hold-acting" : "") : "",
+                    target, crash_at_, crash_point_, interrupt_at_, race_));
     bool died = false;
     Result<SwitchReport> r = err(Exit::Internal, "not run");
     in_master_ = true;
@@ -528,7 +300,45 @@ class World {
   // The master's all-at-once switch as push and rollback run it, on a release already staged.
   Result<SwitchReport> switch_to(Share& share, const std::string& target, const std::string& action) {
     if (auto s = share.check(); !s) return s.error();
+    if (rolling_) {
+      MasterOptions o = options();
+      o.strategy = "rolling";
+      o.batch = batch_;
+      o.hold_acting = hold_;
+      // What push refuses before anything is written (check_push_flags), refused here too.
+      if (auto p = share.read_pointer(); p && *p) {
+        if (!(*p)->overrides.empty()) return err(Exit::Usage, "a rollout is unfinished (host lines)");
+        if (compare_versions(target, (*p)->acting.empty() ? (*p)->release : (*p)->acting) < 0)
+          return err(Exit::Usage, "a rolling push below the acting version");
+      }
+      return run_rolling(share, target, o, SwitchReport{});
+    }
     return run_switch(share, target, action, options(), SwitchReport{});
+  }
+
+  // The migration hook, run by the master through MasterOptions::hook_runner: it lasts up to
+  // three leases of simulated time (the master's keep_going renews the lease every 100 ms), and
+  // sometimes fails. While it runs no host may run an agent.
+  Result<RunResult> run_hook(const SpawnSpec& spec, const std::function<bool()>& keep_going) {
+    const int64_t dur = pick(0, static_cast<int>(3 * lease_ms_));
+    const bool fails = chance(0.1);
+    log(fmt::format("migration hook {} runs for {} ms{}", spec.argv.empty() ? "?" : spec.argv[0], dur,
+                    fails ? " and fails" : ""));
+    RunResult r;
+    for (int64_t t = 0; t < dur; t += 250) {  // (the real runner calls keep_going about every 100 ms)
+      nfsup::sleep_ms(250);
+      for (auto& h : hosts)
+        if (h->agent_up)
+          throw Violation{fmt::format("migration: {} runs an agent of {} while the migration hook runs ({} ms in)",
+                                      h->name, h->running, t + 250)};
+      if (keep_going && !keep_going()) {
+        r.cancelled = true;
+        return r;
+      }
+    }
+    r.exit_code = fails ? 1 : 0;
+    if (fails) r.output = "migration failed (simulated)";
+    return r;
   }
 
   void check_outcome(const Result<SwitchReport>& r, const std::string& target, const std::string& action) {
@@ -590,7 +400,9 @@ class World {
         throw Violation{fmt::format("acting: the pointer's acting version {} is above {}'s release {}", p.acting,
                                     h->name, h->running)};
     }
-    if (!someone) throw Violation{fmt::format("acting: no host runs the acting version {}", p.acting)};
+    // (--hold-acting keeps it below a release every host may run: held on purpose.)
+    const bool held = p.overrides.empty() && compare_versions(p.acting, p.release) < 0;
+    if (!someone && !held) throw Violation{fmt::format("acting: no host runs the acting version {}", p.acting)};
   }
 
   bool all_up() const {
@@ -623,7 +435,7 @@ class World {
     std::set<std::string> up;
     for (auto& h : hosts)
       if (h->agent_up && !h->failed_gen) up.insert(h->running);
-    if (up.size() > 1)
+    if (up.size() > 1 && mode_ != Mode::Rolling)
       throw Violation{fmt::format("one-release: agents of {} run at once", join({up.begin(), up.end()}, " and "))};
   }
 
@@ -659,7 +471,7 @@ class World {
   }
 
   void at_crash_point(const char* point) {
-    if (in_master_ && std::strcmp(point, "switch-after-marker") == 0)
+    if (in_master_ && (std::strcmp(point, "switch-after-marker") == 0 || std::strcmp(point, "rolling-after-marker") == 0))
       if (auto t = srv.content(kRoot + "/MARKER"))
         if (auto m = unpack_marker(*t, "MARKER")) nonce_ = m->nonce;
     static const char* const kPoints[] = {"switch-after-marker", "switch-after-stopped", "switch-after-pointer",
@@ -676,20 +488,42 @@ class World {
     race_ = false;
     std::string other = kReleases[pick(0, static_cast<int>(kReleases.size()) - 1)];
     log(fmt::format("a second master switches to {} meanwhile", other));
-    auto saved = std::make_tuple(crash_at_, crash_point_, interrupt_at_, sleeps_, nonce_);
+    auto saved = std::make_tuple(crash_at_, crash_point_, interrupt_at_, sleeps_, nonce_, rolling_);
     crash_at_ = crash_point_ = interrupt_at_ = -1;
+    rolling_ = false;
     nonce_.clear();
     Share share(srv, kRoot);
     std::string action = pick(0, 1) ? "push" : "rollback";
     auto r = switch_to(share, other, action);
     if (r) check_outcome(r, other, action);
     else if (r.error().code == Exit::Vetoed) check_vetoes(r.error().msg);
-    std::tie(crash_at_, crash_point_, interrupt_at_, sleeps_, nonce_) = saved;
+    std::tie(crash_at_, crash_point_, interrupt_at_, sleeps_, nonce_, rolling_) = saved;
     nonce_.clear();
   }
 
+  // The migration hook as the master runs it (MasterOptions::hook_runner): in simulated time.
+  class Hook : public Procs {
+   public:
+    explicit Hook(World& w) : w_(w) {}
+    Result<pid_t> spawn(const SpawnSpec&) override { return err(Exit::Internal, "the simulator spawns nothing"); }
+    Result<RunResult> run(const SpawnSpec& spec, int64_t, const std::function<bool()>& keep_going) override {
+      return w_.run_hook(spec, keep_going);
+    }
+    bool stop(pid_t, int, int64_t, bool) override { return true; }
+    void signal(pid_t, int) override {}
+    uint64_t start_time(pid_t) override { return 0; }
+    bool alive(pid_t, uint64_t) override { return false; }
+
+   private:
+    World& w_;
+  };
+
   std::mt19937_64 rng_;
   bool verbose_;
+  Mode mode_;
+  Hook hook_;
+  bool rolling_ = false, hold_ = false;
+  std::string batch_ = "1";
   int64_t lease_ms_ = 6000, max_poll_ = 0, max_stop_ = 0, last_gen_ = 0;
   std::map<int64_t, std::string> gen_release_;
   int crash_at_ = -1, crash_point_ = -1, interrupt_at_ = -1, sleeps_ = 0;
@@ -699,33 +533,61 @@ class World {
   std::string nonce_;
 };
 
+bool parse_mode(const std::string& s, Mode& m) {
+  if (s == "all-at-once") m = Mode::AllAtOnce;
+  else if (s == "rolling") m = Mode::Rolling;
+  else if (s == "migrate") m = Mode::Migrate;
+  else if (s == "signed") m = Mode::Signed;
+  else return false;
+  return true;
+}
+
 }  // namespace sim
 
 int main(int argc, char** argv) {
   uint64_t first = 1, count = 1000;
   bool verbose = false, single = false;
+  sim::Mode mode = sim::Mode::AllAtOnce;
+  const char* mode_name = "all-at-once";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--seed" && i + 1 < argc) first = std::stoull(argv[++i]), count = 1, single = true;
     else if (a == "--first" && i + 1 < argc) first = std::stoull(argv[++i]);
     else if (a == "--schedules" && i + 1 < argc) count = std::stoull(argv[++i]);
     else if (a == "-v") verbose = true;
+    else if (a == "--mode" && i + 1 < argc && sim::parse_mode(argv[i + 1], mode)) mode_name = argv[++i];
     else {
-      std::fprintf(stderr, "usage: nfsup-sim [--first N] [--schedules N] [--seed N [-v]]\n");
+      std::fprintf(stderr, "usage: nfsup-sim [--mode all-at-once|rolling|migrate|signed] [--first N] [--schedules N] "
+                           "[--seed N [-v]]\n");
       return 2;
     }
   }
+  std::string tmp;
+  if (mode == sim::Mode::Migrate || mode == sim::Mode::Signed) {
+    char dir[] = "/tmp/nfsup-sim.XXXXXX";
+    if (!mkdtemp(dir)) return std::perror("mkdtemp"), 2;
+    tmp = dir;
+    sim::kRoot = tmp + "/share";
+  }
+  if (mode == sim::Mode::Signed) {
+    auto pub = nfsup::generate_keypair(tmp, "fleet");
+    auto key = pub ? nfsup::load_secret_key(tmp + "/fleet.key") : nfsup::Result<nfsup::SecretKey>(pub.error());
+    if (!key) return std::fprintf(stderr, "nfsup-sim: key: %s\n", key.error().msg.c_str()), 2;
+    sim::g_key = *key;
+    sim::g_trust.trusted = {*pub};
+    sim::g_trust.allow_unsigned = false;
+  }
   size_t steps = 0, failed = 0, gaps = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
-    sim::World w(seed, verbose);
+    sim::World w(seed, verbose, mode);
     nfsup::set_test_clock({&sim::World::clock_now, &sim::World::clock_sleep, &w});
     nfsup::set_fault_hooks({&sim::World::crash_hook, &sim::World::stop_hook, &w});
     try {
       w.run();
     } catch (const sim::Violation& v) {
       ++failed;
-      std::printf("seed %llu: VIOLATED %s (replay: nfsup-sim --seed %llu -v)\n", static_cast<unsigned long long>(seed),
-                  v.what.c_str(), static_cast<unsigned long long>(seed));
+      std::printf("seed %llu: VIOLATED %s (replay: nfsup-sim --mode %s --seed %llu -v)\n",
+                  static_cast<unsigned long long>(seed), v.what.c_str(), mode_name, static_cast<unsigned long long>(seed));
       if (single || failed >= 5) break;
     }
     steps += w.steps;
@@ -733,5 +595,6 @@ int main(int argc, char** argv) {
   }
   std::printf("%llu schedules, %zu steps, %zu violated\n", static_cast<unsigned long long>(count), steps, failed);
   std::printf("%zu dead or interrupted masters' switches finished by resume (checked)\n", gaps);
+  if (!tmp.empty()) std::filesystem::remove_all(tmp);
   return failed ? 1 : 0;
 }

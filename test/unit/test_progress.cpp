@@ -51,6 +51,18 @@ TEST_CASE("progress: a record reads back as written, the old pointer included") 
   CHECK(back->master_pid == 4242);
 }
 
+TEST_CASE("progress: a record abort ended says so, and a bad 'ended' is refused") {
+  Progress p = sample();
+  p.ended = "aborted";
+  auto back = unpack_progress(pack_progress(p), "progress");
+  REQUIRE(back);
+  CHECK(back->ended == "aborted");
+  CHECK(unpack_progress(pack_progress(sample()), "progress")->ended.empty());
+  std::string g = pack_progress(p);
+  g.replace(g.find("ended aborted"), 13, "ended maybe");
+  CHECK(!unpack_progress(g, "progress"));
+}
+
 TEST_CASE("progress: rolling batches and their plan steps") {
   Progress p = sample();
   p.strategy = "rolling";
@@ -141,6 +153,12 @@ TEST_CASE("resume: another host's master whose lease has not lapsed is left alon
 
 TEST_CASE("resume: a lapsed lease is taken over; before the switch the rollout is backed out") {
   ResumeFixture f;
+  Progress pg = sample();  // the dead master's record: it had stopped the hosts
+  pg.rollout = "feedfacefeedface";
+  pg.generation = 5;
+  pg.step = 2;
+  pg.step_name = "stop";
+  f.srv.add_file(progress_path(f.share), pack_progress(pg));
   f.srv.set_now_ms(1'000'000 + 31'000);
   MasterOptions opt;
   auto dry = resume_rollout(f.share, opt, true);
@@ -157,4 +175,10 @@ TEST_CASE("resume: a lapsed lease is taken over; before the switch the rollout i
   CHECK(p->generation == 5);  // the old release under the marker's generation: stopped hosts resume
   CHECK(p->release == "1.0");
   CHECK(p->action == "abort");
+  // The record is ended: a second resume has nothing to do, and says it was backed out.
+  auto again = resume_rollout(f.share, opt, false);
+  REQUIRE(again);
+  CHECK(again->outcome == "nothing");
+  REQUIRE(!again->lines.empty());
+  CHECK(again->lines.back().find("was backed out") != std::string::npos);
 }
