@@ -96,6 +96,12 @@ struct Watch {
   int64_t heartbeat = -1;
   int64_t mtime_ms = -1;
   int64_t changed_at = 0;
+  void see(const HostStatus& s, int64_t now) {
+    if (s.heartbeat == heartbeat && s.mtime_ms == mtime_ms) return;
+    heartbeat = s.heartbeat;
+    mtime_ms = s.mtime_ms;
+    changed_at = now;
+  }
 };
 
 // How long the master sleeps between two rounds of reading host files: a quarter of the
@@ -177,11 +183,7 @@ Result<std::vector<HostOutcome>> wait_hosts(Share& share, const std::vector<std:
       if ((*s)->poll_ms > 0) min_poll = min_poll ? std::min(min_poll, (*s)->poll_ms) : (*s)->poll_ms;
       auto& w = watch[h];
       if (g_timeline) g_timeline->see(h, (*s)->state, (*s)->running);
-      if ((*s)->heartbeat != w.heartbeat || (*s)->mtime_ms != w.mtime_ms) {
-        w.heartbeat = (*s)->heartbeat;
-        w.mtime_ms = (*s)->mtime_ms;
-        w.changed_at = now;
-      }
+      w.see(**s, now);
       if (auto o = done(**s)) {
         result[h] = *o;
         continue;
