@@ -195,7 +195,7 @@ fig["upgrade_bytes_read"] = ",".join(str(v) for v in rb)
 fig["upgrade_bytes_read_max"] = max(rb)
 fig["upgrade_rpcs_g1"] = sum(v for k, v in upg["g1"].items() if k != "BYTES_READ")
 for k, v in fig.items():
-    print(f"nfs.{k} {v}")
+    print(f"nfs.{k} {round(v) if isinstance(v, float) else v}")
 PY
 echo "nfs.boot_s $NFS_BOOT_S"
 rc=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rc"])' "$D/push.json")

@@ -19,7 +19,9 @@
 #        BENCH_ROLL_BATCHES="1 3 6" BENCH_SSHFS=auto|0 BENCH_SSHFS_HOSTS=8 BENCH_CACHE_S=3
 #        BENCH_PUSH_MIB=512 BENCH_PUSH_ROUNDS=3 BENCH_STATUS_HOSTS="1000 10000 100000"
 #        BENCH_SIM_HOSTS=10000 BENCH_NFS=auto|0 BENCH_NFS_HOSTS=4
-#        BENCH_BUILD_DIR=build-bench (static)  BENCH_PKG_DIR=build-pkg (as the .deb is built)
+#        BENCH_BUILD_DIR=build-bench (static release)  BENCH_PKG_DIR=build-pkg-static (as
+#        packaging/debian/rules builds the .deb, its dh_auto_configure arguments included)
+#        BENCH_DYN_DIR=build-pkg (the same flags without those arguments: dynamic linking)
 #        BENCH_ONLY="1 2 3 4 5 6 r st" (rows to run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,8 @@ T_ALL=$(date +%s%N)
 : "${BENCH_ROLL_BATCHES:=1 3 6}" "${BENCH_SSHFS:=auto}" "${BENCH_SSHFS_HOSTS:=8}" "${BENCH_CACHE_S:=3}"
 : "${BENCH_PUSH_MIB:=512}" "${BENCH_PUSH_ROUNDS:=3}" "${BENCH_STATUS_HOSTS:=1000 10000 100000}"
 : "${BENCH_SIM_HOSTS:=10000}" "${BENCH_NFS:=auto}" "${BENCH_NFS_HOSTS:=4}"
-: "${BENCH_BUILD_DIR:=build-bench}" "${BENCH_PKG_DIR:=build-pkg}" "${BENCH_ONLY:=1 2 3 4 5 6 r st}"
+: "${BENCH_BUILD_DIR:=build-bench}" "${BENCH_PKG_DIR:=build-pkg-static}" "${BENCH_DYN_DIR:=build-pkg}"
+: "${BENCH_ONLY:=1 2 3 4 5 6 r st}"
 want() { case " $BENCH_ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 S1=0 S2=0 S3=0 S4=0 S4S=0 S5=0 S6=0
 
@@ -68,18 +71,24 @@ fi
 T_BUILD=$(date +%s%N)
 pkg_args=()
 read -r -a pkg_args <<<"$(sed -n 's/^[[:space:]]*dh_auto_configure -- //p' packaging/debian/rules | head -1)"
-configure() {  # configure DIR ARGS...: meson setup once
-  [ -f "$1/build.ninja" ] && return 0
+configure() {  # configure DIR ARGS...: meson setup, again when the arguments changed
+  if [ -f "$1/build.ninja" ] && [ "$(cat "$1/.bench-args" 2>/dev/null)" = "${*:2}" ]; then return 0; fi
+  rm -rf --one-file-system "$1"
   say "configuring $1 (${*:2})"
   meson setup "$@" >"/tmp/nfsup-bench-meson.$$.log" 2>&1 || { tail -20 "/tmp/nfsup-bench-meson.$$.log" >&2; exit 1; }
+  echo "${*:2}" >"$1/.bench-args"
 }
-(
-  eval "$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --export=sh)"
-  configure "$BENCH_PKG_DIR" --wrap-mode=nodownload --buildtype=plain --prefix=/usr --sysconfdir=/etc \
-    --localstatedir=/var --libdir="lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)" "${pkg_args[@]}"
-)
+pkg_configure() {  # pkg_configure DIR EXTRA-ARGS...: as dh_auto_configure does, with dpkg-buildflags
+  (
+    eval "$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --export=sh)"
+    configure "$1" --wrap-mode=nodownload --buildtype=plain --prefix=/usr --sysconfdir=/etc \
+      --localstatedir=/var --libdir="lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)" "${@:2}"
+  )
+}
+pkg_configure "$BENCH_PKG_DIR" "${pkg_args[@]}"
+pkg_configure "$BENCH_DYN_DIR"
 configure "$BENCH_BUILD_DIR" --buildtype=release -Dstatic_tools=true
-for d in "$BENCH_PKG_DIR" "$BENCH_BUILD_DIR"; do
+for d in "$BENCH_PKG_DIR" "$BENCH_DYN_DIR" "$BENCH_BUILD_DIR"; do
   say "building nfsup tools in $d"
   ninja -C "$d" src/nfsup-install src/nfsup-watchdog src/nfsup-reconfig >/tmp/nfsup-bench-ninja.$$.log 2>&1 ||
     { grep -E "error|Error" /tmp/nfsup-bench-ninja.$$.log | head -20 >&2; exit 1; }
@@ -90,8 +99,9 @@ BUILD_S=$(( ($(date +%s%N) - T_BUILD) / 1000000 ))
 INSTALL="$ROOT/$BENCH_PKG_DIR/src/nfsup-install"
 WD="$ROOT/$BENCH_PKG_DIR/src/nfsup-watchdog"
 WD_STATIC="$ROOT/$BENCH_BUILD_DIR/src/nfsup-watchdog"
+WD_DYN="$ROOT/$BENCH_DYN_DIR/src/nfsup-watchdog"
 linkage() { file -b "$1" | grep -o -E "statically linked|static-pie linked|dynamically linked" || echo "?"; }
-LINKAGE="packaged watchdog $(linkage "$WD") (${pkg_args[*]:-no extra configure arguments}), $(ldd "$WD" 2>/dev/null | grep -c '=>' || true) shared objects; static build $(linkage "$WD_STATIC")"
+LINKAGE="packaged watchdog $(linkage "$WD") (${pkg_args[*]:-no extra configure arguments}); the same flags without them $(linkage "$WD_DYN"), $(ldd "$WD_DYN" 2>/dev/null | grep -c '=>' || true) shared objects; static release build $(linkage "$WD_STATIC")"
 
 # ---------------------------------------------------------------- work area and cleanup
 W=$(mktemp -d /var/tmp/nfsup-bench.XXXXXX)
@@ -231,6 +241,7 @@ SH_LINE='[ -e "$0/MARKER" ] && systemctl stop myagent'
 cmds=(
   "{\"name\":\"nfsup\",\"argv\":[\"$WD\",\"check\",\"-q\",\"-c\",\"$P1/cron1/watchdog.yaml\"]}"
   "{\"name\":\"static\",\"argv\":[\"$WD_STATIC\",\"check\",\"-q\",\"-c\",\"$P1/cron1/watchdog.yaml\"]}"
+  "{\"name\":\"dynamic\",\"argv\":[\"$WD_DYN\",\"check\",\"-q\",\"-c\",\"$P1/cron1/watchdog.yaml\"]}"
   "$(python3 -c 'import json,sys; print(json.dumps({"name":"sh","argv":["sh","-c",sys.argv[1],sys.argv[2]]}))' "$SH_LINE" "$P1/share")"
   "{\"name\":\"monit\",\"argv\":[\"monit\",\"-c\",\"$P1/monitrc\",\"validate\"]}"
   "{\"name\":\"validate\",\"argv\":[\"$WD\",\"validate\",\"-q\",\"-c\",\"$P1/cron1/watchdog.yaml\"]}"
@@ -255,16 +266,16 @@ RSS_NF=$(rss "$WD" check -q -c "$P1/cron1/watchdog.yaml")
 RSS_SH=$(rss sh -c "$SH_LINE" "$P1/share")
 RSS_MON=$(rss monit -c "$P1/monitrc" validate)
 # Where the packaged tick's time goes before main(): the dynamic loader's own statistics.
-LDSTAT=$(LD_DEBUG=statistics "$WD" check -q -c "$P1/cron1/watchdog.yaml" 2>&1 >/dev/null |
+LDSTAT=$(LD_DEBUG=statistics "$WD_DYN" check -q -c "$P1/cron1/watchdog.yaml" 2>&1 >/dev/null |
   sed -n -E 's/^ *[0-9]+: *//; s/^(total startup time in dynamic loader|number of relocations|number of relocations from cache|number of relative relocations): *(.*)$/\1 \2/p' | paste -sd';' -)
-NSO=$(ldd "$WD" 2>/dev/null | grep -c '=>' || true)
+NSO=$(ldd "$WD_DYN" 2>/dev/null | grep -c '=>' || true)
 # perf profile of 100 packaged and 100 static ticks (cpu-clock samples, by shared object).
 PERF_TICK=""
 if command -v perf >/dev/null; then
-  for b in "$WD" "$WD_STATIC"; do
+  for b in "$WD" "$WD_DYN"; do
     perf record -q -e cpu-clock -F 10000 -o "$W/tick.perf" -- \
       sh -c 'for i in $(seq 100); do "$1" check -q -c "$2"; done' sh "$b" "$P1/cron1/watchdog.yaml" >/dev/null 2>&1 || true
-    PERF_TICK+="$( [ "$b" = "$WD" ] && echo packaged || echo static): $(perf_top "$W/tick.perf" dso 6)| "
+    PERF_TICK+="$( [ "$b" = "$WD" ] && echo "packaged ($(linkage "$WD"))" || echo dynamic): $(perf_top "$W/tick.perf" dso 6)| "
   done
 fi
 # What one idle tick does (strace).
@@ -273,7 +284,7 @@ TICK_SYS=$(grep -v -c -E 'resumed>|\+\+\+|---' "$W/tick.trace" || true)
 TICK_FSYNC=$(grep -c -E '^[0-9]+ +fsync\(' "$W/tick.trace" || true)
 TICK_RENAME=$( (grep -E '^[0-9]+ +rename\(' "$W/tick.trace" || true) | sed -E 's/.*, "([^"]*)"\).*/\1/' | tr '\n' ' ')
 TICK_SHARE=$(grep -v -E 'resumed>' "$W/tick.trace" | grep -c -F "$P1/share" || true)
-for n in nfsup static sh monit validate; do
+for n in nfsup static dynamic sh monit validate; do
   eval "W_$n=\$(jget \"$W/ticks.json\" $n.wall_ms_median)"
   eval "C_$n=\$(jget \"$W/ticks.json\" $n.cpu_ms_median)"
 done
@@ -285,7 +296,11 @@ row "1 cron tick" "packaged watchdog ($(linkage "$WD")): wall per idle tick, med
 row "1 cron tick" "static build (-Dstatic_tools=true, release): wall per idle tick (ms)" "$(fmt .2f "$W_static")" \
   "sh $(fmt .2f "$W_sh"); monit $(fmt .2f "$W_monit")" "$(fmt .2f "$r_ssh")x sh; $(fmt .2f "$r_smon")x monit" \
   "-" "info"
-row "1 cron tick" "CPU (user+sys) per idle tick, median (ms): packaged / static" "$(fmt .2f "$C_nfsup") / $(fmt .2f "$C_static")" \
+r_dsh=$(calc "$W_dynamic / $W_sh")
+row "1 cron tick" "the packaged flags linked dynamically (the .deb before issue 20): wall per idle tick (ms)" "$(fmt .2f "$W_dynamic")" \
+  "sh $(fmt .2f "$W_sh"); monit $(fmt .2f "$W_monit")" "$(fmt .2f "$r_dsh")x sh; $(fmt .2f "$(calc "$W_dynamic / $W_monit")")x monit" \
+  "-" "info"
+row "1 cron tick" "CPU (user+sys) per idle tick, median (ms): packaged / static release / dynamic" "$(fmt .2f "$C_nfsup") / $(fmt .2f "$C_static") / $(fmt .2f "$C_dynamic")" \
   "sh $(fmt .2f "$C_sh"); monit $(fmt .2f "$C_monit")" \
   "$(fmt .1f "$(calc "$C_nfsup / $C_sh")")x sh; $(fmt .2f "$(calc "$C_nfsup / $C_monit")")x monit" "-" "info"
 row "1 cron tick" "peak RSS (GNU time %M, KiB)" "$RSS_NF" "sh $RSS_SH; monit $RSS_MON" \
@@ -296,7 +311,7 @@ W_hbsh=$(jget "$W/ticks-hb.json" sh.wall_ms_median)
 row "1 cron tick" "wall of a tick with its heartbeat due (pointer read, status + local state written, $HB_FSYNC fsync; median of 60, ms)" \
   "$(fmt .2f "$W_hb") (CPU $(fmt .2f "$C_hb"))" "sh $(fmt .2f "$W_hbsh")" "$(fmt .1f "$(calc "$W_hb / $W_hbsh")")x sh" "-" "info"
 row "1 cron tick" "breakdown (diagnostic rows, same run)" "$diag" "-" "-" "-" "info"
-row "1 cron tick" "packaged tick before main(): LD_DEBUG=statistics" "${LDSTAT:-none (static)}; $NSO shared objects" "-" "-" "-" "info"
+row "1 cron tick" "dynamic tick before main(): LD_DEBUG=statistics (cycles)" "${LDSTAT:-?}; $NSO shared objects" "-" "-" "-" "info"
 row "1 cron tick" "perf, 100 ticks each, CPU samples by object (incl. the sh loop)" "${PERF_TICK:-perf not installed}" "-" "-" "-" "info"
 note "- **1. cron tick**: one idle \`check\` makes $TICK_SYS system calls, $TICK_SHARE of them on share paths, with $TICK_FSYNC fsync; it renames: ${TICK_RENAME:-nothing} (an idle tick reads only the marker; the pointer is read again and the status and local state rewritten when heartbeat_interval has passed, 10s here, so not between these back-to-back ticks; the heartbeat row measures such a tick, 80 ms apart with heartbeat_interval 50ms). sh one-liner: \`sh -c '$SH_LINE' SHARE\`. monit: \`monit -c monitrc validate\` with one \`check file ... if exist\` rule (monit exits 1 when the file is absent; it also walks /proc on every cycle). All commands are exec'd directly (no shell in front), interleaved in random order each round; wall = spawn to reap."
 fi
@@ -600,8 +615,9 @@ cap_agent() {  # cap_agent DIR VERSION
   cat >"$1/bin/agent" <<'EOA'
 #!/bin/sh
 log="$(dirname "$1")/agent.log"
-echo "start $(cat "$(dirname "$0")/../VERSION") $(date +%s%3N)" >>"$log"
-trap 'echo "stop $(cat "$(dirname "$0")/../VERSION" 2>/dev/null) $(date +%s%3N)" >>"$log"; exit 0' TERM INT
+v=$(cat "$(dirname "$0")/../VERSION")
+echo "start $v $(date +%s%3N)" >>"$log"
+trap 'echo "stop $v $(date +%s%3N)" >>"$log"; exit 0' TERM INT
 while :; do sleep 1 & wait $!; done
 EOA
   chmod 755 "$1/bin/agent"
@@ -694,7 +710,7 @@ EOS
 }
 sshfs_rows() {
   local nd
-  nd=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["downtime_ms"]; print(",".join("-" if x is None else f"{x:.0f}" for x in d), max((x for x in d if x is not None), default=0))' "$J")
+  nd=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["downtime_ms"]; print(",".join("-" if x is None else f"{x:.0f}" for x in d), f"{max((x for x in d if x is not None), default=0):.0f}")' "$J")
   row "4 shell way" "$BENCH_SSHFS_HOSTS hosts: upgrade start -> every host running the new release (ms)" "$(fmt .0f "$SALL") (nfsup push)" \
     "rsync + symlink + parallel-ssh ${CAP_ALL:-?} (rsync $CAP_ALL_RSYNC, flip $CAP_FLIP_MS, pssh exit $CAP_ALL_RC, wall $CAP_ALL_WALL)" \
     "$( [ "${CAP_ALL:--}" != - ] && fmt .2f "$(calc "$SALL / $CAP_ALL")" || echo -)x" "-" "info"
@@ -902,14 +918,15 @@ r2 = 1 - sum((y - a - k * x) ** 2 for x, y in zip(xs, ys)) / tot if tot else 1.0
 print(json.dumps({"us_per_host": k * 1000, "fixed_ms": a, "r2": r2}))
 PY
 }
-fit $st_pts >"$W/status-fit.json"; fit $rd_pts >"$W/round-fit.json"
-pts_txt() { local p; for p in "$@"; do printf '%s: %s; ' "${p%%:*}" "$( [ "${p#*:}" = None ] && echo "-" || fmt .0f "${p#*:}")"; done; }
+read -r -a st_arr <<<"$st_pts"; read -r -a rd_arr <<<"$rd_pts"
+fit "${st_arr[@]}" >"$W/status-fit.json"; fit "${rd_arr[@]}" >"$W/round-fit.json"
+pts_txt() { local p; for p in "$@"; do if [ "${p#*:}" = None ]; then printf '%s: -; ' "${p%%:*}"; else printf '%s: %s; ' "${p%%:*}" "$(fmt .0f "${p#*:}")"; fi; done; }
 SR2=$(jget "$W/status-fit.json" r2); RR2=$(jget "$W/round-fit.json" r2)
 read -r -a sp <<<"$st_pts"; last=${sp[-1]}; N_LAST=${last%%:*}; T_LAST=${last#*:}
-row "5 fleet scale" "\`status\` by fleet size (ms, median of 5, sizes interleaved)" "$(pts_txt $st_pts)" "-" \
+row "5 fleet scale" "\`status\` by fleet size (ms, median of 5, sizes interleaved)" "$(pts_txt "${st_arr[@]}")" "-" \
   "fit: $(fmt .1f "$(jget "$W/status-fit.json" us_per_host)") us/host + $(fmt .0f "$(jget "$W/status-fit.json" fixed_ms)") ms" \
   "linear (R^2 >= 0.98)" "$(verdict "$SR2" '>=' 0.98) (R^2 $(fmt .4f "$SR2"))"
-row "5 fleet scale" "master wait loop: one status round over N live hosts (ms)" "$(pts_txt $rd_pts)" "status at $N_LAST: $(fmt .0f "$T_LAST")" \
+row "5 fleet scale" "master wait loop: one status round over N live hosts (ms)" "$(pts_txt "${rd_arr[@]}")" "status at $N_LAST: $(fmt .0f "$T_LAST")" \
   "fit: $(fmt .1f "$(jget "$W/round-fit.json" us_per_host)") us/host + $(fmt .0f "$(jget "$W/round-fit.json" fixed_ms)") ms" \
   "linear (R^2 >= 0.98)" "$(verdict "$RR2" '>=' 0.98) (R^2 $(fmt .4f "$RR2"))"
 note "- **5. fleet scale**: host status files written in the format of pack_status (src/core/share.cpp) by scripts/bench-helper.py genstatus. \`status\` lists hosts/, reads and stats every status file. The master's wait loop was timed in a real push per size whose hosts are all live and never stop (\`--timeout 3s + N/4000 s, --lease 600s ${vote_flags[*]}\`; it then backs out): rounds after the marker's stop phase (counted: $(for n in $BENCH_STATUS_HOSTS; do printf '%s: %s; ' "$n" "$(jget "$W/round.$n.json" rounds)"; done)); a round = from the end of one sleep to the start of the next (lease renewal + reading every pending host's status)."
@@ -917,7 +934,7 @@ SIM=$ROOT/build/test/sim/nfsup-sim
 if [ -x "$SIM" ] && "$SIM" --help 2>&1 | grep -q -- --hosts; then
   /usr/bin/time -f "%e %U %S %M" -o "$W/sim.time" "$SIM" --seed 1 --hosts "$BENCH_SIM_HOSTS" --switches 1 --calm \
     >"$W/sim.out" 2>&1 || true
-  read -r sim_wall sim_u sim_s sim_rss <"$W/sim.time" || true
+  read -r sim_wall _ _ sim_rss <"$W/sim.time" || true
   sim_steps=$(sed -n -E 's/^[0-9]+ schedules, ([0-9]+) steps, ([0-9]+) violated.*/\1/p' "$W/sim.out")
   sim_viol=$(sed -n -E 's/^[0-9]+ schedules, ([0-9]+) steps, ([0-9]+) violated.*/\2/p' "$W/sim.out")
   row "5 fleet scale" "simulator: $BENCH_SIM_HOSTS hosts, one all-at-once switch (seed 1, --calm; every invariant checked each step)" \
