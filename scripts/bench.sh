@@ -271,7 +271,7 @@ RSS_SH=$(rss sh -c "$SH_LINE" "$P1/share")
 RSS_MON=$(rss monit -c "$P1/monitrc" validate)
 # Where the packaged tick's time goes before main(): the dynamic loader's own statistics.
 LDSTAT=$(LD_DEBUG=statistics "$WD_DYN" check -q -c "$P1/cron1/watchdog.yaml" 2>&1 >/dev/null |
-  sed -n -E 's/^ *[0-9]+: *//; s/^(total startup time in dynamic loader|number of relocations|number of relocations from cache|number of relative relocations): *(.*)$/\1 \2/p' | paste -sd';' -)
+  sed -n -E 's/^ *[0-9]+:[[:space:]]*//; s/^[[:space:]]*(total startup time in dynamic loader|time needed for relocation|number of relocations|number of relative relocations): *(.*)$/\1 \2/p' | paste -sd';' -)
 NSO=$(ldd "$WD_DYN" 2>/dev/null | grep -c '=>' || true)
 # perf profile of 100 packaged and 100 static ticks (cpu-clock samples, by shared object).
 PERF_TICK=""
@@ -279,7 +279,7 @@ if command -v perf >/dev/null; then
   for b in "$WD" "$WD_DYN"; do
     perf record -q -e cpu-clock -F 10000 -o "$W/tick.perf" -- \
       sh -c 'for i in $(seq 100); do "$1" check -q -c "$2"; done' sh "$b" "$P1/cron1/watchdog.yaml" >/dev/null 2>&1 || true
-    PERF_TICK+="$( [ "$b" = "$WD" ] && echo "packaged ($(linkage "$WD"))" || echo dynamic): $(perf_top "$W/tick.perf" dso 6)| "
+    PERF_TICK+="$( [ "$b" = "$WD" ] && echo "packaged ($(linkage "$WD"))" || echo dynamic): $(perf_top "$W/tick.perf" dso 6)/ "
   done
 fi
 # What one idle tick does (strace).
@@ -369,7 +369,7 @@ python3 "$HELPER" procstat "$NF_PID" "$MON_PID" "$FL_PID" "$WK_PID" >"$W/idle1.j
 PERF_IDLE=""
 if command -v perf >/dev/null; then
   perf record -q -e cpu-clock -F 10000 -o "$W/idle.perf.data" -p "$NF_PID" -- sleep 5 >/dev/null 2>&1 || true
-  PERF_IDLE="by object: $(perf_top "$W/idle.perf.data" dso 5)| by symbol: $(perf_top "$W/idle.perf.data" sym 8)"
+  PERF_IDLE="by object: $(perf_top "$W/idle.perf.data" dso 5)/ by symbol: $(perf_top "$W/idle.perf.data" sym 8)"
 fi
 python3 - "$W/idle0.json" "$W/idle1.json" "$W/idle.perf" "$PERF_OK" >"$W/idle.json" <<'EOF'
 import json, sys
