@@ -327,6 +327,8 @@ def cmd_react(a):
         "first_running_after_unmark_ms": rel(min(running.values()) if running else None, t_unmark),
         "all_running_after_push_ms": rel(max(running.values()) if len(running) == len(hosts) else None, t_push),
         "push_wall_ms": rel(t_end, t_push),
+        # per host: agent gone (pidfd) -> status says running the target (ms), in host order
+        "downtime_ms": [rel(running.get(h), gone.get(h)) for h in hosts],
     }
     json.dump(out, sys.stdout)
     print()

@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
-# Performance figures for nfsup, each against a peer measured in the same run on the same
-# machine: a cron tick against a POSIX sh one-liner and `monit validate`, the idle daemon
-# against monit's daemon and a minimal C poller, reaction times on 100 local hosts and 8 sshfs
-# hosts, rolling batches, push throughput against cp + sha256sum, `status` on 10,000 hosts,
-# and the push's peak memory. Prints a table and writes it to bench-results/latest.md.
+# Performance figures for nfsup, each beside a peer measured in the same run on the same machine
+# (issue 20). Rows, numbered as in the issue:
+#  1 idle cron tick of the binary the .deb installs (built as packaging/debian/rules builds it)
+#    and of the static build, against a POSIX sh one-liner and `monit validate`;
+#  2 the idle daemon's CPU per poll against a minimal C poller doing the same system calls, its
+#    RSS against monit's daemon, and its system calls per poll;
+#  3 real NFS (scripts/bench-nfs.sh: user-mode Linux guests against nfs-ganesha, 4 hosts);
+#  4 the shell way as the peer (rsync + `current` symlink + parallel-ssh restart, the Capistrano
+#    pattern) against an nfsup push, on the sshfs harness hosts, also with one host unreachable;
+#  5 fleet scale: `status` and the master's wait round at 1,000 / 10,000 / 100,000 hosts, and the
+#    in-process simulator at 10,000 hosts for one all-at-once switch;
+#  6 push of 512 MiB against cp + sha256sum and rsync; re-push of unchanged content; peak RSS;
+#  r reaction times and rolling batches on 100 local daemons; st the local store.
+# Prints machine facts and a table, and writes it to bench-results/latest.md.
 #
 # Usage: scripts/bench.sh            (as root it apt-get installs what is missing)
 # Knobs: BENCH_TICKS=200 BENCH_IDLE_S=20 BENCH_HOSTS=100 BENCH_ROLL_HOSTS=12
 #        BENCH_ROLL_BATCHES="1 3 6" BENCH_SSHFS=auto|0 BENCH_SSHFS_HOSTS=8 BENCH_CACHE_S=3
-#        BENCH_PUSH_MIB=512 BENCH_PUSH_ROUNDS=3 BENCH_STATUS_HOSTS="1000 5000 10000"
-#        BENCH_BUILD_DIR=build-bench  BENCH_STATIC=1 (0: default dynamic linking)
-#        BENCH_ONLY="1 2 4 4s 5 6 st" (parts to run: 2 includes 3, 4s = sshfs, 5 includes 7,
-#        st = the local store: scripts/bench-store.sh)
+#        BENCH_PUSH_MIB=512 BENCH_PUSH_ROUNDS=3 BENCH_STATUS_HOSTS="1000 10000 100000"
+#        BENCH_SIM_HOSTS=10000 BENCH_NFS=auto|0 BENCH_NFS_HOSTS=4
+#        BENCH_BUILD_DIR=build-bench (static release)  BENCH_PKG_DIR=build-pkg-static (as
+#        packaging/debian/rules builds the .deb, its dh_auto_configure arguments included)
+#        BENCH_DYN_DIR=build-pkg (the same flags without those arguments: dynamic linking)
+#        BENCH_ONLY="1 2 3 4 5 6" (rows to run; add "r st" for the 100-host reaction, rolling
+#        batches and local-store rows of earlier issues: about 8 more minutes on a loaded machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -21,10 +33,12 @@ T_ALL=$(date +%s%N)
 
 : "${BENCH_TICKS:=200}" "${BENCH_IDLE_S:=20}" "${BENCH_HOSTS:=100}" "${BENCH_ROLL_HOSTS:=12}"
 : "${BENCH_ROLL_BATCHES:=1 3 6}" "${BENCH_SSHFS:=auto}" "${BENCH_SSHFS_HOSTS:=8}" "${BENCH_CACHE_S:=3}"
-: "${BENCH_PUSH_MIB:=512}" "${BENCH_PUSH_ROUNDS:=3}" "${BENCH_STATUS_HOSTS:=1000 5000 10000}"
-: "${BENCH_BUILD_DIR:=build-bench}" "${BENCH_STATIC:=1}" "${BENCH_ONLY:=1 2 4 4s 5 6 st}"
+: "${BENCH_PUSH_MIB:=512}" "${BENCH_PUSH_ROUNDS:=3}" "${BENCH_STATUS_HOSTS:=1000 10000 100000}"
+: "${BENCH_SIM_HOSTS:=10000}" "${BENCH_NFS:=auto}" "${BENCH_NFS_HOSTS:=4}"
+: "${BENCH_BUILD_DIR:=build-bench}" "${BENCH_PKG_DIR:=build-pkg-static}" "${BENCH_DYN_DIR:=build-pkg}"
+: "${BENCH_ONLY:=1 2 3 4 5 6}"
 want() { case " $BENCH_ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
-S1=0 S2=0 S4=0 S4S=0 S5=0 S6=0
+S1=0 S2=0 S3=0 S4=0 S4S=0 S5=0 S6=0
 
 say() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 now_ms() { date +%s%3N; }
@@ -32,7 +46,7 @@ now_ms() { date +%s%3N; }
 # ---------------------------------------------------------------- dependencies
 need_pkgs=()
 for p in g++ meson ninja-build pkg-config libyaml-cpp-dev libcli11-dev libfmt-dev libssl-dev \
-         python3 monit strace time procps; do
+         python3 monit strace time procps rsync pssh dpkg-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
 done
 if ((${#need_pkgs[@]})); then
@@ -50,22 +64,48 @@ if ((${#need_pkgs[@]})); then
 fi
 # monit's package may have started a system monit; ours run with their own control files only.
 
-# ---------------------------------------------------------------- build (its own build dir)
+# ---------------------------------------------------------------- builds (their own build dirs)
+# The packaged build: what dh_auto_configure (debhelper's meson build system) runs, with the
+# flags dpkg-buildflags gives under packaging/debian/rules (hardening=+all), plus the configure
+# arguments debian/rules adds (its override_dh_auto_configure line, if any).
+# The static build: -Dstatic_tools=true, buildtype release (the figures before issue 20).
 T_BUILD=$(date +%s%N)
-static_flag=()
-if [ "$BENCH_STATIC" = 1 ] && grep -q "static_tools" meson_options.txt; then static_flag=(-Dstatic_tools=true); fi
-if [ ! -f "$BENCH_BUILD_DIR/build.ninja" ]; then
-  say "configuring $BENCH_BUILD_DIR (release${static_flag:+, static tools})"
-  meson setup "$BENCH_BUILD_DIR" --buildtype=release "${static_flag[@]}" >/tmp/nfsup-bench-meson.log 2>&1 ||
-    { tail -20 /tmp/nfsup-bench-meson.log >&2; exit 1; }
-fi
-say "building nfsup tools in $BENCH_BUILD_DIR"
-ninja -C "$BENCH_BUILD_DIR" src/nfsup-install src/nfsup-watchdog src/nfsup-reconfig >/tmp/nfsup-bench-ninja.log 2>&1 ||
-  { grep -E "error|Error" /tmp/nfsup-bench-ninja.log | head -20 >&2; exit 1; }
+pkg_args=()
+read -r -a pkg_args <<<"$(sed -n 's/^[[:space:]]*dh_auto_configure -- //p' packaging/debian/rules | head -1)"
+configure() {  # configure DIR ARGS...: meson setup, again when the arguments changed
+  # (a build dir this script did not make, e.g. BENCH_PKG_DIR=build, is used as it is)
+  if [ -f "$1/build.ninja" ] && { [ ! -f "$1/.bench-args" ] || [ "$(cat "$1/.bench-args")" = "${*:2}" ]; }; then return 0; fi
+  [ ! -f "$1/.bench-args" ] || rm -rf --one-file-system "$1"
+  say "configuring $1 (${*:2})"
+  meson setup "$@" >"/tmp/nfsup-bench-meson.$$.log" 2>&1 || { tail -20 "/tmp/nfsup-bench-meson.$$.log" >&2; exit 1; }
+  echo "${*:2}" >"$1/.bench-args"
+}
+pkg_configure() {  # pkg_configure DIR EXTRA-ARGS...: as dh_auto_configure does, with dpkg-buildflags
+  (
+    eval "$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --export=sh)"
+    configure "$1" --wrap-mode=nodownload --buildtype=plain --prefix=/usr --sysconfdir=/etc \
+      --localstatedir=/var --libdir="lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)" "${@:2}"
+  )
+}
+pkg_configure "$BENCH_PKG_DIR" "${pkg_args[@]}"
+pkg_configure "$BENCH_DYN_DIR"
+configure "$BENCH_BUILD_DIR" --buildtype=release -Dstatic_tools=true
+for d in "$BENCH_PKG_DIR" "$BENCH_DYN_DIR" "$BENCH_BUILD_DIR"; do
+  say "building nfsup tools in $d"
+  tools=(src/nfsup-install src/nfsup-watchdog src/nfsup-reconfig)
+  [ "$d" != "$BENCH_DYN_DIR" ] || tools=(src/nfsup-watchdog)   # only its tick is measured
+  ninja -C "$d" "${tools[@]}" >/tmp/nfsup-bench-ninja.$$.log 2>&1 ||
+    { grep -E "error|Error" /tmp/nfsup-bench-ninja.$$.log | head -20 >&2; exit 1; }
+done
+if want 5; then ninja -C build test/sim/nfsup-sim >/tmp/nfsup-bench-ninja.$$.log 2>&1 || say "no simulator: $(tail -1 /tmp/nfsup-bench-ninja.$$.log)"; fi
 BUILD_S=$(( ($(date +%s%N) - T_BUILD) / 1000000 ))
-INSTALL="$ROOT/$BENCH_BUILD_DIR/src/nfsup-install"
-WD="$ROOT/$BENCH_BUILD_DIR/src/nfsup-watchdog"
-LINKAGE=$(file -b "$WD" | grep -o -E "statically linked|dynamically linked" || echo "?")
+# What users run: the packaged tools, everywhere but the static build's own tick row.
+INSTALL="$ROOT/$BENCH_PKG_DIR/src/nfsup-install"
+WD="$ROOT/$BENCH_PKG_DIR/src/nfsup-watchdog"
+WD_STATIC="$ROOT/$BENCH_BUILD_DIR/src/nfsup-watchdog"
+WD_DYN="$ROOT/$BENCH_DYN_DIR/src/nfsup-watchdog"
+linkage() { file -b "$1" | grep -o -E "statically linked|static-pie linked|dynamically linked" || echo "?"; }
+LINKAGE="packaged watchdog $(linkage "$WD") (${pkg_args[*]:-no extra configure arguments}); the same flags without them $(linkage "$WD_DYN"), $(ldd "$WD_DYN" 2>/dev/null | grep -c '=>' || true) shared objects; static release build $(linkage "$WD_STATIC")"
 
 # ---------------------------------------------------------------- work area and cleanup
 W=$(mktemp -d /var/tmp/nfsup-bench.XXXXXX)
@@ -109,6 +149,10 @@ fmt() { python3 -c "import sys; v=float(sys.argv[2]); print(format(v, sys.argv[1
 # verdict VALUE OP LIMIT -> MET / MISSED
 verdict() { if python3 -c "import sys; sys.exit(0 if float('$1') $2 float('$3') else 1)"; then echo MET; else echo MISSED; fi; }
 
+perf_top() {  # perf_top DATA SORT N: "name pct%; ..." of the N biggest entries of a perf profile
+  perf report -i "$1" --stdio --sort "$2" 2>/dev/null |
+    awk -v n="$3" '/^ +[0-9.]+%/ && c < n {p = $1; $1 = ""; sub(/^ +(\[[.k]\] +)?/, ""); printf "%s %s; ", $0, p; c++}'
+}
 make_release() {  # make_release DIR VERSION: bin/agent + VERSION
   mkdir -p "$1/bin"
   cp "$FIXTURES/fake-agent" "$1/bin/agent"
@@ -200,6 +244,8 @@ if want 1; then
 SH_LINE='[ -e "$0/MARKER" ] && systemctl stop myagent'
 cmds=(
   "{\"name\":\"nfsup\",\"argv\":[\"$WD\",\"check\",\"-q\",\"-c\",\"$P1/cron1/watchdog.yaml\"]}"
+  "{\"name\":\"static\",\"argv\":[\"$WD_STATIC\",\"check\",\"-q\",\"-c\",\"$P1/cron1/watchdog.yaml\"]}"
+  "{\"name\":\"dynamic\",\"argv\":[\"$WD_DYN\",\"check\",\"-q\",\"-c\",\"$P1/cron1/watchdog.yaml\"]}"
   "$(python3 -c 'import json,sys; print(json.dumps({"name":"sh","argv":["sh","-c",sys.argv[1],sys.argv[2]]}))' "$SH_LINE" "$P1/share")"
   "{\"name\":\"monit\",\"argv\":[\"monit\",\"-c\",\"$P1/monitrc\",\"validate\"]}"
   "{\"name\":\"validate\",\"argv\":[\"$WD\",\"validate\",\"-q\",\"-c\",\"$P1/cron1/watchdog.yaml\"]}"
@@ -223,23 +269,42 @@ rss() { local i m=0 v; for i in 1 2 3 4 5; do v=$(/usr/bin/time -f %M "$@" 2>&1 
 RSS_NF=$(rss "$WD" check -q -c "$P1/cron1/watchdog.yaml")
 RSS_SH=$(rss sh -c "$SH_LINE" "$P1/share")
 RSS_MON=$(rss monit -c "$P1/monitrc" validate)
+# Where the packaged tick's time goes before main(): the dynamic loader's own statistics.
+LDSTAT=$(LD_DEBUG=statistics "$WD_DYN" check -q -c "$P1/cron1/watchdog.yaml" 2>&1 >/dev/null |
+  sed -n -E 's/^ *[0-9]+:[[:space:]]*//; s/^[[:space:]]*(total startup time in dynamic loader|time needed for relocation|number of relocations|number of relative relocations): *(.*)$/\1 \2/p' | paste -sd';' -)
+NSO=$(ldd "$WD_DYN" 2>/dev/null | grep -c '=>' || true)
+# perf profile of 100 packaged and 100 static ticks (cpu-clock samples, by shared object).
+PERF_TICK=""
+if command -v perf >/dev/null; then
+  for b in "$WD" "$WD_DYN"; do
+    perf record -q -e cpu-clock -F 10000 -o "$W/tick.perf" -- \
+      sh -c 'for i in $(seq 100); do "$1" check -q -c "$2"; done' sh "$b" "$P1/cron1/watchdog.yaml" >/dev/null 2>&1 || true
+    PERF_TICK+="$( [ "$b" = "$WD" ] && echo "packaged ($(linkage "$WD"))" || echo dynamic): $(perf_top "$W/tick.perf" dso 6)/ "
+  done
+fi
 # What one idle tick does (strace).
 strace -f -qq -o "$W/tick.trace" "$WD" check -q -c "$P1/cron1/watchdog.yaml" || true
 TICK_SYS=$(grep -v -c -E 'resumed>|\+\+\+|---' "$W/tick.trace" || true)
 TICK_FSYNC=$(grep -c -E '^[0-9]+ +fsync\(' "$W/tick.trace" || true)
 TICK_RENAME=$( (grep -E '^[0-9]+ +rename\(' "$W/tick.trace" || true) | sed -E 's/.*, "([^"]*)"\).*/\1/' | tr '\n' ' ')
 TICK_SHARE=$(grep -v -E 'resumed>' "$W/tick.trace" | grep -c -F "$P1/share" || true)
-for n in nfsup sh monit validate; do
+for n in nfsup static dynamic sh monit validate; do
   eval "W_$n=\$(jget \"$W/ticks.json\" $n.wall_ms_median)"
   eval "C_$n=\$(jget \"$W/ticks.json\" $n.cpu_ms_median)"
 done
 r_sh=$(calc "$W_nfsup / $W_sh"); r_mon=$(calc "$W_nfsup / $W_monit")
-row "1 cron tick" "wall per idle tick, median of $BENCH_TICKS (ms)" "$(fmt .2f "$W_nfsup")" \
-  "sh $(fmt .2f "$W_sh"); monit $(fmt .2f "$W_monit")" "$(fmt .1f "$r_sh")x sh; $(fmt .2f "$r_mon")x monit" \
-  "<= 1.2x sh" "$(verdict "$r_sh" '<=' 1.2)"
-row "1 cron tick" "wall: faster than monit validate" "$(fmt .2f "$W_nfsup")" "monit $(fmt .2f "$W_monit")" \
-  "$(fmt .2f "$r_mon")x" "< 1.0x monit" "$(verdict "$r_mon" '<' 1.0)"
-row "1 cron tick" "CPU (user+sys) per idle tick, median (ms)" "$(fmt .2f "$C_nfsup")" \
+r_ssh=$(calc "$W_static / $W_sh"); r_smon=$(calc "$W_static / $W_monit")
+row "1 cron tick" "packaged watchdog ($(linkage "$WD")): wall per idle tick, median of $BENCH_TICKS (ms)" "$(fmt .2f "$W_nfsup")" \
+  "sh $(fmt .2f "$W_sh"); monit $(fmt .2f "$W_monit")" "$(fmt .2f "$r_sh")x sh; $(fmt .2f "$r_mon")x monit" \
+  "<= 1.3x sh" "$(verdict "$r_sh" '<=' 1.3)"
+row "1 cron tick" "static build (-Dstatic_tools=true, release): wall per idle tick (ms)" "$(fmt .2f "$W_static")" \
+  "sh $(fmt .2f "$W_sh"); monit $(fmt .2f "$W_monit")" "$(fmt .2f "$r_ssh")x sh; $(fmt .2f "$r_smon")x monit" \
+  "-" "info"
+r_dsh=$(calc "$W_dynamic / $W_sh")
+row "1 cron tick" "the packaged flags linked dynamically (the .deb before issue 20): wall per idle tick (ms)" "$(fmt .2f "$W_dynamic")" \
+  "sh $(fmt .2f "$W_sh"); monit $(fmt .2f "$W_monit")" "$(fmt .2f "$r_dsh")x sh; $(fmt .2f "$(calc "$W_dynamic / $W_monit")")x monit" \
+  "-" "info"
+row "1 cron tick" "CPU (user+sys) per idle tick, median (ms): packaged / static release / dynamic" "$(fmt .2f "$C_nfsup") / $(fmt .2f "$C_static") / $(fmt .2f "$C_dynamic")" \
   "sh $(fmt .2f "$C_sh"); monit $(fmt .2f "$C_monit")" \
   "$(fmt .1f "$(calc "$C_nfsup / $C_sh")")x sh; $(fmt .2f "$(calc "$C_nfsup / $C_monit")")x monit" "-" "info"
 row "1 cron tick" "peak RSS (GNU time %M, KiB)" "$RSS_NF" "sh $RSS_SH; monit $RSS_MON" \
@@ -250,6 +315,8 @@ W_hbsh=$(jget "$W/ticks-hb.json" sh.wall_ms_median)
 row "1 cron tick" "wall of a tick with its heartbeat due (pointer read, status + local state written, $HB_FSYNC fsync; median of 60, ms)" \
   "$(fmt .2f "$W_hb") (CPU $(fmt .2f "$C_hb"))" "sh $(fmt .2f "$W_hbsh")" "$(fmt .1f "$(calc "$W_hb / $W_hbsh")")x sh" "-" "info"
 row "1 cron tick" "breakdown (diagnostic rows, same run)" "$diag" "-" "-" "-" "info"
+row "1 cron tick" "dynamic tick before main(): LD_DEBUG=statistics (cycles)" "${LDSTAT:-?}; $NSO shared objects" "-" "-" "-" "info"
+row "1 cron tick" "perf, 100 ticks each, CPU samples by object (incl. the sh loop)" "${PERF_TICK:-perf not installed}" "-" "-" "-" "info"
 note "- **1. cron tick**: one idle \`check\` makes $TICK_SYS system calls, $TICK_SHARE of them on share paths, with $TICK_FSYNC fsync; it renames: ${TICK_RENAME:-nothing} (an idle tick reads only the marker; the pointer is read again and the status and local state rewritten when heartbeat_interval has passed, 10s here, so not between these back-to-back ticks; the heartbeat row measures such a tick, 80 ms apart with heartbeat_interval 50ms). sh one-liner: \`sh -c '$SH_LINE' SHARE\`. monit: \`monit -c monitrc validate\` with one \`check file ... if exist\` rule (monit exits 1 when the file is absent; it also walks /proc on every cycle). All commands are exec'd directly (no shell in front), interleaved in random order each round; wall = spawn to reap."
 fi
 S1=$(( ($(date +%s%N) - T1) / 1000000 ))
@@ -299,6 +366,11 @@ else
   sleep "$BENCH_IDLE_S"
 fi
 python3 "$HELPER" procstat "$NF_PID" "$MON_PID" "$FL_PID" "$WK_PID" >"$W/idle1.json"
+PERF_IDLE=""
+if command -v perf >/dev/null; then
+  perf record -q -e cpu-clock -F 10000 -o "$W/idle.perf.data" -p "$NF_PID" -- sleep 5 >/dev/null 2>&1 || true
+  PERF_IDLE="by object: $(perf_top "$W/idle.perf.data" dso 5)/ by symbol: $(perf_top "$W/idle.perf.data" sym 8)"
+fi
 python3 - "$W/idle0.json" "$W/idle1.json" "$W/idle.perf" "$PERF_OK" >"$W/idle.json" <<'EOF'
 import json, sys
 a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
@@ -328,22 +400,20 @@ TK_NF=$(jget "$W/idle.json" nfsup.ticks_us_per_poll)
 POLLS=$(jget "$W/idle.json" nfsup.polls)
 RSS_D=$(jget "$W/idle.json" nfsup.rss_kb); HWM_D=$(jget "$W/idle.json" nfsup.hwm_kb); ANON_D=$(jget "$W/idle.json" nfsup.anon_kb)
 RSS_M=$(jget "$W/idle.json" monit.rss_kb); RSS_F=$(jget "$W/idle.json" floor.rss_kb)
-row "2 idle daemon" "CPU per idle poll (us; per 1000 polls: $(fmt .1f "$(calc "$U_NF")") ms)" "$(fmt .1f "$U_NF")" \
-  "monit $(fmt .0f "$U_MON") per check; C floor $(fmt .1f "$U_FL")" \
-  "$(fmt .3f "$(calc "$U_NF / $U_MON")")x monit; $(fmt .1f "$(calc "$U_NF / $U_FL")")x floor" "<= 20 us" "$(verdict "$U_NF" '<=' 20)"
+row "2 idle daemon" "CPU per idle poll, packaged watchdog (us)" "$(fmt .1f "$U_NF")" \
+  "C poller, same calls $(fmt .1f "$U_FL"); monit $(fmt .0f "$U_MON") per check" \
+  "$(fmt .2f "$(calc "$U_NF / $U_FL")")x C poller; $(fmt .3f "$(calc "$U_NF / $U_MON")")x monit" "<= 1.1x C poller" \
+  "$(verdict "$(calc "$U_NF / $U_FL")" '<=' 1.1)"
 row "2 idle daemon" "what this machine charges for a 50 ms timer wake-up alone (C, poll() and nothing else; us)" \
-  "$(fmt .1f "$U_NF")" "wake-up $(fmt .1f "$U_WK"); + 3 calls (C floor) $(fmt .1f "$U_FL")" \
+  "$(fmt .1f "$U_NF")" "wake-up $(fmt .1f "$U_WK"); + 3 calls (C poller) $(fmt .1f "$U_FL")" \
   "$(fmt .1f "$(calc "$U_NF / $U_WK")")x wake-up" "-" "info"
 row "2 idle daemon" "context switches per idle poll (all threads)" "$(fmt .1f "$(jget "$W/idle.json" nfsup.switches_per_poll)")" \
-  "C floor $(fmt .1f "$(jget "$W/idle.json" floor.switches_per_poll)")" \
+  "C poller $(fmt .1f "$(jget "$W/idle.json" floor.switches_per_poll)")" \
   "$(fmt .1f "$(calc "$(jget "$W/idle.json" nfsup.switches_per_poll) / max($(jget "$W/idle.json" floor.switches_per_poll), 0.01)")")x" "-" "info"
-row "2 idle daemon" "CPU per poll below monit's per check" "$(fmt .1f "$U_NF")" "monit $(fmt .0f "$U_MON")" \
-  "$(fmt .3f "$(calc "$U_NF / $U_MON")")x" "< 1.0x monit" "$(verdict "$U_NF" '<' "$U_MON")"
-row "2 idle daemon" "VmRSS / VmHWM (KiB)" "$RSS_D / $HWM_D (anon $ANON_D)" "monit $RSS_M; C floor $RSS_F" \
-  "$(fmt .2f "$(calc "$RSS_D / $RSS_M")")x monit" "<= 4096 KiB" "$(verdict "$RSS_D" '<=' 4096)"
-row "2 idle daemon" "RSS below monit's" "$RSS_D" "monit $RSS_M" "$(fmt .2f "$(calc "$RSS_D / $RSS_M")")x" "< 1.0x monit" \
-  "$(verdict "$RSS_D" '<' "$RSS_M")"
-note "- **2. idle daemon**: ${BENCH_IDLE_S} s window, $(fmt .0f "$POLLS") nfsup polls ($(jget "$W/idle.json" poll_count)); poll_interval 50ms (the config's minimum; 10ms is refused), heartbeat_interval 1h. CPU = sum of /proc/PID/task/*/schedstat run time (ns); the /proc/PID/stat utime+stime cross-check gives $(fmt .1f "$TK_NF") us/poll at 1/$(getconf CLK_TCK) s resolution. monit: \`set daemon 1\` (its fastest), one \`check file\` rule, normalised per check cycle (elapsed / 1 s). C floor: a single-threaded C loop doing the same three calls every 50 ms, i.e. what any poller pays on this machine for a timer wake-up and three syscalls; wake-up: the same loop without the calls. On this VM a thread that wakes after 50 ms asleep runs with cold caches: the wake-up alone costs $(fmt .0f "$U_WK") us, above the 20 us target, so that target cannot be met here by any program that polls every 50 ms; nfsup's poll is measured against the two floors instead."
+row "2 idle daemon" "perf, 5 s of the idle daemon (cpu-clock samples)" "${PERF_IDLE:-perf not installed}" "-" "-" "-" "info"
+row "2 idle daemon" "VmRSS (KiB; VmHWM, anon)" "$RSS_D ($HWM_D, anon $ANON_D)" "monit daemon $RSS_M; C poller $RSS_F" \
+  "$(fmt .2f "$(calc "$RSS_D / $RSS_M")")x monit" "< 1.0x monit" "$(verdict "$RSS_D" '<' "$RSS_M")"
+note "- **2. idle daemon**: ${BENCH_IDLE_S} s window, $(fmt .0f "$POLLS") nfsup polls ($(jget "$W/idle.json" poll_count)); poll_interval 50ms (the config's minimum; 10ms is refused), heartbeat_interval 1h. CPU = sum of /proc/PID/task/*/schedstat run time (ns); the /proc/PID/stat utime+stime cross-check gives $(fmt .1f "$TK_NF") us/poll at 1/$(getconf CLK_TCK) s resolution. monit: \`set daemon 1\` (its fastest), one \`check file\` rule, normalised per check cycle (elapsed / 1 s). C floor: a single-threaded C loop doing the same three calls every 50 ms, i.e. what any poller pays on this machine for a timer wake-up and three syscalls; wake-up: the same loop without the calls. The target is a ratio to the C poller measured in the same window (issue 20), as the wake-up alone costs $(fmt .0f "$U_WK") us on this machine."
 
 say "3. share calls per idle poll (strace)"
 timeout -s INT 3 strace -f -qq -p "$NF_PID" -o "$W/idle.trace" 2>/dev/null || true
@@ -361,19 +431,51 @@ json.dump({"polls": polls, "file_calls": len(file_calls), "all_calls": len(lines
 EOF
 CP=$(jget "$W/calls.json" polls); CF=$(jget "$W/calls.json" file_calls); CA=$(jget "$W/calls.json" all_calls)
 per_file=$(calc "$CF / max($CP, 1)"); per_all=$(calc "$CA / max($CP, 1)")
-row "3 share calls" "file/desc calls per idle poll (strace, $CP polls)" "$(fmt .2f "$per_file")" "C floor 3" \
+row "2 share calls" "file/desc calls per idle poll (strace, $CP polls)" "$(fmt .2f "$per_file")" "C poller 3" \
   "$(fmt .2f "$(calc "$per_file / 3")")x" "<= 3" "$(verdict "$per_file" '<=' 3)"
-row "3 share calls" "all system calls per idle poll" "$(fmt .1f "$per_all")" "C floor 4 (poll + 3)" \
+row "2 share calls" "all system calls per idle poll" "$(fmt .1f "$per_all")" "C poller 4 (poll + 3)" \
   "$(fmt .1f "$(calc "$per_all / 4")")x" "-" "info"
-note "- **3. calls per poll**: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); p=max(d["polls"],1); print(", ".join(f"{k} {v/p:.1f}" for k,v in sorted(d["by_name"].items(), key=lambda x:-x[1])))' "$W/calls.json") per poll (threads: $(jget "$W/idle.json" nfsup.threads); futex = hand-off of each probe to the share-worker thread and back)."
+note "- **2. calls per poll**: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); p=max(d["polls"],1); print(", ".join(f"{k} {v/p:.1f}" for k,v in sorted(d["by_name"].items(), key=lambda x:-x[1])))' "$W/calls.json") per poll (threads: $(jget "$W/idle.json" nfsup.threads); futex = hand-off of each probe to the share-worker thread and back)."
 stop_pids "$NF_PID" "$MON_PID" "$FL_PID"
 S2=$(( ($(date +%s%N) - T2) / 1000000 ))
 fi
 
-# ================================================================ 4. reaction, local share
+# ================================================================ 3. real NFS (scripts/bench-nfs.sh)
+T3=$(date +%s%N)
+if want 3; then
+if [ "$BENCH_NFS" = 0 ]; then
+  row "3 real NFS" "not run (BENCH_NFS=0)" "-" "-" "-" "-" "not run"
+else
+  say "3. real NFS: $BENCH_NFS_HOSTS user-mode Linux guests against nfs-ganesha (scripts/bench-nfs.sh)"
+  nrc=0
+  NFSUP_BUILD="$ROOT/$BENCH_PKG_DIR/src" BENCH_NFS_HOSTS=$BENCH_NFS_HOSTS "$ROOT/scripts/bench-nfs.sh" 4.1 >"$W/nfs.out" 2>"$W/nfs.err" || nrc=$?
+  nf() { awk -v k="nfs.$1" '$1 == k {$1 = ""; sub(/^ /, ""); print; exit}' "$W/nfs.out"; }
+  if [ $nrc = 77 ]; then
+    row "3 real NFS" "not run: $(tail -1 "$W/nfs.out")" "-" "-" "-" "-" "not run"
+  elif [ -z "$(nf marker_to_all_stopped_ms)" ]; then
+    row "3 real NFS" "failed (exit $nrc): $(tail -1 "$W/nfs.err" | head -c 200)" "-" "-" "-" "-" "error"
+  else
+    row "3 real NFS" "$BENCH_NFS_HOSTS hosts, NFSv4.1 default mount: marker written -> every agent stopped (ms)" "$(nf marker_to_all_stopped_ms)" \
+      "poll_interval 2000" "$(fmt .2f "$(calc "$(nf marker_to_all_stopped_ms) / 2000")") polls" "<= 1.1 x poll = 2200 ms" \
+      "$(verdict "$(nf marker_to_all_stopped_ms)" '<=' 2200)"
+    row "3 real NFS" "push start -> every host running the new release (ms; push exit $(nf push_rc))" "$(nf push_to_all_running_ms)" \
+      "poll 2000, start_grace 300" "$(fmt .2f "$(calc "$(nf push_to_all_running_ms) / 2000")") polls" "-" "info"
+    row "3 real NFS" "downtime per host (ms, old agent's stop -> new agent's start, agents' clocks)" "$(nf downtime_ms)" "-" "-" "-" "info"
+    row "3 real NFS" "idle NFS RPCs per host per minute (g1 by operation: $(nf idle_ops_g1))" "$(nf idle_rpcs_per_min)" \
+      "one poll = 30/min" "-" "-" "info"
+    row "3 real NFS" "server bytes read per host, 1 of 50 x 1 MiB changed (mountstats)" "$(nf upgrade_bytes_read)" \
+      "whole release 52428800" "$(fmt .3f "$(calc "$(nf upgrade_bytes_read_max) / 52428800")")x whole" "<= 2.2 MiB" \
+      "$(verdict "$(nf upgrade_bytes_read_max)" '<=' 2306867)"
+    note "- **3. real NFS**: scripts/bench-nfs.sh (test/nfs/lib.sh): $BENCH_NFS_HOSTS user-mode Linux guests (Linux 6.1) boot in $(nf boot_s) s and mount one nfs-ganesha export (NFSv4.1, the kernel's default options: acregmin 3 s, acdirmin 30 s, hard), each runs \`nfsup-watchdog run\` (packaged build) with the default poll_interval 2s and heartbeat_interval 10s (run_from: local); the master pushes from the server's directory (only the hosts' mounts are counted). RPCs from /proc/self/mountstats over 30 s, x2. The marker is timed on the server's directory, the agents' stops and starts in their own logs. Human table: $(sed -n '1,/^upgrade/p' "$W/nfs.out" | grep -v '^nfs\.' | tr '\n' ' ' | sed 's/  */ /g')"
+  fi
+fi
+S3=$(( ($(date +%s%N) - T3) / 1000000 ))
+fi
+
+# ================================================================ r. reaction, local share
 T4=$(date +%s%N)
-if want 4; then
-say "4. reaction: $BENCH_HOSTS watchdog daemons on a local share, poll ${POLL_MS}ms"
+if want r; then
+say "r. reaction: $BENCH_HOSTS watchdog daemons on a local share, poll ${POLL_MS}ms"
 P4=$W/p4
 mkdir -p "$P4/hosts"
 "$INSTALL" init --local "$P4/share" -q
@@ -409,22 +511,22 @@ EOF
 L=$W/local.json
 STOP_MS=$(jget "$L" all_gone_after_marker_ms); ALL_MS=$(jget "$L" all_running_after_push_ms)
 lim_stop=$(calc "1.1 * $POLL_MS"); lim_all=$(calc "1.1 * (2 * $POLL_MS + $GRACE_MS)")
-row "4 reaction local" "$BENCH_HOSTS hosts: marker written -> every agent stopped (worst of 2 pushes, ms)" "$(fmt .0f "$STOP_MS")" \
+row "r reaction local" "$BENCH_HOSTS hosts: marker written -> every agent stopped (worst of 2 pushes, ms)" "$(fmt .0f "$STOP_MS")" \
   "poll $POLL_MS ms, cache 0" "$(fmt .2f "$(calc "$STOP_MS / $POLL_MS")") polls" "<= 1.1 x (poll + cache) = $(fmt .0f "$lim_stop") ms" \
   "$(verdict "$STOP_MS" '<=' "$lim_stop")"
-row "4 reaction local" "$BENCH_HOSTS hosts: push start -> every host running the new version (ms)" "$(fmt .0f "$ALL_MS")" \
+row "r reaction local" "$BENCH_HOSTS hosts: push start -> every host running the new version (ms)" "$(fmt .0f "$ALL_MS")" \
   "poll $POLL_MS, start_grace $GRACE_MS" "$(fmt .2f "$(calc "$ALL_MS / $POLL_MS")") polls" \
   "<= 1.1 x (2 polls + start) = $(fmt .0f "$lim_all") ms" "$(verdict "$ALL_MS" '<=' "$lim_all")"
 STOPP_MS=$(jget "$L" all_gone_after_stop_phase_ms)
-row "4 reaction local" "$BENCH_HOSTS hosts: marker's stop phase -> every agent stopped (ms)" "$(fmt .0f "$STOPP_MS")" \
+row "r reaction local" "$BENCH_HOSTS hosts: marker's stop phase -> every agent stopped (ms)" "$(fmt .0f "$STOPP_MS")" \
   "poll $POLL_MS ms, cache 0" "$(fmt .2f "$(calc "$STOPP_MS / $POLL_MS")") polls" "<= 1.1 x (poll + cache) = $(fmt .0f "$lim_stop") ms" \
   "$(verdict "$STOPP_MS" '<=' "$lim_stop")"
-row "4 reaction local" "phases (ms): push->marker / vote round (0: skipped) / stop phase->all stopped / marker->unmark / unmark->all running / push wall" \
+row "r reaction local" "phases (ms): push->marker / vote round (0: skipped) / stop phase->all stopped / marker->unmark / unmark->all running / push wall" \
   "$(fmt .0f "$(jget "$L" marker_after_push_ms)") / $(fmt .0f "$(jget "$L" stop_phase_after_marker_ms)") / $(fmt .0f "$STOPP_MS") / $(fmt .0f "$(jget "$L" unmark_after_marker_ms)") / $(fmt .0f "$(jget "$L" all_running_after_unmark_ms)") / $(fmt .0f "$(jget "$L" push_wall_ms)")" \
   "median host stopped $(fmt .0f "$(jget "$L" median_gone_after_marker_ms)") ms after the marker; first / median host running $(fmt .0f "$(jget "$L" first_running_after_unmark_ms)") / $(fmt .0f "$(jget "$L" median_running_after_unmark_ms)") ms after the unmark" "-" "-" "info"
-note "- **4. reaction (local)**: $BENCH_HOSTS \`nfsup-watchdog run\` daemons (poll ${POLL_MS}ms, heartbeat 2s, start_grace ${GRACE_MS}ms, fake agent from test/fixtures), two all-at-once pushes (1.0 -> 2.0 -> 3.0), push exit codes $(jget "$L" push_rc), the last said: \`$(tail -1 "$W/local-3.0.push.log")\`. Times come from an observer on the server's view of the share ($(jget "$W/local-3.0.json" observer): it sleeps in inotify until the share root or a host's status directory changes and then reads only what changed, so it takes next to no CPU from the fleet; an earlier observer that polled the marker every 1 ms and read all 100 status files every 10 ms used 10-13% of the two CPUs during a push and added up to 10 ms of scan delay): the marker is timed when it first exists and again when it first reads without \`phase vote\` (with hosts that vote, the master rewrites it to its stop phase once every host has voted; these hosts report \`checks no\` in their status, so the marker starts in its stop phase and the vote round is 0), each agent's exit through a pidfd, 'running' when the host's status file says so. The master re-reads the statuses of the hosts it still waits for every quarter of the fastest host's poll_interval (here 50 ms; 20 to 250 ms), scaled down by the share of hosts still pending (at least 10 ms; the same reads per second as its first round) and never less than its last round took; each host verifies the target release while it waits stopped (the marker names it), so the switch after the unmark only re-reads the manifest; a stopped host polls every quarter of its poll_interval (at least 50 ms) while the marker is up."
+note "- **r. reaction (local)**: $BENCH_HOSTS \`nfsup-watchdog run\` daemons (poll ${POLL_MS}ms, heartbeat 2s, start_grace ${GRACE_MS}ms, fake agent from test/fixtures), two all-at-once pushes (1.0 -> 2.0 -> 3.0), push exit codes $(jget "$L" push_rc), the last said: \`$(tail -1 "$W/local-3.0.push.log")\`. Times come from an observer on the server's view of the share ($(jget "$W/local-3.0.json" observer): it sleeps in inotify until the share root or a host's status directory changes and then reads only what changed, so it takes next to no CPU from the fleet; an earlier observer that polled the marker every 1 ms and read all 100 status files every 10 ms used 10-13% of the two CPUs during a push and added up to 10 ms of scan delay): the marker is timed when it first exists and again when it first reads without \`phase vote\` (with hosts that vote, the master rewrites it to its stop phase once every host has voted; these hosts report \`checks no\` in their status, so the marker starts in its stop phase and the vote round is 0), each agent's exit through a pidfd, 'running' when the host's status file says so. The master re-reads the statuses of the hosts it still waits for every quarter of the fastest host's poll_interval (here 50 ms; 20 to 250 ms), scaled down by the share of hosts still pending (at least 10 ms; the same reads per second as its first round) and never less than its last round took; each host verifies the target release while it waits stopped (the marker names it), so the switch after the unmark only re-reads the manifest; a stopped host polls every quarter of its poll_interval (at least 50 ms) while the marker is up."
 
-say "4. rolling: $BENCH_ROLL_HOSTS hosts, batches: $BENCH_ROLL_BATCHES"
+say "r. rolling: $BENCH_ROLL_HOSTS hosts, batches: $BENCH_ROLL_BATCHES"
 P4R=$W/p4r
 mkdir -p "$P4R/hosts"
 "$INSTALL" init --local "$P4R/share" -q
@@ -442,7 +544,7 @@ roll_csv=$(IFS=,; echo "${HR[*]}")
 # contention on this machine's cores.
 react "small-1.5" "$P4R/share" "$P4R/hosts" 1.5 "$roll_csv" "$INSTALL" push "$P4R/share" "$P4R/rel/1.5" --version 1.5 "${MOPTS[@]}"
 SMALL_ALL=$(jget "$W/small-1.5.json" all_running_after_push_ms); SMALL_STOP=$(jget "$W/small-1.5.json" all_gone_after_marker_ms)
-row "4 reaction local" "$BENCH_ROLL_HOSTS hosts (same settings, all-at-once): marker -> all stopped / push start -> all running (ms)" \
+row "r reaction local" "$BENCH_ROLL_HOSTS hosts (same settings, all-at-once): marker -> all stopped / push start -> all running (ms)" \
   "$(fmt .0f "$SMALL_STOP") / $(fmt .0f "$SMALL_ALL")" "poll $POLL_MS, start_grace $GRACE_MS" \
   "$(fmt .2f "$(calc "$SMALL_ALL / $POLL_MS")") polls" "<= $(fmt .0f "$lim_stop") / $(fmt .0f "$lim_all") ms" \
   "$(verdict "$SMALL_ALL" '<=' "$lim_all")"
@@ -474,24 +576,168 @@ json.dump({"points": pts, "slope_ms_per_batch": slope, "intercept_ms": icpt, "r2
 EOF
 R2=$(jget "$W/roll.json" r2); SLOPE=$(jget "$W/roll.json" slope_ms_per_batch)
 pts_txt=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("; ".join(f"b={b}: {k} batches {t/1000:.1f} s" for b,k,t,rc in d["points"]))' "$W/roll.json")
-row "4 rolling" "$BENCH_ROLL_HOSTS hosts, push start -> all on target ($pts_txt)" \
+row "r rolling" "$BENCH_ROLL_HOSTS hosts, push start -> all on target ($pts_txt)" \
   "$(fmt .0f "$SLOPE") ms per batch + $(fmt .0f "$(jget "$W/roll.json" intercept_ms)") ms" "linear fit in N/b" \
   "$(fmt .1f "$(calc "$SLOPE / $POLL_MS")") polls per batch" "~linear in N/b (R^2 >= 0.95)" "$(verdict "$R2" '>=' 0.95) (R^2 $(fmt .3f "$R2"))"
 note "- **4. rolling**: \`push --strategy rolling --batch b\` on $BENCH_ROLL_HOSTS daemons (same host settings); time from push start until every host reports running the target; the pushes said: $(for b in $BENCH_ROLL_BATCHES; do printf '`%s` ' "$(tail -1 "$W/roll-$b.push.log")"; done); exit codes: $(python3 -c 'import json,sys; print(", ".join(f"b={p[0]}: {p[3]}" for p in json.load(open(sys.argv[1]))["points"]))' "$W/roll.json")."
 S4=$(( ($(date +%s%N) - T4) / 1000000 ))
 fi
 
-# ================================================================ 4. reaction, sshfs harness
+# ---- row 4 helpers (the sshfs harness must be up: FLEET_*, P4S, MS, SV, HS)
+# nfsup with one host unreachable: s1's wire is cut during a push to 3.0; the push names it;
+# then the wire comes back and s1 converges by itself (time from link up to s1 running 3.0).
+sshfs_nfsup_unreachable() {
+  make_release "$P4S/rel/3.0" 3.0
+  fleet_link_down 1
+  local t0 t1 rc=0
+  t0=$(now_ms)
+  "$INSTALL" push "$MS" "$P4S/rel/3.0" --version 3.0 --stale-after 10s --lease 3s --timeout 90s --share-timeout 20s \
+    >"$W/sshfs-3.0.push.log" 2>&1 || rc=$?
+  t1=$(now_ms)
+  NU_PUSH_MS=$((t1 - t0)); NU_RC=$rc
+  NU_OTHERS=$(( $(count_running "$SV/hosts" 3.0) ))
+  NU_SAID=$(grep -m1 -E 's1\b' "$W/sshfs-3.0.push.log" | head -c 160 || true)
+  fleet_link_up 1
+  t0=$(now_ms)
+  NU_BACK_MS="-"
+  local end=$((t0 + 60000))
+  while (( $(now_ms) < end )); do
+    if awk '$1=="state" && $2=="running" {s=1} $1=="running" && $2=="3.0" {r=1} END {exit !(s && r)}' "$SV/hosts/s1/status" 2>/dev/null; then
+      NU_BACK_MS=$(( $(now_ms) - t0 )); break
+    fi
+    sleep 0.2
+  done
+  NU_END=$(count_running "$SV/hosts" 3.0)
+}
+# The shell way on the same hosts (Capistrano): rsync the release to releases/V on the share
+# (through the master's mount), flip the `current` symlink (ln -sfn + mv -T: atomic), then
+# parallel-ssh a restart to every host; each host's agent runs current/bin/agent from its own
+# sshfs mount and logs its start and stop (ms). Each ssh connection leaves from the host's own
+# network namespace (an `ssh` wrapper first in PATH), so a cut wire makes it time out.
+cap_agent() {  # cap_agent DIR VERSION
+  mkdir -p "$1/bin"
+  cat >"$1/bin/agent" <<'EOA'
+#!/bin/sh
+log="$(dirname "$1")/agent.log"
+v=$(cat "$(dirname "$0")/../VERSION")
+echo "start $v $(date +%s%3N)" >>"$log"
+trap 'echo "stop $v $(date +%s%3N)" >>"$log"; exit 0' TERM INT
+while :; do sleep 1 & wait $!; done
+EOA
+  chmod 755 "$1/bin/agent"
+  echo "$2" >"$1/VERSION"
+}
+cap_deploy() {  # cap_deploy VERSION TAG: rsync + flip + pssh restart; sets CAP_* figures
+  local v=$1 t0 t1 t2 t3 rc=0
+  t0=$(now_ms)
+  rsync -a "$CAP/rel/$v/" "$MS/../cap/releases/$v/"
+  t1=$(now_ms)
+  ln -sfn "releases/$v" "$MS/../cap/current.tmp" && mv -T "$MS/../cap/current.tmp" "$MS/../cap/current"
+  t2=$(now_ms)
+  PATH="$CAP/bin:$PATH" parallel-ssh -h "$CAP/hosts.txt" -x "-F $FLEET_DIR/ssh/ssh_config" -t 20 -p 64 \
+    -o "$CAP/out.$2" -e "$CAP/err.$2" "$CAP/restart.sh" >"$CAP/pssh.$2" 2>&1 || rc=$?
+  t3=$(now_ms)
+  CAP_RC=$rc; CAP_RSYNC_MS=$((t1 - t0)); CAP_FLIP_MS=$((t2 - t1)); CAP_WALL_MS=$((t3 - t0))
+  CAP_T0=$t0
+}
+cap_figures() {  # cap_figures VERSION OLD: all-running time (ms after start) and downtimes
+  python3 - "$CAP" "$1" "$2" "$CAP_T0" "$BENCH_SSHFS_HOSTS" <<'PY'
+import sys
+d, v, old, t0, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+starts, down = [], []
+for i in range(1, n + 1):
+    st = sp = None
+    for line in open(f"{d}/s{i}/agent.log"):
+        w = line.split()
+        if len(w) == 3 and w[0] == "stop" and w[1] == old: sp = int(w[2])
+        if len(w) == 3 and w[0] == "start" and w[1] == v: st = int(w[2])
+    starts.append(st)
+    down.append(st - sp if st and sp else None)
+ok = [s for s in starts if s]
+print(max(ok) - t0 if len(ok) == n else "-", ",".join("-" if x is None else str(x) for x in down),
+      max((x for x in down if x is not None), default="-"), len(ok))
+PY
+}
+sshfs_capistrano() {
+  CAP=$W/cap
+  mkdir -p "$CAP/bin" "$MS/../cap/releases"
+  local i v
+  for v in 1.0 2.0 3.0; do cap_agent "$CAP/rel/$v" "$v"; done
+  rsync -a "$CAP/rel/1.0/" "$MS/../cap/releases/1.0/"
+  ln -sfn releases/1.0 "$MS/../cap/current"
+  : >"$CAP/hosts.txt"; : >"$CAP/map"
+  for i in $(seq 1 "$BENCH_SSHFS_HOSTS"); do
+    echo "${FLEET_SRV_ADDR[$i]}" >>"$CAP/hosts.txt"
+    echo "${FLEET_SRV_ADDR[$i]} $i ${FLEET_MNT[$i]}/cap ${FLEET_NS[$i]}" >>"$CAP/map"
+    mkdir -p "$CAP/s$i"; : >"$CAP/s$i/agent.log"; echo "level: one" >"$CAP/s$i/agent.yaml"
+  done
+  # ssh from the host's own network namespace (pssh runs `ssh`; this one goes first in PATH)
+  cat >"$CAP/bin/ssh" <<EOS
+#!/bin/sh
+for a in "\$@"; do case "\$a" in [0-9]*.[0-9]*.[0-9]*.[0-9]*) addr=\${a#*@} ;; esac; done
+ns=\$(awk -v a="\$addr" '\$1 == a {print \$4}' "$CAP/map")
+exec nsenter --net="/run/netns/\$ns" /usr/bin/ssh "\$@"
+EOS
+  # the restart, run by sshd for the host whose address the connection came to
+  cat >"$CAP/restart.sh" <<EOS
+#!/bin/sh
+set -- \$SSH_CONNECTION
+line=\$(awk -v a="\$3" '\$1 == a' "$CAP/map")
+set -- \$line
+d=$CAP/s\$2
+p=\$(cat "\$d/pid" 2>/dev/null)
+if [ -n "\$p" ]; then kill -TERM "\$p" 2>/dev/null; while kill -0 "\$p" 2>/dev/null; do sleep 0.01; done; fi
+setsid "\$3/current/bin/agent" "\$d/agent.yaml" </dev/null >/dev/null 2>&1 &
+echo \$! >"\$d/pid"
+echo "restarted on host \$2"
+EOS
+  chmod 755 "$CAP/bin/ssh" "$CAP/restart.sh"
+  for i in $(seq 1 "$BENCH_SSHFS_HOSTS"); do
+    setsid "${FLEET_MNT[$i]}/cap/current/bin/agent" "$CAP/s$i/agent.yaml" </dev/null >/dev/null 2>&1 &
+    echo $! >"$CAP/s$i/pid"
+  done
+  sleep $((BENCH_CACHE_S + 1))
+  cap_deploy 2.0 all
+  read -r CAP_ALL CAP_DOWN CAP_DOWN_MAX _ <<<"$(cap_figures 2.0 1.0)"
+  CAP_ALL_RC=$CAP_RC; CAP_ALL_WALL=$CAP_WALL_MS; CAP_ALL_RSYNC=$CAP_RSYNC_MS
+  sleep 1
+  fleet_link_down 1
+  cap_deploy 3.0 cut
+  read -r _ _ _ CAP_CUT_N <<<"$(cap_figures 3.0 2.0)"
+  CAP_CUT_SAID=$(grep -m1 -E 'FAILURE' "$CAP/pssh.cut" | head -c 160 || true)
+  fleet_link_up 1
+  sleep $((BENCH_CACHE_S + 5))
+  read -r _ _ _ CAP_LATER_N <<<"$(cap_figures 3.0 2.0)"
+  CAP_S1=$(awk '$1 == "start" {v = $2} END {print v}' "$CAP/s1/agent.log")
+  CAP_LINK=$(readlink "${FLEET_MNT[2]}/cap/current" || echo "?")
+  for i in $(seq 1 "$BENCH_SSHFS_HOSTS"); do kill -TERM "$(cat "$CAP/s$i/pid")" 2>/dev/null || true; done
+}
+sshfs_rows() {
+  local nd
+  nd=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["downtime_ms"]; print(",".join("-" if x is None else f"{x:.0f}" for x in d), f"{max((x for x in d if x is not None), default=0):.0f}")' "$J")
+  row "4 shell way" "$BENCH_SSHFS_HOSTS hosts: upgrade start -> every host running the new release (ms)" "$(fmt .0f "$SALL") (nfsup push)" \
+    "rsync + symlink + parallel-ssh ${CAP_ALL:-?} (rsync $CAP_ALL_RSYNC, flip $CAP_FLIP_MS, pssh exit $CAP_ALL_RC, wall $CAP_ALL_WALL)" \
+    "$( [ "${CAP_ALL:--}" != - ] && fmt .2f "$(calc "$SALL / $CAP_ALL")" || echo -)x" "-" "info"
+  row "4 shell way" "downtime per host (ms; nfsup: agent gone -> status running; shell: agent's stop -> start)" "${nd% *} (max ${nd##* })" \
+    "${CAP_DOWN:-?} (max ${CAP_DOWN_MAX:-?})" "-" "-" "info"
+  row "4 shell way" "one host (s1) unreachable during the upgrade: what is left" \
+    "push exit $NU_RC after $NU_PUSH_MS ms, $NU_OTHERS/$BENCH_SSHFS_HOSTS on 3.0, it said: ${NU_SAID:-nothing about s1}; s1 ran 3.0 ${NU_BACK_MS} ms after its link came back; $NU_END/$BENCH_SSHFS_HOSTS on 3.0" \
+    "pssh exit $CAP_RC: ${CAP_CUT_SAID:-?}; $CAP_CUT_N/$BENCH_SSHFS_HOSTS on 3.0, current -> $CAP_LINK; ${BENCH_CACHE_S}+5 s after the link came back: $CAP_LATER_N/$BENCH_SSHFS_HOSTS on 3.0 (s1 runs ${CAP_S1:-?})" \
+    "-" "named, converges later" "$([ "$NU_END" = "$BENCH_SSHFS_HOSTS" ] && echo MET || echo MISSED)"
+  note "- **4. shell way**: the Capistrano pattern on the same sshfs hosts, after nfsup's pushes (its watchdogs stopped): \`rsync -a rel/ SHARE/cap/releases/V/\` through the master's mount, \`ln -sfn releases/V current.tmp && mv -T current.tmp current\`, then \`parallel-ssh -h hosts -t 20 -p 64 restart.sh\` (Debian's pssh); restart.sh TERMs the host's agent, waits for it to exit and starts current/bin/agent from the host's own mount. Each ssh leaves from the host's network namespace, so the cut wire (fleet_link_down 1) makes its connection time out. nfsup's unreachable case: the same cut during \`push 3.0\` (--stale-after 10s), then fleet_link_up 1."
+}
+
+# ================================================================ 4. sshfs harness: nfsup push vs the shell way
 T4S=$(date +%s%N)
-if want 4s; then
+if want 4; then
 run_sshfs=0
 if [ "$BENCH_SSHFS" != 0 ]; then
   if [ "$(id -u)" -eq 0 ] && [ -c /dev/fuse ]; then run_sshfs=1
-  else note "- **4. sshfs**: skipped: needs root and /dev/fuse."; row "4 reaction sshfs" "skipped (needs root and /dev/fuse)" "-" "-" "-" "-" "skipped"
+  else note "- **4. sshfs**: skipped: needs root and /dev/fuse."; row "4 sshfs" "not run: needs root and /dev/fuse (nfsup and its peer alike)" "-" "-" "-" "-" "not run"
   fi
 fi
 if [ $run_sshfs = 1 ]; then
-  say "4. reaction on the sshfs harness: $BENCH_SSHFS_HOSTS hosts + master mount, cache ${BENCH_CACHE_S}s"
+  say "4. sshfs harness: $BENCH_SSHFS_HOSTS hosts + master mount, cache ${BENCH_CACHE_S}s: nfsup push vs rsync + symlink + parallel-ssh"
   scripts/deps.sh harness
   # shellcheck source=../test/harness/fleet.sh
   source "$ROOT/test/harness/fleet.sh"
@@ -516,27 +762,30 @@ if [ $run_sshfs = 1 ]; then
     sleep $((BENCH_CACHE_S + 1))
     react "sshfs-2.0" "$SV" "$P4S/hosts" 2.0 "$(IFS=,; echo "${HS[*]}")" \
       "$INSTALL" push "$MS" "$P4S/rel/2.0" --version 2.0 --stale-after 10s --lease 3s --timeout 90s --share-timeout 20s
-    stop_pids "${pspids[@]}"
     J=$W/sshfs-2.0.json
+    sshfs_nfsup_unreachable
+    stop_pids "${pspids[@]}"
+    sshfs_capistrano
     C_MS=$((BENCH_CACHE_S * 1000))
     SSTOP=$(jget "$J" all_gone_after_marker_ms); SALL=$(jget "$J" all_running_after_push_ms)
     lim_s=$(calc "1.1 * ($POLL_MS + $C_MS)"); lim_a=$(calc "1.1 * (2 * ($POLL_MS + $C_MS) + $GRACE_MS)")
-    row "4 reaction sshfs" "$BENCH_SSHFS_HOSTS hosts: marker written -> every agent stopped (ms)" "$(fmt .0f "$SSTOP")" \
+    row "4 sshfs nfsup" "$BENCH_SSHFS_HOSTS hosts: marker written -> every agent stopped (ms)" "$(fmt .0f "$SSTOP")" \
       "poll $POLL_MS, cache $C_MS" "$(fmt .2f "$(calc "$SSTOP / $POLL_MS")") polls" \
       "<= 1.1 x (poll + cache) = $(fmt .0f "$lim_s") ms" "$(verdict "$SSTOP" '<=' "$lim_s")"
-    row "4 reaction sshfs" "$BENCH_SSHFS_HOSTS hosts: push start -> every host running the new version (ms)" "$(fmt .0f "$SALL")" \
+    row "4 sshfs nfsup" "$BENCH_SSHFS_HOSTS hosts: push start -> every host running the new version (ms)" "$(fmt .0f "$SALL")" \
       "poll $POLL_MS, cache $C_MS, start_grace $GRACE_MS" "$(fmt .2f "$(calc "$SALL / $POLL_MS")") polls" \
       "<= 1.1 x (2 x (poll + cache) + start) = $(fmt .0f "$lim_a") ms" "$(verdict "$SALL" '<=' "$lim_a")"
     SSTOPP=$(jget "$J" all_gone_after_stop_phase_ms)
-    row "4 reaction sshfs" "$BENCH_SSHFS_HOSTS hosts: marker's stop phase -> every agent stopped (ms)" "$(fmt .0f "$SSTOPP")" \
+    row "4 sshfs nfsup" "$BENCH_SSHFS_HOSTS hosts: marker's stop phase -> every agent stopped (ms)" "$(fmt .0f "$SSTOPP")" \
       "poll $POLL_MS, cache $C_MS" "$(fmt .2f "$(calc "$SSTOPP / $POLL_MS")") polls" \
       "<= 1.1 x (poll + cache) = $(fmt .0f "$lim_s") ms" "$(verdict "$SSTOPP" '<=' "$lim_s")"
-    row "4 reaction sshfs" "phases (ms): push->marker / vote round / stop phase->all stopped / marker->unmark / unmark->all running / push wall" \
+    row "4 sshfs nfsup" "phases (ms): push->marker / vote round / stop phase->all stopped / marker->unmark / unmark->all running / push wall" \
       "$(fmt .0f "$(jget "$J" marker_after_push_ms)") / $(fmt .0f "$(jget "$J" stop_phase_after_marker_ms)") / $(fmt .0f "$SSTOPP") / $(fmt .0f "$(jget "$J" unmark_after_marker_ms)") / $(fmt .0f "$(jget "$J" all_running_after_unmark_ms)") / $(fmt .0f "$(jget "$J" push_wall_ms)")" \
       "median host stopped $(fmt .0f "$(jget "$J" median_gone_after_marker_ms)") ms after the marker" "-" "-" "info"
+    sshfs_rows
     note "- **4. sshfs**: test/harness/fleet.sh, $BENCH_SSHFS_HOSTS hosts each with its own sshfs mount in its own network namespace plus one mount for the master (FLEET_CACHE_S=$BENCH_CACHE_S: kernel and sshfs metadata caches); push exit code $(jget "$J" push_rc), it said: \`$(tail -1 "$W/sshfs-2.0.push.log")\`. Marker and status times are taken on the server's directory (no cache); the cache time is counted once per direction in the limit for the whole upgrade."
   else
-    row "4 reaction sshfs" "fleet_up failed: $(tail -1 "$W/fleet.log")" "-" "-" "-" "-" "error"
+    row "4 sshfs" "fleet_up failed: $(tail -1 "$W/fleet.log")" "-" "-" "-" "-" "error"
   fi
   fleet_down >/dev/null 2>&1 || true
   FLEET_SOURCED=0
@@ -544,10 +793,10 @@ fi
 S4S=$(( ($(date +%s%N) - T4S) / 1000000 ))
 fi
 
-# ================================================================ 5 + 7. push throughput and memory
+# ================================================================ 6. push throughput and memory
 T5=$(date +%s%N)
-if want 5; then
-say "5. push of a ${BENCH_PUSH_MIB} MiB release vs cp + sha256sum; 7. peak RSS at 64 and ${BENCH_PUSH_MIB} MiB"
+if want 6; then
+say "6. push of a ${BENCH_PUSH_MIB} MiB release vs cp + sha256sum and rsync; peak RSS at 64 and ${BENCH_PUSH_MIB} MiB"
 P5=$W/p5
 mkdir -p "$P5/src"
 head -c "${BENCH_PUSH_MIB}M" /dev/urandom >"$P5/src/big.bin"
@@ -570,21 +819,31 @@ cp_once() {  # cp_once FILE OUT
   timed "$2" sh -c 'cp "$1" "$2" && sha256sum "$2"' sh "$1" "$P5/copy.bin"
   rm -f "$P5/copy.bin"
 }
+rsync_once() {  # rsync_once FILE OUT: rsync to a new directory on the same file system
+  rm -rf "$P5/rsync"; mkdir -p "$P5/rsync"; drop
+  timed "$2" rsync -a "$1" "$P5/rsync/"
+  rm -rf "$P5/rsync"
+}
 for r in 1 2; do push_once "$P5/src/small.bin" 1.0 "$P5/small.$r"; done
 for r in $(seq 1 "$BENCH_PUSH_ROUNDS"); do
-  if ((r % 2)); then push_once "$P5/src/big.bin" 1.0 "$P5/push.$r"; cp_once "$P5/src/big.bin" "$P5/cp.$r"
-  else cp_once "$P5/src/big.bin" "$P5/cp.$r"; push_once "$P5/src/big.bin" 1.0 "$P5/push.$r"; fi
+  case $((r % 3)) in
+    1) push_once "$P5/src/big.bin" 1.0 "$P5/push.$r"; cp_once "$P5/src/big.bin" "$P5/cp.$r"; rsync_once "$P5/src/big.bin" "$P5/rs.$r" ;;
+    2) cp_once "$P5/src/big.bin" "$P5/cp.$r"; rsync_once "$P5/src/big.bin" "$P5/rs.$r"; push_once "$P5/src/big.bin" 1.0 "$P5/push.$r" ;;
+    0) rsync_once "$P5/src/big.bin" "$P5/rs.$r"; push_once "$P5/src/big.bin" 1.0 "$P5/push.$r"; cp_once "$P5/src/big.bin" "$P5/cp.$r" ;;
+  esac
 done
 med() { python3 -c 'import statistics,sys; f=int(sys.argv[1]); print(statistics.median(float(open(p).read().split()[f]) for p in sys.argv[2:]))' "$@"; }
-PW=$(med 0 "$P5"/push.*); CW=$(med 0 "$P5"/cp.*)
+PW=$(med 0 "$P5"/push.*); CW=$(med 0 "$P5"/cp.*); RW=$(med 0 "$P5"/rs.*)
 PCPU=$(python3 -c 'import statistics,sys; print(statistics.median(sum(map(float, open(p).read().split()[1:3])) for p in sys.argv[1:]))' "$P5"/push.*)
 CCPU=$(python3 -c 'import statistics,sys; print(statistics.median(sum(map(float, open(p).read().split()[1:3])) for p in sys.argv[1:]))' "$P5"/cp.*)
 RSS_BIG=$(med 3 "$P5"/push.*); RSS_SMALL=$(med 3 "$P5"/small.*)
 OUT_BIG=$(med 4 "$P5"/push.*)
-r5=$(calc "$PW / $CW")
-row "5 push" "${BENCH_PUSH_MIB} MiB single-file push --no-wait, no hosts ($CACHE_MODE cache, median of $BENCH_PUSH_ROUNDS, s)" \
+RCPU=$(python3 -c 'import statistics,sys; print(statistics.median(sum(map(float, open(p).read().split()[1:3])) for p in sys.argv[1:]))' "$P5"/rs.*)
+r5=$(calc "$PW / $CW"); r5r=$(calc "$PW / $RW")
+row "6 push" "${BENCH_PUSH_MIB} MiB single-file push --no-wait, no hosts ($CACHE_MODE cache, median of $BENCH_PUSH_ROUNDS, s)" \
   "$(fmt .2f "$PW") ($(fmt .0f "$(calc "$BENCH_PUSH_MIB / $PW")") MiB/s, CPU $(fmt .2f "$PCPU") s)" \
-  "cp+sha256sum $(fmt .2f "$CW") (CPU $(fmt .2f "$CCPU") s)" "$(fmt .2f "$r5")x" "<= 1.0x" "$(verdict "$r5" '<=' 1.0)"
+  "cp+sha256sum $(fmt .2f "$CW") (CPU $(fmt .2f "$CCPU") s); rsync $(fmt .2f "$RW") (CPU $(fmt .2f "$RCPU") s)" \
+  "$(fmt .2f "$r5")x cp+sha256sum; $(fmt .2f "$r5r")x rsync" "<= 1.0x cp+sha256sum" "$(verdict "$r5" '<=' 1.0)"
 # Re-push: same content, new version name, onto the share that already has it (the last push_once).
 du0=$(du -sb "$P5/share" | cut -f1)
 /usr/bin/time -f "%e %U %S %M %O" -o "$P5/repush" "$INSTALL" push "$P5/share" "$P5/src/big.bin" --version 1.1 --no-wait -v \
@@ -592,91 +851,110 @@ du0=$(du -sb "$P5/share" | cut -f1)
 du1=$(du -sb "$P5/share" | cut -f1)
 RE_OUT=$(( $(cut -d' ' -f5 "$P5/repush") * 512 ))
 RE_W=$(grep -o -E "[0-9]+ written to the share" "$P5/repush.out" | cut -d' ' -f1 || echo "?")
-row "5 push" "re-push, same content as a new version: bytes written" \
+row "6 push" "re-push, same content as a new version: bytes written" \
   "$RE_OUT (write_bytes); share grew $((du1 - du0)) B; push says $RE_W" "first push wrote $(( ${OUT_BIG%.*} * 512 / 1048576 )) MiB" \
   "$(fmt .6f "$(calc "$RE_OUT / ($BENCH_PUSH_MIB * 1048576)")")x" "~0" "$(verdict "$RE_OUT" '<=' 1048576)"
-row "5 push" "re-push wall (s)" "$(cut -d' ' -f1 "$P5/repush")" "first push $(fmt .2f "$PW")" \
+row "6 push" "re-push wall (s)" "$(cut -d' ' -f1 "$P5/repush")" "first push $(fmt .2f "$PW")" \
   "$(fmt .2f "$(calc "$(cut -d' ' -f1 "$P5/repush") / $PW")")x" "-" "info"
-row "7 push memory" "peak RSS of push, 64 MiB vs ${BENCH_PUSH_MIB} MiB release (KiB)" "$(fmt .0f "$RSS_SMALL") / $(fmt .0f "$RSS_BIG")" \
+row "6 push memory" "peak RSS of push, 64 MiB vs ${BENCH_PUSH_MIB} MiB release (KiB)" "$(fmt .0f "$RSS_SMALL") / $(fmt .0f "$RSS_BIG")" \
   "-" "$(fmt .3f "$(calc "$RSS_BIG / $RSS_SMALL")")x" "bounded: growth <= 1 MiB" "$(verdict "$(calc "$RSS_BIG - $RSS_SMALL")" '<=' 1024)"
-note "- **5. push**: \`nfsup-install push SHARE big.bin --version V --no-wait\` on a fresh share (no hosts), against \`cp big.bin copy.bin && sha256sum copy.bin\` on the same file system ($FSTYPE), alternating order, page cache ${CACHE_MODE}$([ $CACHE_MODE = cold ] && echo " (sync; drop_caches before every run)"). Bytes written = GNU time %O (write_bytes / 512). By design the push reads the data three times (hash the source, copy while hashing, verify the published release before the marker) and fsyncs the object; cp + sha256sum reads it twice and does not fsync."
+note "- **6. push**: \`nfsup-install push SHARE big.bin --version V --no-wait\` on a fresh share (no hosts), against \`cp big.bin copy.bin && sha256sum copy.bin\` and \`rsync -a big.bin dir/\` (a new directory: the whole file is copied; rsync checks its transfer with a rolling checksum and does not fsync) on the same file system ($FSTYPE), order rotated each round, page cache ${CACHE_MODE}$([ $CACHE_MODE = cold ] && echo " (sync; drop_caches before every run)"). Bytes written = GNU time %O (write_bytes / 512). By design the push reads the data three times (hash the source, copy while hashing, verify the published release before the marker) and fsyncs the object; cp + sha256sum reads it twice and does not fsync."
 S5=$(( ($(date +%s%N) - T5) / 1000000 ))
 fi
 
-# ================================================================ 6. fleet scale
+# ================================================================ 5. fleet scale
 T6=$(date +%s%N)
-if want 6; then
-say "6. status with $BENCH_STATUS_HOSTS host status files; master wait round at the largest"
+if want 5; then
+say "5. status and the master's wait round with $BENCH_STATUS_HOSTS host status files; simulator at $BENCH_SIM_HOSTS hosts"
 P6=$W/p6
 mkdir -p "$P6"
-"$INSTALL" init --local "$P6/share" -q
 make_release "$P6/rel1" 1.0; make_release "$P6/rel2" 2.0
-"$INSTALL" push "$P6/share" "$P6/rel1" --version 1.0 --no-wait -q
-# One share per fleet size, measured interleaved (a load change on the machine then hits every
-# size alike, and the linear fit compares like with like).
-have=0; st_pts=""; st_cmds=()
+# One share per fleet size, `status` measured interleaved (a load change on the machine then
+# hits every size alike, and the linear fit compares like with like).
+st_pts=""; rd_pts=""; st_cmds=()
 for n in $BENCH_STATUS_HOSTS; do
   "$INSTALL" init --local "$P6/s$n" -q
   "$INSTALL" push "$P6/s$n" "$P6/rel1" --version 1.0 --no-wait -q
   python3 "$HELPER" genstatus "$P6/s$n/hosts" 0 "$n"
   st_cmds+=("{\"name\":\"status-$n\",\"argv\":[\"$INSTALL\",\"status\",\"$P6/s$n\"]}")
-  have=$n
 done
-python3 "$HELPER" ticks --runs 7 --warmup 1 "${st_cmds[@]}" >"$W/status.json"
-for n in $BENCH_STATUS_HOSTS; do
-  st_pts+="$n:$(jget "$W/status.json" "status-$n.wall_ms_median") "
-  rm -rf "$P6/s$n"
-done
-python3 "$HELPER" genstatus "$P6/share/hosts" 0 "$have"   # fresh mtimes: every host is live
-# A push with every host live and none ever stopping: its wait loop reads every status each
-# round, then sleeps 250 ms; it gives up after --timeout and backs out. Votes (if this build has
-# them) are skipped quickly; a long lease keeps renewals out of the way, so the first rename onto
-# MARKER is the marker's stop phase and the 250 ms sleeps after it are the wait loop's.
+python3 "$HELPER" ticks --runs 3 --warmup 0 "${st_cmds[@]}" >"$W/status.json"
 vote_flags=()
 if "$INSTALL" push --help 2>&1 | grep -q -- --vote-timeout; then vote_flags=(--vote-timeout 1s --assume-accept); fi
-strace --seccomp-bpf -f -qq -ttt -e trace=clock_nanosleep,rename -o "$W/round.trace" \
-  "$INSTALL" push "$P6/share" "$P6/rel2" --version 2.0 --no-wait --timeout 3s --stale-after 60s --lease 60s \
-  "${vote_flags[@]}" -q >/dev/null 2>"$W/round.err" || true
-python3 - "$W/round.trace" "${#vote_flags[@]}" >"$W/round.json" <<'PY'
-import json, statistics, sys
+# The master's wait loop: a real push with every host live and none ever stopping; it reads
+# every pending host's status each round, sleeps, and gives up after --timeout (then backs
+# out). A long lease keeps renewals out of the way. A round = the time between two sleeps
+# (strace -T: each sleep's own length is taken off), from the marker's stop phase on.
+for n in $BENCH_STATUS_HOSTS; do
+  st_pts+="$n:$(jget "$W/status.json" "status-$n.wall_ms_median") "
+  python3 "$HELPER" genstatus "$P6/s$n/hosts" 0 "$n"   # fresh mtimes: every host is live
+  strace --seccomp-bpf -f -qq -ttt -T -e trace=clock_nanosleep,rename,renameat,renameat2 -o "$W/round.$n.trace" \
+    "$INSTALL" push "$P6/s$n" "$P6/rel2" --version 2.0 --no-wait --timeout "$((3 + n / 4000))s" --stale-after 600s \
+    --lease 600s "${vote_flags[@]}" -q >/dev/null 2>"$W/round.$n.err" || true
+  python3 - "$W/round.$n.trace" >"$W/round.$n.json" <<'PY'
+import json, re, statistics, sys
 lines = open(sys.argv[1]).read().splitlines()
-start = 0
-if sys.argv[2] != "0":  # skip the vote loop: start at the stop-phase rewrite of MARKER
-    for i, l in enumerate(lines):
-        if " rename(" in l and '/MARKER"' in l:
-            start = i
-            break
-ts = [float(l.split()[1]) for l in lines[start:] if "clock_nanosleep" in l and "tv_nsec=250000000" in l]
-gaps = [(b - a) * 1000 - 250 for a, b in zip(ts, ts[1:])]
-json.dump({"rounds": len(ts), "round_ms": statistics.median(gaps) if gaps else None}, sys.stdout)
+start = next((i for i, l in enumerate(lines) if re.search(r" rename(at2?)?\(", l) and 'MARKER"' in l), 0)
+main = lines[start].split()[0] if lines else ""   # the master's thread (other threads sleep too)
+starts, durs = [], []
+for l in lines[start:]:
+    w = l.split()
+    if not w or w[0] != main or "clock_nanosleep" not in l:
+        continue
+    if "resumed>" not in l:
+        starts.append(float(w[1]))
+    m = re.search(r"<([\d.]+)>$", l)
+    if m:
+        durs.append(float(m.group(1)))
+sl = [(t, d) for t, d in zip(starts, durs) if d >= 0.005]
+rounds = [(b[0] - a[0] - a[1]) * 1000 for a, b in zip(sl, sl[1:])]
+json.dump({"rounds": len(rounds), "round_ms": statistics.median(rounds) if rounds else None}, sys.stdout)
 PY
-read -r -a sp <<<"$st_pts"
-last=${sp[-1]}; first=${sp[0]}
-N_LAST=${last%%:*}; T_LAST=${last#*:}; N_FIRST=${first%%:*}; T_FIRST=${first#*:}
-row "6 fleet scale" "status with $N_LAST host status files (ms, median of 7, sizes interleaved)" "$(fmt .0f "$T_LAST")" "-" \
-  "$(fmt .1f "$(calc "$T_LAST * 1000 / $N_LAST")") us per host" "<= 1000 ms" "$(verdict "$T_LAST" '<=' 1000)"
-python3 - $st_pts >"$W/status-fit.json" <<'PY'
+  rd_pts+="$n:$(jget "$W/round.$n.json" round_ms) "
+  rm -rf "$P6/s$n"
+done
+fit() {  # fit N:MS... -> JSON slope (us per host), fixed (ms), r2
+  python3 - "$@" <<'PY'
 import json, sys
-pts = [tuple(map(float, p.split(":"))) for p in sys.argv[1:]]
+pts = [tuple(map(float, p.split(":"))) for p in sys.argv[1:] if not p.endswith("None")]
 xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+if len(pts) < 2:
+    print(json.dumps({"us_per_host": 0, "fixed_ms": 0, "r2": 0})); sys.exit()
 mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
 sxx = sum((x - mx) ** 2 for x in xs)
 k = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0
 a = my - k * mx
 tot = sum((y - my) ** 2 for y in ys)
 r2 = 1 - sum((y - a - k * x) ** 2 for x, y in zip(xs, ys)) / tot if tot else 1.0
-json.dump({"us_per_host": k * 1000, "fixed_ms": a, "r2": r2}, sys.stdout)
+print(json.dumps({"us_per_host": k * 1000, "fixed_ms": a, "r2": r2}))
 PY
-SR2=$(jget "$W/status-fit.json" r2)
-row "6 fleet scale" "status cost by fleet size (ms)" "$(for p in $st_pts; do printf '%s: %s; ' "${p%%:*}" "$(fmt .0f "${p#*:}")"; done)" "-" \
+}
+read -r -a st_arr <<<"$st_pts"; read -r -a rd_arr <<<"$rd_pts"
+fit "${st_arr[@]}" >"$W/status-fit.json"; fit "${rd_arr[@]}" >"$W/round-fit.json"
+pts_txt() { local p; for p in "$@"; do if [ "${p#*:}" = None ]; then printf '%s: -; ' "${p%%:*}"; else printf '%s: %s; ' "${p%%:*}" "$(fmt .0f "${p#*:}")"; fi; done; }
+SR2=$(jget "$W/status-fit.json" r2); RR2=$(jget "$W/round-fit.json" r2)
+read -r -a sp <<<"$st_pts"; last=${sp[-1]}; N_LAST=${last%%:*}; T_LAST=${last#*:}
+row "5 fleet scale" "\`status\` by fleet size (ms, median of 3, sizes interleaved)" "$(pts_txt "${st_arr[@]}")" "-" \
   "fit: $(fmt .1f "$(jget "$W/status-fit.json" us_per_host)") us/host + $(fmt .0f "$(jget "$W/status-fit.json" fixed_ms)") ms" \
   "linear (R^2 >= 0.98)" "$(verdict "$SR2" '>=' 0.98) (R^2 $(fmt .4f "$SR2"))"
-RND=$(jget "$W/round.json" round_ms)
-if [ "$RND" != None ]; then
-  row "6 fleet scale" "master wait loop, one round over $N_LAST live hosts (ms, strace timestamps of its 250 ms sleeps)" \
-    "$(fmt .0f "$RND")" "status $(fmt .0f "$T_LAST")" "$(fmt .2f "$(calc "$RND / $T_LAST")")x status" "-" "info"
+row "5 fleet scale" "master wait loop: one status round over N live hosts (ms)" "$(pts_txt "${rd_arr[@]}")" "status at $N_LAST: $(fmt .0f "$T_LAST")" \
+  "fit: $(fmt .1f "$(jget "$W/round-fit.json" us_per_host)") us/host + $(fmt .0f "$(jget "$W/round-fit.json" fixed_ms)") ms" \
+  "linear (R^2 >= 0.98)" "$(verdict "$RR2" '>=' 0.98) (R^2 $(fmt .4f "$RR2"))"
+note "- **5. fleet scale**: host status files written in the format of pack_status (src/core/share.cpp) by scripts/bench-helper.py genstatus. \`status\` lists hosts/, reads and stats every status file. The master's wait loop was timed in a real push per size whose hosts are all live and never stop (\`--timeout 3s + N/4000 s, --lease 600s ${vote_flags[*]}\`; it then backs out): rounds after the marker's stop phase (counted: $(for n in $BENCH_STATUS_HOSTS; do printf '%s: %s; ' "$n" "$(jget "$W/round.$n.json" rounds)"; done)); a round = from the end of one sleep to the start of the next (lease renewal + reading every pending host's status)."
+SIM=$ROOT/build/test/sim/nfsup-sim
+if [ -x "$SIM" ] && { "$SIM" --help 2>&1 || true; } | grep -q -- --hosts; then
+  /usr/bin/time -f "%e %U %S %M" -o "$W/sim.time" "$SIM" --seed 1 --hosts "$BENCH_SIM_HOSTS" --switches 1 --calm \
+    >"$W/sim.out" 2>&1 || true
+  read -r sim_wall _ _ sim_rss <"$W/sim.time" || true
+  sim_steps=$(sed -n -E 's/^[0-9]+ schedules, ([0-9]+) steps, ([0-9]+) violated.*/\1/p' "$W/sim.out")
+  sim_viol=$(sed -n -E 's/^[0-9]+ schedules, ([0-9]+) steps, ([0-9]+) violated.*/\2/p' "$W/sim.out")
+  row "5 fleet scale" "simulator: $BENCH_SIM_HOSTS hosts, one all-at-once switch (seed 1, --calm; every invariant checked each step)" \
+    "${sim_steps:-?} steps in ${sim_wall:-?} s = $(fmt .0f "$(calc "${sim_steps:-0} / max(${sim_wall:-1}, 0.001)")") steps/s; peak RSS $(fmt .0f "$(calc "${sim_rss:-0} / 1024")") MiB" \
+    "-" "$(fmt .1f "$(calc "${sim_rss:-0} / $BENCH_SIM_HOSTS")") KiB/host" "runs, 0 violated" \
+    "$([ "${sim_viol:-1}" = 0 ] && echo MET || echo "MISSED ($(head -c 200 "$W/sim.out" | tr '\n' ' '))")"
+else
+  row "5 fleet scale" "simulator at $BENCH_SIM_HOSTS hosts" "not run: no build/test/sim/nfsup-sim with --hosts (ninja -C build)" "-" "-" "-" "not run"
 fi
-note "- **6. fleet scale**: host status files written in the format of pack_status (src/core/share.cpp). \`status\` lists hosts/, reads and stats every status file. The master's wait loop was timed in a real push with $N_LAST live hosts that never stop (\`--timeout 3s --lease 60s ${vote_flags[*]}\`; it then backs out): $(jget "$W/round.json" rounds) rounds after the stop phase; a round = lease renewal + one read_status (open, read, close, lstat) per host, then a fixed 250 ms sleep. Note: with unsigned hosts, \`status\` prints one warning line naming every host ($("$INSTALL" status "$P6/share" 2>/dev/null | awk '/WARNING/ {print length($0); exit}') characters at $N_LAST hosts)."
 S6=$(( ($(date +%s%N) - T6) / 1000000 ))
 fi
 
@@ -705,8 +983,8 @@ mkdir -p "$ROOT/bench-results"
   echo
   echo "- machine: $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r), $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
   echo "- load average at start $LOAD0, at end $LOAD1 (other work on the machine shows up in every figure; ratios compare runs made side by side)"
-  echo "- build: $BENCH_BUILD_DIR, buildtype=release, tools $LINKAGE ($((BUILD_S / 1000)) s to build); work dir file system: $FSTYPE"
-  echo "- run time: ${TOTAL_S} s (build $((BUILD_S / 1000)) s; 1: $((S1 / 1000)) s, 2+3: $((S2 / 1000)) s, 4 local: $((S4 / 1000)) s, 4 sshfs: $((S4S / 1000)) s, 5+7: $((S5 / 1000)) s, 6: $((S6 / 1000)) s)"
+  echo "- builds: $BENCH_PKG_DIR (as packaging/debian/rules: dpkg-buildflags hardening=+all, buildtype plain) and $BENCH_BUILD_DIR (static release); $LINKAGE ($((BUILD_S / 1000)) s to build); work dir file system: $FSTYPE"
+  echo "- run time: ${TOTAL_S} s (build $((BUILD_S / 1000)) s; 1: $((S1 / 1000)) s, 2: $((S2 / 1000)) s, 3: $((S3 / 1000)) s, 4: $((S4S / 1000)) s, 5: $((S6 / 1000)) s, 6: $((S5 / 1000)) s, r: $((S4 / 1000)) s)"
   echo
   echo "| # | measurement | nfsup | peer | ratio | target | result |"
   echo "|---|---|---|---|---|---|---|"

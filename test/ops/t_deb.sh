@@ -63,6 +63,8 @@ check_installed_files() {
   local f
   for f in /usr/bin/nfsup-install /usr/bin/nfsup-watchdog /usr/bin/nfsup-reconfig; do
     [ -x "$f" ] || fail "$f missing"
+    # linked statically on purpose (debian/rules: the cron tick's cost before main())
+    if ldd "$f" >/dev/null 2>&1; then fail "$f is dynamically linked: $(ldd "$f" | wc -l) shared objects"; fi
   done
   [ -f /etc/nfsup/watchdog.yaml ] || fail "/etc/nfsup/watchdog.yaml missing"
   dpkg-query -W -f='${Conffiles}\n' nfsup | grep -q '^ /etc/nfsup/watchdog.yaml ' \

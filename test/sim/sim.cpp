@@ -76,6 +76,12 @@ using nfsup::test::FakeFs;
 class World {
  public:
   World(uint64_t seed, bool verbose, Mode mode) : rng_(seed), verbose_(verbose), mode_(mode), hook_(*this) {}
+  /// Scale knobs for benchmarks (scripts/bench.sh); 0 / false keep the random schedule. They are
+  /// applied after the random draws they replace, so a seed's other choices stay the same.
+  int fixed_hosts = 0;     ///< this many hosts instead of 2..5
+  int fixed_switches = 0;  ///< this many switches instead of 2..4
+  bool calm = false;  ///< a clean push to the next release: no crash, interrupt, second master, veto, bad
+                      ///< release or EIO (the checks still run)
   int64_t now = 1'000'000;
   FakeFs srv;
   std::vector<std::unique_ptr<Host>> hosts;
@@ -114,6 +120,7 @@ class World {
     srv.add_file(share.pointer_path(), pack_pointer(p0));
     see_pointer();
     int n = pick(2, 5);
+    if (fixed_hosts > 0) n = fixed_hosts;
     bool checks = pick(0, 2) != 0;  // with no host voting, markers skip the vote phase
     // Sometimes the newest release's agent will not start on some hosts (or on all).
     bool bad = pick(0, 3) == 0;
@@ -129,6 +136,7 @@ class World {
       if (bad && (bad_everywhere || pick(0, 1) == 0)) hp.bad = kReleases.back();
       hp.veto = checks && pick(0, 3) == 0 ? 0.4 : 0;
       hp.eio = pick(0, 3) == 0 ? 0.03 : 0;
+      if (calm) hp.bad.clear(), hp.veto = 0, hp.eio = 0;
       auto h = std::make_unique<Host>(fmt::format("h{}", i + 1), srv, now, hp, rng_);
       h->signed_mode = mode_ == Mode::Signed;
       h->next_poll = now + pick(0, static_cast<int>(hp.poll_ms));
@@ -143,6 +151,7 @@ class World {
     }
     advance(3000);
     int k = pick(2, 4);
+    if (fixed_switches > 0) k = fixed_switches;
     for (int i = 0; i < k; ++i) {
       if (mode_ == Mode::Signed && chance(0.5)) forge(share);
       one_switch(share);
@@ -233,6 +242,12 @@ class World {
     crash_point_ = chance(0.15) ? pick(0, 3) : -1;
     interrupt_at_ = crash_at_ < 0 && chance(0.15) ? pick(1, 40) : -1;
     race_ = chance(0.15);
+    if (calm) {  // a clean push to the next release: something to switch, nothing in the way
+      crash_at_ = crash_point_ = interrupt_at_ = -1, race_ = false;
+      auto at = std::find(kReleases.begin(), kReleases.end(), before.release);
+      target = at == kReleases.end() || at + 1 == kReleases.end() ? kReleases.front() : *(at + 1);
+      action = "push";
+    }
     sleeps_ = 0;
     interrupt_ = 0;
     nonce_.clear();
@@ -546,7 +561,8 @@ bool parse_mode(const std::string& s, Mode& m) {
 
 int main(int argc, char** argv) {
   uint64_t first = 1, count = 1000;
-  bool verbose = false, single = false;
+  bool verbose = false, single = false, calm = false;
+  int hosts = 0, switches = 0;
   sim::Mode mode = sim::Mode::AllAtOnce;
   const char* mode_name = "all-at-once";
   for (int i = 1; i < argc; ++i) {
@@ -556,9 +572,16 @@ int main(int argc, char** argv) {
     else if (a == "--schedules" && i + 1 < argc) count = std::stoull(argv[++i]);
     else if (a == "-v") verbose = true;
     else if (a == "--mode" && i + 1 < argc && sim::parse_mode(argv[i + 1], mode)) mode_name = argv[++i];
+    else if (a == "--hosts" && i + 1 < argc) hosts = std::stoi(argv[++i]);
+    else if (a == "--switches" && i + 1 < argc) switches = std::stoi(argv[++i]);
+    else if (a == "--calm") calm = true;
     else {
-      std::fprintf(stderr, "usage: nfsup-sim [--mode all-at-once|rolling|migrate|signed] [--first N] [--schedules N] "
-                           "[--seed N [-v]]\n");
+      std::fprintf(stderr,
+                   "usage: nfsup-sim [--mode all-at-once|rolling|migrate|signed] [--first N] [--schedules N] "
+                   "[--seed N [-v]] [--hosts N] [--switches N] [--calm]\n"
+                   "  --hosts N: N hosts per schedule (default 2..5); --switches N: N switches (default 2..4);\n"
+                   "  --calm: each switch a clean push to the next release: no master crash, interrupt, second\n"
+                   "          master, veto, failing release or EIO (for timing; every check still runs)\n");
       return 2;
     }
   }
@@ -580,6 +603,9 @@ int main(int argc, char** argv) {
   size_t steps = 0, failed = 0, gaps = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     sim::World w(seed, verbose, mode);
+    w.fixed_hosts = hosts;
+    w.fixed_switches = switches;
+    w.calm = calm;
     nfsup::set_test_clock({&sim::World::clock_now, &sim::World::clock_sleep, &w});
     nfsup::set_fault_hooks({&sim::World::crash_hook, &sim::World::stop_hook, &w});
     try {
