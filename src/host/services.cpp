@@ -42,8 +42,10 @@ std::pair<std::set<std::string>, std::set<std::string>> changed_and_dependents(
     auto it = old_hashes.find(m.name);
     if (it == old_hashes.end() || it->second != m.sha256) changed.insert(m.name);
   }
-  for (const auto& [name, h] : old_hashes)
+  for (const auto& kv : old_hashes) {
+    const std::string& name = kv.first;  // (not a structured binding: clang 14 cannot capture one)
     if (std::none_of(next.begin(), next.end(), [&](const ModuleInfo& m) { return m.name == name; })) changed.insert(name);
+  }
   reached = changed;
   for (bool grew = true; grew;) {
     grew = false;
