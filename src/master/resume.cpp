@@ -193,6 +193,14 @@ struct Resume {
     return rep;
   }
 
+  // The dead master's marker, taken over and rewritten as rolling (finalize and rolling go on
+  // batch by batch; hosts hold only when a batch names them).
+  Status take_marker_as_rolling(Marker& m) {
+    if (auto s = take_marker(m); !s) return s;
+    m.strategy = "rolling";
+    return rewrite_marker(share, m);
+  }
+
   // A finalize that wrote its pointer: the fence (again) and the marker's removal.
   Result<ResumeReport> go_on_finalize() {
     const StepKind from = pg->step_name == "fence" ? StepKind::Fence : StepKind::Switch;
@@ -203,9 +211,7 @@ struct Resume {
       return rep;
     }
     Marker m;
-    if (auto s = take_marker(m); !s) return s.error();
-    m.strategy = "rolling";
-    if (auto s = rewrite_marker(share, m); !s) return s.error();
+    if (auto s = take_marker_as_rolling(m); !s) return s.error();
     audit_or_say(share, opt, "resume", fmt::format("finalize acting {} -> {} after step {}", pg->previous, pg->target,
                                                    step_name(from)),
                  "started");
@@ -225,9 +231,7 @@ struct Resume {
       return rep;
     }
     Marker m;
-    if (auto s = take_marker(m); !s) return s.error();
-    m.strategy = "rolling";
-    if (auto s = rewrite_marker(share, m); !s) return s.error();
+    if (auto s = take_marker_as_rolling(m); !s) return s.error();
     audit_or_say(share, opt, "resume", fmt::format("rolling {} -> {} after step {} {}", pg->previous, pg->target,
                                                    pg->step, pg->step_name),
                  "started");
